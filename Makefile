@@ -1,0 +1,56 @@
+# cloud-assets: every target creates .venv and installs the pinned dependencies first (once).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/var/dagster
+export CLOUD_ASSETS_VAR_DIR ?= $(CURDIR)/var
+DEMO_DATA ?= $(CURDIR)/var/demo-data
+DEMO_MODEL ?= $(CURDIR)/var/demo-model.keras
+export CLOUD_ASSETS_DATA_DIR ?= $(DEMO_DATA)
+export CLOUD_ASSETS_MODEL_PATH ?= $(DEMO_MODEL)
+# the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
+DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
+
+.PHONY: install test demo ui definitions clean bench
+
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+test: install
+	$(PY) -m pytest -n 2 --dist loadfile
+
+definitions: install
+	$(VENV)/bin/dagster definitions validate -m cloud_assets.definitions
+
+$(DEMO_DATA)/train.csv: | $(STAMP)
+	$(VENV)/bin/cloud-assets synth --out $(DEMO_DATA) $(DEMO_SIZE)
+
+demo: install $(DEMO_DATA)/train.csv
+	$(VENV)/bin/dagster asset materialize -m cloud_assets.definitions --select '*'
+	@echo
+	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
+	@echo "Assets:       $(CLOUD_ASSETS_VAR_DIR)/store/<asset>/  (.npy, .parquet, .json)"
+	@echo "Dagster home: $(DAGSTER_HOME)"
+	@echo "Open the UI:  make ui   (then http://127.0.0.1:3000)"
+
+ui: install
+	$(VENV)/bin/dagster dev -m cloud_assets.definitions -h 127.0.0.1 -p 3000
+
+bench: install
+	$(PY) bench/masks.py
+
+clean:
+	rm -rf var

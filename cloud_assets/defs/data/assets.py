@@ -1,0 +1,142 @@
+"""Data assets: labels, split, image cache, masks, dark images. None depends on the model."""
+
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from cloud_assets.defs import checks
+from cloud_assets.defs.resources import DatasetResource, VarDir
+from cloud_assets.lib import dark, images, labels, rle
+from cloud_assets.lib.labels import DatasetError, Problem
+from cloud_assets.lib.store import Bundle
+
+LABEL_CHECKS = [
+    checks.spec("label_table", "train_csv_schema", "train.csv has Image_Label,EncodedPixels; labels are "
+                "'<image>_<class>' with a configured class, each once."),
+    checks.spec("label_table", "rle_valid", "Every EncodedPixels is sorted, non-overlapping 'start length' "
+                "pairs inside the image."),
+]
+IMAGE_CHECKS = [
+    checks.spec("image_cache", "images_readable", "Every labelled and test image exists and is a complete JPEG."),
+    checks.spec("image_cache", "image_size", "Every image has the dataset's size (the masks' RLE shape).",
+                blocking=False),
+]
+
+
+def _md_table(df: pd.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(df.to_markdown(index=False))
+
+
+@dg.asset(group_name="data", check_specs=LABEL_CHECKS)
+def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
+    """One row per labelled image: its classes and a one-hot vector in the model's class order."""
+    path = dataset.train_csv
+    try:
+        rows = labels.read_train_csv(path)
+        problems = labels.check_rows(rows, path, dataset.class_names, dataset.original_shape())
+    except DatasetError as e:
+        problems = [Problem("train_csv_schema", str(path), str(e).removeprefix(f"{path}: "))]
+    yield from checks.results(LABEL_CHECKS, problems)
+    checks.raise_blocking(LABEL_CHECKS, problems)
+
+    table = labels.label_table(rows, dataset.class_names)
+    freq = pd.DataFrame({"class": dataset.class_names,
+                         "images": [int(table[c].sum()) for c in dataset.class_names]})
+    per_image = table["n_labels"].value_counts().sort_index().rename_axis("labels").reset_index(name="images")
+    context.log.info(f"label_table: {len(table)} images, {int(table[dataset.class_names].to_numpy().sum())} labels")
+    yield dg.Output(
+        {"labels": table, "rows": rows[["Image_Label", "EncodedPixels"]],
+         "meta": {"class_names": dataset.class_names, "original_shape": dataset.original_shape()}},
+        metadata={"images": len(table), "rows": len(rows), "class_frequencies": _md_table(freq),
+                  "labels_per_image": _md_table(per_image)})
+
+
+@dg.asset(group_name="data")
+def train_val_split(label_table: Bundle):
+    """The seed's split: stratified by label combination, test_size 0.2, random_state 10."""
+    table = label_table.table("labels")
+    train, val = labels.stratified_split(table)
+    split = pd.DataFrame({"image": train + val, "split": ["train"] * len(train) + ["val"] * len(val)})
+    return dg.Output({"split": split}, metadata={"train": len(train), "val": len(val)})
+
+
+@dg.asset(group_name="data", check_specs=IMAGE_CHECKS)
+def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir,
+                train_val_split: Bundle):
+    """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split."""
+    split = train_val_split.table("split")
+    names = {s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")}
+    names["test"] = dataset.test_images()
+    expected = dataset.original_shape()
+    problems = [p for s, ns in names.items() for n in ns
+                for p in images.check_image(dataset.image_dir(s) / n, expected)]
+    yield from checks.results(IMAGE_CHECKS, problems)
+    checks.raise_blocking(IMAGE_CHECKS, problems)
+
+    staged = var.stage(context)
+    h, w = dataset.input_size
+    start = time.monotonic()
+    try:
+        for s, ns in names.items():
+            out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
+
+            def progress(done, total, secs, s=s):
+                rate = done / max(secs, 1e-9)
+                context.log.info(f"image_cache {s}: {done}/{total} images, {rate:.0f}/s, "
+                                 f"ETA {(total - done) / max(rate, 1e-9):.0f}s")
+
+            images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w), progress)
+            out.flush()
+            staged.put(f"{s}_names", pd.DataFrame({"image": ns}))
+    except BaseException:
+        var.store.discard(staged)
+        raise
+    n = sum(len(v) for v in names.values())
+    secs = time.monotonic() - start
+    yield dg.Output(staged, metadata={
+        **{f"{s}_images": len(v) for s, v in names.items()},
+        "shape": f"(n, {h}, {w}, 3) uint8 BGR", "images_per_second": round(n / max(secs, 1e-9), 1),
+        "original_shape": f"{expected[0]}x{expected[1]}"})
+
+
+@dg.asset(group_name="data")
+def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, label_table: Bundle,
+              train_val_split: Bundle):
+    """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the seed's `make_mask`."""
+    rows = label_table.table("rows")
+    encoded = dict(zip(rows["Image_Label"], rows["EncodedPixels"]))
+    split = train_val_split.table("split")
+    val = list(split.loc[split["split"] == "val", "image"])
+    shape = tuple(label_table.json("meta")["original_shape"])
+    masks = np.stack([rle.decode_resized([encoded.get(f"{img}_{cls}") for img in val], shape, dataset.input_size)
+                      for cls in dataset.class_names])
+    cover = pd.DataFrame({"class": dataset.class_names,
+                          "images_with_mask": [int(m.any(axis=(1, 2)).sum()) for m in masks],
+                          "mean_cover": [round(float(m.mean()), 3) for m in masks]})
+    context.log.info(f"val_masks: {masks.shape}")
+    return dg.Output({"masks": masks, "images": pd.DataFrame({"image": val})},
+                     metadata={"shape": str(masks.shape), "dtype": "uint8", "per_class": _md_table(cover)})
+
+
+@dg.asset(group_name="data")
+def dark_image_counts(label_table: Bundle, image_cache: Bundle, dataset: DatasetResource):
+    """Per image black fraction; per class dark-image counts over train+val; the test count."""
+    table = label_table.table("labels").set_index("image")
+    frames = []
+    for s in ("train", "val", "test"):
+        imgs = image_cache.array(s)
+        frac = dark.black_fraction(imgs)
+        frames.append(pd.DataFrame({"image": image_cache.table(f"{s}_names")["image"], "split": s,
+                                    "black_fraction": frac,
+                                    "dark": dark.is_dark(frac, imgs.shape[1] * imgs.shape[2])}))
+    per_image = pd.concat(frames, ignore_index=True)
+    labelled = per_image[per_image["split"] != "test"]
+    onehot = table.loc[labelled["image"], dataset.class_names].to_numpy()
+    per_class = pd.DataFrame({"class": dataset.class_names,
+                              "dark_images": dark.class_counts(labelled["dark"].to_numpy(), onehot)})
+    per_split = per_image.groupby("split", sort=False)["dark"].sum().astype(int).reset_index(name="dark_images")
+    return dg.Output({"images": per_image, "per_class": per_class, "per_split": per_split},
+                     metadata={"per_class": _md_table(per_class), "per_split": _md_table(per_split),
+                               "test_dark": int(per_image.loc[per_image["split"] == "test", "dark"].sum())})

@@ -1,0 +1,117 @@
+"""Resources: where the dataset is, how to read it, and the array store (the IO manager)."""
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+
+from cloud_assets.lib import images, labels
+from cloud_assets.lib.labels import DatasetError
+from cloud_assets.lib.store import Bundle, Store
+
+DEFAULT_VAR_DIR = "var"
+
+
+class DatasetResource(dg.ConfigurableResource):
+    """A dataset folder in the Kaggle layout: train.csv, train_images/, test_images/."""
+
+    data_dir: str
+    class_names: list[str] = list(labels.SEED_CLASS_ORDER)  # the model's output order, never sorted
+    input_height: int = 224   # the model input the images and masks are resized to
+    input_width: int = 224
+    image_height: int = 0     # original image size; 0: the most common size among train_images/
+    image_width: int = 0
+
+    @property
+    def root(self) -> Path:
+        root = Path(self.data_dir)
+        if not root.exists():
+            raise DatasetError(f"{root}: dataset folder does not exist (CLOUD_ASSETS_DATA_DIR); "
+                               f"expected a folder with train.csv, train_images/ and test_images/")
+        if not root.is_dir():
+            raise DatasetError(f"{root}: is a file; CLOUD_ASSETS_DATA_DIR must be a folder with train.csv, "
+                               f"train_images/ and test_images/")
+        return root
+
+    @property
+    def train_csv(self) -> Path:
+        return self.root / "train.csv"
+
+    def image_dir(self, split: str) -> Path:
+        return self.root / ("test_images" if split == "test" else "train_images")
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input_height, self.input_width
+
+    def test_images(self) -> list[str]:
+        folder = self.image_dir("test")
+        return sorted(p.name for p in folder.glob("*.jpg")) if folder.is_dir() else []
+
+    def original_shape(self) -> tuple[int, int]:
+        """(height, width) of the original images: configured, or the most common in train_images/."""
+        if self.image_height and self.image_width:
+            return self.image_height, self.image_width
+        folder = self.image_dir("train")
+        sizes = Counter()
+        for p in sorted(folder.glob("*.jpg"))[:200] if folder.is_dir() else []:
+            try:
+                sizes[images.jpeg_size(p)] += 1
+            except DatasetError:
+                continue  # reported by the image checks
+        if not sizes:
+            raise DatasetError(f"{folder}: no readable .jpg images; expected the labelled images of train.csv")
+        return sizes.most_common(1)[0][0]
+
+
+class VarDir(dg.ConfigurableResource):
+    """The folder for the array store (`store/`) and the built site (`site/`); CLOUD_ASSETS_VAR_DIR."""
+
+    path: str = DEFAULT_VAR_DIR
+
+    @property
+    def store(self) -> Store:
+        return Store(Path(self.path) / "store")
+
+    def stage(self, context: dg.AssetExecutionContext) -> Bundle:
+        """A staging bundle for an asset that writes its arrays batch by batch, then returns it."""
+        return self.store.stage(context.asset_key.to_python_identifier())
+
+
+class ArrayStore(dg.ConfigurableIOManager):
+    """Stores each asset as a folder of .npy/.parquet/.json under `<var_dir>/store`, published atomically.
+
+    An asset returns either a dict of arrays / DataFrames / JSON-able values, or a staging `Bundle`
+    it filled itself (from `VarDir.stage`). Inputs load as `Bundle`s.
+    """
+
+    var: VarDir
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        name = context.asset_key.to_python_identifier()
+        store = self.var.store
+        if isinstance(obj, Bundle):
+            staged = obj
+        else:
+            staged = store.stage(name)
+            for key, value in obj.items():
+                staged.put(key, value)
+        bundle = store.publish(name, staged)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(bundle.path.resolve())),
+                                     "stored_mb": round(bundle.nbytes() / 2 ** 20, 2)})
+
+    def load_input(self, context: dg.InputContext) -> Bundle:
+        return self.var.store.get(context.upstream_output.asset_key.to_python_identifier())
+
+
+def build_resources(data_dir, var_dir: str | None = None, **dataset_config) -> dict:
+    """The resources of the definitions; tests pass real folders."""
+    var = VarDir(path=var_dir or os.environ.get("CLOUD_ASSETS_VAR_DIR", DEFAULT_VAR_DIR))
+    return {"io_manager": ArrayStore(var=var), "var": var,
+            "dataset": DatasetResource(data_dir=data_dir, **dataset_config)}
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=build_resources(dg.EnvVar("CLOUD_ASSETS_DATA_DIR")))

@@ -1,0 +1,112 @@
+"""train.csv -> validated rows -> one row per image (`label_table`) -> the seed's stratified split."""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cloud_assets.lib import rle
+
+SEED_CLASS_ORDER = ("Fish", "Flower", "Sugar", "Gravel")  # the seed classifier's output order
+
+
+class DatasetError(ValueError):
+    """Bad input data; the message names the file and the row or image."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    check: str       # which input check found it
+    where: str       # file and row, or image
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def read_train_csv(path: Path) -> pd.DataFrame:
+    """Read train.csv as strings, with a `line` column (the file's line number, header = 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: train.csv not found (expected a file with columns Image_Label,EncodedPixels)")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not a readable CSV ({e})") from None
+    missing = {"Image_Label", "EncodedPixels"} - set(df.columns)
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                           f"expected header 'Image_Label,EncodedPixels', found {list(df.columns)}")
+    if df.empty:
+        raise DatasetError(f"{path}: no rows after the header; expected 4 rows per image")
+    df = df[["Image_Label", "EncodedPixels"]].copy()
+    df["line"] = np.arange(2, len(df) + 2)
+    return df
+
+
+def check_rows(df: pd.DataFrame, path: Path, class_names, shape) -> list[Problem]:
+    """Every problem in train.csv's rows; `shape` is the images' (height, width) for RLE bounds."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    known = set(class_names)
+    for label, enc, line in zip(df["Image_Label"], df["EncodedPixels"], df["line"]):
+        where = f"{path} line {line} ({label!r})"
+        image, sep, cls = label.rpartition("_")
+        if not sep or not image or not cls:
+            problems.append(Problem("train_csv_schema", where, "Image_Label must be '<image>_<class>'"))
+            continue
+        if cls not in known:
+            problems.append(Problem("train_csv_schema", where,
+                                    f"unknown class {cls!r}; configured classes are {list(class_names)}"))
+        if "/" in image or "\\" in image or image.startswith("."):
+            problems.append(Problem("train_csv_schema", where, f"image name {image!r} is not a plain file name"))
+        if label in seen:
+            problems.append(Problem("train_csv_schema", where, f"duplicate of line {seen[label]}"))
+        seen[label] = line
+        if not rle.is_empty(enc):
+            try:
+                rle.parse(enc, shape)
+            except rle.RLEError as e:
+                problems.append(Problem("rle_valid", where, f"EncodedPixels: {e}"))
+    return problems
+
+
+def label_table(df: pd.DataFrame, class_names) -> pd.DataFrame:
+    """One row per image, sorted by name: `image`, `classes` (present classes, sorted, ';'-joined),
+    `n_labels`, then one 0/1 int8 column per class in the model's order `class_names`.
+
+    An image's class is present when its EncodedPixels is non-empty. Images whose rows are all
+    empty are kept with no class (the seed drops them; the real data has none).
+    """
+    parts = df["Image_Label"].str.rpartition("_")
+    long = pd.DataFrame({"image": parts[0], "class": parts[2], "present": df["EncodedPixels"].str.strip() != ""})
+    table = pd.DataFrame({"image": sorted(long["image"].unique())})
+    present = long[long["present"]]
+    for cls in class_names:
+        table[cls] = table["image"].isin(present.loc[present["class"] == cls, "image"]).astype(np.int8)
+    onehot = table[list(class_names)].to_numpy()
+    table.insert(1, "classes", [";".join(sorted(np.asarray(class_names)[row == 1])) for row in onehot])
+    table.insert(2, "n_labels", onehot.sum(axis=1))
+    return table
+
+
+def stratified_split(table: pd.DataFrame, test_size: float = 0.2, random_state: int = 10):
+    """The seed's split: train_test_split of the image names, stratified by label combination.
+
+    The seed's key is `str(sorted(list(classes)))`. A combination held by one image cannot be
+    stratified (scikit-learn refuses); such images are pooled into one group, a case the real
+    data does not have.
+    """
+    from sklearn.model_selection import train_test_split
+
+    keys = [str(sorted(c.split(";"))) if c else "[]" for c in table["classes"]]
+    counts = Counter(keys)
+    keys = [k if counts[k] > 1 else "rare" for k in keys]
+    if keys.count("rare") == 1:
+        keys = [counts.most_common(1)[0][0] if k == "rare" else k for k in keys]
+    train, val = train_test_split(table["image"].to_numpy(), test_size=test_size, stratify=keys,
+                                  random_state=random_state)
+    return list(train), list(val)
