@@ -96,17 +96,24 @@ def label_table(df: pd.DataFrame, class_names) -> pd.DataFrame:
 def stratified_split(table: pd.DataFrame, test_size: float = 0.2, random_state: int = 10):
     """The seed's split: train_test_split of the image names, stratified by label combination.
 
-    The seed's key is `str(sorted(list(classes)))`. A combination held by one image cannot be
-    stratified (scikit-learn refuses); such images are pooled into one group, a case the real
-    data does not have.
+    The seed's key is `str(sorted(list(classes)))`. Where scikit-learn cannot stratify by it
+    (a combination held by one image, or more combinations than validation images: small data,
+    never the real data) combinations held by one image are pooled, then the number of labels is
+    used, then no stratification.
     """
     from sklearn.model_selection import train_test_split
 
-    keys = [str(sorted(c.split(";"))) if c else "[]" for c in table["classes"]]
-    counts = Counter(keys)
-    keys = [k if counts[k] > 1 else "rare" for k in keys]
-    if keys.count("rare") == 1:
-        keys = [counts.most_common(1)[0][0] if k == "rare" else k for k in keys]
-    train, val = train_test_split(table["image"].to_numpy(), test_size=test_size, stratify=keys,
-                                  random_state=random_state)
-    return list(train), list(val)
+    combos = [str(sorted(c.split(";"))) if c else "[]" for c in table["classes"]]
+    counts = Counter(combos)
+    pooled = [k if counts[k] > 1 else "rare" for k in combos]
+    if pooled.count("rare") == 1:
+        pooled = [counts.most_common(1)[0][0] if k == "rare" else k for k in pooled]
+    images = np.asarray(table["image"], dtype=object)
+    n_labels = [len(c.split(";")) if c else 0 for c in table["classes"]]
+    for key in (combos, pooled, n_labels, None):
+        try:
+            train, val = train_test_split(images, test_size=test_size, stratify=key, random_state=random_state)
+            return list(train), list(val)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable: an unstratified split always succeeds")

@@ -1,0 +1,46 @@
+import numpy as np
+import pandas as pd
+
+from cloud_assets.lib.store import Store
+from tests import seed_reference as seed
+from tests.helpers import checks, materialize
+
+
+def test_data_assets_reproduce_the_seed(small_dataset, tmp_path):
+    result = materialize(small_dataset, tmp_path / "var")
+    assert result.success
+    assert all(c.passed for c in checks(result).values())
+    store = Store(tmp_path / "var" / "store")
+    split = store.get("train_val_split").table("split")
+    val = list(split.loc[split["split"] == "val", "image"])
+    cache = store.get("image_cache")
+    assert list(cache.table("val_names")["image"]) == val
+    val_imgs = cache.array("val")
+    assert val_imgs.dtype == np.uint8 and val_imgs.shape == (len(val), 224, 224, 3)
+    for i, name in enumerate(val):  # the seed's get_img, before its /255
+        ref = seed.get_img(small_dataset / "train_images" / name)
+        assert np.array_equal(val_imgs[i].astype(np.float32) / 255.0, ref)
+
+    masks = store.get("val_masks").array("masks")
+    df = pd.read_csv(small_dataset / "train.csv")
+    assert masks.shape == (4, len(val), 224, 224)
+    for c, cls in enumerate(["Fish", "Flower", "Sugar", "Gravel"]):
+        for i, name in enumerate(val):
+            assert np.array_equal(masks[c, i], seed.make_mask(df, f"{name}_{cls}", (350, 525))), (cls, name)
+
+    dark = store.get("dark_image_counts")
+    table = store.get("label_table").table("labels").set_index("image")
+    seed_counts = [0] * 4
+    for name in split["image"]:
+        if seed.is_dark(seed.get_img(small_dataset / "train_images" / name)):
+            for c in np.flatnonzero(table.loc[name, ["Fish", "Flower", "Sugar", "Gravel"]].to_numpy()):
+                seed_counts[c] += 1
+    assert list(dark.table("per_class")["dark_images"]) == seed_counts and sum(seed_counts) > 0
+    test_dark = sum(seed.is_dark(seed.get_img(p)) for p in (small_dataset / "test_images").glob("*.jpg"))
+    per_split = dark.table("per_split").set_index("split")["dark_images"]
+    assert per_split["test"] == test_dark
+
+    meta = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert "Fish" in meta["label_table"]["class_frequencies"].value
+    assert meta["image_cache"]["val_images"].value == len(val)
+    assert meta["val_masks"]["shape"].value == str(masks.shape)

@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from cloud_assets.lib import labels
+from tests import seed_reference as seed
+
+
+def test_label_table_and_split_match_the_seed(tmp_path):
+    from cloud_assets.synth import SynthConfig
+    from cloud_assets.synth.dataset import _write_csv, label_rows, plan
+
+    cfg = SynthConfig(train=600, test=0, height=140, width=210, seed=5)
+    path = tmp_path / "train.csv"
+    _write_csv(path, ("Image_Label", "EncodedPixels"), label_rows(plan(cfg), (cfg.height, cfg.width)))
+    rows = labels.read_train_csv(path)
+    table = labels.label_table(rows, labels.SEED_CLASS_ORDER)
+    seed_df, seed_classes = seed.seed_label_table(pd.read_csv(path))
+    # the synthetic data keeps a label on every image, so the seed drops none
+    assert list(table["image"]) == list(seed_df["Image"])
+    for cls in labels.SEED_CLASS_ORDER:
+        assert np.array_equal(table[cls].to_numpy(), seed_df[cls].to_numpy()), cls
+    train, val = labels.stratified_split(table)
+    seed_train, seed_val = seed.seed_split(seed_df)
+    assert train == list(seed_train) and val == list(seed_val)
+
+
+def test_class_order_comes_from_configuration_not_sorting(small_dataset):
+    rows = labels.read_train_csv(small_dataset / "train.csv")
+    order = ["Sugar", "Fish", "Gravel", "Flower"]
+    table = labels.label_table(rows, order)
+    assert list(table.columns[3:]) == order
+    assert table["classes"].map(lambda c: c == ";".join(sorted(c.split(";")))).all()
+
+
+def test_split_survives_a_label_combination_held_by_one_image():
+    table = pd.DataFrame({"image": [f"{i:07x}.jpg" for i in range(11)],
+                          "classes": ["Fish"] * 5 + ["Sugar"] * 5 + ["Fish;Flower;Gravel;Sugar"]})
+    train, val = labels.stratified_split(table)
+    assert len(train) + len(val) == 11 and set(train).isdisjoint(val)
+
+
+def test_check_rows_names_file_line_and_problem(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("Image_Label,EncodedPixels\n"
+                    "a.jpg_Fish,1 3\n"
+                    "a.jpg_Fish,1 3\n"          # duplicate
+                    "b.jpg_Cumulus,\n"           # unknown class
+                    "bjpg,\n"                    # no _Class
+                    "../c.jpg_Fish,\n"           # escapes the folder
+                    "d.jpg_Sugar,1 2 3\n")       # odd RLE
+    problems = labels.check_rows(labels.read_train_csv(path), path, labels.SEED_CLASS_ORDER, (10, 10))
+    text = "\n".join(map(str, problems))
+    assert f"{path} line 3 ('a.jpg_Fish'): duplicate of line 2" in text
+    assert "line 4 ('b.jpg_Cumulus'): unknown class 'Cumulus'" in text
+    assert "line 5 ('bjpg'): Image_Label must be '<image>_<class>'" in text
+    assert "line 6" in text and "not a plain file name" in text
+    assert "line 7 ('d.jpg_Sugar'): EncodedPixels: odd number of fields" in text
+    assert {p.check for p in problems} == {"train_csv_schema", "rle_valid"}
+
+
+@pytest.mark.parametrize("content,message", [
+    ("Image,Pixels\na.jpg_Fish,\n", "missing column(s) EncodedPixels, Image_Label"),
+    ("Image_Label,EncodedPixels\n", "no rows after the header"),
+    ("", "not a readable CSV"),
+])
+def test_read_train_csv_errors(tmp_path, content, message):
+    path = tmp_path / "train.csv"
+    path.write_text(content)
+    with pytest.raises(labels.DatasetError, match=str(path)) as e:
+        labels.read_train_csv(path)
+    assert message in str(e.value)
