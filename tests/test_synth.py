@@ -94,3 +94,21 @@ def test_full_size_images_have_real_jpeg_sizes(tmp_path):
     summary = synthesize(tmp_path, SynthConfig(train=3, test=1, seed=1, workers=1), progress=lambda m: None)
     assert cv2.imread(str(next((tmp_path / "train_images").iterdir()))).shape == (1400, 2100, 3)
     assert 250 <= summary["mean_jpeg_kb"] <= 600
+
+
+def test_boxes_rle_equals_encoding_the_mask():
+    from cloud_assets.synth.dataset import boxes_rle
+
+    rng = np.random.default_rng(4)
+    for shape in [(30, 40), (350, 525)]:
+        for _ in range(50):
+            boxes = []
+            for _ in range(rng.integers(1, 4)):
+                y0, x0 = rng.integers(0, shape[0] - 1), rng.integers(0, shape[1] - 1)
+                boxes.append((y0, x0, rng.integers(y0 + 1, shape[0] + 1), rng.integers(x0 + 1, shape[1] + 1)))
+            if rng.random() < 0.2:
+                boxes.append((0, 3, shape[0], 9))  # full-height columns: runs that join up
+            mask = np.zeros(shape, np.uint8)
+            for y0, x0, y1, x1 in boxes:
+                mask[y0:y1, x0:x1] = 1
+            assert boxes_rle(boxes, shape) == rle.encode(mask)

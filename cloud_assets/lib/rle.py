@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 
 import cv2
@@ -19,20 +21,32 @@ def is_empty(rle) -> bool:
     return rle is None or (isinstance(rle, float) and math.isnan(rle)) or (isinstance(rle, str) and not rle.strip())
 
 
+def _fields(rle: str) -> np.ndarray:
+    """The integers of an RLE string; C-speed parsing, with a slow path that names a bad field."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns, not raises, where parsing stops early
+        try:
+            values = np.fromstring(rle, dtype=np.int64, sep=" ")
+            if len(values) == rle.count(" ") + 1 or len(values) == len(rle.split()):
+                return values
+        except (DeprecationWarning, ValueError):
+            pass
+    fields = rle.split()
+    bad = next((f for f in fields if not f.isdigit()), None)
+    if bad is not None:
+        raise RLEError(f"field {bad!r} is not a non-negative integer")
+    return np.array(fields, dtype=np.int64)
+
+
 def parse(rle: str, shape: tuple[int, int] = ORIGINAL_SHAPE) -> tuple[np.ndarray, np.ndarray]:
     """Validated `(starts, ends)` as 0-based int64 half-open runs, sorted and non-overlapping.
 
     Raises RLEError naming what is wrong: an odd number of fields, a field that is not a positive
     integer, a run outside the image, runs out of order or overlapping.
     """
-    fields = rle.split()
-    if len(fields) % 2:
-        raise RLEError(f"odd number of fields ({len(fields)}): expected 'start length' pairs")
-    try:
-        values = np.array(fields, dtype=np.int64)
-    except ValueError:
-        bad = next(f for f in fields if not f.isdigit())
-        raise RLEError(f"field {bad!r} is not a non-negative integer") from None
+    values = _fields(rle)
+    if len(values) % 2:
+        raise RLEError(f"odd number of fields ({len(values)}): expected 'start length' pairs")
     starts, lengths = values[0::2] - 1, values[1::2]
     n_pixels = shape[0] * shape[1]
     ends = starts + lengths
@@ -90,9 +104,9 @@ def _resize_table(shape: tuple[int, int], size: tuple[int, int]):
 
     When those 2x2 windows are disjoint (downscaling by 2 or more) the whole resize is a lookup
     of a 4-bit code per output pixel. The table is built by OpenCV itself, one full-size resize per
-    code, so the result is bit-identical to `cv2.resize` whatever its rounding. Returns the flat
-    table `(16 * oh * ow,)` and the sorted column-major indices of all taps, or None when windows
-    overlap.
+    code, so the result is bit-identical to `cv2.resize` whatever its rounding. Returns the table
+    flattened as `[(x * oh + y) * 16 + code]`, and the column-major index of every tap in
+    increasing order (x, dx, y, dy), or None when windows overlap.
     """
     (h, w), (oh, ow) = shape, size
     y0, y1 = _source_taps(h, oh)
@@ -108,41 +122,54 @@ def _resize_table(shape: tuple[int, int], size: tuple[int, int]):
         img[np.ix_(y1, x0)] = (code >> 2) & 1
         img[np.ix_(y1, x1)] = (code >> 3) & 1
         table[code] = cv2.resize(img, (ow, oh), interpolation=cv2.INTER_LINEAR)
-    # column-major index of every tap, column by column: increasing, so one sorted search
     positions = (cols[:, None] * h + rows[None, :]).ravel()
-    return table.ravel(), positions
+    return np.ascontiguousarray(table.transpose(2, 1, 0)).ravel(), positions
+
+
+@functools.lru_cache(maxsize=8)
+def _code_base(oh: int, ow: int) -> np.ndarray:
+    return (np.arange(ow * oh, dtype=np.intp) * 16).reshape(ow, oh)
 
 
 def decode_resized(rles: Sequence, shape: tuple[int, int] = ORIGINAL_SHAPE,
-                   size: tuple[int, int] = (224, 224)) -> np.ndarray:
+                   size: tuple[int, int] = (224, 224), workers: int = 1) -> np.ndarray:
     """uint8 `(len(rles), size[0], size[1])`, each equal to the seed's `make_mask`.
 
     That is `cv2.resize(decode(rle, shape), (size[1], size[0]))` with INTER_LINEAR; an empty or
-    missing RLE gives zeros. Only the pixels the resize reads are decoded.
+    missing RLE gives zeros. Only the pixels the resize reads are decoded. `workers` threads
+    share the masks (NumPy releases the GIL in the heavy calls).
     """
     oh, ow = size
     out = np.zeros((len(rles), oh, ow), dtype=np.uint8)
     lookup = _resize_table(tuple(shape), tuple(size))
-    for k, rle in enumerate(rles):
+
+    def one(k):
+        rle = rles[k]
         if is_empty(rle):
-            continue
+            return
         if lookup is None:
             out[k] = cv2.resize(decode(rle, shape), (ow, oh), interpolation=cv2.INTER_LINEAR)
-            continue
+            return
         table, positions = lookup
         starts, ends = parse(rle, shape)
-        # runs are disjoint: mark the span of tap indices each run covers, then a running sum
-        n = len(positions)
-        edges = (np.bincount(np.searchsorted(positions, starts), minlength=n + 1)
-                 - np.bincount(np.searchsorted(positions, ends), minlength=n + 1))
-        taps = np.cumsum(edges[:n]).astype(bool)
-        t = taps.reshape(ow, 2, oh, 2)  # (x, dx, y, dy)
-        code = (t[:, 0, :, 0] | t[:, 1, :, 0].view(np.uint8) << 1
-                | t[:, 0, :, 1].view(np.uint8) << 2 | t[:, 1, :, 1].view(np.uint8) << 3).T
-        out[k] = table[code.astype(np.intp) * (oh * ow) + _flat_index(oh, ow)]
+        # the taps each run covers are a contiguous index range [a, b): paint them
+        a, b = np.searchsorted(positions, starts), np.searchsorted(positions, ends)
+        a, b = a[b > a], b[b > a]
+        taps = np.zeros(len(positions), np.uint8)
+        if len(a):
+            lengths = b - a
+            offsets = np.repeat(a - np.cumsum(lengths) + lengths, lengths)
+            taps[offsets + np.arange(len(offsets))] = 1
+        # taps are laid out (x, dx, y, dy); a uint16 view reads both dy at once: dy0 + 256 * dy1
+        pairs = taps.view("<u2").reshape(ow, 2, oh)
+        both = pairs[:, 0, :] + (pairs[:, 1, :] << 1)          # dx0dy0 | dx1dy0 << 1 | (dy1 bits) << 8
+        code = (both & 3) | (both >> 6)                           # 4-bit code: dx0dy0, dx1dy0, dx0dy1, dx1dy1
+        out[k] = np.take(table, _code_base(oh, ow) + code).T
+
+    if workers > 1 and len(rles) > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(len(rles)), chunksize=32))
+    else:
+        for k in range(len(rles)):
+            one(k)
     return out
-
-
-@functools.lru_cache(maxsize=8)
-def _flat_index(oh: int, ow: int) -> np.ndarray:
-    return np.arange(oh * ow).reshape(oh, ow)

@@ -23,7 +23,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cloud_assets.lib import rle
 from cloud_assets.synth import textures
 
 log = logging.getLogger(__name__)
@@ -198,11 +197,35 @@ def render(spec: ImageSpec, height: int, width: int) -> np.ndarray:
     return img
 
 
-def _mask(boxes, shape):
-    m = np.zeros(shape, np.uint8)
-    for y0, x0, y1, x1 in boxes:
-        m[y0:y1, x0:x1] = 1
-    return m
+def boxes_rle(boxes, shape) -> str:
+    """RLE of the union of boxes `(y0, x0, y1, x1)`, equal to `rle.encode` of their mask, without the mask."""
+    h, w = shape
+    edges = sorted({0, w, *(b[1] for b in boxes), *(b[3] for b in boxes)})
+    starts, lengths = [], []
+    for c0, c1 in zip(edges[:-1], edges[1:]):  # columns between box edges share their row runs
+        rows = sorted((y0, y1) for y0, x0, y1, x1 in boxes if x0 <= c0 and c1 <= x1)
+        merged = []
+        for y0, y1 in rows:
+            if merged and y0 <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], y1)
+            else:
+                merged.append([y0, y1])
+        cols = np.arange(c0, c1)
+        for y0, y1 in merged:
+            starts.append(cols * h + y0)
+            lengths.append(np.full(len(cols), y1 - y0))
+    if not starts:
+        return ""
+    starts, lengths = np.concatenate(starts), np.concatenate(lengths)
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], starts[order] + lengths[order]
+    # a run that ends where the next starts (full-height columns) is one run, as encode() writes it
+    keep = np.r_[True, starts[1:] != ends[:-1]]
+    run_id = np.cumsum(keep) - 1
+    run_starts = starts[keep]
+    run_ends = np.zeros(len(run_starts), np.int64)
+    np.maximum.at(run_ends, run_id, ends)
+    return " ".join(f"{a + 1} {b - a}" for a, b in zip(run_starts, run_ends))
 
 
 def label_rows(specs: list[ImageSpec], shape, clean: bool = False) -> list[tuple[str, str]]:
@@ -218,7 +241,7 @@ def label_rows(specs: list[ImageSpec], shape, clean: bool = False) -> list[tuple
             elif p.labelled_as:
                 boxes[p.labelled_as] += p.mask_boxes
         for c in CSV_CLASSES:
-            rows.append((f"{s.name}_{c}", rle.encode(_mask(boxes[c], shape)) if boxes[c] else ""))
+            rows.append((f"{s.name}_{c}", boxes_rle(boxes[c], shape) if boxes[c] else ""))
     return rows
 
 

@@ -1,5 +1,6 @@
 """Data assets: labels, split, image cache, masks, dark images. None depends on the model."""
 
+import os
 import time
 
 import dagster as dg
@@ -105,12 +106,12 @@ def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var
 def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, label_table: Bundle,
               train_val_split: Bundle):
     """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the seed's `make_mask`."""
-    rows = label_table.table("rows")
-    encoded = dict(zip(rows["Image_Label"], rows["EncodedPixels"]))
+    encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
     split = train_val_split.table("split")
     val = list(split.loc[split["split"] == "val", "image"])
     shape = tuple(label_table.json("meta")["original_shape"])
-    masks = np.stack([rle.decode_resized([encoded.get(f"{img}_{cls}") for img in val], shape, dataset.input_size)
+    masks = np.stack([rle.decode_resized(encoded.reindex([f"{img}_{cls}" for img in val]).tolist(), shape,
+                                         dataset.input_size, workers=os.cpu_count() or 1)
                       for cls in dataset.class_names])
     cover = pd.DataFrame({"class": dataset.class_names,
                           "images_with_mask": [int(m.any(axis=(1, 2)).sum()) for m in masks],

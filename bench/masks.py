@@ -1,0 +1,66 @@
+"""Mask decoding: the seed's `make_mask` against `rle.decode_resized`, side by side, same masks.
+
+Writes (once, cached in bench/.cache/) a full-size train.csv of 5546 images with the synthetic
+generator's labels, takes the seed's validation split, and decodes every class mask of a sample
+of validation images both ways at 1400x2100 -> 224x224. Last line:
+`bench masks: ratio=R ratio_1thread=R1 exact=true|false` (ratio: ours on every core).
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cloud_assets.lib import labels, rle  # noqa: E402
+from cloud_assets.synth import SynthConfig  # noqa: E402
+from cloud_assets.synth.dataset import _write_csv, label_rows, plan  # noqa: E402
+from tests import seed_reference as seed  # noqa: E402
+
+CLASSES = list(labels.SEED_CLASS_ORDER)
+SAMPLE = 250  # validation images decoded by both methods (x4 classes)
+
+
+def main():
+    cache = Path(__file__).parent / ".cache" / "masks-train.csv"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        _write_csv(cache, ("Image_Label", "EncodedPixels"), label_rows(plan(SynthConfig(test=0)), (1400, 2100)))
+        print(f"wrote {cache} in {time.perf_counter() - t:.0f}s")
+    train_df_orig = pd.read_csv(cache)
+    table = labels.label_table(labels.read_train_csv(cache), CLASSES)
+    _, val = labels.stratified_split(table)
+    val = val[:SAMPLE]
+    print(f"{len(train_df_orig)} rows in train.csv; decoding {len(val)} val images x {len(CLASSES)} classes")
+
+    t = time.perf_counter()
+    ref = np.empty((len(CLASSES), len(val), 224, 224))  # the seed's float64 array
+    for c, cls in enumerate(CLASSES):
+        for i, img in enumerate(val):
+            ref[c, i] = seed.make_mask(train_df_orig, f"{img}_{cls}")
+    t_seed = time.perf_counter() - t
+
+    cores = os.cpu_count() or 1
+    times = {}
+    for workers in (1, cores):
+        t = time.perf_counter()
+        encoded = train_df_orig.set_index("Image_Label")["EncodedPixels"]
+        ours = np.stack([rle.decode_resized(encoded.reindex([f"{img}_{cls}" for img in val]).tolist(),
+                                            workers=workers) for cls in CLASSES])
+        times[workers] = time.perf_counter() - t
+
+    exact = bool(np.array_equal(ours, ref))
+    n = len(CLASSES) * len(val)
+    print(f"seed make_mask:                {t_seed:7.2f}s  {1000 * t_seed / n:6.2f} ms/mask")
+    for workers, t in times.items():
+        print(f"rle.decode_resized ({workers} thread{'s' if workers > 1 else ''}): {t:7.2f}s  "
+              f"{1000 * t / n:6.2f} ms/mask  ratio {t_seed / t:.1f}")
+    print(f"bench masks: ratio={t_seed / times[cores]:.1f} ratio_1thread={t_seed / times[1]:.1f} "
+          f"exact={'true' if exact else 'false'}")
+
+
+if __name__ == "__main__":
+    main()
