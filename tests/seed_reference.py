@@ -52,3 +52,51 @@ def get_img(path, size=224):
 
 def is_dark(img):
     return np.sum(img[:, :, 0] == 0) >= img.shape[0] * img.shape[1] / 3
+
+
+def get_probability_for_precision_threshold(precision, thresholds, precision_threshold):
+    probability_threshold = [thres for prec, thres in zip(precision, thresholds) if prec >= precision_threshold][0]
+    return probability_threshold
+
+
+def get_probability_for_recall_threshold(recall, thresholds, recall_threshold):
+    i = len(thresholds) - 1
+    probability_threshold_recall = None
+    while probability_threshold_recall is None:
+        next_threshold = thresholds[i]
+        next_recall = recall[i]
+        if next_recall >= recall_threshold:
+            probability_threshold_recall = next_threshold
+        i -= 1
+    return probability_threshold_recall
+
+
+def threshold_cell(y_true, y_pred, n_classes):
+    """The seed's threshold cell with its stale-curve bug fixed (the curve is computed per class).
+    A level the seed cannot reach (IndexError) is recorded as None."""
+    from sklearn.metrics import precision_recall_curve
+    prec_maps = [dict() for _ in range(n_classes)]
+    rec_maps = [dict() for _ in range(n_classes)]
+    for class_i in range(n_classes):
+        precision, recall, thresholds = precision_recall_curve(y_true[:, class_i], y_pred[:, class_i])
+        for thres in np.arange(10, 100):
+            try:
+                prec_maps[class_i][thres] = get_probability_for_precision_threshold(precision, thresholds, thres / 100)
+            except IndexError:
+                prec_maps[class_i][thres] = None
+            rec_maps[class_i][thres] = get_probability_for_recall_threshold(recall, thresholds, thres / 100)
+    return prec_maps, rec_maps
+
+
+def get_fp_tp_fn_indices(y_true, y_pred, class_i, threshold_probability):
+    y_pred_prec = y_pred.copy()
+    y_pred_prec[:, class_i] = np.where(y_pred_prec[:, class_i] >= threshold_probability, 1.0, 0.0)
+    fp_idx = [idx for idx, (label, pred) in enumerate(zip(y_true[:, class_i], y_pred_prec[:, class_i])) if label == 0 and pred == 1]
+    tp_idx = [idx for idx, (label, pred) in enumerate(zip(y_true[:, class_i], y_pred_prec[:, class_i])) if label == 1 and pred == 1]
+    fn_idx = [idx for idx, (label, pred) in enumerate(zip(y_true[:, class_i], y_pred_prec[:, class_i])) if label == 1 and pred == 0]
+    return tp_idx, fp_idx, fn_idx
+
+
+def barplot_counts(y_true, imgs_indices):
+    labels_np = np.array([y_true[i] for i in imgs_indices])
+    return labels_np.sum(axis=0)

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from cloud_assets.lib import images, labels
+from cloud_assets.lib import model as model_lib
 from cloud_assets.lib.labels import DatasetError
 from cloud_assets.lib.store import Bundle, Store
 
@@ -65,6 +66,22 @@ class DatasetResource(dg.ConfigurableResource):
         return sizes.most_common(1)[0][0]
 
 
+class ModelResource(dg.ConfigurableResource):
+    """The classifier file (CLOUD_ASSETS_MODEL_PATH): `.keras`, or `.h5` (Keras 2 files load via tf_keras)."""
+
+    path: str
+    gradcam_layer: str = ""     # empty: the last convolution or concatenation layer
+    batch_size: int = 32
+    safe_mode: bool = True      # Keras safe mode: refuse Lambda layers that carry code
+
+    def load(self, dataset: "DatasetResource"):
+        """(model, ModelInfo), checked against the dataset's classes and image size."""
+        net = model_lib.load(self.path, safe_mode=self.safe_mode)
+        info = model_lib.check(net, self.path, len(dataset.class_names), dataset.input_size,
+                               self.gradcam_layer or None)
+        return net, info
+
+
 class VarDir(dg.ConfigurableResource):
     """The folder for the array store (`store/`) and the built site (`site/`); CLOUD_ASSETS_VAR_DIR."""
 
@@ -105,13 +122,15 @@ class ArrayStore(dg.ConfigurableIOManager):
         return self.var.store.get(context.upstream_output.asset_key.to_python_identifier())
 
 
-def build_resources(data_dir, var_dir: str | None = None, **dataset_config) -> dict:
-    """The resources of the definitions; tests pass real folders."""
+def build_resources(data_dir, model_path="", var_dir: str | None = None, **dataset_config) -> dict:
+    """The resources of the definitions; tests pass real folders and files."""
     var = VarDir(path=var_dir or os.environ.get("CLOUD_ASSETS_VAR_DIR", DEFAULT_VAR_DIR))
     return {"io_manager": ArrayStore(var=var), "var": var,
-            "dataset": DatasetResource(data_dir=data_dir, **dataset_config)}
+            "dataset": DatasetResource(data_dir=data_dir, **dataset_config),
+            "model": ModelResource(path=model_path)}
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=build_resources(dg.EnvVar("CLOUD_ASSETS_DATA_DIR")))
+    return dg.Definitions(resources=build_resources(dg.EnvVar("CLOUD_ASSETS_DATA_DIR"),
+                                                    dg.EnvVar("CLOUD_ASSETS_MODEL_PATH")))

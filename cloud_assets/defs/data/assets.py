@@ -26,7 +26,7 @@ IMAGE_CHECKS = [
 ]
 
 
-def _md_table(df: pd.DataFrame) -> dg.MetadataValue:
+def md_table(df: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.to_markdown(index=False))
 
 
@@ -50,8 +50,8 @@ def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
     yield dg.Output(
         {"labels": table, "rows": rows[["Image_Label", "EncodedPixels"]],
          "meta": {"class_names": dataset.class_names, "original_shape": dataset.original_shape()}},
-        metadata={"images": len(table), "rows": len(rows), "class_frequencies": _md_table(freq),
-                  "labels_per_image": _md_table(per_image)})
+        metadata={"images": len(table), "rows": len(rows), "class_frequencies": md_table(freq),
+                  "labels_per_image": md_table(per_image)})
 
 
 @dg.asset(group_name="data")
@@ -118,7 +118,7 @@ def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, label
                           "mean_cover": [round(float(m.mean()), 3) for m in masks]})
     context.log.info(f"val_masks: {masks.shape}")
     return dg.Output({"masks": masks, "images": pd.DataFrame({"image": val})},
-                     metadata={"shape": str(masks.shape), "dtype": "uint8", "per_class": _md_table(cover)})
+                     metadata={"shape": str(masks.shape), "dtype": "uint8", "per_class": md_table(cover)})
 
 
 @dg.asset(group_name="data")
@@ -139,5 +139,5 @@ def dark_image_counts(label_table: Bundle, image_cache: Bundle, dataset: Dataset
                               "dark_images": dark.class_counts(labelled["dark"].to_numpy(), onehot)})
     per_split = per_image.groupby("split", sort=False)["dark"].sum().astype(int).reset_index(name="dark_images")
     return dg.Output({"images": per_image, "per_class": per_class, "per_split": per_split},
-                     metadata={"per_class": _md_table(per_class), "per_split": _md_table(per_split),
+                     metadata={"per_class": md_table(per_class), "per_split": md_table(per_split),
                                "test_dark": int(per_image.loc[per_image["split"] == "test", "dark"].sum())})

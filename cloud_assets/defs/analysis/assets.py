@@ -1,0 +1,92 @@
+"""The seed's analysis of the classifier's mistakes: thresholds, confusion matrices, TP/FP/FN."""
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from cloud_assets.defs.data.assets import md_table
+from cloud_assets.defs.resources import DatasetResource
+from cloud_assets.lib import mistakes as mistakes_lib
+from cloud_assets.lib import thresholds
+from cloud_assets.lib.store import Bundle
+
+DEFAULT_LEVEL = 90
+
+
+class PrecisionLevel(dg.Config):
+    precision_level: int = DEFAULT_LEVEL  # percent, 10..99: the FP/TP/FN sets are taken at this precision
+
+
+class ConfusionLevels(dg.Config):
+    precision_levels: list[int] = [80, 95]  # besides 90, which is always included
+
+
+def _level_thresholds(maps: pd.DataFrame, n_classes: int, level: int) -> np.ndarray:
+    if not 10 <= level <= 99:
+        raise ValueError(f"precision level {level} is outside 10..99")
+    return np.array([thresholds.probability_at(maps, c, level) for c in range(n_classes)])
+
+
+@dg.asset(group_name="analysis")
+def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
+    """Per class: precision level 10..99 -> probability, recall level 10..99 -> probability (NaN: never reached)."""
+    maps = thresholds.threshold_maps(val_predictions.array("y_true"), val_predictions.array("probabilities"))
+    wide = maps[maps["level"].isin([50, 80, 90, 95])].copy()
+    wide["class"] = [dataset.class_names[c] for c in wide["class"]]
+    wide = wide.pivot_table(index=["class", "kind"], columns="level", values="probability", dropna=False)
+    return dg.Output({"maps": maps}, metadata={"levels": "10..99", "unreached": int(maps["probability"].isna().sum()),
+                                               "selected_levels": dg.MetadataValue.md(wide.round(4).to_markdown())})
+
+
+@dg.asset(group_name="analysis")
+def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, threshold_maps: Bundle,
+                       dataset: DatasetResource):
+    """One-vs-rest `[[tn, fp], [fn, tp]]` per class at precision 90 and the configured levels, raw and row-normalized."""
+    y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
+    maps = threshold_maps.table("maps")
+    rows = []
+    for level in sorted({DEFAULT_LEVEL, *config.precision_levels}):
+        cut = _level_thresholds(maps, len(dataset.class_names), level)
+        matrices = mistakes_lib.confusion(y_true, mistakes_lib.binarize(y_pred, cut))
+        normalized = mistakes_lib.normalize_rows(matrices)
+        for c, name in enumerate(dataset.class_names):
+            (tn, fp), (fn, tp) = matrices[c]
+            (ntn, nfp), (nfn, ntp) = normalized[c]
+            rows.append({"class": name, "level": level, "threshold": cut[c], "tn": tn, "fp": fp, "fn": fn, "tp": tp,
+                         "tn_rate": ntn, "fp_rate": nfp, "fn_rate": nfn, "tp_rate": ntp})
+    table = pd.DataFrame(rows)
+    at90 = table[table["level"] == DEFAULT_LEVEL].drop(columns="level").round(3)
+    return dg.Output({"matrices": table}, metadata={"at_precision_90": md_table(at90),
+                                                    "levels": sorted({DEFAULT_LEVEL, *config.precision_levels})})
+
+
+@dg.asset(group_name="analysis")
+def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bundle, dataset: DatasetResource):
+    """TP / FP / FN validation images per class at the configured precision level (default 90)."""
+    y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
+    cut = _level_thresholds(threshold_maps.table("maps"), len(dataset.class_names), config.precision_level)
+    table = mistakes_lib.mistakes_table(y_true, y_pred, cut, dataset.class_names,
+                                        val_predictions.table("images")["image"])
+    counts = table.groupby(["class", "outcome"]).size().unstack(fill_value=0).reindex(dataset.class_names)
+    return dg.Output({"mistakes": table, "level": {"precision_level": config.precision_level,
+                                                   "thresholds": dict(zip(dataset.class_names, cut))}},
+                     metadata={"precision_level": config.precision_level,
+                               "counts": dg.MetadataValue.md(counts.to_markdown())})
+
+
+def _distribution(outcome: str, val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
+    table = mistakes_lib.distribution_table(val_predictions.array("y_true"), mistakes.table("mistakes"), outcome,
+                                            dataset.class_names)
+    wide = table.pivot(index="class", columns="true_class", values="images").reindex(dataset.class_names)
+    return dg.Output({"distribution": table}, metadata={"images_by_true_class": dg.MetadataValue.md(wide.to_markdown())})
+
+
+@dg.asset(group_name="analysis")
+def fp_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
+    """For each class, how many of its false-positive images carry each true label (the seed's bar plots)."""
+    return _distribution("fp", val_predictions, mistakes, dataset)
+
+
+@dg.asset(group_name="analysis")
+def fn_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
+    """For each class, how many of its false-negative images carry each true label."""
+    return _distribution("fn", val_predictions, mistakes, dataset)

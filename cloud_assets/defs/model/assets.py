@@ -1,0 +1,62 @@
+"""The model file as a versioned input, and the predictions on every validation image."""
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from cloud_assets.defs.data.assets import md_table
+from cloud_assets.defs.resources import DatasetResource, ModelResource
+from cloud_assets.lib import model as model_lib
+from cloud_assets.lib import thresholds
+from cloud_assets.lib.model import ModelError
+from cloud_assets.lib.store import Bundle
+
+
+@dg.observable_source_asset(group_name="model")
+def model_file(model: ModelResource):
+    """The classifier file at CLOUD_ASSETS_MODEL_PATH; its data version is the file's SHA-256."""
+    path = Path(model.path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (CLOUD_ASSETS_MODEL_PATH); expected a .keras or .h5 file")
+    digest = model_lib.sha256(path)
+    stat = path.stat()
+    return dg.ObserveResult(data_version=dg.DataVersion(digest), metadata={
+        "path": dg.MetadataValue.path(str(path.resolve())), "sha256": digest,
+        "size_mb": round(stat.st_size / 2 ** 20, 2),
+        "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stat.st_mtime))})
+
+
+def progress_logger(context, what: str):
+    def log(done, total, secs):
+        rate = done / max(secs, 1e-9)
+        context.log.info(f"{what}: {done}/{total} images, {rate:.1f}/s, ETA {(total - done) / max(rate, 1e-9):.0f}s")
+    return log
+
+
+@dg.asset(group_name="model", pool="gpu", deps=[model_file])
+def val_predictions(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource,
+                    image_cache: Bundle, label_table: Bundle):
+    """Probabilities and ground truth for every validation image (the seed drops the last partial batch)."""
+    device = model_lib.configure_tensorflow()
+    context.log.info(f"val_predictions: TensorFlow computes on {device}")
+    digest = model_lib.sha256(Path(model.path))
+    net, info = model.load(dataset)
+    context.log.info(f"val_predictions: loaded {model.path} ({info.framework}, sha256 {digest[:12]})")
+    names = image_cache.table("val_names")
+    classes = list(dataset.class_names)
+    y_true = label_table.table("labels").set_index("image").loc[names["image"], classes].to_numpy().astype(np.int8)
+    y_pred = model_lib.predict(net, image_cache.array("val"), model.batch_size,
+                               progress_logger(context, "val_predictions"))
+    aucs = thresholds.pr_auc(y_true, y_pred)
+    table = pd.DataFrame({"class": classes, "pr_auc": np.round(aucs, 4), "positives": y_true.sum(0)})
+    summary = {"model_path": str(Path(model.path).resolve()), "model_sha256": digest, "device": device,
+               "framework": info.framework, "gradcam_layer": info.gradcam_layer,
+               "pr_auc": dict(zip(classes, map(float, aucs)))}
+    return dg.Output(
+        {"probabilities": y_pred, "y_true": y_true, "images": names, "summary": summary},
+        metadata={"images": len(y_pred), "model_sha256": digest, "device": device,
+                  "mean_pr_auc": float(np.nanmean(aucs)), "pr_auc": md_table(table),
+                  **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})

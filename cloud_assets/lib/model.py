@@ -1,0 +1,176 @@
+"""Load and check a Keras classifier file; predict in batches. TensorFlow is imported lazily.
+
+`.keras` files load with Keras 3 in safe mode. `.h5` files are usually Keras 2 files (the seed's
+DenseNet121 among them, whose layer names contain '/', which Keras 3 refuses): they load with
+`tf_keras`, Keras 2 kept for this, and Keras 3 is tried only if that fails. Everything that takes
+a model works with either kind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class ModelError(ValueError):
+    """A model file that is missing, unreadable or does not fit the dataset; names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    input_size: tuple[int, int]
+    n_outputs: int
+    gradcam_layer: str
+    framework: str         # "keras" (Keras 3) or "tf_keras" (Keras 2)
+
+
+def sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def configure_tensorflow() -> str:
+    """Memory growth on every visible GPU; returns which device TensorFlow computes on."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised: growth was set by an earlier call
+    if gpus:
+        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+        return f"GPU ({', '.join(names)})"
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def load(path, safe_mode: bool = True):
+    """The Keras model in `path` (`.keras` or `.h5`), not compiled. ModelError names what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: model file not found (CLOUD_ASSETS_MODEL_PATH); expected a .keras or .h5 file")
+    if path.is_dir():
+        raise ModelError(f"{path}: is a folder; CLOUD_ASSETS_MODEL_PATH must be a .keras or .h5 file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    suffix = path.suffix.lower()
+    if suffix == ".keras" and head[:4] != ZIP_MAGIC:
+        raise ModelError(f"{path}: not a Keras model (a .keras file is a zip archive)")
+    if suffix in (".h5", ".hdf5") and head != HDF5_MAGIC:
+        raise ModelError(f"{path}: not a Keras model (an .h5 file is HDF5, which starts with \\x89HDF)")
+    if suffix not in (".keras", ".h5", ".hdf5"):
+        raise ModelError(f"{path}: unknown model format {suffix!r}; expected a .keras or .h5 file")
+    errors = []
+    loaders = [_load_keras] if suffix == ".keras" else [_load_tf_keras, _load_keras]
+    for loader in loaders:
+        try:
+            return loader(path, safe_mode)
+        except Exception as e:  # noqa: BLE001 - each loader's reason is reported below
+            if "safe_mode" in str(e) or "Lambda" in str(e) and "unsafe" in str(e).lower():
+                raise ModelError(f"{path}: refused in safe mode: {e}") from None
+            errors.append(f"{loader.__doc__}: {type(e).__name__}: {str(e)[:300]}")
+    raise ModelError(f"{path}: not a loadable Keras model; " + " | ".join(errors))
+
+
+def _load_keras(path: Path, safe_mode: bool):
+    """Keras 3"""
+    import keras
+
+    return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+
+
+def _load_tf_keras(path: Path, safe_mode: bool):
+    """tf_keras (Keras 2)"""
+    import tf_keras
+
+    return tf_keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+
+
+def framework(model) -> str:
+    return "tf_keras" if type(model).__module__.startswith("tf_keras") else "keras"
+
+
+def _shape(tensor) -> tuple:
+    return tuple(None if d is None else int(d) for d in tensor.shape)
+
+
+def gradcam_layer(model, name: str | None = None) -> str:
+    """`name` if the model has it, else the last convolution or concatenation with a 4-D output
+    (for Keras DenseNets `conv5_block<N>_concat`, the seed's choice)."""
+    four_d = [l for l in model.layers if _has_4d_output(l)]
+    if name:
+        if name not in {l.name for l in model.layers}:
+            last = ", ".join(l.name for l in four_d[-5:])
+            raise ModelError(f"Grad-CAM layer {name!r} not found in model {model.name!r}; "
+                             f"its last 4-D layers are: {last}")
+        return name
+    for layer in reversed(four_d):
+        kind = type(layer).__name__
+        if "Conv" in kind or kind == "Concatenate":
+            return layer.name
+    raise ModelError(f"model {model.name!r} has no convolution or concatenation layer with a 4-D output "
+                     f"for Grad-CAM")
+
+
+def _has_4d_output(layer) -> bool:
+    try:
+        return len(layer.output.shape) == 4
+    except (AttributeError, ValueError, TypeError):
+        return False
+
+
+def check(model, path, n_classes: int, input_size: tuple[int, int], layer_name: str | None = None) -> ModelInfo:
+    """That the model takes one BGR image of `input_size` (or any size) and gives `n_classes` outputs."""
+    if len(model.inputs) != 1:
+        raise ModelError(f"{path}: the model has {len(model.inputs)} inputs; expected one image input")
+    shape = _shape(model.inputs[0])
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ModelError(f"{path}: input shape {shape} cannot take the images, which are (batch, height, width, 3) "
+                         f"BGR; expected (None, {input_size[0]}, {input_size[1]}, 3)")
+    h, w = shape[1:3]
+    if (h is not None and h != input_size[0]) or (w is not None and w != input_size[1]):
+        raise ModelError(f"{path}: the model expects {h}x{w} images but the image cache holds "
+                         f"{input_size[0]}x{input_size[1]}; set the dataset's input_height/input_width to match")
+    if len(model.outputs) != 1:
+        raise ModelError(f"{path}: the model has {len(model.outputs)} outputs; expected one of {n_classes} "
+                         f"probabilities")
+    out = _shape(model.outputs[0])
+    if len(out) != 2 or out[1] != n_classes:
+        raise ModelError(f"{path}: output shape {out}; expected (None, {n_classes}), one probability per "
+                         f"configured class")
+    return ModelInfo(input_size=tuple(input_size), n_outputs=n_classes,
+                     gradcam_layer=gradcam_layer(model, layer_name), framework=framework(model))
+
+
+def predict(model, images: np.ndarray, batch_size: int = 32,
+            progress: Callable[[int, int, float], None] | None = None, every_s: float = 10.0) -> np.ndarray:
+    """float32 `(n, outputs)` for uint8 BGR `(n, h, w, 3)` images (scaled by 1/255, as the seed),
+    every image included (the seed's generator drops the last partial batch)."""
+    out = None
+    start, last = time.monotonic(), 0.0
+    for i in range(0, len(images), batch_size):
+        batch = np.asarray(images[i:i + batch_size], dtype=np.float32) / 255.0
+        probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+        if out is None:
+            out = np.empty((len(images), probs.shape[1]), np.float32)
+        out[i:i + len(batch)] = probs
+        now = time.monotonic()
+        done = min(i + batch_size, len(images))
+        if progress and (now - last >= every_s or done == len(images)):
+            last = now
+            progress(done, len(images), now - start)
+    return out if out is not None else np.empty((0, 0), np.float32)

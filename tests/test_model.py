@@ -1,0 +1,102 @@
+"""Model files: the seed's Keras-2 DenseNet121 .h5, .keras files, and each error a user can hit."""
+import numpy as np
+import pytest
+
+from cloud_assets.lib import model as model_lib
+from cloud_assets.lib.model import ModelError
+
+
+def _tiny_keras(path, outputs=4, input_shape=(224, 224, 3)):
+    import keras
+    from keras import layers
+
+    inp = keras.Input(input_shape)
+    x = layers.Conv2D(4, 3, strides=4, activation="relu", name="conv_a")(inp)
+    x = layers.Conv2D(4, 3, activation="relu", name="conv_b")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    net = keras.Model(inp, layers.Dense(outputs, activation="sigmoid")(x))
+    net.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def seed_h5(tmp_path_factory):
+    """The seed's architecture written by Keras 2 (tf_keras), as the notebook's .h5 was."""
+    import tf_keras
+
+    base = tf_keras.applications.DenseNet121(include_top=False, weights=None, pooling="avg",
+                                             input_shape=(224, 224, 3))
+    out = tf_keras.layers.Dense(4, activation="sigmoid")(base.output)
+    path = tmp_path_factory.mktemp("m") / "classifier_epoch_45.h5"
+    tf_keras.Model(base.input, out).save(path)
+    return path
+
+
+def test_seed_densenet121_h5_loads_through_tf_keras(seed_h5):
+    net = model_lib.load(seed_h5)
+    info = model_lib.check(net, seed_h5, 4, (224, 224))
+    assert info.framework == "tf_keras" and info.gradcam_layer == "conv5_block16_concat"
+    x = (np.random.default_rng(0).random((3, 224, 224, 3)) * 255).astype(np.uint8)
+    probs = model_lib.predict(net, x, batch_size=2)
+    assert probs.shape == (3, 4) and probs.dtype == np.float32 and ((probs > 0) & (probs < 1)).all()
+
+
+def test_keras3_file_loads_in_safe_mode(tmp_path):
+    path = _tiny_keras(tmp_path / "m.keras")
+    info = model_lib.check(model_lib.load(path), path, 4, (224, 224))
+    assert info.framework == "keras" and info.gradcam_layer == "conv_b"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelError, match=f"{tmp_path / 'nope.h5'}: model file not found"):
+        model_lib.load(tmp_path / "nope.h5")
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("m.keras", b"hello", "not a Keras model (a .keras file is a zip archive)"),
+    ("m.h5", b"hello world", "not a Keras model (an .h5 file is HDF5"),
+    ("m.pt", b"hello", "unknown model format '.pt'"),
+])
+def test_not_a_model(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ModelError, match=str(tmp_path / name)) as e:
+        model_lib.load(tmp_path / name)
+    assert message in str(e.value)
+
+
+def test_hdf5_that_is_not_a_model(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(ModelError, match="not a loadable Keras model"):
+        model_lib.load(tmp_path / "data.h5")
+
+
+def test_output_width_must_match_the_classes(tmp_path):
+    path = _tiny_keras(tmp_path / "m.keras", outputs=3)
+    with pytest.raises(ModelError, match=r"output shape \(None, 3\); expected \(None, 4\)"):
+        model_lib.check(model_lib.load(path), path, 4, (224, 224))
+
+
+def test_gradcam_layer_must_exist(tmp_path):
+    path = _tiny_keras(tmp_path / "m.keras")
+    with pytest.raises(ModelError, match="Grad-CAM layer 'conv5_block16_concat' not found.*conv_b"):
+        model_lib.check(model_lib.load(path), path, 4, (224, 224), "conv5_block16_concat")
+
+
+@pytest.mark.parametrize("shape,message", [((224, 224, 1), "cannot take the images"),
+                                           ((128, 128, 3), "expects 128x128 images but the image cache holds 224x224")])
+def test_input_shape_must_fit_the_images(tmp_path, shape, message):
+    path = _tiny_keras(tmp_path / "m.keras", input_shape=shape)
+    with pytest.raises(ModelError, match=message):
+        model_lib.check(model_lib.load(path), path, 4, (224, 224))
+
+
+def test_any_size_input_is_accepted(tmp_path):
+    path = _tiny_keras(tmp_path / "m.keras", input_shape=(None, None, 3))
+    assert model_lib.check(model_lib.load(path), path, 4, (224, 224)).input_size == (224, 224)
+
+
+def test_configure_tensorflow_names_the_device():
+    assert model_lib.configure_tensorflow().startswith(("CPU", "GPU"))
