@@ -38,10 +38,14 @@ definitions: install
 $(DEMO_DATA)/train.csv: | $(STAMP)
 	$(VENV)/bin/cloud-assets synth --out $(DEMO_DATA) $(DEMO_SIZE)
 
-demo: install $(DEMO_DATA)/train.csv
+$(DEMO_MODEL): | $(DEMO_DATA)/train.csv
+	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL)
+
+demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 	$(VENV)/bin/dagster asset materialize -m cloud_assets.definitions --select '*'
 	@echo
 	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
+	@echo "Demo model:   $(DEMO_MODEL)"
 	@echo "Assets:       $(CLOUD_ASSETS_VAR_DIR)/store/<asset>/  (.npy, .parquet, .json)"
 	@echo "Dagster home: $(DAGSTER_HOME)"
 	@echo "Open the UI:  make ui   (then http://127.0.0.1:3000)"

@@ -17,6 +17,15 @@ def _synth(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from cloud_assets.synth.classifier import train
+
+    classes = [c.strip() for c in args.classes.split(",")]
+    train(args.data, args.out, class_names=classes, epochs=args.epochs, minutes=args.minutes,
+          log=lambda m: print(m, flush=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cloud-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
     p.set_defaults(func=_synth)
+    p = sub.add_parser("train", help="train the demo classifier on a dataset's train split")
+    p.add_argument("--data", required=True, help="dataset folder in the Kaggle layout")
+    p.add_argument("--out", required=True, help="model file to write (.keras)")
+    p.add_argument("--classes", default="Fish,Flower,Sugar,Gravel", help="output order (default: the seed's)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--minutes", type=float, default=8.0, help="stop before an epoch would pass this budget")
+    p.set_defaults(func=_train)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

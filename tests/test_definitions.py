@@ -17,16 +17,27 @@ def test_asset_specs_snapshot():
     defs = _load()
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     snapshot = {k: (s.group_name, sorted(d.asset_key.to_user_string() for d in s.deps)) for k, s in specs.items()}
-    expected = {
+    assert snapshot == {
+        "model_file": ("model", []),
         "label_table": ("data", []),
         "train_val_split": ("data", ["label_table"]),
         "image_cache": ("data", ["train_val_split"]),
         "val_masks": ("data", ["label_table", "train_val_split"]),
         "dark_image_counts": ("data", ["image_cache", "label_table"]),
+        "val_predictions": ("model", ["image_cache", "label_table", "model_file"]),
+        "saliency_maps": ("model", ["image_cache", "model_file"]),
+        "threshold_maps": ("analysis", ["val_predictions"]),
+        "confusion_matrices": ("analysis", ["threshold_maps", "val_predictions"]),
+        "mistakes": ("analysis", ["saliency_maps", "threshold_maps", "val_predictions"]),
+        "fp_class_distribution": ("analysis", ["mistakes", "val_predictions"]),
+        "fn_class_distribution": ("analysis", ["mistakes", "val_predictions"]),
     }
-    assert {k: v for k, v in snapshot.items() if k in expected} == expected
-    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert {"train_csv_schema", "rle_valid", "images_readable", "image_size"} <= checks
+    graph = defs.resolve_asset_graph()
+    pools = {k.to_user_string(): graph.get(k).pools for k in graph.materializable_asset_keys}
+    assert {k for k, p in pools.items() if p} == {"val_predictions", "saliency_maps"}
+    assert pools["val_predictions"] == {"gpu"}
+    checks = {key.name for key in graph.asset_check_keys}
+    assert checks == {"train_csv_schema", "rle_valid", "images_readable", "image_size"}
 
 
 def test_definitions_validate_without_importing_tensorflow(tmp_path):

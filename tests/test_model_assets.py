@@ -13,7 +13,7 @@ from tests import seed_reference as seed
 from tests.helpers import DATA_ASSETS, failure_message, materialize
 from tests.test_model import _tiny_keras
 
-AUDIT = [model_assets.val_predictions, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
+AUDIT = [model_assets.val_predictions, model_assets.saliency_maps, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
          analysis.fp_class_distribution, analysis.fn_class_distribution]
 
 
@@ -46,6 +46,25 @@ def test_val_predictions_cover_every_val_image_with_the_seed_inputs(audited, sma
     assert "pr_auc_Fish" in meta["val_predictions"] and "Gravel" in meta["val_predictions"]["pr_auc"].value
     assert "| Fish" in meta["confusion_matrices"]["at_precision_90"].value
     assert meta["mistakes"]["precision_level"].value == 80
+
+
+def test_saliency_maps_cover_every_val_image_compactly(audited):
+    from cloud_assets.lib import saliency
+
+    result, store, model_path = audited
+    maps = store.get("saliency_maps")
+    n = len(store.get("val_predictions").table("images"))
+    assert maps.array("gradcam").shape == (4, n, 224, 224) and maps.array("gradcam").dtype == np.float16
+    assert maps.array("guided_backprop").shape == (n, 224, 224)
+    meta = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert meta["saliency_maps"]["dtype"].value == "float16" and meta["saliency_maps"]["seconds_per_image"].value > 0
+    import keras
+    x = store.get("image_cache").array("val")[:3].astype(np.float32) / 255
+    direct = saliency.guided_gradcam(keras.models.load_model(model_path), x)
+    stored = saliency.combine(maps.array("gradcam")[:, :3], maps.array("guided_backprop")[:3])
+    assert np.abs(direct - stored).max() < 2e-3  # float16 storage
+    table = store.get("mistakes").table("mistakes")
+    assert (table["attention"] >= 0).all()
 
 
 def test_analysis_assets_agree_with_the_library(audited):

@@ -6,6 +6,7 @@ import pandas as pd
 from cloud_assets.defs.data.assets import md_table
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib import mistakes as mistakes_lib
+from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Bundle
 
@@ -60,12 +61,17 @@ def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, thresho
 
 
 @dg.asset(group_name="analysis")
-def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bundle, dataset: DatasetResource):
-    """TP / FP / FN validation images per class at the configured precision level (default 90)."""
+def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bundle, saliency_maps: Bundle,
+             dataset: DatasetResource):
+    """TP / FP / FN validation images per class at the configured precision level (default 90), with
+    `attention`: the image's mean Guided Grad-CAM for that class."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
     cut = _level_thresholds(threshold_maps.table("maps"), len(dataset.class_names), config.precision_level)
     table = mistakes_lib.mistakes_table(y_true, y_pred, cut, dataset.class_names,
                                         val_predictions.table("images")["image"])
+    cams, guided = saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop")
+    table["attention"] = [float(saliency.combine(cams[dataset.class_names.index(c), i], guided[i]).mean())
+                          for c, i in zip(table["class"], table["index"])]
     counts = table.groupby(["class", "outcome"]).size().unstack(fill_value=0).reindex(dataset.class_names)
     return dg.Output({"mistakes": table, "level": {"precision_level": config.precision_level,
                                                    "thresholds": dict(zip(dataset.class_names, cut))}},

@@ -1,5 +1,4 @@
 """The model file as a versioned input, and the predictions on every validation image."""
-import os
 import time
 from pathlib import Path
 
@@ -8,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.defs.data.assets import md_table
-from cloud_assets.defs.resources import DatasetResource, ModelResource
+from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
+from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.model import ModelError
 from cloud_assets.lib.store import Bundle
@@ -60,3 +60,44 @@ def val_predictions(context: dg.AssetExecutionContext, model: ModelResource, dat
         metadata={"images": len(y_pred), "model_sha256": digest, "device": device,
                   "mean_pr_auc": float(np.nanmean(aucs)), "pr_auc": md_table(table),
                   **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
+
+
+@dg.asset(group_name="model", pool="gpu", deps=[model_file])
+def saliency_maps(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource,
+                  var: VarDir, image_cache: Bundle):
+    """Grad-CAM `(classes, val images, H, W)` and guided backprop `(val images, H, W)`, float16.
+
+    Guided Grad-CAM is their product (`lib.saliency.combine`). float16 keeps three
+    significant digits at every scale: the maps are mostly small values whose sums (attention
+    shares) uint8's fixed 1/255 step would round away; it halves float32's size. Written batch by
+    batch into memory-mapped files, so memory does not grow with the number of images.
+    """
+    device = model_lib.configure_tensorflow()
+    net, info = model.load(dataset)
+    images = image_cache.array("val")
+    n, h, w = images.shape[:3]
+    classes = len(dataset.class_names)
+    context.log.info(f"saliency_maps: {n} images x {classes} classes on {device}, layer {info.gradcam_layer}")
+    staged = var.stage(context)
+    try:
+        cams = staged.new_array("gradcam", (classes, n, h, w), np.float16)
+        guided = staged.new_array("guided_backprop", (n, h, w), np.float16)
+        start = time.monotonic()
+        for i, gb, cam, _ in saliency.iter_batches(net, images, info.gradcam_layer, model.batch_size,
+                                                    progress_logger(context, "saliency_maps")):
+            guided[i:i + len(gb)] = gb
+            cams[:, i:i + len(gb)] = cam
+        secs = time.monotonic() - start
+        cams.flush()
+        guided.flush()
+        staged.put("images", image_cache.table("val_names"))
+        staged.put("meta", {"class_names": list(dataset.class_names), "layer": info.gradcam_layer,
+                            "device": device, "model_sha256": model_lib.sha256(Path(model.path))})
+    except BaseException:
+        var.store.discard(staged)
+        raise
+    return dg.Output(staged, metadata={
+        "gradcam_shape": str(cams.shape), "guided_backprop_shape": str(guided.shape), "dtype": "float16",
+        "storage_mb": round(staged.nbytes() / 2 ** 20, 1), "seconds_per_image": round(secs / max(n, 1), 4),
+        "device": device, "layer": info.gradcam_layer})
+
