@@ -13,9 +13,15 @@ export CLOUD_ASSETS_MODEL_PATH ?= $(DEMO_MODEL)
 # the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
 DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
 
-.PHONY: install test demo ui definitions clean bench
+.PHONY: install test demo ui site serve definitions clean bench
 
-install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml /usr/bin/chromium
+
+# Debian's chromium for the report's browser test (Playwright drives it; no browser download)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+/usr/bin/chromium:
+	$(SUDO) apt-get update -q
+	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -47,11 +53,19 @@ demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
 	@echo "Demo model:   $(DEMO_MODEL)"
 	@echo "Assets:       $(CLOUD_ASSETS_VAR_DIR)/store/<asset>/  (.npy, .parquet, .json)"
+	@echo "Report site:  $(CLOUD_ASSETS_VAR_DIR)/site/index.html  (make serve: http://127.0.0.1:8000)"
 	@echo "Dagster home: $(DAGSTER_HOME)"
 	@echo "Open the UI:  make ui   (then http://127.0.0.1:3000)"
 
 ui: install
 	$(VENV)/bin/dagster dev -m cloud_assets.definitions -h 127.0.0.1 -p 3000
+
+site: install
+	$(VENV)/bin/dagster asset materialize -m cloud_assets.definitions --select report_site
+	@echo "Report site: $(CLOUD_ASSETS_VAR_DIR)/site/index.html"
+
+serve:
+	$(PY) -m http.server --bind 127.0.0.1 --directory $(CLOUD_ASSETS_VAR_DIR)/site 8000
 
 bench: install
 	$(PY) bench/masks.py

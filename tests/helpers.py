@@ -7,10 +7,11 @@ DATA_ASSETS = [data_assets.label_table, data_assets.train_val_split, data_assets
                data_assets.val_masks, data_assets.dark_image_counts]
 
 
-def materialize(data_dir, var_dir, assets=DATA_ASSETS, model_path="", run_config=None, **dataset_config):
+def materialize(data_dir, var_dir, assets=DATA_ASSETS, model_path="", run_config=None, selection=None,
+                instance=None, **dataset_config):
     return dg.materialize(assets, resources=build_resources(str(data_dir), str(model_path), str(var_dir),
                                                             **dataset_config),
-                          raise_on_error=False, run_config=run_config)
+                          raise_on_error=False, run_config=run_config, selection=selection, instance=instance)
 
 
 def failure_message(result) -> str:

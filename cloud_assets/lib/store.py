@@ -76,9 +76,10 @@ class Store:
 
     def publish(self, name: str, staged: Bundle) -> Bundle:
         """Make `staged` the value of `name` atomically; the previous value's folder is removed."""
-        for f in staged.path.iterdir():  # data on disk before the switch
-            with open(f, "rb+") as fh:
-                os.fsync(fh.fileno())
+        for f in staged.path.rglob("*"):  # data on disk before the switch
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
         versions = self.root / ".versions"
         versions.mkdir(parents=True, exist_ok=True)
         final = versions / staged.path.name

@@ -72,11 +72,14 @@ def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bu
     cams, guided = saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop")
     table["attention"] = [float(saliency.combine(cams[dataset.class_names.index(c), i], guided[i]).mean())
                           for c, i in zip(table["class"], table["index"])]
-    counts = table.groupby(["class", "outcome"]).size().unstack(fill_value=0).reindex(dataset.class_names)
+    counts = (table.groupby(["class", "outcome"]).size().unstack(fill_value=0)
+              .reindex(index=dataset.class_names, columns=["tp", "fp", "fn"], fill_value=0))
     return dg.Output({"mistakes": table, "level": {"precision_level": config.precision_level,
                                                    "thresholds": dict(zip(dataset.class_names, cut))}},
                      metadata={"precision_level": config.precision_level,
-                               "counts": dg.MetadataValue.md(counts.to_markdown())})
+                               "counts": dg.MetadataValue.md(counts.to_markdown()),
+                               "model_sha256": val_predictions.json("summary")["model_sha256"],
+                               **{f"fp_{c}": int(counts.loc[c, "fp"]) for c in dataset.class_names}})
 
 
 def _distribution(outcome: str, val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):

@@ -1,0 +1,54 @@
+"""Image overlays for the galleries: the class mask on true positives, Guided Grad-CAM (jet) on
+false positives inside a red frame — the notebook's visual comparison."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FULL_WIDTH = 1050  # the "full size" view: the original image, at most this wide
+MASK_BGR = np.array([60, 220, 255], np.float32)  # yellow
+RED = (0, 0, 255)
+
+
+def _fit(img: np.ndarray, width: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    return img if w <= width else cv2.resize(img, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+
+
+def mask_overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """BGR uint8: the mask (0/1, any size) tinted over the image, with its outline."""
+    m = cv2.resize(mask.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+    out = img.astype(np.float32)
+    out[m > 0] = 0.65 * out[m > 0] + 0.35 * MASK_BGR
+    out = out.astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, tuple(int(v) for v in MASK_BGR), max(1, img.shape[1] // 300))
+    return out
+
+
+def saliency_overlay(img: np.ndarray, saliency: np.ndarray, frame: bool = True) -> np.ndarray:
+    """BGR uint8: the saliency map (jet, scaled to its maximum) blended over the image, red frame."""
+    s = cv2.resize(saliency.astype(np.float32), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+    top = float(s.max())
+    heat = cv2.applyColorMap(np.uint8(255 * np.clip(s / top if top > 0 else s, 0, 1)), cv2.COLORMAP_JET)
+    out = cv2.addWeighted(img, 0.6, heat, 0.4, 0)
+    if frame:
+        t = max(2, img.shape[1] // 100)
+        cv2.rectangle(out, (0, 0), (img.shape[1] - 1, img.shape[0] - 1), RED, t)
+    return out
+
+
+def write_pair(folder: Path, stem: str, thumb: np.ndarray, full: np.ndarray) -> tuple[str, str]:
+    """Write `<stem>.jpg` (thumbnail) and `<stem>_full.jpg`; returns their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{stem}.jpg"), thumb, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    cv2.imwrite(str(folder / f"{stem}_full.jpg"), _fit(full, FULL_WIDTH), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    return f"{stem}.jpg", f"{stem}_full.jpg"
+
+
+def original(path: Path, fallback: np.ndarray) -> np.ndarray:
+    """The original image for the full-size view, or the cached one when the file is unreadable."""
+    img = cv2.imread(str(path))
+    return _fit(img, FULL_WIDTH) if img is not None else fallback

@@ -1,0 +1,248 @@
+"""The report's generated pages, as Markdown with embedded charts and galleries."""
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cloud_assets.lib import saliency, thresholds
+from cloud_assets.report import charts, images
+
+GALLERY = 8        # images per gallery row group, as the notebook's 2 rows of 4
+SAMPLE_SEED = 10   # galleries sample with this seed: two builds of the same data are identical
+MARK_LEVELS = (80, 90, 95)
+
+
+@dataclasses.dataclass
+class ReportData:
+    class_names: list[str]
+    labels: pd.DataFrame            # label_table
+    split: pd.DataFrame             # image, split
+    test_images: list[str]
+    val_images: list[str]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    maps: pd.DataFrame
+    confusion: pd.DataFrame
+    mistakes: pd.DataFrame
+    fp_distribution: pd.DataFrame
+    fn_distribution: pd.DataFrame
+    dark_images: pd.DataFrame
+    dark_per_class: pd.DataFrame
+    cache: dict                     # split -> uint8 (n, h, w, 3) images
+    val_masks: np.ndarray           # (classes, n, h, w)
+    gradcam: np.ndarray             # (classes, n, h, w)
+    guided_backprop: np.ndarray     # (n, h, w)
+    data_dir: Path
+    model: dict                     # path, sha256, modified, pr_auc {class: value}, device
+    history: pd.DataFrame           # version, seen, class, pr_auc, fp
+    precision_level: int
+
+
+class Page:
+    """Markdown with charts: `chart()` returns the HTML that draws a Vega-Lite spec in place."""
+
+    def __init__(self, name: str):
+        self.name, self.parts, self._charts = name, [], 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text.strip("\n") + "\n")
+
+    def chart(self, spec: dict) -> None:
+        self._charts += 1
+        div = f"chart-{Path(self.name).stem.lower()}-{self._charts}"
+        payload = json.dumps(spec, separators=(",", ":"), sort_keys=True).replace("</", "<\\/")
+        self.add(f'<div class="chart" id="{div}"></div>\n'
+                 # the Vega bundle loads at the end of the body: draw once the document is parsed
+                 f'<script>document.addEventListener("DOMContentLoaded", () => vegaEmbed("#{div}", {payload}, '
+                 f'{{"actions": false, "renderer": "svg"}}));</script>')
+
+    def text(self) -> str:
+        return "\n".join(self.parts)
+
+
+def esc(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def table_md(df: pd.DataFrame) -> str:
+    """A Markdown table whose cells are escaped (names come from the data)."""
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(esc(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(esc(f"{v:.3f}" if isinstance(v, float) else v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def gallery(items: list[dict]) -> str:
+    """Thumbnails that open full size; `items` have thumb, full, caption, kind ('tp'|'fp'|'dark')."""
+    figures = [f'<figure class="thumb {it["kind"]}"><a href="{esc(it["full"])}" target="_blank">'
+               f'<img src="{esc(it["thumb"])}" alt="{esc(it["caption"])}" loading="eager"></a>'
+               f'<figcaption>{esc(it["caption"])}</figcaption></figure>' for it in items]
+    return '<div class="gallery">' + "".join(figures) + "</div>"
+
+
+def _true_classes(data: ReportData, idx: int) -> list[str]:
+    return [c for c, v in zip(data.class_names, data.y_true[idx]) if v]
+
+
+def overview(data: ReportData) -> Page:
+    page = Page("index.md")
+    counts = data.split["split"].value_counts()
+    onehot = data.labels[data.class_names]
+    page.add("# Overview")
+    page.add(f"Label audit of **{len(data.labels)} labelled images** ({counts.get('train', 0)} train, "
+             f"{counts.get('val', 0)} validation) and **{len(data.test_images)} test images**, through the "
+             f"mistakes of the classifier below. Pages: one per class "
+             + ", ".join(f"[{esc(c)}](classes/{esc(c)}.md)" for c in data.class_names)
+             + ", [dark images](dark.md), [methods](methods.md).")
+    page.add("## Dataset")
+    freq = pd.DataFrame({"class": data.class_names, "images": onehot.sum().to_numpy()})
+    page.chart(charts.bars(freq, "class", "images", "Images carrying each class", "class", "images",
+                           sort=data.class_names))
+    per_image = data.labels["n_labels"].value_counts().sort_index().rename_axis("labels").reset_index(name="images")
+    per_image["labels"] = per_image["labels"].astype(str)
+    page.chart(charts.bars(per_image, "labels", "images", "Labels per image", "labels on the image", "images"))
+    page.add("## Model")
+    m = data.model
+    aucs = pd.DataFrame({"class": data.class_names, "pr_auc": [m["pr_auc"][c] for c in data.class_names]})
+    page.add(table_md(pd.DataFrame({"": ["file", "SHA-256", "modified", "computed on", "mean PR-AUC"],
+                                    "value": [m["path"], m["sha256"], m["modified"], m["device"],
+                                              f"{np.nanmean(aucs['pr_auc']):.3f}"]})))
+    page.chart(charts.bars(aucs, "class", "pr_auc", "Validation PR-AUC per class", "class", "PR-AUC",
+                           sort=data.class_names))
+    page.add("## History across model versions")
+    if data.history.empty:
+        page.add("No earlier model has been audited.")
+    else:
+        n = data.history["version"].nunique()
+        page.add(f"{n} model version{'s' if n > 1 else ''} seen by this Dagster instance, read from the "
+                 f"materializations of `val_predictions` and `mistakes`.")
+        page.chart(charts.history(data.history, "pr_auc", "Validation PR-AUC per model version", "PR-AUC"))
+        fp = data.history.dropna(subset=["fp"])
+        if len(fp):
+            page.chart(charts.history(fp, "fp", f"False positives at {data.precision_level}% precision per "
+                                      f"model version", "false positives"))
+        wide = data.history.pivot_table(index=["version", "seen"], columns="class", values="pr_auc").reset_index()
+        page.add(table_md(wide.round(3)))
+    return page
+
+
+def _reading(data: ReportData, c: int, name: str, confusion_row: pd.Series) -> str:
+    level = data.precision_level
+    fp = data.fp_distribution[data.fp_distribution["class"] == name]
+    fn = data.fn_distribution[data.fn_distribution["class"] == name]
+    sentences = []
+    if np.isnan(confusion_row["threshold"]):
+        sentences.append(f"{level}% precision is never reached for {name}: no image is flagged at that level.")
+    else:
+        positives = int(confusion_row["tp"] + confusion_row["fn"])
+        sentences.append(f"At {level}% precision (probability ≥ {confusion_row['threshold']:.3f}) the classifier "
+                         f"finds {int(confusion_row['tp'])} of {positives} {name} images "
+                         f"(recall {confusion_row['tp'] / max(positives, 1):.2f}).")
+    for dist, word in ((fp, "false positives"), (fn, "false negatives")):
+        total = int(dist["of"].max()) if len(dist) else 0
+        others = dist[dist["true_class"] != name].sort_values("images", ascending=False, kind="stable")
+        if total == 0:
+            sentences.append(f"There are no {name} {word}.")
+        elif others["images"].iloc[0] > 0:
+            top = others.iloc[0]
+            how = "mostly" if top["images"] * 2 > total else "most often"
+            label = (f"{how} carry no label at all" if top["true_class"] == "(no label)"
+                     else f"are {how} labelled {top['true_class']}")
+            sentences.append(f"{name} {word} {label} ({int(top['images'])} of {total}).")
+    return " ".join(sentences)
+
+
+def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator) -> Page:
+    name = data.class_names[c]
+    page = Page(f"classes/{name}.md")
+    level = data.precision_level
+    page.add(f"# {esc(name)}")
+    row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == level)]
+    if row.empty:
+        row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == 90)]
+    row = row.iloc[0]
+    page.add(f'<p class="reading">{esc(_reading(data, c, name, row))}</p>')
+
+    page.add("## Precision-recall curve")
+    precision, recall, thr = thresholds.pr_curve(data.y_true[:, c], data.y_pred[:, c])
+    marks = []
+    for lv in MARK_LEVELS:
+        t = thresholds.probability_at(data.maps, c, lv)
+        if not np.isnan(t):
+            i = int(np.searchsorted(thr, t))
+            marks.append({"level": f"{lv}%", "label": f"P{lv}", "threshold": t,
+                          "precision": float(precision[i]), "recall": float(recall[i])})
+    page.chart(charts.pr_curve(precision, recall, pd.DataFrame(marks, columns=["level", "label", "threshold",
+                                                                               "precision", "recall"]), name))
+
+    page.add(f"## Confusion matrix at {int(row['level'])}% precision")
+    cells = pd.DataFrame({"true": ["the rest", "the rest", name, name], "predicted": ["the rest", name, "the rest", name],
+                          "count": [row["tn"], row["fp"], row["fn"], row["tp"]],
+                          "share": [row["tn_rate"], row["fp_rate"], row["fn_rate"], row["tp_rate"]]})
+    page.chart(charts.confusion(cells, name, "count", f"{name} vs. the rest: counts", "d"))
+    page.chart(charts.confusion(cells.fillna(0.0), name, "share", f"{name} vs. the rest: normalized by row", ".2f"))
+
+    page.add(f"## True positives and false positives at {level}% precision")
+    page.add(f"Two rows of {name} true positives with the {name} mask, then false positives with the "
+             f"classifier's Guided Grad-CAM for {name} (jet; red frame). Click for the full-size image.")
+    ms = data.mistakes[data.mistakes["class"] == name]
+    items = []
+    for kind in ("tp", "fp"):
+        idx = ms.loc[ms["outcome"] == kind, "index"].to_numpy()
+        chosen = np.sort(rng.choice(idx, min(GALLERY, len(idx)), replace=False)) if len(idx) else []
+        for k, i in enumerate(chosen):
+            img_name = data.val_images[i]
+            small = data.cache["val"][i]
+            full = images.original(data.data_dir / "train_images" / img_name, small)
+            if kind == "tp":
+                thumb, big = images.mask_overlay(small, data.val_masks[c, i]), images.mask_overlay(full, data.val_masks[c, i])
+            else:
+                sal = saliency.combine(data.gradcam[c, i], data.guided_backprop[i])
+                thumb, big = images.saliency_overlay(small, sal), images.saliency_overlay(full, sal)
+            t, f = images.write_pair(img_dir / name, f"{kind}_{k}", thumb, big)
+            items.append({"thumb": f"../img/{name}/{t}", "full": f"../img/{name}/{f}", "kind": kind,
+                          "caption": f"{img_name} ({', '.join(_true_classes(data, i)) or 'no label'})"})
+        if not len(idx):
+            page.add(f"No {name} {'true' if kind == 'tp' else 'false'} positives at this level.")
+    page.add(gallery(items))
+
+    page.add("## Which labels the mistakes carry")
+    for dist, word in ((data.fp_distribution, "false positives"), (data.fn_distribution, "false negatives")):
+        d = dist[dist["class"] == name]
+        page.chart(charts.bars(d, "true_class", "images", f"True labels of {name} {word} (of {int(d['of'].max())})",
+                               "true label", "images", sort=list(data.class_names) + ["(no label)"]))
+    return page
+
+
+def dark_page(data: ReportData, img_dir: Path) -> Page:
+    page = Page("dark.md")
+    page.add("# Dark images")
+    page.add("A dark image has at least a third of its 224×224 pixels with channel 0 (blue) equal to 0: "
+             "black no-data bands.")
+    page.chart(charts.bars(data.dark_per_class, "class", "dark_images", "Dark images carrying each class (train + val)",
+                           "class", "dark images", sort=data.class_names))
+    per_split = data.dark_images.groupby("split", sort=False).agg(images=("dark", "size"), dark=("dark", "sum"))
+    per_split = per_split.reset_index()
+    page.chart(charts.bars(per_split, "split", "dark", "Dark images per split", "split", "dark images",
+                           tooltip=["split:N", "dark:Q", "images:Q"], sort=["train", "val", "test"]))
+    page.add(table_md(per_split))
+    rows = data.dark_images.assign(row=data.dark_images.groupby("split").cumcount())  # row in its split's cache
+    labels = data.labels.set_index("image")["classes"]
+    items = []
+    for k, r in enumerate(rows[rows["dark"]].itertuples(index=False)):
+        small = data.cache[r.split][r.row]
+        folder = "test_images" if r.split == "test" else "train_images"
+        full = images.original(data.data_dir / folder / r.image, small)
+        t, f = images.write_pair(img_dir / "dark", f"dark_{k}", small, full)
+        classes = "test" if r.split == "test" else (labels.get(r.image, "") or "no label")
+        items.append({"thumb": f"img/dark/{t}", "full": f"img/dark/{f}", "kind": "dark",
+                      "caption": f"{r.image} ({classes}; {r.black_fraction:.0%} black)"})
+    page.add("## Gallery")
+    page.add(gallery(items) if items else "No dark images.")
+    return page

@@ -1,0 +1,77 @@
+"""Build the report site: generated pages + the hand-written ones in `site/`, `mkdocs build --strict`,
+then publish atomically (the previous site stays until a complete new one replaces it)."""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from cloud_assets.lib.store import Bundle, Store
+from cloud_assets.report import pages
+
+CSS = """
+.chart { margin: 1em 0; }
+.gallery { display: grid; grid-template-columns: repeat(4, 1fr); gap: 8px; }
+.gallery figure { margin: 0; }
+.gallery img { width: 100%; display: block; }
+.gallery figure.fp img { outline: 3px solid #d00; outline-offset: -3px; }
+.gallery figcaption { font-size: 0.65rem; line-height: 1.2; word-break: break-all; }
+.reading { font-size: 0.9rem; background: #f5f7fa; padding: 0.6em 0.8em; border-left: 3px solid #3f51b5; }
+"""
+
+
+@functools.cache
+def vega_bundle() -> str:
+    """Vega, Vega-Lite 6 and Vega-Embed in one classic script (from vl-convert: no network)."""
+    import vl_convert
+
+    return vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;", vl_version="6.4")
+
+
+def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bundle:
+    """Write every page, build with mkdocs (strict) beside the live site, and swap it in."""
+    store = Store(var_dir)
+    work = store.stage("site-src")
+    built = store.stage("site")
+    try:
+        docs = work.path / "docs"
+        shutil.copytree(sources, docs)
+        (docs / "assets").mkdir(exist_ok=True)
+        (docs / "assets" / "vega-bundle.js").write_text(vega_bundle())
+        (docs / "assets" / "report.css").write_text(CSS)
+        rng = np.random.default_rng(pages.SAMPLE_SEED)
+        generated = [pages.overview(data)]
+        for c, name in enumerate(data.class_names):
+            log(f"report_site: class page {name}")
+            generated.append(pages.class_page(data, c, docs / "img", rng))
+        generated.append(pages.dark_page(data, docs / "img"))
+        for page in generated:
+            (docs / page.name).parent.mkdir(parents=True, exist_ok=True)
+            (docs / page.name).write_text(page.text())
+        config = yaml.safe_load((sources.parent / "mkdocs.yml").read_text())
+        config.update({
+            "docs_dir": str(docs), "site_dir": str(built.path), "use_directory_urls": False,
+            "extra_javascript": ["assets/vega-bundle.js"], "extra_css": ["assets/report.css"],
+            "nav": [{"Overview": "index.md"},
+                    {"Classes": [{name: f"classes/{name}.md"} for name in data.class_names]},
+                    {"Dark images": "dark.md"}, {"Methods": "methods.md"}],
+        })
+        config["theme"]["font"] = False  # no Google Fonts: the site works offline
+        (work.path / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "0"}  # reproducible: no build date in the output
+        done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
+                               "-f", str(work.path / "mkdocs.yml")], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"mkdocs build --strict failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        return store.publish("site", built)
+    except BaseException:
+        store.discard(built)
+        raise
+    finally:
+        store.discard(work)

@@ -1,0 +1,147 @@
+"""The report site: built by report_site from a tiny run, atomic, reproducible, and checked in a
+real browser (Debian's chromium driven by Playwright) with the network cut off."""
+import functools
+import hashlib
+import http.server
+import os
+import socketserver
+import threading
+from pathlib import Path
+
+import pytest
+
+from cloud_assets.defs.report import assets as report_assets
+from tests.helpers import DATA_ASSETS, failure_message, materialize
+from tests.test_model import _tiny_keras
+from tests.test_model_assets import AUDIT
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def built(small_dataset, tmp_path_factory):
+    import dagster as dg
+
+    tmp = tmp_path_factory.mktemp("report")
+    model = _tiny_keras(tmp / "model.keras")
+    instance = dg.DagsterInstance.ephemeral()  # shared: the overview's history is read from it
+    result = materialize(small_dataset, tmp / "var", ALL, model, instance=instance)
+    assert result.success, failure_message(result)
+    return tmp / "var", result, model, instance
+
+
+ALL = DATA_ASSETS + AUDIT + [report_assets.report_site]
+
+
+def _rebuild(small_dataset, built):
+    var, _, model, instance = built
+    return materialize(small_dataset, var, ALL, model, selection=[report_assets.report_site], instance=instance)
+
+
+def _pages(site: Path) -> list[str]:
+    return sorted(str(p.relative_to(site)) for p in site.rglob("*.html") if p.name != "404.html")
+
+
+def test_site_has_every_page_and_is_published_atomically(built):
+    var, result = built[:2]
+    site = var / "site"
+    assert site.is_symlink()
+    pages = _pages(site)
+    assert {"index.html", "dark.html", "methods.html"} <= set(pages)
+    assert {f"classes/{c}.html" for c in ["Fish", "Flower", "Sugar", "Gravel"]} <= set(pages)
+    meta = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "report_site"][0]
+    assert meta.materialization.metadata["index"].value.endswith("/index.html")
+    assert not list((var / ".staging").iterdir())
+
+
+def _digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_two_builds_of_the_same_data_are_identical_and_a_failed_build_keeps_the_site(built, small_dataset, tmp_path):
+    var = built[0]
+    before = _digest((var / "site").resolve())
+    result = _rebuild(small_dataset, built)
+    assert result.success, failure_message(result)
+    assert _digest((var / "site").resolve()) == before
+
+    # a page with a broken link fails mkdocs --strict; the previous site stays
+    sources = tmp_path / "site"
+    sources.mkdir()
+    (tmp_path / "mkdocs.yml").write_text((report_assets.SITE_SOURCES.parent / "mkdocs.yml").read_text())
+    for f in report_assets.SITE_SOURCES.iterdir():
+        (sources / f.name).write_text(f.read_text())
+    (sources / "methods.md").write_text("# Methods\n\n[broken](nowhere.md)\n")
+    original = report_assets.SITE_SOURCES
+    report_assets.SITE_SOURCES = sources
+    try:
+        result = _rebuild(small_dataset, built)
+    finally:
+        report_assets.SITE_SOURCES = original
+    assert not result.success and "mkdocs build --strict failed" in failure_message(result)
+    assert _digest((var / "site").resolve()) == before
+    assert not list((var / ".staging").iterdir())
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def served(built):
+    site = (built[0] / "site").resolve()
+    with socketserver.TCPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site))) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        httpd.shutdown()
+
+
+@pytest.mark.parametrize("origin", ["file", "http"])
+def test_every_page_renders_offline_in_chromium(built, served, origin):
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium")
+    site = (built[0] / "site").resolve()
+    base = site.as_uri() if origin == "file" else served
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        outside, errors = [], []
+
+        def route(r):
+            url = r.request.url
+            if url.startswith(("file://", "data:", "blob:", served)):
+                return r.continue_()
+            outside.append(url)
+            return r.abort()
+
+        page.route("**/*", route)
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for name in _pages(site):
+            page.goto(f"{base}/{name}")
+            page.wait_for_load_state("load")
+            charts = page.locator("div.chart")
+            n = charts.count()
+            if n:
+                page.wait_for_function(f"document.querySelectorAll('div.chart svg').length >= {n}", timeout=15000)
+                marks = page.evaluate("""() => [...document.querySelectorAll('div.chart')].map(
+                    d => d.querySelectorAll('svg .role-mark path, svg .role-mark line, svg .role-mark rect').length)""")
+                assert all(m > 0 for m in marks), (name, marks)
+            broken = page.evaluate("""() => [...document.images].filter(
+                i => !i.complete || i.naturalWidth === 0).map(i => i.src)""")
+            assert not broken, (name, broken)
+            if name in ("index.html", "classes/Gravel.html") and origin == "file":
+                page.screenshot(path=str(ARTIFACTS / f"report-{name.replace('/', '-')}.png"), full_page=True)
+        if origin == "file":
+            assert page.goto(f"{base}/index.html") and page.locator("div.chart").count() >= 3
+        browser.close()
+    assert not outside, outside
+    assert not errors, errors
