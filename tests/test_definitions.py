@@ -31,6 +31,12 @@ def test_asset_specs_snapshot():
         "mistakes": ("analysis", ["saliency_maps", "threshold_maps", "val_predictions"]),
         "fp_class_distribution": ("analysis", ["mistakes", "val_predictions"]),
         "fn_class_distribution": ("analysis", ["mistakes", "val_predictions"]),
+        "mask_attention": ("analysis", ["image_cache", "saliency_maps", "val_masks"]),
+        "label_issues": ("analysis", ["mask_attention", "val_predictions"]),
+        "report_site": ("report", sorted(["dark_image_counts", "image_cache", "label_table", "train_val_split",
+                                          "val_masks", "val_predictions", "saliency_maps", "threshold_maps",
+                                          "confusion_matrices", "mistakes", "fp_class_distribution",
+                                          "fn_class_distribution", "label_issues"])),
     }
     graph = defs.resolve_asset_graph()
     pools = {k.to_user_string(): graph.get(k).pools for k in graph.materializable_asset_keys}

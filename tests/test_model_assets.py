@@ -14,7 +14,8 @@ from tests.helpers import DATA_ASSETS, failure_message, materialize
 from tests.test_model import _tiny_keras
 
 AUDIT = [model_assets.val_predictions, model_assets.saliency_maps, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
-         analysis.fp_class_distribution, analysis.fn_class_distribution]
+         analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
+         analysis.label_issues]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import numpy as np
 FULL_WIDTH = 1050  # the "full size" view: the original image, at most this wide
 MASK_BGR = np.array([60, 220, 255], np.float32)  # yellow
 RED = (0, 0, 255)
+MASK_COLORS = [(255, 255, 255), (255, 0, 255), (0, 255, 255), (0, 255, 0)]  # BGR, one per class
+MASK_COLOR_NAMES = ["white", "magenta", "yellow", "green"]
 
 
 def _fit(img: np.ndarray, width: int) -> np.ndarray:
@@ -25,6 +27,16 @@ def mask_overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = out.astype(np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(out, contours, -1, tuple(int(v) for v in MASK_BGR), max(1, img.shape[1] // 300))
+    return out
+
+
+def masks_outline(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """BGR uint8: every class's mask `(classes, h, w)` outlined in its colour."""
+    out = img.copy()
+    for m, color in zip(masks, MASK_COLORS):
+        m = cv2.resize(m.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, color, max(1, img.shape[1] // 250))
     return out
 
 

@@ -41,6 +41,8 @@ class ReportData:
     model: dict                     # path, sha256, modified, pr_auc {class: value}, device
     history: pd.DataFrame           # version, seen, class, pr_auc, fp
     precision_level: int
+    issues: pd.DataFrame            # label_issues, most likely first
+    health: float                   # cleanlab's overall multi-label health score
 
 
 class Page:
@@ -78,12 +80,16 @@ def table_md(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def gallery(items: list[dict]) -> str:
-    """Thumbnails that open full size; `items` have thumb, full, caption, kind ('tp'|'fp'|'dark')."""
-    figures = [f'<figure class="thumb {it["kind"]}"><a href="{esc(it["full"])}" target="_blank">'
-               f'<img src="{esc(it["thumb"])}" alt="{esc(it["caption"])}" loading="eager"></a>'
-               f'<figcaption>{esc(it["caption"])}</figcaption></figure>' for it in items]
-    return '<div class="gallery">' + "".join(figures) + "</div>"
+def gallery(items: list[dict], css: str = "") -> str:
+    """Thumbnails that open full size; `items` have thumb, full, caption, kind ('tp'|'fp'|'dark'|'issue')
+    and optionally `data` (data-* attributes, for filtering)."""
+    figures = []
+    for it in items:
+        data = "".join(f' data-{k}="{esc(v)}"' for k, v in it.get("data", {}).items())
+        figures.append(f'<figure class="thumb {it["kind"]}"{data}><a href="{esc(it["full"])}" target="_blank">'
+                       f'<img src="{esc(it["thumb"])}" alt="{esc(it["caption"])}" loading="eager"></a>'
+                       f'<figcaption>{esc(it["caption"])}</figcaption></figure>')
+    return f'<div class="gallery {css}">' + "".join(figures) + "</div>"
 
 
 def _true_classes(data: ReportData, idx: int) -> list[str]:
@@ -245,4 +251,58 @@ def dark_page(data: ReportData, img_dir: Path) -> Page:
                       "caption": f"{r.image} ({classes}; {r.black_fraction:.0%} black)"})
     page.add("## Gallery")
     page.add(gallery(items) if items else "No dark images.")
+    return page
+
+
+ISSUES_SHOWN = 24
+FILTER_JS = """<script>document.addEventListener("DOMContentLoaded", () => {
+  const pick = () => {
+    const c = document.getElementById("f-class").value, k = document.getElementById("f-kind").value;
+    document.querySelectorAll(".issues figure").forEach(f => {
+      f.style.display = (!c || f.dataset.class === c) && (!k || f.dataset.kind === k) ? "" : "none";
+    });
+  };
+  ["f-class", "f-kind"].forEach(id => document.getElementById(id).addEventListener("change", pick));
+});</script>"""
+
+
+def label_issues_page(data: ReportData, img_dir: Path) -> Page:
+    page = Page("issues.md")
+    page.add("# Label issues")
+    page.add("Candidate label errors in the validation split, most likely first. Each (image, class) label is "
+             "scored by confident learning (cleanlab: how plausible the label is given the classifier's "
+             "probability) and by **mask attention**: where the classifier's Grad-CAM energy for the class "
+             "falls — inside the class's mask, inside another class's mask, outside every mask, on no-data "
+             f"pixels. cleanlab's overall label health score: **{data.health:.3f}**. See [methods](methods.md).")
+    top = data.issues.head(ISSUES_SHOWN)
+    kinds = data.issues.head(100)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
+    page.chart(charts.bars(kinds, "kind", "labels", "Suspected kind among the 100 top candidates", "kind", "labels"))
+    options = lambda values: "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)  # noqa: E731
+    page.add(f'<div class="filters"><label>Class <select id="f-class"><option value="">all</option>'
+             f'{options(data.class_names)}</select></label> <label>Kind <select id="f-kind">'
+             f'<option value="">all</option>{options(sorted(top["kind"].unique()))}</select></label></div>')
+    page.add(FILTER_JS)
+    items = []
+    for k, r in enumerate(top.to_dict("records")):
+        c, i = data.class_names.index(r["class"]), int(r["index"])
+        small = data.cache["val"][i]
+        full = images.original(data.data_dir / "train_images" / r["image"], small)
+        masks = data.val_masks[:, i]
+        thumb = images.masks_outline(images.saliency_overlay(small, data.gradcam[c, i], frame=False), masks)
+        big = images.masks_outline(images.saliency_overlay(full, data.gradcam[c, i], frame=False), masks)
+        t, f = images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
+        other = f" ({r['other_class']})" if r["other_class"] else ""
+        caption = (f"#{k + 1} {r['image']} {r['class']}: {r['kind']}{other}; score {r['score']:.2f}, "
+                   f"p={r['probability']:.2f}, labelled {'yes' if r['label'] else 'no'}; Grad-CAM own "
+                   f"{r['cam_own']:.0%} / other {r['cam_other']:.0%} / outside {r['cam_outside']:.0%} / "
+                   f"no-data {r['cam_nodata']:.0%}")
+        items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "kind": "issue", "caption": caption,
+                      "data": {"class": r["class"], "kind": r["kind"]}})
+    page.add("Grad-CAM of the class (jet) with every mask outlined (" + ", ".join(
+        f"{esc(name)}: {esc(color)}" for name, color in zip(data.class_names, images.MASK_COLOR_NAMES)) + ").")
+    page.add(gallery(items, "issues"))
+    page.add("## Top 50")
+    cols = ["image", "class", "kind", "other_class", "score", "probability", "label", "cleanlab", "attention",
+            "cam_own", "cam_other", "cam_outside", "cam_nodata"]
+    page.add(table_md(data.issues.head(50)[cols].round(3)))
     return page

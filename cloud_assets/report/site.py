@@ -22,6 +22,8 @@ CSS = """
 .gallery img { width: 100%; display: block; }
 .gallery figure.fp img { outline: 3px solid #d00; outline-offset: -3px; }
 .gallery figcaption { font-size: 0.65rem; line-height: 1.2; word-break: break-all; }
+.filters { margin: 0.5em 0 1em; font-size: 0.8rem; }
+.filters select { margin: 0 1em 0 0.3em; }
 .reading { font-size: 0.9rem; background: #f5f7fa; padding: 0.6em 0.8em; border-left: 3px solid #3f51b5; }
 """
 
@@ -51,6 +53,7 @@ def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bu
             log(f"report_site: class page {name}")
             generated.append(pages.class_page(data, c, docs / "img", rng))
         generated.append(pages.dark_page(data, docs / "img"))
+        generated.append(pages.label_issues_page(data, docs / "img"))
         for page in generated:
             (docs / page.name).parent.mkdir(parents=True, exist_ok=True)
             (docs / page.name).write_text(page.text())
@@ -60,7 +63,7 @@ def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bu
             "extra_javascript": ["assets/vega-bundle.js"], "extra_css": ["assets/report.css"],
             "nav": [{"Overview": "index.md"},
                     {"Classes": [{name: f"classes/{name}.md"} for name in data.class_names]},
-                    {"Dark images": "dark.md"}, {"Methods": "methods.md"}],
+                    {"Dark images": "dark.md"}, {"Label issues": "issues.md"}, {"Methods": "methods.md"}],
         })
         config["theme"]["font"] = False  # no Google Fonts: the site works offline
         (work.path / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False))

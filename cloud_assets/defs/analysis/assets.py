@@ -5,6 +5,8 @@ import pandas as pd
 
 from cloud_assets.defs.data.assets import md_table
 from cloud_assets.defs.resources import DatasetResource
+from cloud_assets.lib import attention
+from cloud_assets.lib import label_issues as label_issues_lib
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
@@ -99,3 +101,31 @@ def fp_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: Da
 def fn_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
     """For each class, how many of its false-negative images carry each true label."""
     return _distribution("fn", val_predictions, mistakes, dataset)
+
+
+@dg.asset(group_name="analysis")
+def mask_attention(saliency_maps: Bundle, val_masks: Bundle, image_cache: Bundle, dataset: DatasetResource):
+    """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
+    class's mask, inside other classes' masks, outside every mask, on no-data pixels; pointing game."""
+    nodata = image_cache.array("val")[..., 0] == 0
+    table = attention.attention_table(saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"),
+                                      val_masks.array("masks"), nodata, dataset.class_names,
+                                      saliency_maps.table("images")["image"])
+    summary = table.groupby("class", sort=False)[["cam_own", "cam_other", "cam_outside", "cam_nodata"]].mean()
+    return dg.Output({"attention": table}, metadata={
+        "rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())})
+
+
+@dg.asset(group_name="analysis")
+def label_issues(mask_attention: Bundle, val_predictions: Bundle, dataset: DatasetResource):
+    """Candidate label errors, most likely first: image, class, suspected kind, score, each signal."""
+    y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
+    ranked = label_issues_lib.rank(mask_attention.table("attention"), y_true, y_pred, dataset.class_names)
+    health = label_issues_lib.cleanlab_summary(y_true, y_pred, dataset.class_names)
+    top = ranked.head(15)[["image", "class", "kind", "other_class", "score", "probability", "cam_own"]]
+    return dg.Output({"issues": ranked, "class_ranking": health["class_ranking"],
+                      "health": {"overall_health_score": health["health"]}},
+                     metadata={"top_candidates": md_table(top.round(3)),
+                               "cleanlab_health_score": health["health"],
+                               "kinds_in_top_50": dg.MetadataValue.md(
+                                   ranked.head(50)["kind"].value_counts().to_frame().to_markdown())})

@@ -41,7 +41,7 @@ def report_site(context: dg.AssetExecutionContext, dataset: DatasetResource, var
                 train_val_split: Bundle, image_cache: Bundle, val_masks: Bundle, dark_image_counts: Bundle,
                 val_predictions: Bundle, saliency_maps: Bundle, threshold_maps: Bundle,
                 confusion_matrices: Bundle, mistakes: Bundle, fp_class_distribution: Bundle,
-                fn_class_distribution: Bundle):
+                fn_class_distribution: Bundle, label_issues: Bundle):
     """The MkDocs report site, built with `--strict` beside the live one and swapped in atomically."""
     summary = val_predictions.json("summary")
     model_path = Path(summary["model_path"])
@@ -62,7 +62,8 @@ def report_site(context: dg.AssetExecutionContext, dataset: DatasetResource, var
         model={"path": summary["model_path"], "sha256": summary["model_sha256"], "modified": modified,
                "device": summary["device"], "pr_auc": summary["pr_auc"]},
         history=model_history(context.instance, classes),
-        precision_level=int(mistakes.json("level")["precision_level"]))
+        precision_level=int(mistakes.json("level")["precision_level"]),
+        issues=label_issues.table("issues"), health=float(label_issues.json("health")["overall_health_score"]))
     built = site.build(data, SITE_SOURCES, Path(var.path), log=context.log.info)
     index = built.path / "index.html"
     context.log.info(f"report_site: built {index}")

@@ -1,0 +1,82 @@
+"""Mask attention and the label-issue ranking on small hand-made cases."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from cloud_assets.lib import attention, label_issues
+
+CLASSES = ["Fish", "Flower", "Sugar", "Gravel"]
+
+
+def _box(y0, x0, y1, x1, shape=(8, 8)):
+    m = np.zeros(shape, bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_shares_partition_the_energy():
+    own, other = _box(0, 0, 4, 4), _box(4, 4, 8, 8)
+    nodata = _box(0, 0, 2, 8)
+    maps = np.zeros((4, 8, 8), np.float32)
+    maps[0][own] = 1               # all on the own mask
+    maps[1][_box(4, 0, 8, 4)] = 2  # all outside every mask
+    maps[2][other] = 1             # all on the other mask
+    maps[3][0, 5] = 1              # on no-data pixels (which take precedence)
+    s = attention.shares(maps, np.stack([own] * 4), np.stack([other] * 4), np.stack([nodata] * 4))
+    assert s.tolist()[0][0] == pytest.approx(0.5) and s[0][3] == pytest.approx(0.5)  # half of own is no-data
+    assert s[1].tolist() == [0, 0, 1, 0] and s[2].tolist() == [0, 1, 0, 0] and s[3].tolist() == [0, 0, 0, 1]
+    assert np.allclose(s.sum(axis=1), 1)
+    assert attention.shares(np.zeros((1, 8, 8)), own[None], other[None], nodata[None]).tolist() == [[0, 0, 0, 0]]
+
+
+def test_pointing_game():
+    own = _box(0, 0, 4, 4)[None].repeat(2, 0)
+    maps = np.zeros((2, 8, 8))
+    maps[0, 1, 1], maps[1, 6, 6] = 1, 1
+    assert attention.pointing_hit(maps, own).tolist() == [True, False]
+
+
+def _case(energy_where: list[str], labels, probs):
+    """Two images; class 0 (Fish) has Grad-CAM energy at `energy_where[i]` of image i."""
+    n, shape = len(energy_where), (8, 8)
+    masks = np.zeros((4, n, *shape), np.uint8)
+    masks[1, :, 4:, 4:] = 1   # a Flower mask in every image
+    masks[0, :, :4, :4] = np.asarray(labels)[:, 0, None, None]  # Fish mask where labelled
+    cams = np.zeros((4, n, *shape), np.float32)
+    for i, where in enumerate(energy_where):
+        region = {"outside": (slice(4, 8), slice(0, 4)), "other_mask": (slice(4, 8), slice(4, 8)),
+                  "own_mask": (slice(0, 4), slice(0, 4))}[where]
+        cams[0, i][region] = 1.0
+    table = attention.attention_table(cams, np.ones((n, *shape), np.float32), masks, np.zeros((n, *shape), bool),
+                                      CLASSES, [f"img{i}.jpg" for i in range(n)])
+    return label_issues.rank(table, np.asarray(labels, np.int8), np.asarray(probs, np.float32), CLASSES)
+
+
+def test_a_false_positive_looking_off_mask_outranks_one_looking_on_a_mask():
+    labels = [[0, 1, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 1, 0, 1], [1, 1, 0, 1]]
+    probs = [[0.95, 0.9, 0.1, 0.1], [0.95, 0.9, 0.1, 0.1], [0.9, 0.9, 0.1, 0.1], [0.1, 0.9, 0.9, 0.1],
+             [0.1, 0.9, 0.1, 0.9], [0.9, 0.9, 0.1, 0.9]]
+    ranked = _case(["outside", "other_mask", "own_mask", "outside", "outside", "own_mask"], labels, probs)
+    fish = ranked[ranked["class"] == "Fish"].set_index("image")
+    assert fish.loc["img0.jpg", "score"] > fish.loc["img1.jpg", "score"]
+    assert fish.loc["img0.jpg", "kind"] == "missing label"
+    assert fish.loc["img1.jpg", "kind"] == "class confusion" and fish.loc["img1.jpg", "other_class"] == "Flower"
+    # a true positive looking at its own mask is the least suspicious Fish label
+    assert fish.loc["img2.jpg", "score"] < fish.loc["img1.jpg", "score"]
+    assert ranked["score"].is_monotonic_decreasing
+    assert {"cleanlab", "attention", "probability", "cam_own", "cam_outside"} <= set(ranked.columns)
+
+
+def test_injected_errors_and_scores():
+    manifest = pd.DataFrame({"image": ["a", "b", "z"], "class": ["Fish", "Sugar", "Fish"],
+                             "kind": ["missing", "swapped", "missing"], "labelled_as": ["", "Gravel", ""]})
+    errors = label_issues.injected_errors(manifest, ["a", "b"])
+    assert errors == {("a", "Fish"), ("b", "Sugar"), ("b", "Gravel")}
+    ranked = pd.DataFrame({"image": ["a", "b", "b", "c", "d", "e"], "class": ["Fish", "Sugar", "Gravel", "Fish",
+                                                                              "Fish", "Fish"],
+                           "perfect": [6, 5, 4, 3, 2, 1], "flag": [1, 1, 0, 1, 0, 0]})
+    assert label_issues.scores_against(ranked, errors, "perfect") == {"precision_at_k": 1.0, "recall_at_2k": 1.0,
+                                                                      "auroc": 1.0, "k": 3}
+    # a 0/1 flag gets the expectation over its ties, not the order of the rows
+    got = label_issues.scores_against(ranked, errors, "flag")
+    assert got["precision_at_k"] == pytest.approx(2 / 3) and got["recall_at_2k"] == pytest.approx(1.0)
