@@ -14,6 +14,7 @@ from cloud_assets.lib.store import Bundle, Store
 DEFAULT_VAR_DIR = "var"
 
 
+
 class DatasetResource(dg.ConfigurableResource):
     """A dataset folder in the Kaggle layout: train.csv, train_images/, test_images/."""
 

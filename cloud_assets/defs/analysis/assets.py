@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.defs.data.assets import md_table
+from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib import attention
 from cloud_assets.lib import label_issues as label_issues_lib
@@ -29,7 +30,7 @@ def _level_thresholds(maps: pd.DataFrame, n_classes: int, level: int) -> np.ndar
     return np.array([thresholds.probability_at(maps, c, level) for c in range(n_classes)])
 
 
-@dg.asset(group_name="analysis")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
 def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
     """Per class: precision level 10..99 -> probability, recall level 10..99 -> probability (NaN: never reached)."""
     maps = thresholds.threshold_maps(val_predictions.array("y_true"), val_predictions.array("probabilities"))
@@ -40,7 +41,7 @@ def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
                                                "selected_levels": dg.MetadataValue.md(wide.round(4).to_markdown())})
 
 
-@dg.asset(group_name="analysis")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
 def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, threshold_maps: Bundle,
                        dataset: DatasetResource):
     """One-vs-rest `[[tn, fp], [fn, tp]]` per class at precision 90 and the configured levels, raw and row-normalized."""
@@ -62,7 +63,7 @@ def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, thresho
                                                     "levels": sorted({DEFAULT_LEVEL, *config.precision_levels})})
 
 
-@dg.asset(group_name="analysis")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
 def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bundle, saliency_maps: Bundle,
              dataset: DatasetResource):
     """TP / FP / FN validation images per class at the configured precision level (default 90), with
@@ -91,19 +92,19 @@ def _distribution(outcome: str, val_predictions: Bundle, mistakes: Bundle, datas
     return dg.Output({"distribution": table}, metadata={"images_by_true_class": dg.MetadataValue.md(wide.to_markdown())})
 
 
-@dg.asset(group_name="analysis")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
 def fp_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
     """For each class, how many of its false-positive images carry each true label (the seed's bar plots)."""
     return _distribution("fp", val_predictions, mistakes, dataset)
 
 
-@dg.asset(group_name="analysis")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
 def fn_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
     """For each class, how many of its false-negative images carry each true label."""
     return _distribution("fn", val_predictions, mistakes, dataset)
 
 
-@dg.asset(group_name="analysis")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
 def mask_attention(saliency_maps: Bundle, val_masks: Bundle, image_cache: Bundle, dataset: DatasetResource):
     """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
     class's mask, inside other classes' masks, outside every mask, on no-data pixels; pointing game."""
@@ -116,7 +117,7 @@ def mask_attention(saliency_maps: Bundle, val_masks: Bundle, image_cache: Bundle
         "rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())})
 
 
-@dg.asset(group_name="analysis")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
 def label_issues(mask_attention: Bundle, val_predictions: Bundle, dataset: DatasetResource):
     """Candidate label errors, most likely first: image, class, suspected kind, score, each signal."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")

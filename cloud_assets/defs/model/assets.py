@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.defs.data.assets import md_table
+from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
@@ -36,7 +37,7 @@ def progress_logger(context, what: str):
     return log
 
 
-@dg.asset(group_name="model", pool="gpu", deps=[model_file])
+@dg.asset(group_name="model", pool="gpu", deps=[model_file], automation_condition=FOLLOWS_MODEL, code_version="1")
 def val_predictions(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource,
                     image_cache: Bundle, label_table: Bundle):
     """Probabilities and ground truth for every validation image (the seed drops the last partial batch)."""
@@ -62,7 +63,7 @@ def val_predictions(context: dg.AssetExecutionContext, model: ModelResource, dat
                   **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
 
 
-@dg.asset(group_name="model", pool="gpu", deps=[model_file])
+@dg.asset(group_name="model", pool="gpu", deps=[model_file], automation_condition=FOLLOWS_MODEL, code_version="1")
 def saliency_maps(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource,
                   var: VarDir, image_cache: Bundle):
     """Grad-CAM `(classes, val images, H, W)` and guided backprop `(val images, H, W)`, float16.

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib.store import Bundle
 from cloud_assets.report import pages, site
@@ -36,7 +37,7 @@ def model_history(instance: dg.DagsterInstance, class_names) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["version", "seen", "class", "pr_auc", "fp"])
 
 
-@dg.asset(group_name="report")
+@dg.asset(group_name="report", automation_condition=FOLLOWS_MODEL, code_version="1")
 def report_site(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
                 train_val_split: Bundle, image_cache: Bundle, val_masks: Bundle, dark_image_counts: Bundle,
                 val_predictions: Bundle, saliency_maps: Bundle, threshold_maps: Bundle,

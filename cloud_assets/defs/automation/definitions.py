@@ -1,0 +1,46 @@
+"""When things run: the model file is observed on a schedule and the model-dependent assets follow
+its data version by themselves (automation conditions); a cursor-based sensor is the alternative
+where no automation daemon runs; the report is rebuilt nightly; one job per group for the UI."""
+import os
+
+import dagster as dg
+
+from cloud_assets.defs.resources import ModelResource
+from cloud_assets.lib import model_watch
+
+MODEL_DEPENDENT = (dg.AssetSelection.assets("model_file").downstream(include_self=False))
+DATA = dg.AssetSelection.groups("data")
+
+observe_model_file = dg.define_asset_job("observe_model_file", selection=dg.AssetSelection.assets("model_file"),
+                                         description="Observe the model file: its data version is its SHA-256.")
+data_job = dg.define_asset_job("data_job", selection=DATA, description="Labels, split, image cache, masks, dark images.")
+model_audit_job = dg.define_asset_job("model_audit_job", selection=MODEL_DEPENDENT - dg.AssetSelection.groups("report"),
+                                      description="Predictions, saliency and the analysis of the mistakes.")
+report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.groups("report"),
+                                 description="Rebuild the report site from the last materializations.")
+
+model_file_schedule = dg.ScheduleDefinition(
+    name="model_file_schedule", job=observe_model_file,
+    cron_schedule=os.environ.get("CLOUD_ASSETS_MODEL_CHECK_CRON", "*/5 * * * *"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Observe the model file (CLOUD_ASSETS_MODEL_CHECK_CRON, default every 5 minutes); a new "
+                "SHA-256 makes the model-dependent assets re-materialize through their automation conditions.")
+nightly_report = dg.ScheduleDefinition(name="nightly_report", job=report_job, cron_schedule="0 3 * * *",
+                                       description="Rebuild the report site every night at 03:00.")
+
+
+@dg.sensor(job=model_audit_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="For deployments without the automation daemon: re-run the model audit when the "
+                       "model file's SHA-256 differs from the cursor.")
+def model_file_sensor(context: dg.SensorEvaluationContext, model: ModelResource):
+    changed, cursor = model_watch.changed(model.path, context.cursor)
+    if not changed:
+        return dg.SkipReason(f"{model.path}: unchanged" if cursor else f"{model.path}: no model file")
+    context.update_cursor(cursor)
+    return dg.RunRequest(run_key=cursor, tags={"cloud_assets/model_sha256": cursor})
+
+
+@dg.definitions
+def automation() -> dg.Definitions:
+    return dg.Definitions(jobs=[observe_model_file, data_job, model_audit_job, report_job],
+                          schedules=[model_file_schedule, nightly_report], sensors=[model_file_sensor])

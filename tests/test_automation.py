@@ -1,0 +1,92 @@
+"""Automation on a real SQLite instance: a new model file re-runs exactly the model-dependent
+assets, an unchanged one nothing, a code-version change what depends on it; the sensor's cursor."""
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cloud_assets.defs.analysis import assets as analysis
+from cloud_assets.defs.automation import definitions as automation
+from cloud_assets.defs.model import assets as model_assets
+from cloud_assets.defs.report import assets as report_assets
+from cloud_assets.defs.resources import build_resources
+from tests.helpers import DATA_ASSETS
+from tests.test_model import _tiny_keras
+from tests.test_model_assets import AUDIT
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = DATA_ASSETS + AUDIT + [report_assets.report_site]
+MODEL_DEPENDENT = {a.key.to_user_string() for a in AUDIT + [report_assets.report_site]}
+
+
+def _defs(resources, assets=None):
+    return dg.Definitions(assets=[model_assets.model_file] + (assets or ALL), resources=resources,
+                          jobs=[automation.observe_model_file])
+
+
+def _observe(defs, instance):
+    assert defs.resolve_job_def("observe_model_file").execute_in_process(instance=instance).success
+
+
+def _requested(result) -> set:
+    return {r.key.to_user_string() for r in result.results if result.get_num_requested(r.key)}
+
+
+@pytest.fixture(scope="module")
+def world(small_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("auto")
+    (tmp / "home").mkdir()
+    (tmp / "home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
+        model = _tiny_keras(tmp / "model.keras")
+        resources = build_resources(str(small_dataset), str(model), str(tmp / "var"))
+        defs = _defs(resources)
+        _observe(defs, instance)
+        assert dg.materialize(ALL, instance=instance, resources=resources).success
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        yield instance, defs, resources, model, first.cursor
+
+
+def test_unchanged_model_file_requests_nothing(world):
+    instance, defs, _, _, cursor = world
+    _observe(defs, instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.total_requested == 0
+
+
+def test_code_version_change_requests_the_asset_and_what_depends_on_it(world):
+    instance, _, resources, _, cursor = world
+    bumped = [a if a.key != analysis.threshold_maps.key else
+              a.map_asset_specs(lambda spec: spec.replace_attributes(code_version="2")) for a in ALL]
+    result = dg.evaluate_automation_conditions(defs=_defs(resources, bumped), instance=instance, cursor=cursor)
+    assert _requested(result) == {"threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution",
+                         "fn_class_distribution", "report_site"}
+
+
+def test_new_model_file_requests_exactly_the_model_dependent_assets(world):
+    instance, defs, _, model, cursor = world
+    _tiny_keras(model, outputs=4, input_shape=(224, 224, 3))  # new weights: a new SHA-256
+    _observe(defs, instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    requested = _requested(result)
+    assert requested == MODEL_DEPENDENT
+    assert not requested & {a.key.to_user_string() for a in DATA_ASSETS}
+
+
+def test_sensor_follows_the_sha256_cursor(tmp_path):
+    from cloud_assets.defs.resources import ModelResource
+    from cloud_assets.lib.model import sha256
+
+    path = tmp_path / "m.keras"
+    _tiny_keras(path)
+    model = ModelResource(path=str(path))
+    first = automation.model_file_sensor(dg.build_sensor_context(cursor=None), model=model)
+    assert isinstance(first, dg.RunRequest) and first.run_key == sha256(path)
+    again = automation.model_file_sensor(dg.build_sensor_context(cursor=sha256(path)), model=model)
+    assert isinstance(again, dg.SkipReason)
+    _tiny_keras(path)
+    changed = automation.model_file_sensor(dg.build_sensor_context(cursor=first.run_key), model=model)
+    assert isinstance(changed, dg.RunRequest) and changed.run_key == sha256(path) != first.run_key
+    gone = automation.model_file_sensor(dg.build_sensor_context(cursor="x"),
+                                        model=ModelResource(path=str(tmp_path / "none.keras")))
+    assert isinstance(gone, dg.SkipReason)
