@@ -29,6 +29,12 @@ nightly_report = dg.ScheduleDefinition(name="nightly_report", job=report_job, cr
                                        description="Rebuild the report site every night at 03:00.")
 
 
+model_automation = dg.AutomationConditionSensorDefinition(
+    "model_automation", target=MODEL_DEPENDENT, default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates the model-dependent assets' automation conditions (running by default).")
+
+
 @dg.sensor(job=model_audit_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
            description="For deployments without the automation daemon: re-run the model audit when the "
                        "model file's SHA-256 differs from the cursor.")
@@ -43,4 +49,5 @@ def model_file_sensor(context: dg.SensorEvaluationContext, model: ModelResource)
 @dg.definitions
 def automation() -> dg.Definitions:
     return dg.Definitions(jobs=[observe_model_file, data_job, model_audit_job, report_job],
-                          schedules=[model_file_schedule, nightly_report], sensors=[model_file_sensor])
+                          schedules=[model_file_schedule, nightly_report],
+                          sensors=[model_automation, model_file_sensor])

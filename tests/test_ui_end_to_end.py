@@ -1,0 +1,122 @@
+"""The UI end to end: `dagster dev` (webserver + daemon) on a free loopback port with a temporary
+DAGSTER_HOME; every asset materialized through the GraphQL API; a new model file re-materializes
+the model-dependent assets by themselves (schedule -> observation -> automation) while the data
+assets keep their materialization; Chromium finds the assets in the UI."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tests.test_model import _tiny_keras
+from tests.test_report_site import CHROMIUM, FLAGS
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ["label_table", "train_val_split", "image_cache", "val_masks", "dark_image_counts"]
+MODEL_DEPENDENT = ["val_predictions", "saliency_maps", "threshold_maps", "confusion_matrices", "mistakes",
+                   "fp_class_distribution", "fn_class_distribution", "mask_attention", "label_issues", "report_site"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str, every: float = 2.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def dev(small_dataset, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    model = _tiny_keras(tmp_path / "model.keras")
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
+           "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var"),
+           "CLOUD_ASSETS_MODEL_CHECK_CRON": "* * * * *"}
+    log = open(tmp_path / "dagster-dev.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-m", "cloud_assets.definitions",
+                             "-h", "127.0.0.1", "-p", str(port)], cwd=tmp_path, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait(lambda: _up(port), 120, "the webserver")
+        with dg.instance_for_test(temp_dir=str(home)) as instance:
+            yield port, instance, model
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _up(port) -> bool:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def _latest(instance, key):
+    record = instance.get_latest_materialization_event(dg.AssetKey(key))
+    return record.run_id if record else None
+
+
+def _observed_sha(instance):
+    records = instance.fetch_observations(dg.AssetKey("model_file"), limit=1).records
+    return records[0].asset_observation.tags.get("dagster/data_version") if records else None
+
+
+def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_assets(dev):
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError  # noqa: F401
+    from playwright.sync_api import sync_playwright
+
+    from cloud_assets.lib.model import sha256
+
+    port, instance, model = dev
+    # the schedule observes the model file every minute; start once it has
+    _wait(lambda: _observed_sha(instance) == sha256(model), 150, "the first observation of the model file")
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_id = client.submit_job_execution("__ASSET_JOB")
+    status = _wait(lambda: (s := client.get_run_status(run_id)) in (dg.DagsterRunStatus.SUCCESS,
+                                                                  dg.DagsterRunStatus.FAILURE) and s,
+                   420, "the full materialization")
+    assert status == dg.DagsterRunStatus.SUCCESS
+    assert all(_latest(instance, k) == run_id for k in DATA + MODEL_DEPENDENT)
+
+    _tiny_keras(model)  # a new model file
+    new_sha = sha256(model)
+    _wait(lambda: _observed_sha(instance) == new_sha, 150, "the observation of the new model file")
+    _wait(lambda: all(_latest(instance, k) not in (None, run_id) for k in MODEL_DEPENDENT), 420,
+          "the model-dependent assets to re-materialize by themselves")
+    assert all(_latest(instance, k) == run_id for k in DATA)
+    latest = instance.get_latest_materialization_event(dg.AssetKey("val_predictions"))
+    assert latest.asset_materialization.metadata["model_sha256"].value == new_sha
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        groups = {"data": DATA, "model": ["model_file", "val_predictions", "saliency_maps"],
+                  "analysis": MODEL_DEPENDENT[2:-1], "report": ["report_site"]}
+        for group, names in groups.items():  # each group's asset graph
+            page.goto(f"http://127.0.0.1:{port}/locations/cloud_assets.definitions/asset-groups/{group}")
+            _wait(lambda: all(n in page.inner_text("body") for n in names), 60, f"the {group} asset graph", 1.0)
+            if group == "model":
+                page.screenshot(path=str(ROOT / "test-artifacts" / "dagster-asset-graph-model.png"))
+        browser.close()
