@@ -69,6 +69,8 @@ serve:
 
 bench: install
 	$(PY) bench/masks.py
+	$(PY) bench/saliency.py
+	$(PY) bench/label_audit.py
 
 clean:
 	rm -rf var

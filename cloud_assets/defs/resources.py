@@ -1,5 +1,6 @@
 """Resources: where the dataset is, how to read it, and the array store (the IO manager)."""
 
+import contextlib
 import os
 from collections import Counter
 from pathlib import Path
@@ -92,16 +93,23 @@ class VarDir(dg.ConfigurableResource):
     def store(self) -> Store:
         return Store(Path(self.path) / "store")
 
-    def stage(self, context: dg.AssetExecutionContext) -> Bundle:
-        """A staging bundle for an asset that writes its arrays batch by batch, then returns it."""
-        return self.store.stage(context.asset_key.to_python_identifier())
+    @contextlib.contextmanager
+    def staging(self, context: dg.AssetExecutionContext):
+        """A staging bundle for an asset that writes its arrays batch by batch, then returns it
+        (the IO manager publishes it); removed if the asset fails on the way."""
+        staged = self.store.stage(context.asset_key.to_python_identifier())
+        try:
+            yield staged
+        except BaseException:
+            self.store.discard(staged)
+            raise
 
 
 class ArrayStore(dg.ConfigurableIOManager):
     """Stores each asset as a folder of .npy/.parquet/.json under `<var_dir>/store`, published atomically.
 
     An asset returns either a dict of arrays / DataFrames / JSON-able values, or a staging `Bundle`
-    it filled itself (from `VarDir.stage`). Inputs load as `Bundle`s.
+    it filled itself (from `VarDir.staging`). Inputs load as `Bundle`s.
     """
 
     var: VarDir

@@ -3,7 +3,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cloud_assets.defs.data.assets import md_table
+from cloud_assets.defs.metadata import md_table
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib import attention

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.defs import checks
+from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import dark, images, labels, rle
 from cloud_assets.lib.labels import DatasetError, Problem
@@ -24,10 +25,6 @@ IMAGE_CHECKS = [
     checks.spec("image_cache", "image_size", "Every image has the dataset's size (the masks' RLE shape).",
                 blocking=False),
 ]
-
-
-def md_table(df: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(df.to_markdown(index=False))
 
 
 @dg.asset(group_name="data", check_specs=LABEL_CHECKS)
@@ -76,24 +73,15 @@ def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var
     yield from checks.results(IMAGE_CHECKS, problems)
     checks.raise_blocking(IMAGE_CHECKS, problems)
 
-    staged = var.stage(context)
     h, w = dataset.input_size
     start = time.monotonic()
-    try:
+    with var.staging(context) as staged:
         for s, ns in names.items():
             out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
-
-            def progress(done, total, secs, s=s):
-                rate = done / max(secs, 1e-9)
-                context.log.info(f"image_cache {s}: {done}/{total} images, {rate:.0f}/s, "
-                                 f"ETA {(total - done) / max(rate, 1e-9):.0f}s")
-
-            images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w), progress)
+            images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w),
+                                progress_logger(context, f"image_cache {s}"))
             out.flush()
             staged.put(f"{s}_names", pd.DataFrame({"image": ns}))
-    except BaseException:
-        var.store.discard(staged)
-        raise
     n = sum(len(v) for v in names.values())
     secs = time.monotonic() - start
     yield dg.Output(staged, metadata={

@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cloud_assets.defs.data.assets import md_table
+from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
@@ -28,13 +28,6 @@ def model_file(model: ModelResource):
         "path": dg.MetadataValue.path(str(path.resolve())), "sha256": digest,
         "size_mb": round(stat.st_size / 2 ** 20, 2),
         "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stat.st_mtime))})
-
-
-def progress_logger(context, what: str):
-    def log(done, total, secs):
-        rate = done / max(secs, 1e-9)
-        context.log.info(f"{what}: {done}/{total} images, {rate:.1f}/s, ETA {(total - done) / max(rate, 1e-9):.0f}s")
-    return log
 
 
 @dg.asset(group_name="model", pool="gpu", deps=[model_file], automation_condition=FOLLOWS_MODEL, code_version="1")
@@ -79,8 +72,7 @@ def saliency_maps(context: dg.AssetExecutionContext, model: ModelResource, datas
     n, h, w = images.shape[:3]
     classes = len(dataset.class_names)
     context.log.info(f"saliency_maps: {n} images x {classes} classes on {device}, layer {info.gradcam_layer}")
-    staged = var.stage(context)
-    try:
+    with var.staging(context) as staged:
         cams = staged.new_array("gradcam", (classes, n, h, w), np.float16)
         guided = staged.new_array("guided_backprop", (n, h, w), np.float16)
         start = time.monotonic()
@@ -94,9 +86,6 @@ def saliency_maps(context: dg.AssetExecutionContext, model: ModelResource, datas
         staged.put("images", image_cache.table("val_names"))
         staged.put("meta", {"class_names": list(dataset.class_names), "layer": info.gradcam_layer,
                             "device": device, "model_sha256": model_lib.sha256(Path(model.path))})
-    except BaseException:
-        var.store.discard(staged)
-        raise
     return dg.Output(staged, metadata={
         "gradcam_shape": str(cams.shape), "guided_backprop_shape": str(guided.shape), "dtype": "float16",
         "storage_mb": round(staged.nbytes() / 2 ** 20, 1), "seconds_per_image": round(secs / max(n, 1), 4),
