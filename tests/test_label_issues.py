@@ -67,6 +67,17 @@ def test_a_false_positive_looking_off_mask_outranks_one_looking_on_a_mask():
     assert {"cleanlab", "attention", "probability", "cam_own", "cam_outside"} <= set(ranked.columns)
 
 
+def test_cleanlab_summary_and_per_class_issues():
+    rng = np.random.default_rng(0)
+    y_true = (rng.random((80, 4)) < 0.5).astype(np.int8)
+    y_pred = np.clip(y_true * 0.8 + rng.random((80, 4)) * 0.2, 0, 1).astype(np.float32)
+    y_true[:4, 0] = 1 - y_true[:4, 0]  # four labels the model contradicts confidently
+    summary = label_issues.cleanlab_summary(y_true, y_pred, CLASSES)
+    assert summary["issues"].shape == (80, 4)
+    assert summary["issues"][:4, 0].sum() >= 3 and summary["issues"][4:].mean() < 0.1
+    assert 0 < summary["health"] < 1 and list(summary["class_ranking"]["Class Name"])[0] == "Fish"
+
+
 def test_injected_errors_and_scores():
     manifest = pd.DataFrame({"image": ["a", "b", "z"], "class": ["Fish", "Sugar", "Fish"],
                              "kind": ["missing", "swapped", "missing"], "labelled_as": ["", "Gravel", ""]})

@@ -20,9 +20,6 @@ import warnings
 import numpy as np
 import pandas as pd
 
-KINDS = ("missing label", "spurious label", "class confusion", "loose mask", "no-data artefact")
-
-
 def _labels_list(y_true: np.ndarray) -> list[list[int]]:
     return [list(np.flatnonzero(row)) for row in y_true]
 
@@ -63,7 +60,7 @@ def cleanlab_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dic
         per_class = filter.find_multilabel_issues_per_class(labels, y_pred, n_jobs=1)
         ranking = dataset.rank_classes_by_multilabel_quality(labels, y_pred, class_names=list(class_names))
         health = float(dataset.overall_multilabel_health_score(labels, y_pred))
-    issues = np.stack([np.asarray(m, bool) for m in per_class], axis=1)  # (n, classes)
+    issues = np.asarray(per_class, dtype=bool)  # (n, classes)
     return {"issues": issues, "class_ranking": ranking, "health": health}
 
 
@@ -107,10 +104,12 @@ def swap_evidence(t: pd.DataFrame, label: np.ndarray, prob: np.ndarray) -> tuple
             best["by"].reindex(keys).fillna("").to_numpy(dtype=object))
 
 
-def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_names) -> pd.DataFrame:
+def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_names,
+         cleanlab_issues: np.ndarray | None = None) -> pd.DataFrame:
     """One row per (image, class), most likely error first: `image`, `class`, `kind`, `other_class`,
     `score`, and the signals `label`, `probability`, `cleanlab`, `attention`, `swap`, `cam_own`,
-    `cam_other`, `cam_outside`, `cam_nodata`, `pointing_hit`."""
+    `cam_other`, `cam_outside`, `cam_nodata`, `pointing_hit`; `cleanlab_issue` (cleanlab's own
+    per-class verdict) when `cleanlab_issues` `(n, classes)` is given."""
     t = attention.sort_values(["index", "class_index"]).reset_index(drop=True)
     idx, c = t["index"].to_numpy(), t["class_index"].to_numpy()
     label, prob = y_true[idx, c].astype(np.int8), y_pred[idx, c].astype(np.float64)
@@ -124,6 +123,8 @@ def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_
                         "probability": prob, "cleanlab": 1 - quality, "attention": att, "swap": swap})
     for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "pointing_hit"):
         out[col] = t[col].to_numpy()
+    if cleanlab_issues is not None:
+        out["cleanlab_issue"] = cleanlab_issues[idx, c]
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 

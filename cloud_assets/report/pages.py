@@ -138,7 +138,7 @@ def overview(data: ReportData) -> Page:
     return page
 
 
-def _reading(data: ReportData, c: int, name: str, confusion_row: pd.Series) -> str:
+def _reading(data: ReportData, name: str, confusion_row: pd.Series) -> str:
     level = data.precision_level
     fp = data.fp_distribution[data.fp_distribution["class"] == name]
     fn = data.fn_distribution[data.fn_distribution["class"] == name]
@@ -173,7 +173,7 @@ def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator
     if row.empty:
         row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == 90)]
     row = row.iloc[0]
-    page.add(f'<p class="reading">{esc(_reading(data, c, name, row))}</p>')
+    page.add(f'<p class="reading">{esc(_reading(data, name, row))}</p>')
 
     page.add("## Precision-recall curve")
     precision, recall, thr = thresholds.pr_curve(data.y_true[:, c], data.y_pred[:, c])
@@ -266,6 +266,11 @@ FILTER_JS = """<script>document.addEventListener("DOMContentLoaded", () => {
 });</script>"""
 
 
+def _select(element_id: str, label: str, values) -> str:
+    options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)
+    return f'<label>{label} <select id="{element_id}"><option value="">all</option>{options}</select></label>'
+
+
 def label_issues_page(data: ReportData, img_dir: Path) -> Page:
     page = Page("issues.md")
     page.add("# Label issues")
@@ -277,10 +282,8 @@ def label_issues_page(data: ReportData, img_dir: Path) -> Page:
     top = data.issues.head(ISSUES_SHOWN)
     kinds = data.issues.head(100)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
     page.chart(charts.bars(kinds, "kind", "labels", "Suspected kind among the 100 top candidates", "kind", "labels"))
-    options = lambda values: "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)  # noqa: E731
-    page.add(f'<div class="filters"><label>Class <select id="f-class"><option value="">all</option>'
-             f'{options(data.class_names)}</select></label> <label>Kind <select id="f-kind">'
-             f'<option value="">all</option>{options(sorted(top["kind"].unique()))}</select></label></div>')
+    page.add(f'<div class="filters">{_select("f-class", "Class", data.class_names)} '
+             f'{_select("f-kind", "Kind", sorted(top["kind"].unique()))}</div>')
     page.add(FILTER_JS)
     items = []
     for k, r in enumerate(top.to_dict("records")):

@@ -121,8 +121,9 @@ def mask_attention(saliency_maps: Bundle, val_masks: Bundle, image_cache: Bundle
 def label_issues(mask_attention: Bundle, val_predictions: Bundle, dataset: DatasetResource):
     """Candidate label errors, most likely first: image, class, suspected kind, score, each signal."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
-    ranked = label_issues_lib.rank(mask_attention.table("attention"), y_true, y_pred, dataset.class_names)
     health = label_issues_lib.cleanlab_summary(y_true, y_pred, dataset.class_names)
+    ranked = label_issues_lib.rank(mask_attention.table("attention"), y_true, y_pred, dataset.class_names,
+                                   health["issues"])
     top = ranked.head(15)[["image", "class", "kind", "other_class", "score", "probability", "cam_own"]]
     return dg.Output({"issues": ranked, "class_ranking": health["class_ranking"],
                       "health": {"overall_health_score": health["health"]}},
