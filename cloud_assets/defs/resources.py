@@ -139,7 +139,16 @@ def build_resources(data_dir, model_path="", var_dir: str | None = None, **datas
             "model": ModelResource(path=model_path)}
 
 
+def executor():
+    """The multiprocess executor, or one pod per step on Kubernetes (CLOUD_ASSETS_EXECUTOR=k8s, deploy/helm/)."""
+    if os.environ.get("CLOUD_ASSETS_EXECUTOR") == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return dg.multiprocess_executor
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(resources=build_resources(dg.EnvVar("CLOUD_ASSETS_DATA_DIR"),
-                                                    dg.EnvVar("CLOUD_ASSETS_MODEL_PATH")))
+                                                    dg.EnvVar("CLOUD_ASSETS_MODEL_PATH")), executor=executor())

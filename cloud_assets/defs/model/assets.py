@@ -8,6 +8,7 @@ import pandas as pd
 
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
+from cloud_assets.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
@@ -30,7 +31,8 @@ def model_file(model: ModelResource):
         "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stat.st_mtime))})
 
 
-@dg.asset(group_name="model", pool="gpu", deps=[model_file], automation_condition=FOLLOWS_MODEL, code_version="1")
+@dg.asset(group_name="model", pool=GPU_POOL, op_tags=GPU_OP_TAGS, deps=[model_file],
+          automation_condition=FOLLOWS_MODEL, code_version="1")
 def val_predictions(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource,
                     image_cache: Bundle, label_table: Bundle):
     """Probabilities and ground truth for every validation image (the seed drops the last partial batch)."""
@@ -56,7 +58,8 @@ def val_predictions(context: dg.AssetExecutionContext, model: ModelResource, dat
                   **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
 
 
-@dg.asset(group_name="model", pool="gpu", deps=[model_file], automation_condition=FOLLOWS_MODEL, code_version="1")
+@dg.asset(group_name="model", pool=GPU_POOL, op_tags=GPU_OP_TAGS, deps=[model_file],
+          automation_condition=FOLLOWS_MODEL, code_version="1")
 def saliency_maps(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource,
                   var: VarDir, image_cache: Bundle):
     """Grad-CAM `(classes, val images, H, W)` and guided backprop `(val images, H, W)`, float16.
