@@ -15,13 +15,14 @@ DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
 
 .PHONY: install test demo ui site serve definitions clean bench
 
-install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml /usr/bin/chromium
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml /usr/bin/chromium /usr/bin/redis-server
 
-# Debian's chromium for the report's browser test (Playwright drives it; no browser download)
+# Debian packages the tests use: chromium (the report's browser test, driven by Playwright; no
+# browser download) and redis-server (the Celery executor's broker)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-/usr/bin/chromium:
+/usr/bin/chromium /usr/bin/redis-server:
 	$(SUDO) apt-get update -q
-	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(notdir $@)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 

@@ -140,11 +140,19 @@ def build_resources(data_dir, model_path="", var_dir: str | None = None, **datas
 
 
 def executor():
-    """The multiprocess executor, or one pod per step on Kubernetes (CLOUD_ASSETS_EXECUTOR=k8s, deploy/helm/)."""
-    if os.environ.get("CLOUD_ASSETS_EXECUTOR") == "k8s":
+    """CLOUD_ASSETS_EXECUTOR: unset, the multiprocess executor; `k8s`, a pod per step
+    (deploy/helm/); `celery`, Celery workers behind a Redis broker (deploy/celery/)."""
+    kind = os.environ.get("CLOUD_ASSETS_EXECUTOR", "")
+    if kind == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
+    if kind == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor
+    if kind:
+        raise ValueError(f"CLOUD_ASSETS_EXECUTOR={kind!r}: expected 'k8s', 'celery' or nothing (multiprocess)")
     return dg.multiprocess_executor
 
 
