@@ -49,6 +49,8 @@ $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
 	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL)
 
 demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
+	# observe the model file first, so that the materializations record its version
+	$(VENV)/bin/dagster job execute -m cloud_assets.definitions -j observe_model_file
 	$(VENV)/bin/dagster asset materialize -m cloud_assets.definitions --select '*'
 	@echo
 	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
