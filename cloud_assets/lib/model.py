@@ -29,7 +29,6 @@ class ModelError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
     input_size: tuple[int, int]
-    n_outputs: int
     gradcam_layer: str
     framework: str         # "keras" (Keras 3) or "tf_keras" (Keras 2)
 
@@ -152,7 +151,7 @@ def check(model, path, n_classes: int, input_size: tuple[int, int], layer_name: 
     if len(out) != 2 or out[1] != n_classes:
         raise ModelError(f"{path}: output shape {out}; expected (None, {n_classes}), one probability per "
                          f"configured class")
-    return ModelInfo(input_size=tuple(input_size), n_outputs=n_classes,
+    return ModelInfo(input_size=tuple(input_size),
                      gradcam_layer=gradcam_layer(model, layer_name), framework=framework(model))
 
 

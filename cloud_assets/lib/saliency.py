@@ -91,7 +91,6 @@ class Engine:
         K = _keras_of(model)
         guided = guided_clone(model, self.layer_name)
         self._net = K.Model(guided.inputs, [guided.get_layer(self.layer_name).output, guided.outputs[0]])
-        self.input_size = tuple(int(d) for d in model.inputs[0].shape[1:3] if d is not None) or None
 
         @tf.function(reduce_retracing=True)
         def passes(x):
