@@ -22,8 +22,15 @@ def _first_labelled(data):
     return next(i for i, l in enumerate(lines, 1) if i > 1 and not l.endswith(","))
 
 
+def _duplicate_row(data, line):
+    lines = (data / "train.csv").read_text().splitlines()
+    return _rewrite_row(data, line + 1, lines[line - 1])
+
+
 CSV_FAULTS = {
     "no_columns": (lambda d, n: (d / "train.csv").write_text("a,b\n1,2\n"), "missing column(s)", "train_csv_schema"),
+    "empty": (lambda d, n: (d / "train.csv").write_text(""), "empty file; expected the header", "train_csv_schema"),
+    "duplicate": (_duplicate_row, "duplicate of line", "train_csv_schema"),
     "no_class": (lambda d, n: _rewrite_row(d, n, "0000000.jpg,"), "must be '<image>_<class>'", "train_csv_schema"),
     "unknown_class": (lambda d, n: _rewrite_row(d, n, "0000000.jpg_Cumulus,"), "unknown class 'Cumulus'",
                       "train_csv_schema"),
@@ -65,19 +72,44 @@ def test_train_csv_faults(materialized, fault):
     assert not result.success
     text = failure_message(result)
     assert message in text and str(data / "train.csv") in text
-    if fault != "no_columns":
-        assert f"line {line} " in text
+    if fault not in ("no_columns", "empty"):
+        assert f"line {line + (fault == 'duplicate')} " in text
     assert not checks(result)[check].passed
     assert message in checks(result)[check].metadata["details"].value
     assert not result.get_asset_materialization_events()  # nothing downstream ran or was stored
     _assert_previous_intact(store, before)
 
 
+def _imwrite(path, image, ext=".jpg"):
+    import cv2
+
+    path.write_bytes(cv2.imencode(ext, image)[1].tobytes())
+
+
+def _sixteen_bit_header(path):
+    """A JPEG whose frame header declares 16-bit samples (libjpeg-turbo decodes 8-bit only)."""
+    data = bytearray(path.read_bytes())
+    data[data.find(b"\xff\xc0") + 4] = 16
+    path.write_bytes(bytes(data))
+
+
+def _cmyk(path):
+    from PIL import Image
+
+    Image.fromarray(np.full((350, 525, 3), 120, np.uint8)).convert("CMYK").save(path, format="JPEG")
+
+
 IMAGE_FAULTS = {
     "missing": (lambda p: p.unlink(), "labelled image is missing"),
     "truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "truncated"),
-    "png_renamed": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100), "PNG; expected a JPEG"),
+    "png_renamed": (lambda p: _imwrite(p, np.zeros((350, 525, 3), np.uint8), ".png"), "PNG; expected a JPEG"),
+    "png_16bit_renamed": (lambda p: _imwrite(p, np.zeros((350, 525), np.uint16), ".png"), "PNG; expected a JPEG"),
+    "jpeg_16bit": (_sixteen_bit_header, "16-bit samples; expected an 8-bit JPEG"),
     "zero_bytes": (lambda p: p.write_bytes(b""), "empty file"),
+    "far_smaller": (lambda p: _imwrite(p, np.zeros((20, 30, 3), np.uint8)),
+                    "size 20x30 is far smaller than the dataset's 350x525"),
+    "far_larger": (lambda p: _imwrite(p, np.zeros((1500, 2250, 3), np.uint8)),
+                   "size 1500x2250 is far larger than the dataset's 350x525"),
 }
 
 
@@ -95,17 +127,36 @@ def test_image_faults(materialized, fault):
     _assert_previous_intact(store, before, failed=("image_cache",))
 
 
-def test_unexpected_image_size_warns_and_still_caches(materialized):
-    import cv2
+IMAGE_WARNINGS = {
+    "other_size": (lambda p: _imwrite(p, np.full((100, 150, 3), 80, np.uint8)), "image_size",
+                   "size 100x150, expected 350x525"),
+    "grayscale": (lambda p: _imwrite(p, np.full((350, 525), 80, np.uint8)), "image_color",
+                  "grayscale JPEG; expected 3-channel color"),
+    "cmyk": (_cmyk, "image_color", "CMYK JPEG; expected 3-channel color"),
+}
 
+
+@pytest.mark.parametrize("fault", sorted(IMAGE_WARNINGS))
+def test_image_warnings_still_cache(materialized, fault):
     data, var, store, _ = materialized
+    damage, name, message = IMAGE_WARNINGS[fault]
     victim = sorted((data / "train_images").iterdir())[5]
-    cv2.imwrite(str(victim), np.full((100, 150, 3), 80, np.uint8))
+    damage(victim)
     result = materialize(data, var)
     assert result.success
-    check = checks(result)["image_size"]
+    check = checks(result)[name]
     assert not check.passed and check.severity.value == "WARN"
-    assert f"{victim}: size 100x150, expected 350x525" in check.metadata["details"].value
+    assert f"{victim}: {message}" in check.metadata["details"].value
+
+
+def test_dataset_folder_without_images(materialized):
+    data, var, store, before = materialized
+    for p in (data / "train_images").iterdir():
+        p.unlink()
+    result = materialize(data, var)
+    assert not result.success
+    assert f"{data / 'train_images'}: no readable .jpg images; expected the labelled images" in failure_message(result)
+    _assert_previous_intact(store, before)
 
 
 def test_dataset_folder_that_does_not_exist(tmp_path):

@@ -60,13 +60,14 @@ def test_check_rows_names_file_line_and_problem(tmp_path):
 
 
 @pytest.mark.parametrize("content,message", [
-    ("Image,Pixels\na.jpg_Fish,\n", "missing column(s) EncodedPixels, Image_Label"),
-    ("Image_Label,EncodedPixels\n", "no rows after the header"),
-    ("", "not a readable CSV"),
+    (b"Image,Pixels\na.jpg_Fish,\n", "missing column(s) EncodedPixels, Image_Label"),
+    (b"Image_Label,EncodedPixels\n", "no rows after the header"),
+    (b"", "empty file; expected the header 'Image_Label,EncodedPixels'"),
+    (b"Image_Label,EncodedPixels\n\xff\xfe\xfa,1 2\n", "not a readable CSV"),
 ])
 def test_read_train_csv_errors(tmp_path, content, message):
     path = tmp_path / "train.csv"
-    path.write_text(content)
+    path.write_bytes(content)
     with pytest.raises(labels.DatasetError, match=str(path)) as e:
         labels.read_train_csv(path)
     assert message in str(e.value)

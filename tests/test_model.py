@@ -100,3 +100,79 @@ def test_any_size_input_is_accepted(tmp_path):
 
 def test_configure_tensorflow_names_the_device():
     assert model_lib.configure_tensorflow().startswith(("CPU", "GPU"))
+
+
+def _functional(path, build):
+    """A Keras 3 model from `build(keras, layers)` -> (inputs, outputs), saved to `path`."""
+    import keras
+    from keras import layers
+
+    inputs, outputs = build(keras, layers)
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def _two_inputs(keras, layers):
+    a, b = keras.Input((224, 224, 3)), keras.Input((224, 224, 3))
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(2, 3)(layers.Add()([a, b])))
+    return [a, b], layers.Dense(4, activation="sigmoid")(x)
+
+
+def _no_4d_layer(keras, layers):
+    inp = keras.Input((224, 224, 3))
+    return inp, layers.Dense(4, activation="sigmoid")(layers.Flatten()(inp))
+
+
+def _softmax(keras, layers):
+    inp = keras.Input((224, 224, 3))
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(2, 3, name="conv")(inp))
+    return inp, layers.Dense(4, activation="softmax")(x)
+
+
+@pytest.mark.parametrize("build,message", [
+    (_two_inputs, "the model has 2 inputs; expected one image input"),
+    (_no_4d_layer, "has no convolution or concatenation layer with a 4-D output for Grad-CAM"),
+    (_softmax, "the output is a softmax"),
+])
+def test_model_shapes_that_do_not_fit(tmp_path, build, message):
+    path = _functional(tmp_path / "m.keras", build)
+    with pytest.raises(ModelError, match=message):
+        model_lib.check(model_lib.load(path), path, 4, (224, 224))
+
+
+def test_more_outputs_than_classes(tmp_path):
+    path = _tiny_keras(tmp_path / "m.keras", outputs=5)
+    with pytest.raises(ModelError, match=rf"{path}: output shape \(None, 5\); expected \(None, 4\), one probability"):
+        model_lib.check(model_lib.load(path), path, 4, (224, 224))
+
+
+@pytest.mark.parametrize("suffix,message", [(".keras", "not a loadable Keras model"),
+                                            (".h5", "not a readable HDF5 file")])
+def test_truncated_model_file(tmp_path, seed_h5, suffix, message):
+    whole = seed_h5 if suffix == ".h5" else _tiny_keras(tmp_path / "whole.keras")
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(ModelError, match=f"{cut}: {message}"):
+        model_lib.load(cut)
+
+
+def _lambda_model(path, tf_keras_format: bool):
+    if tf_keras_format:
+        import tf_keras as k
+    else:
+        import keras as k
+    inp = k.Input((224, 224, 3))
+    x = k.layers.Lambda(lambda t: t * 2.0, name="doubles")(inp)
+    x = k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(2, 3)(x))
+    k.Model(inp, k.layers.Dense(4, activation="sigmoid")(x)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("name,tf_keras_format", [("m.keras", False), ("m.h5", True)])
+def test_lambda_layers_are_refused_in_safe_mode_with_an_opt_in(tmp_path, name, tf_keras_format):
+    path = _lambda_model(tmp_path / name, tf_keras_format)
+    with pytest.raises(ModelError, match=f"{path}: refused in safe mode") as e:
+        model_lib.load(path)
+    assert "CLOUD_ASSETS_MODEL_SAFE_MODE=0" in str(e.value)
+    net = model_lib.load(path, safe_mode=False)
+    assert any(type(l).__name__ == "Lambda" for l in net.layers)

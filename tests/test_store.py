@@ -7,7 +7,7 @@ import pytest
 from cloud_assets.lib.store import Store
 
 
-def test_publish_replaces_atomically_and_removes_the_previous(tmp_path):
+def test_publish_replaces_atomically_keeps_the_replaced_value_and_removes_older_ones(tmp_path):
     store = Store(tmp_path)
     first = store.stage("thing")
     first.put("a", np.arange(5))
@@ -24,8 +24,13 @@ def test_publish_replaces_atomically_and_removes_the_previous(tmp_path):
     arr.flush()
     store.publish("thing", second)
     assert store.get("thing").array("a").tolist() == [7, 7, 7]
-    assert not v1.path.exists()
+    assert v1.array("a").tolist() == [0, 1, 2, 3, 4]  # a run that resolved it before can still read it
     assert os.path.islink(tmp_path / "thing")
+    third = store.stage("thing")
+    third.put("a", np.zeros(1))
+    store.publish("thing", third)
+    assert not v1.path.exists()
+    assert len(list((tmp_path / ".versions").iterdir())) == 2
 
 
 def test_an_abandoned_staging_bundle_never_shows(tmp_path):
@@ -43,3 +48,34 @@ def test_an_abandoned_staging_bundle_never_shows(tmp_path):
 def test_missing_value_names_the_asset(tmp_path):
     with pytest.raises(FileNotFoundError, match="'val_masks' has not been materialized yet"):
         Store(tmp_path).get("val_masks")
+
+
+def test_staging_left_by_a_dead_process_is_swept_and_a_live_ones_is_not(tmp_path):
+    import subprocess
+    import sys
+
+    store = Store(tmp_path)
+    code = ("import sys, time; from cloud_assets.lib.store import Store; "
+            "b = Store(sys.argv[1]).stage('thing'); print(b.path, flush=True); time.sleep(float(sys.argv[2]))")
+    live = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        live_path = live.stdout.readline().strip()
+        dead = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert os.path.isdir(dead) and os.path.isdir(live_path)
+        mine = store.stage("other")
+        assert not os.path.exists(dead) and os.path.isdir(live_path) and mine.path.is_dir()
+    finally:
+        live.kill()
+        live.wait()
+    store.stage("other")
+    assert not os.path.exists(live_path)
+
+
+def test_a_failure_while_staging_discards_the_folder(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(RuntimeError):
+        with store.staging("thing") as staged:
+            staged.put("a", np.ones(3))
+            raise RuntimeError("boom")
+    assert not staged.path.exists()

@@ -1,6 +1,5 @@
 """Resources: where the dataset is, how to read it, and the array store (the IO manager)."""
 
-import contextlib
 import os
 from collections import Counter
 from pathlib import Path
@@ -74,7 +73,7 @@ class ModelResource(dg.ConfigurableResource):
     path: str
     gradcam_layer: str = ""     # empty: the last convolution or concatenation layer
     batch_size: int = 32
-    safe_mode: bool = True      # Keras safe mode: refuse Lambda layers that carry code
+    safe_mode: bool = True      # refuse Lambda layers that carry code (CLOUD_ASSETS_MODEL_SAFE_MODE=0: allow)
 
     def load(self, dataset: "DatasetResource"):
         """(model, ModelInfo), checked against the dataset's classes and image size."""
@@ -91,18 +90,16 @@ class VarDir(dg.ConfigurableResource):
 
     @property
     def store(self) -> Store:
-        return Store(Path(self.path) / "store")
+        root = Path(self.path)
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(f"{root}: is a file; CLOUD_ASSETS_VAR_DIR must be a folder (it holds the "
+                                     f"array store, store/, and the report site, site/)")
+        return Store(root / "store")
 
-    @contextlib.contextmanager
     def staging(self, context: dg.AssetExecutionContext):
         """A staging bundle for an asset that writes its arrays batch by batch, then returns it
         (the IO manager publishes it); removed if the asset fails on the way."""
-        staged = self.store.stage(context.asset_key.to_python_identifier())
-        try:
-            yield staged
-        except BaseException:
-            self.store.discard(staged)
-            raise
+        return self.store.staging(context.asset_key.to_python_identifier())
 
 
 class ArrayStore(dg.ConfigurableIOManager):
@@ -120,9 +117,9 @@ class ArrayStore(dg.ConfigurableIOManager):
         if isinstance(obj, Bundle):
             staged = obj
         else:
-            staged = store.stage(name)
-            for key, value in obj.items():
-                staged.put(key, value)
+            with store.staging(name) as staged:
+                for key, value in obj.items():
+                    staged.put(key, value)
         bundle = store.publish(name, staged)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(bundle.path.resolve())),
                                      "stored_mb": round(bundle.nbytes() / 2 ** 20, 2)})
@@ -136,7 +133,8 @@ def build_resources(data_dir, model_path="", var_dir: str | None = None, **datas
     var = VarDir(path=var_dir or os.environ.get("CLOUD_ASSETS_VAR_DIR", DEFAULT_VAR_DIR))
     return {"io_manager": ArrayStore(var=var), "var": var,
             "dataset": DatasetResource(data_dir=data_dir, **dataset_config),
-            "model": ModelResource(path=model_path)}
+            "model": ModelResource(path=model_path,
+                                   safe_mode=os.environ.get("CLOUD_ASSETS_MODEL_SAFE_MODE", "1") != "0")}
 
 
 def executor():

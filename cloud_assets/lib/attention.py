@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cloud_assets.lib.progress import Progress, Report
+
 REGIONS = ("own", "other", "outside", "nodata")
 
 
@@ -44,7 +46,7 @@ def top_other_class(maps: np.ndarray, masks: np.ndarray, c: int) -> np.ndarray:
 
 
 def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.ndarray, nodata: np.ndarray,
-                    class_names, image_names, batch: int = 64) -> pd.DataFrame:
+                    class_names, image_names, batch: int = 64, report: Report | None = None) -> pd.DataFrame:
     """One row per (image, class): shares for Grad-CAM (`cam_*`) and Guided Grad-CAM (`ggc_*`),
     the Grad-CAM pointing-game hit, and the other class whose mask draws most Grad-CAM energy.
 
@@ -53,6 +55,7 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
     """
     rows = []
     n = gradcam.shape[1]
+    progress = Progress(n, report)
     for start in range(0, n, batch):
         sl = slice(start, min(start + batch, n))
         m = masks[:, sl].astype(bool)
@@ -76,4 +79,5 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
             frame["pointing_hit"] = pointing_hit(cam, m[c])
             frame["other_class"] = [class_names[k] if k >= 0 else "" for k in top]
             rows.append(frame)
+        progress.advance(sl.stop - sl.start)
     return pd.concat(rows, ignore_index=True).sort_values(["index", "class_index"]).reset_index(drop=True)

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import os
 import struct
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,13 +11,15 @@ import cv2
 import numpy as np
 
 from cloud_assets.lib.labels import DatasetError, Problem
+from cloud_assets.lib.progress import Progress, Report
 
 # Start-of-frame markers that carry the image size (baseline, progressive, ...), not DHT/JPG/DAC
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def jpeg_size(path: Path) -> tuple[int, int]:
-    """(height, width) from a JPEG's header without decoding it; DatasetError if not a JPEG."""
+def jpeg_header(path: Path) -> tuple[int, int, int, int]:
+    """(height, width, bits per sample, components) from a JPEG's frame header, without decoding
+    it; DatasetError if the file is not a JPEG."""
     with open(path, "rb") as f:
         data = f.read(65536)
         if data[:2] != b"\xff\xd8":
@@ -26,7 +27,7 @@ def jpeg_size(path: Path) -> tuple[int, int]:
             raise DatasetError(f"{path}: {kind}; expected a JPEG image (starting FF D8)")
         i = 2
         while True:
-            while i + 9 > len(data):
+            while i + 10 > len(data):
                 more = f.read(65536)
                 if not more:
                     raise DatasetError(f"{path}: JPEG header ends before the frame size (truncated file?)")
@@ -35,29 +36,54 @@ def jpeg_size(path: Path) -> tuple[int, int]:
                 raise DatasetError(f"{path}: corrupt JPEG header at byte {i}")
             marker = data[i + 1]
             if marker in _SOF:
-                h, w = struct.unpack(">HH", data[i + 5:i + 9])
-                return h, w
+                bits, h, w, components = struct.unpack(">BHHB", data[i + 4:i + 10])
+                return h, w, bits, components
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
                 i += 2
                 continue
             i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
 
 
+def jpeg_size(path: Path) -> tuple[int, int]:
+    """(height, width) from a JPEG's header without decoding it; DatasetError if not a JPEG."""
+    return jpeg_header(path)[:2]
+
+
+# beyond these factors per side an image is not a differently sized copy of the dataset's images
+# (it would be upsampled from almost nothing, or decoding it would take gigabytes): refused
+TOO_SMALL, TOO_LARGE = 1 / 8, 4
+
+
 def check_image(path: Path, expected: tuple[int, int] | None) -> list[Problem]:
-    """Problems with one image file without decoding it: missing, not a JPEG, truncated, size."""
+    """Problems with one image file without decoding it: missing, not a JPEG, truncated, not 8-bit,
+    far from the expected size (`images_readable`); gray or CMYK (`image_color`, read as BGR);
+    another size (`image_size`)."""
     if not path.is_file():
         return [Problem("images_readable", str(path), "labelled image is missing")]
     try:
-        size = jpeg_size(path)
+        h, w, bits, components = jpeg_header(path)
     except DatasetError as e:
         return [Problem("images_readable", str(path), str(e).removeprefix(f"{path}: "))]
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - 2))
         if f.read(2) != b"\xff\xd9":
             return [Problem("images_readable", str(path), "JPEG has no end marker (truncated file)")]
-    if expected and size != tuple(expected):
-        return [Problem("image_size", str(path), f"size {size[0]}x{size[1]}, expected {expected[0]}x{expected[1]}")]
-    return []
+    if bits != 8:
+        return [Problem("images_readable", str(path), f"{bits}-bit samples; expected an 8-bit JPEG")]
+    problems = []
+    if expected and (h, w) != tuple(expected):
+        eh, ew = expected
+        ratio = max(h / eh, w / ew) if h > eh or w > ew else min(h / eh, w / ew)
+        if not TOO_SMALL <= ratio <= TOO_LARGE:
+            return [Problem("images_readable", str(path),
+                            f"size {h}x{w} is far {'larger' if ratio > 1 else 'smaller'} than the dataset's "
+                            f"{eh}x{ew}; expected an image of that size")]
+        problems.append(Problem("image_size", str(path), f"size {h}x{w}, expected {eh}x{ew}"))
+    if components != 3:
+        kind = {1: "grayscale", 4: "CMYK"}.get(components, f"{components}-channel")
+        problems.append(Problem("image_color", str(path), f"{kind} JPEG; expected 3-channel color "
+                                                          f"(read as BGR by OpenCV)"))
+    return problems
 
 
 def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -69,21 +95,16 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 def cache_images(paths: Sequence[Path], out: np.ndarray, size: tuple[int, int],
-                 progress: Callable[[int, int, float], None] | None = None, workers: int | None = None,
-                 every_s: float = 5.0) -> None:
+                 report: Report | None = None, workers: int | None = None) -> None:
     """Decode `paths` into `out[i]` (uint8 `(n, h, w, 3)`, e.g. a memmap) with a thread per core.
 
-    OpenCV releases the GIL while decoding and resizing, so threads use every core. `progress(done,
-    total, seconds)` is called at most every `every_s` seconds and at the end.
+    OpenCV releases the GIL while decoding and resizing, so threads use every core.
     """
-    start, last = time.monotonic(), 0.0
+    progress = Progress(len(paths), report)
 
     def one(i):
         out[i] = load_image(paths[i], size)
 
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        for done, _ in enumerate(pool.map(one, range(len(paths))), 1):
-            now = time.monotonic()
-            if progress and (now - last >= every_s or done == len(paths)):
-                last = now
-                progress(done, len(paths), now - start)
+        for _ in pool.map(one, range(len(paths))):
+            progress.advance()

@@ -32,6 +32,9 @@ def read_train_csv(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: train.csv not found (expected a file with columns Image_Label,EncodedPixels)")
+    if path.stat().st_size == 0:
+        raise DatasetError(f"{path}: empty file; expected the header 'Image_Label,EncodedPixels' and 4 rows "
+                           f"per image")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:

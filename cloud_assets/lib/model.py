@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from cloud_assets.lib.progress import Progress, Report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,13 +58,19 @@ def configure_tensorflow() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
-def load(path, safe_mode: bool = True):
-    """The Keras model in `path` (`.keras` or `.h5`), not compiled. ModelError names what is wrong."""
+def check_path(path) -> Path:
+    """`path` as a Path if it is a file; ModelError if it is missing or a folder."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model file not found (CLOUD_ASSETS_MODEL_PATH); expected a .keras or .h5 file")
     if path.is_dir():
         raise ModelError(f"{path}: is a folder; CLOUD_ASSETS_MODEL_PATH must be a .keras or .h5 file")
+    return path
+
+
+def load(path, safe_mode: bool = True):
+    """The Keras model in `path` (`.keras` or `.h5`), not compiled. ModelError names what is wrong."""
+    path = check_path(path)
     with open(path, "rb") as f:
         head = f.read(8)
     suffix = path.suffix.lower()
@@ -73,6 +80,8 @@ def load(path, safe_mode: bool = True):
         raise ModelError(f"{path}: not a Keras model (an .h5 file is HDF5, which starts with \\x89HDF)")
     if suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelError(f"{path}: unknown model format {suffix!r}; expected a .keras or .h5 file")
+    if safe_mode and suffix != ".keras":
+        _refuse_code_layers(path)
     errors = []
     loaders = [_load_keras] if suffix == ".keras" else [_load_tf_keras, _load_keras]
     for loader in loaders:
@@ -80,9 +89,43 @@ def load(path, safe_mode: bool = True):
             return loader(path, safe_mode)
         except Exception as e:  # noqa: BLE001 - each loader's reason is reported below
             if "safe_mode" in str(e) or "Lambda" in str(e) and "unsafe" in str(e).lower():
-                raise ModelError(f"{path}: refused in safe mode: {e}") from None
+                raise ModelError(f"{path}: refused in safe mode: {e} {UNSAFE_OPT_IN}") from None
             errors.append(f"{loader.__doc__}: {type(e).__name__}: {str(e)[:300]}")
     raise ModelError(f"{path}: not a loadable Keras model; " + " | ".join(errors))
+
+
+UNSAFE_OPT_IN = ("Loading runs code stored in the file; if you trust it, set CLOUD_ASSETS_MODEL_SAFE_MODE=0 "
+                 "(the model resource's safe_mode).")
+
+
+def _refuse_code_layers(path: Path) -> None:
+    """Keras 2 `.h5` files store a `Lambda` layer's Python bytecode, and tf_keras runs it while
+    loading even in safe mode: read the architecture first and refuse such layers."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+    except OSError as e:
+        raise ModelError(f"{path}: not a readable HDF5 file ({e}); truncated or damaged?") from None
+    if config is None:
+        return
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                found.append(node.get("config", {}).get("name", "?"))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(json.loads(config.decode() if isinstance(config, bytes) else config))
+    if found:
+        raise ModelError(f"{path}: refused in safe mode: Lambda layer(s) {', '.join(map(repr, found))} carry "
+                         f"Python code. {UNSAFE_OPT_IN}")
 
 
 def _load_keras(path: Path, safe_mode: bool):
@@ -151,25 +194,33 @@ def check(model, path, n_classes: int, input_size: tuple[int, int], layer_name: 
     if len(out) != 2 or out[1] != n_classes:
         raise ModelError(f"{path}: output shape {out}; expected (None, {n_classes}), one probability per "
                          f"configured class")
+    if _output_activation(model) == "softmax":
+        raise ModelError(f"{path}: the output is a softmax, whose probabilities compete and sum to 1; "
+                         f"this is a multi-label dataset: expected one independent sigmoid per class")
     return ModelInfo(input_size=tuple(input_size),
                      gradcam_layer=gradcam_layer(model, layer_name), framework=framework(model))
 
 
+def _output_activation(model) -> str:
+    """The name of the activation that produces the model's output ('' if none is recognised)."""
+    layer = model.layers[-1]
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") if activation is not None else ""
+
+
 def predict(model, images: np.ndarray, batch_size: int = 32,
-            progress: Callable[[int, int, float], None] | None = None, every_s: float = 10.0) -> np.ndarray:
+            report: Report | None = None) -> np.ndarray:
     """float32 `(n, outputs)` for uint8 BGR `(n, h, w, 3)` images (scaled by 1/255, as the seed),
     every image included (the seed's generator drops the last partial batch)."""
     out = None
-    start, last = time.monotonic(), 0.0
+    progress = Progress(len(images), report)
     for i in range(0, len(images), batch_size):
         batch = np.asarray(images[i:i + batch_size], dtype=np.float32) / 255.0
         probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
         if out is None:
             out = np.empty((len(images), probs.shape[1]), np.float32)
         out[i:i + len(batch)] = probs
-        now = time.monotonic()
-        done = min(i + batch_size, len(images))
-        if progress and (now - last >= every_s or done == len(images)):
-            last = now
-            progress(done, len(images), now - start)
+        progress.advance(len(batch))
     return out if out is not None else np.empty((0, 0), np.float32)

@@ -19,13 +19,12 @@ the layers after A, which keep their ordinary ReLUs. The loaded model is never m
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable
 
 import cv2
 import numpy as np
 
 from cloud_assets.lib.model import framework, gradcam_layer
+from cloud_assets.lib.progress import Progress, Report
 
 
 def _keras_of(model):
@@ -144,20 +143,17 @@ def gradcam_from_gradients(a: np.ndarray, grads: np.ndarray, size) -> np.ndarray
 
 
 def iter_batches(model, images, layer_name: str | None = None, batch_size: int = 32,
-                 progress: Callable[[int, int, float], None] | None = None, every_s: float = 10.0):
+                 report: Report | None = None):
     """Yield `(start, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1] images."""
     engine = Engine(model, layer_name)
-    start_t, last = time.monotonic(), 0.0
+    progress = Progress(len(images), report)
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start:start + batch_size])
         if batch.dtype == np.uint8:
             batch = batch.astype(np.float32) / 255.0
         gb, cams, probs = engine(batch)
         yield start, gb, cams, probs
-        done, now = start + len(batch), time.monotonic()
-        if progress and (now - last >= every_s or done == len(images)):
-            last = now
-            progress(done, len(images), now - start_t)
+        progress.advance(len(batch))
 
 
 def guided_backprop(model, images, layer_name: str | None = None, batch_size: int = 32) -> np.ndarray:

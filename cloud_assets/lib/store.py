@@ -1,14 +1,21 @@
 """The array store: each asset's value is a folder of `.npy`, `.parquet` and `.json` files.
 
 A value is written into a staging folder, then published by pointing the asset's name (a
-symlink) at it with one atomic rename. A run that dies mid-write leaves only a staging folder;
-readers see the previous value until the new one is complete. Arrays are memory-mapped on read.
+symlink) at it with one atomic rename. A run that dies mid-write leaves only a staging folder,
+named after its host and process, which the next `stage` on that host removes once the process
+is gone; readers see the previous value until the new one is complete. Publishing keeps the value
+it replaced (a run that started before may still be reading it) and removes older ones. Arrays
+are memory-mapped on read; new arrays have their disk space reserved up front, so a full disk is
+an error when the array is created, not a crash while it is filled.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -40,8 +47,16 @@ class Bundle:
 
     # writing (staging bundles only)
     def new_array(self, name: str, shape, dtype) -> np.ndarray:
-        """A writable memory-mapped `.npy` to fill in place; flushed when published."""
-        return np.lib.format.open_memmap(self.path / f"{name}.npy", mode="w+", shape=tuple(shape), dtype=dtype)
+        """A writable memory-mapped `.npy` to fill in place, its disk space reserved (OSError ENOSPC
+        here if the disk is full, rather than SIGBUS while writing)."""
+        path = self.path / f"{name}.npy"
+        out = np.lib.format.open_memmap(path, mode="w+", shape=tuple(shape), dtype=dtype)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, path.stat().st_size)
+        finally:
+            os.close(fd)
+        return out
 
     def put(self, name: str, value) -> None:
         if isinstance(value, np.ndarray):
@@ -63,19 +78,52 @@ def _jsonable(v):
     raise TypeError(f"cannot store {type(v).__name__} as JSON")
 
 
+class StoreError(OSError):
+    """Writing a value failed (the disk is full); the previous value is kept."""
+
+
+HOST = socket.gethostname()
+SEP = "__"  # staging and version folders: <name>__<time>__<host>__<pid>__<random>
+
+
 class Store:
-    """Folders under `root`: `<name>` -> `.versions/<name>-<stamp>` symlinks, `.staging/` for writes."""
+    """Folders under `root`: `<name>` -> `.versions/<name>__...` symlinks, `.staging/` for writes."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
 
     def stage(self, name: str) -> Bundle:
-        path = self.root / ".staging" / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.sweep()
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        path = self.root / ".staging" / SEP.join([name, stamp, HOST, str(os.getpid()), uuid.uuid4().hex[:8]])
         path.mkdir(parents=True)
         return Bundle(path)
 
+    @contextlib.contextmanager
+    def staging(self, name: str):
+        """A staging bundle, removed if the code writing it fails; a full disk becomes a StoreError
+        that names the folder and the free space."""
+        staged = self.stage(name)
+        try:
+            yield staged
+        except BaseException as e:
+            self.discard(staged)
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                free = shutil.disk_usage(self.root).free / 2 ** 20
+                raise StoreError(errno.ENOSPC, f"{self.root}: no space left on the device while writing '{name}' "
+                                 f"({free:.0f} MiB free); the previous value is kept") from e
+            raise
+
+    def sweep(self) -> None:
+        """Remove staging folders that this host's processes left behind when they died."""
+        staging = self.root / ".staging"
+        for path in staging.iterdir() if staging.is_dir() else ():
+            parts = path.name.rsplit(SEP, 3)
+            if len(parts) == 4 and parts[1] == HOST and parts[2].isdigit() and not _alive(int(parts[2])):
+                shutil.rmtree(path, ignore_errors=True)
+
     def publish(self, name: str, staged: Bundle) -> Bundle:
-        """Make `staged` the value of `name` atomically; the previous value's folder is removed."""
+        """Make `staged` the value of `name` atomically; keep the value it replaces, remove older ones."""
         for f in staged.path.rglob("*"):  # data on disk before the switch
             if f.is_file():
                 with open(f, "rb") as fh:
@@ -89,8 +137,9 @@ class Store:
         tmp = self.root / f".{name}.{uuid.uuid4().hex[:8]}.link"
         os.symlink(os.path.relpath(final, self.root), tmp)
         os.replace(tmp, link)
-        if previous and previous != final and previous.exists():
-            shutil.rmtree(previous, ignore_errors=True)
+        for old in versions.glob(f"{name}{SEP}*"):
+            if old not in (final, previous):
+                shutil.rmtree(old, ignore_errors=True)
         return Bundle(final)
 
     def get(self, name: str) -> Bundle:
@@ -101,3 +150,16 @@ class Store:
 
     def discard(self, staged: Bundle) -> None:
         shutil.rmtree(staged.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process that its parent has not reaped yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -39,9 +39,7 @@ def vega_bundle() -> str:
 def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bundle:
     """Write every page, build with mkdocs (strict) beside the live site, and swap it in."""
     store = Store(var_dir)
-    work = store.stage("site-src")
-    built = store.stage("site")
-    try:
+    with store.staging("site-src") as work, store.staging("site") as built:
         docs = work.path / "docs"
         shutil.copytree(sources, docs)
         (docs / "assets").mkdir(exist_ok=True)
@@ -72,9 +70,6 @@ def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bu
                                "-f", str(work.path / "mkdocs.yml")], capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"mkdocs build --strict failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-        return store.publish("site", built)
-    except BaseException:
-        store.discard(built)
-        raise
-    finally:
-        store.discard(work)
+    published = store.publish("site", built)
+    store.discard(work)
+    return published

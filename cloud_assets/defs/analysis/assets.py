@@ -3,7 +3,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cloud_assets.defs.metadata import md_table
+from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib import attention
@@ -105,13 +105,15 @@ def fn_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: Da
 
 
 @dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
-def mask_attention(saliency_maps: Bundle, val_masks: Bundle, image_cache: Bundle, dataset: DatasetResource):
+def mask_attention(context: dg.AssetExecutionContext, saliency_maps: Bundle, val_masks: Bundle,
+                   image_cache: Bundle, dataset: DatasetResource):
     """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
     class's mask, inside other classes' masks, outside every mask, on no-data pixels; pointing game."""
     nodata = image_cache.array("val")[..., 0] == 0
     table = attention.attention_table(saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"),
                                       val_masks.array("masks"), nodata, dataset.class_names,
-                                      saliency_maps.table("images")["image"])
+                                      saliency_maps.table("images")["image"],
+                                      report=progress_logger(context, "mask_attention"))
     summary = table.groupby("class", sort=False)[["cam_own", "cam_other", "cam_outside", "cam_nodata"]].mean()
     return dg.Output({"attention": table}, metadata={
         "rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())})

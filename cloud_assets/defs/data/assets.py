@@ -12,6 +12,7 @@ from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import dark, images, labels, rle
 from cloud_assets.lib.labels import DatasetError, Problem
+from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.store import Bundle
 
 LABEL_CHECKS = [
@@ -24,6 +25,8 @@ IMAGE_CHECKS = [
     checks.spec("image_cache", "images_readable", "Every labelled and test image exists and is a complete JPEG."),
     checks.spec("image_cache", "image_size", "Every image has the dataset's size (the masks' RLE shape).",
                 blocking=False),
+    checks.spec("image_cache", "image_color", "Every image is a 3-channel color JPEG (gray and CMYK ones are "
+                "read as BGR).", blocking=False),
 ]
 
 
@@ -31,9 +34,10 @@ IMAGE_CHECKS = [
 def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
     """One row per labelled image: its classes and a one-hot vector in the model's class order."""
     path = dataset.train_csv
+    shape = dataset.original_shape()
     try:
         rows = labels.read_train_csv(path)
-        problems = labels.check_rows(rows, path, dataset.class_names, dataset.original_shape())
+        problems = labels.check_rows(rows, path, dataset.class_names, shape)
     except DatasetError as e:
         problems = [Problem("train_csv_schema", str(path), str(e).removeprefix(f"{path}: "))]
     yield from checks.results(LABEL_CHECKS, problems)
@@ -46,7 +50,7 @@ def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
     context.log.info(f"label_table: {len(table)} images, {int(table[dataset.class_names].to_numpy().sum())} labels")
     yield dg.Output(
         {"labels": table, "rows": rows[["Image_Label", "EncodedPixels"]],
-         "meta": {"class_names": dataset.class_names, "original_shape": dataset.original_shape()}},
+         "meta": {"class_names": dataset.class_names, "original_shape": shape}},
         metadata={"images": len(table), "rows": len(rows), "class_frequencies": md_table(freq),
                   "labels_per_image": md_table(per_image)})
 
@@ -68,8 +72,12 @@ def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var
     names = {s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")}
     names["test"] = dataset.test_images()
     expected = dataset.original_shape()
-    problems = [p for s, ns in names.items() for n in ns
-                for p in images.check_image(dataset.image_dir(s) / n, expected)]
+    paths = [dataset.image_dir(s) / n for s, ns in names.items() for n in ns]
+    progress = Progress(len(paths), progress_logger(context, "image_cache checks"))
+    problems = []
+    for p in paths:
+        problems += images.check_image(p, expected)
+        progress.advance()
     yield from checks.results(IMAGE_CHECKS, problems)
     checks.raise_blocking(IMAGE_CHECKS, problems)
 

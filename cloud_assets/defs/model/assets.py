@@ -13,16 +13,13 @@ from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
-from cloud_assets.lib.model import ModelError
 from cloud_assets.lib.store import Bundle
 
 
 @dg.observable_source_asset(group_name="model")
 def model_file(model: ModelResource):
     """The classifier file at CLOUD_ASSETS_MODEL_PATH; its data version is the file's SHA-256."""
-    path = Path(model.path)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found (CLOUD_ASSETS_MODEL_PATH); expected a .keras or .h5 file")
+    path = model_lib.check_path(model.path)
     digest = model_lib.sha256(path)
     stat = path.stat()
     return dg.ObserveResult(data_version=dg.DataVersion(digest), metadata={

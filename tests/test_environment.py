@@ -1,0 +1,55 @@
+"""The CLOUD_ASSETS_* variables, as a user sets them for the `dagster` command: each one that points
+nowhere, or at a file where a folder is expected (or the reverse), stops the run with a message
+that names the variable's value and what was expected."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+def _start(folder, args, **env):
+    home = folder / "home"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CLOUD_ASSETS_")}
+    full.update({"DAGSTER_HOME": str(home), "CLOUD_ASSETS_VAR_DIR": str(folder / "var"),
+                 "CLOUD_ASSETS_MODEL_PATH": str(folder / "model.keras"), **env})
+    full = {k: v for k, v in full.items() if v is not None}
+    return subprocess.Popen([DAGSTER, *args, "-m", "cloud_assets.definitions"], env=full, cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+LABELS = ["asset", "materialize", "--select", "label_table"]
+OBSERVE = ["job", "execute", "-j", "observe_model_file"]
+
+
+def test_variables_that_point_at_the_wrong_thing(tmp_path, small_dataset):
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("not a folder")
+    (tmp_path / "a-folder.keras").mkdir()
+    data = {"CLOUD_ASSETS_DATA_DIR": str(small_dataset)}
+    cases = {
+        "data_dir_nowhere": (LABELS, {"CLOUD_ASSETS_DATA_DIR": str(tmp_path / "nowhere")},
+                             f"{tmp_path / 'nowhere'}: dataset folder does not exist (CLOUD_ASSETS_DATA_DIR)"),
+        "data_dir_is_a_file": (LABELS, {"CLOUD_ASSETS_DATA_DIR": str(a_file)},
+                               f"{a_file}: is a file; CLOUD_ASSETS_DATA_DIR must be a folder"),
+        "data_dir_unset": (LABELS, {}, "CLOUD_ASSETS_DATA_DIR"),
+        "var_dir_is_a_file": (LABELS, {**data, "CLOUD_ASSETS_VAR_DIR": str(a_file)},
+                              f"{a_file}: is a file; CLOUD_ASSETS_VAR_DIR must be a folder"),
+        "model_nowhere": (OBSERVE, data, f"{tmp_path / 'model_nowhere' / 'model.keras'}: model file not found "
+                                         f"(CLOUD_ASSETS_MODEL_PATH)"),
+        "model_is_a_folder": (OBSERVE, {**data, "CLOUD_ASSETS_MODEL_PATH": str(tmp_path / "a-folder.keras")},
+                              f"{tmp_path / 'a-folder.keras'}: is a folder; CLOUD_ASSETS_MODEL_PATH must be a "
+                              f".keras or .h5 file"),
+    }
+    procs = {name: _start(tmp_path / name, args, **env) for name, (args, env, _) in cases.items()}
+    for name, proc in procs.items():
+        out = proc.communicate(timeout=300)[0]
+        message = cases[name][2]
+        assert proc.returncode != 0, f"{name}: the command succeeded:\n{out[-2000:]}"
+        assert message in out, f"{name}: {message!r} not in the output:\n{out[-3000:]}"
