@@ -60,8 +60,11 @@ demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 	@echo "Dagster home: $(DAGSTER_HOME)"
 	@echo "Open the UI:  make ui   (then http://127.0.0.1:3000)"
 
+# the webserver listens on loopback only; UI_HOST=0.0.0.0 exposes it to the network
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
 ui: install
-	$(VENV)/bin/dagster dev -m cloud_assets.definitions -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -m cloud_assets.definitions -h $(UI_HOST) -p $(UI_PORT)
 
 site: install
 	$(VENV)/bin/dagster asset materialize -m cloud_assets.definitions --select report_site

@@ -32,14 +32,14 @@ def build():
     return keras.Model(base.input, keras.layers.Dense(4, activation="sigmoid")(base.output))
 
 
-def seed_method(model):
+def seed_method(model, layer=LAYER):
     """The seed's cost structure with TF2 graph functions in place of K.function."""
     import keras
     import tensorflow as tf
 
-    guided = saliency.guided_clone(model, LAYER)
-    guided_sub = keras.Model(guided.inputs, guided.get_layer(LAYER).output)
-    sub = keras.Model(model.inputs, [model.get_layer(LAYER).output, model.outputs[0]])
+    guided = saliency.guided_clone(model, layer)
+    guided_sub = keras.Model(guided.inputs, guided.get_layer(layer).output)
+    sub = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
     predict = tf.function(lambda x: model(x, training=False))
 
     @tf.function

@@ -145,3 +145,37 @@ def test_every_page_renders_offline_in_chromium(built, served, origin):
         browser.close()
     assert not outside, outside
     assert not errors, errors
+
+
+HOSTILE = "<img src=x onerror=window.pwned=1>"
+
+
+def test_html_in_image_names_is_shown_as_text(small_dataset, tmp_path):
+    """Every image renamed to start with an HTML tag that would run code if it were not escaped."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    for split in ("train_images", "test_images"):
+        for p in (data / split).iterdir():
+            p.rename(p.with_name(HOSTILE + p.name))
+    csv = data / "train.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join(lines[:1] + [HOSTILE + line for line in lines[1:]]) + "\n")
+    result = materialize(data, tmp_path / "var", ALL, _tiny_keras(tmp_path / "model.keras"))
+    assert result.success, failure_message(result)
+    site = (tmp_path / "var" / "site").resolve()
+    shown = 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        for name in _pages(site):
+            page.goto(f"{site.as_uri()}/{name}")
+            page.wait_for_load_state("load")
+            assert page.evaluate("() => window.pwned === undefined"), name
+            assert page.locator("img[src='x']").count() == 0, name
+            shown += page.inner_text("body").count(HOSTILE)
+        browser.close()
+    assert shown > 0  # the names are on the pages, as text

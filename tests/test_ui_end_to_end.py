@@ -50,8 +50,7 @@ def dev(small_dataset, tmp_path):
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var"),
            "CLOUD_ASSETS_MODEL_CHECK_CRON": "* * * * *"}
     log = open(tmp_path / "dagster-dev.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-m", "cloud_assets.definitions",
-                             "-h", "127.0.0.1", "-p", str(port)], cwd=tmp_path, env=env, stdout=log,
+    proc = subprocess.Popen(["make", "-s", "ui", f"UI_PORT={port}"], cwd=ROOT, env=env, stdout=log,  # as a user does
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait(lambda: _up(port), 120, "the webserver")
@@ -64,6 +63,20 @@ def dev(small_dataset, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def _listening(port) -> set[str]:
+    """The IPv4/IPv6 addresses a socket on `port` listens on (from /proc/net/tcp*)."""
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            host, hex_port = local.split(":")
+            if int(hex_port, 16) == port and state == "0A":
+                raw = bytes.fromhex(host)
+                words = [raw[i:i + 4][::-1] for i in range(0, len(raw), 4)]  # little-endian 32-bit words
+                addresses.add(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, b"".join(words)))
+    return addresses
 
 
 def _up(port) -> bool:
@@ -90,6 +103,7 @@ def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_asse
     from cloud_assets.lib.model import sha256
 
     port, instance, model = dev
+    assert _listening(port) == {"127.0.0.1"}  # `make ui` serves loopback only
     # the schedule observes the model file every minute; start once it has
     _wait(lambda: _observed_sha(instance) == sha256(model), 150, "the first observation of the model file")
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)

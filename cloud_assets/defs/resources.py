@@ -72,7 +72,7 @@ class ModelResource(dg.ConfigurableResource):
 
     path: str
     gradcam_layer: str = ""     # empty: the last convolution or concatenation layer
-    batch_size: int = 32
+    batch_size: int = 32        # images per forward/backward pass (CLOUD_ASSETS_BATCH_SIZE)
     safe_mode: bool = True      # refuse Lambda layers that carry code (CLOUD_ASSETS_MODEL_SAFE_MODE=0: allow)
 
     def load(self, dataset: "DatasetResource"):
@@ -133,12 +133,20 @@ def build_resources(data_dir, model_path="", var_dir: str | None = None, **datas
     var = VarDir(path=var_dir or os.environ.get("CLOUD_ASSETS_VAR_DIR", DEFAULT_VAR_DIR))
     return {"io_manager": ArrayStore(var=var), "var": var,
             "dataset": DatasetResource(data_dir=data_dir, **dataset_config),
-            "model": ModelResource(path=model_path,
+            "model": ModelResource(path=model_path, batch_size=_batch_size(),
                                    safe_mode=os.environ.get("CLOUD_ASSETS_MODEL_SAFE_MODE", "1") != "0")}
 
 
+def _batch_size() -> int:
+    value = os.environ.get("CLOUD_ASSETS_BATCH_SIZE", "32")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"CLOUD_ASSETS_BATCH_SIZE={value!r}: expected a whole number of images, at least 1")
+    return int(value)
+
+
 def executor():
-    """CLOUD_ASSETS_EXECUTOR: unset, the multiprocess executor; `k8s`, a pod per step
+    """CLOUD_ASSETS_EXECUTOR: unset, the multiprocess executor, whose step processes fork from a
+    server that has imported the definitions once (seconds saved per step); `k8s`, a pod per step
     (deploy/helm/); `celery`, Celery workers behind a Redis broker (deploy/celery/)."""
     kind = os.environ.get("CLOUD_ASSETS_EXECUTOR", "")
     if kind == "k8s":
@@ -151,7 +159,7 @@ def executor():
         return celery_executor
     if kind:
         raise ValueError(f"CLOUD_ASSETS_EXECUTOR={kind!r}: expected 'k8s', 'celery' or nothing (multiprocess)")
-    return dg.multiprocess_executor
+    return dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}}, name="multiprocess")
 
 
 @dg.definitions

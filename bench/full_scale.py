@@ -1,0 +1,222 @@
+"""Full scale on one machine: the real dataset's size (5546 labelled + 3698 test images at
+1400x2100) end to end through `dagster asset materialize`, as a user runs it.
+
+1. Synthesizes the full-size dataset once (cached in bench/.cache/full/data, about 20 minutes on
+   2 cores) and a half-size one from it (hard links); reuses the demo classifier (`make demo`'s,
+   trained here if missing).
+2. Times a cold materialization of every asset at half and at full size, then, at full size, a
+   re-run of the model-dependent assets after the model file changes; samples the memory of the
+   run's processes (the CLI, the fork server, the step processes) every 0.2 s.
+3. Measures, on samples of the same data and model in the same run, what the seed notebook's
+   dominant steps cost per unit (`cv2.resize(cv2.imread(...))` of every image it reads, its
+   per-mask `make_mask`, its per-class saliency) and scales them to the full dataset.
+
+Prints wall time per asset, images per second for the image cache and the saliency maps, and the
+peak memory; last line: `bench full_scale: cold_s=T rerun_s=R peak_rss_gib=M`.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from label_audit import MODEL, ensure_demo  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache" / "full"
+FULL, HALF = CACHE / "data", CACHE / "half-data"
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+MODEL_DEPENDENT = "val_predictions*,saliency_maps*"
+
+
+def ensure_data() -> None:
+    if not (FULL / "train.csv").exists():
+        shutil.rmtree(FULL, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "cloud_assets.cli", "synth", "--out", str(FULL)], check=True)
+    if not (HALF / "train.csv").exists():
+        shutil.rmtree(HALF, ignore_errors=True)
+        rows = pd.read_csv(FULL / "train.csv", dtype=str, keep_default_na=False)
+        images = sorted(rows["Image_Label"].str.rpartition("_")[0].unique())
+        keep = set(images[: len(images) // 2])
+        for split, names in (("train_images", keep),
+                             ("test_images", sorted(p.name for p in (FULL / "test_images").iterdir())[::2])):
+            (HALF / split).mkdir(parents=True)
+            for name in names:
+                os.link(FULL / split / name, HALF / split / name)
+        rows[rows["Image_Label"].str.rpartition("_")[0].isin(keep)].to_csv(HALF / "train.csv", index=False)
+
+
+def _tree(root: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def _kib(path: str, field: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class MemorySampler(threading.Thread):
+    """Peak over time of the summed RSS and PSS (shared pages split between the processes that
+    map them) of a process and all its descendants."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.stop, self.peak_rss, self.peak_pss = pid, threading.Event(), 0, 0
+
+    def run(self):
+        while not self.stop.is_set():
+            pids = _tree(self.pid)
+            self.peak_rss = max(self.peak_rss, sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids))
+            self.peak_pss = max(self.peak_pss, sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids))
+            time.sleep(0.2)
+
+
+def materialize(data: Path, model: Path, work: Path, select: str = "*") -> dict:
+    """One `dagster asset materialize` on a SQLite DAGSTER_HOME under `work`; wall time, peak
+    memory and per-step times from Dagster's event log."""
+    import dagster as dg
+
+    home = work / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(data),
+           "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(work / "var")}
+    start = time.monotonic()
+    with open(work / "run.log", "a") as log:
+        proc = subprocess.Popen([DAGSTER, "asset", "materialize", "-m", "cloud_assets.definitions", "--select", select],
+                                cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        sampler = MemorySampler(proc.pid)
+        sampler.start()
+        rc = proc.wait()
+        sampler.stop.set()
+    wall = time.monotonic() - start
+    if rc != 0:
+        raise SystemExit(f"bench full_scale: the run failed; see {work / 'run.log'}")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_runs(limit=1)[0]
+        steps, meta = {}, {}
+        for record in instance.all_logs(run.run_id):
+            event = record.dagster_event
+            if event is None or not event.step_key:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                steps[event.step_key] = [record.timestamp, None]
+            elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                steps[event.step_key][1] = record.timestamp
+            elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+                meta[event.step_key] = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    return {"wall_s": wall, "peak_rss_gib": sampler.peak_rss / 2 ** 20, "peak_pss_gib": sampler.peak_pss / 2 ** 20,
+            "steps": {k: b - a for k, (a, b) in steps.items() if b}, "meta": meta}
+
+
+def change_model(src: Path, dst: Path) -> None:
+    """A new model file: the same network with its output bias nudged (a new SHA-256)."""
+    import keras
+
+    net = keras.models.load_model(src, compile=False)
+    weights = net.layers[-1].get_weights()
+    weights[-1] = weights[-1] + 1e-3
+    net.layers[-1].set_weights(weights)
+    net.save(dst)
+
+
+def seed_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
+    """Seconds the seed's dominant steps would take on the full dataset, from per-unit costs
+    measured here on samples: every image it reads (the dark count reads all train and test
+    images, prediction and saliency each read the validation images again), every val mask
+    (`make_mask`, re-indexing the whole table), and its per-class saliency."""
+    import cv2
+
+    from cloud_assets.lib import model as model_lib
+    from saliency import seed_method
+    from tests.seed_reference import make_mask
+
+    paths = sorted((data / "train_images").iterdir())[:24]
+    start = time.perf_counter()
+    for p in paths:
+        cv2.resize(cv2.imread(str(p)), (224, 224)).astype(np.float32)
+    imread_s = (time.perf_counter() - start) / len(paths)
+
+    table = pd.read_csv(data / "train.csv")
+    labels = table["Image_Label"].tolist()[:40]
+    start = time.perf_counter()
+    for label in labels:
+        make_mask(table, label)
+    mask_s = (time.perf_counter() - start) / len(labels)
+
+    net = model_lib.load(model)
+    layer = model_lib.gradcam_layer(net)
+    images = np.stack([cv2.resize(cv2.imread(str(p)), (224, 224)) for p in paths[:16]]).astype(np.float32) / 255
+    seed_saliency = seed_method(net, layer)[0]
+    seed_saliency(images[:8])  # warm-up at the same batch shape
+    start = time.perf_counter()
+    seed_saliency(images[8:16])
+    saliency_s = (time.perf_counter() - start) / 8
+    return {"imread": imread_s * (n_all + 2 * n_val), "make_mask": mask_s * 4 * n_val, "saliency": saliency_s * n_val}
+
+
+def main():
+    ensure_demo()
+    ensure_data()
+    runs = CACHE / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    model = runs / "model.keras"
+    model.parent.mkdir(parents=True)
+    shutil.copy(MODEL, model)
+    print("bench full_scale: cold run at half size ...", flush=True)
+    half = materialize(HALF, model, runs / "half")
+    print("bench full_scale: cold run at full size ...", flush=True)
+    cold = materialize(FULL, model, runs / "full")
+    change_model(MODEL, model)
+    print("bench full_scale: re-run after the model file changed ...", flush=True)
+    rerun = materialize(FULL, model, runs / "full", select=MODEL_DEPENDENT)
+
+    n_val = cold["meta"]["val_predictions"]["images"]
+    n_all = sum(cold["meta"]["image_cache"][f"{s}_images"] for s in ("train", "val", "test"))
+    rows = [{"asset": k, "cold_s": round(v, 1), "rerun_s": round(rerun["steps"].get(k, 0.0), 1) or "-"}
+            for k, v in sorted(cold["steps"].items(), key=lambda kv: -kv[1])]
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    saliency_rate = n_val / cold["steps"]["saliency_maps"]
+    print(f"\nimages: {n_all} ({n_val} validation)")
+    print(f"image_cache: {cold['meta']['image_cache']['images_per_second']} images/s (decode + resize, "
+          f"{os.cpu_count()} threads); saliency_maps: {saliency_rate:.1f} images/s")
+    print(f"peak memory (sum over the run's processes): half size RSS {half['peak_rss_gib']:.2f} GiB / "
+          f"PSS {half['peak_pss_gib']:.2f} GiB; full size RSS {cold['peak_rss_gib']:.2f} GiB / PSS "
+          f"{cold['peak_pss_gib']:.2f} GiB; re-run RSS {rerun['peak_rss_gib']:.2f} GiB")
+    print(f"wall: half cold {half['wall_s']:.0f} s, full cold {cold['wall_s']:.0f} s, "
+          f"re-run {rerun['wall_s']:.0f} s ({rerun['wall_s'] / cold['wall_s']:.2f} of cold)")
+    seed = seed_costs(FULL, model, n_val, n_all)
+    print("seed notebook's dominant steps on the same data (per-unit cost measured here x count): "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in seed.items())
+          + f"; total {sum(seed.values()):.0f} s = {sum(seed.values()) / cold['wall_s']:.1f}x our cold run")
+    peak = max(half["peak_rss_gib"], cold["peak_rss_gib"], rerun["peak_rss_gib"])
+    print(f"bench full_scale: cold_s={cold['wall_s']:.0f} rerun_s={rerun['wall_s']:.0f} peak_rss_gib={peak:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Faults in the middle of real runs, launched through the webserver's GraphQL API as the UI does,
+on a SQLite DAGSTER_HOME:
+
+- two runs of every asset at once both succeed and leave consistent values and a valid site;
+- SIGKILL to the step process in the middle of `image_cache`, `saliency_maps` or `report_site`
+  leaves the previous values and site in place and loadable, and the next run succeeds;
+- terminating a run (the UI's Terminate button) stops `saliency_maps` within a few batches and
+  leaves the previous value in place.
+
+The dataset is the small synthetic one, its images hard-linked many times over, so that the
+loops over images last long enough to be interrupted.
+"""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from tests.test_ui_end_to_end import _free_port, _up, _wait
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN, TEST = 2000, 40          # 400 validation images
+BATCH = 4                       # saliency batches of 4 images: about 0.1 s each here
+DONE = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def _replicate(small: Path, out: Path) -> Path:
+    """`small`'s images hard-linked `TRAIN` + `TEST` times under new names, with their labels."""
+    (out / "train_images").mkdir(parents=True)
+    (out / "test_images").mkdir()
+    with open(small / "train.csv") as f:
+        rows = list(csv.reader(f))[1:]
+    by_image = {}
+    for label, enc in rows:
+        image, _, cls = label.rpartition("_")
+        by_image.setdefault(image, []).append((cls, enc))
+    sources = sorted(by_image)
+    with open(out / "train.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Image_Label", "EncodedPixels"])
+        for i in range(TRAIN):
+            src = sources[i % len(sources)]
+            name = f"r{i:05d}.jpg"
+            os.link(small / "train_images" / src, out / "train_images" / name)
+            w.writerows([f"{name}_{cls}", enc] for cls, enc in by_image[src])
+    tests = sorted((small / "test_images").iterdir())
+    for i in range(TEST):
+        os.link(tests[i % len(tests)], out / "test_images" / f"t{i:05d}.jpg")
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(small_dataset, tmp_path_factory):
+    from dagster_graphql import DagsterGraphQLClient
+
+    from cloud_assets.synth import classifier
+
+    tmp = tmp_path_factory.mktemp("faults")
+    data = _replicate(small_dataset, tmp / "data")
+    model = tmp / "model.keras"
+    classifier.build().save(model)
+    home = tmp / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text() +
+                                       "run_coordinator:\n  module: dagster._core.run_coordinator\n"
+                                       "  class: DefaultRunCoordinator\n")
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(data),
+           "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp / "var"),
+           "CLOUD_ASSETS_BATCH_SIZE": str(BATCH)}
+    log = open(tmp / "webserver.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-m",
+                             "cloud_assets.definitions", "-h", "127.0.0.1", "-p", str(port)], cwd=tmp, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait(lambda: _up(port), 120, "the webserver")
+        with dg.instance_for_test(temp_dir=str(home)) as instance:
+            yield DagsterGraphQLClient("127.0.0.1", port_number=port), instance, tmp / "var"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _finish(client, run_id, timeout=600):
+    return _wait(lambda: (s := client.get_run_status(run_id)) in DONE and s, timeout, f"run {run_id}", 1.0)
+
+
+def _links(var: Path) -> dict:
+    store = var / "store"
+    links = {n: os.readlink(store / n) for n in os.listdir(store) if not n.startswith(".")}
+    return {**links, "site": os.readlink(var / "site")}
+
+
+def _check_values(var: Path, links: dict) -> None:
+    """Every published value is complete: its arrays load in full and its tables read; the site has
+    every page."""
+    from cloud_assets.lib.store import Store
+
+    store = Store(var / "store")
+    for name in links:
+        if name == "site":
+            continue
+        bundle = store.get(name)
+        for item in bundle.names():
+            if (bundle.path / f"{item}.npy").exists():
+                assert np.isfinite(np.asarray(bundle.array(item), np.float64).sum()), (name, item)
+            elif (bundle.path / f"{item}.parquet").exists():
+                bundle.table(item)
+            else:
+                bundle.json(item)
+    site = (var / "site").resolve()
+    for page in ("index.html", "issues.html", "dark.html", "methods.html", "classes/Fish.html"):
+        assert "</html>" in (site / page).read_text(), page
+
+
+def _staging_pid(folder: Path, prefix: str, timeout: float) -> int:
+    """The process writing a `prefix` staging folder (its name ends in __<host>__<pid>__<random>)."""
+    def find():
+        for p in folder.glob(f"{prefix}__*") if folder.is_dir() else ():
+            return int(p.name.rsplit("__", 2)[1])
+    return _wait(find, timeout, f"a {prefix} staging folder in {folder}", 0.02)
+
+
+@pytest.mark.timeout(1500)
+def test_two_runs_at_once_then_kills_and_a_cancel_lose_nothing(server):
+    client, instance, var = server
+    # two runs of every asset at once
+    runs = [client.submit_job_execution("__ASSET_JOB") for _ in range(2)]
+    assert [_finish(client, r) for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
+    _check_values(var, _links(var))
+    assert not list((var / "store" / ".staging").iterdir()) and not list((var / ".staging").iterdir())
+    saliency = instance.get_latest_materialization_event(dg.AssetKey("saliency_maps"))
+    full_s = saliency.asset_materialization.metadata["seconds_per_image"].value * TRAIN / 5
+
+    # Terminate (the UI's button) while saliency_maps is in its loop
+    before = _links(var)
+    run_id = client.submit_job_execution("model_audit_job")
+    _wait(lambda: any("saliency_maps: " in (r.user_message or "") and " images, " in r.user_message
+                      for r in instance.all_logs(run_id)), 300, "the first saliency progress line", 0.2)
+    start = time.monotonic()
+    client.terminate_run(run_id)
+    assert _finish(client, run_id) == dg.DagsterRunStatus.CANCELED
+    stopped_s = time.monotonic() - start
+    assert stopped_s < max(full_s / 2, 5), (stopped_s, full_s)
+    assert _links(var)["saliency_maps"] == before["saliency_maps"]
+    assert not [p for p in (var / "store" / ".staging").iterdir() if p.name.startswith("saliency_maps")]
+    _check_values(var, _links(var))
+
+    # SIGKILL to the step process in the middle of each long step; then the same run again
+    for job, folder, prefix, changes in [
+        ("data_job", var / "store" / ".staging", "image_cache", {"image_cache"}),
+        ("model_audit_job", var / "store" / ".staging", "saliency_maps", {"saliency_maps"}),
+        ("report_job", var / ".staging", "site-src", {"site"}),
+    ]:
+        before = _links(var)
+        run_id = client.submit_job_execution(job)
+        pid = _staging_pid(folder, prefix, 300)
+        os.kill(pid, signal.SIGKILL)
+        assert _finish(client, run_id) == dg.DagsterRunStatus.FAILURE
+        after = _links(var)
+        assert {n: after[n] for n in changes} == {n: before[n] for n in changes}, prefix
+        _check_values(var, after)
+        rerun = client.submit_job_execution(job)
+        assert _finish(client, rerun) == dg.DagsterRunStatus.SUCCESS, prefix
+        assert all(_links(var)[n] != before[n] for n in changes), prefix
+        _check_values(var, _links(var))
+        assert not [p for p in folder.iterdir() if p.name.startswith(prefix)], prefix  # the dead one swept
