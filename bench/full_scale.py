@@ -129,7 +129,8 @@ def materialize(data: Path, model: Path, work: Path, select: str = "*") -> dict:
             elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 steps[event.step_key][1] = record.timestamp
             elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-                meta[event.step_key] = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+                metadata = event.step_materialization_data.materialization.metadata
+                meta[event.step_key] = {k: v.value for k, v in metadata.items()}
     return {"wall_s": wall, "peak_rss_gib": sampler.peak_rss / 2 ** 20, "peak_pss_gib": sampler.peak_pss / 2 ** 20,
             "steps": {k: b - a for k, (a, b) in steps.items() if b}, "meta": meta}
 

@@ -25,7 +25,7 @@ import pytest
 from tests.test_ui_end_to_end import _free_port, _up, _wait
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN, TEST = 2000, 40          # 400 validation images
+TRAIN, TEST = 1000, 40          # 200 validation images
 BATCH = 4                       # saliency batches of 4 images: about 0.1 s each here
 DONE = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 

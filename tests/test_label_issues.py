@@ -47,7 +47,7 @@ def _case(energy_where: list[str], labels, probs):
         region = {"outside": (slice(4, 8), slice(0, 4)), "other_mask": (slice(4, 8), slice(4, 8)),
                   "own_mask": (slice(0, 4), slice(0, 4))}[where]
         cams[0, i][region] = 1.0
-    table = attention.attention_table(cams, np.ones((n, *shape), np.float32), masks, np.zeros((n, *shape), bool),
+    table = attention.attention_table(cams, np.ones((n, *shape), np.float32), masks, np.ones((n, *shape, 3), np.uint8),
                                       CLASSES, [f"img{i}.jpg" for i in range(n)])
     return label_issues.rank(table, np.asarray(labels, np.int8), np.asarray(probs, np.float32), CLASSES)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.store import release
 
 REGIONS = ("own", "other", "outside", "nodata")
 
@@ -45,13 +46,14 @@ def top_other_class(maps: np.ndarray, masks: np.ndarray, c: int) -> np.ndarray:
     return np.where(energy.max(axis=1) > 0, energy.argmax(axis=1), -1)
 
 
-def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.ndarray, nodata: np.ndarray,
+def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.ndarray, images: np.ndarray,
                     class_names, image_names, batch: int = 64, report: Report | None = None) -> pd.DataFrame:
     """One row per (image, class): shares for Grad-CAM (`cam_*`) and Guided Grad-CAM (`ggc_*`),
     the Grad-CAM pointing-game hit, and the other class whose mask draws most Grad-CAM energy.
 
     `gradcam` `(classes, n, H, W)`, `guided_backprop` `(n, H, W)`, `masks` `(classes, n, H, W)` 0/1,
-    `nodata` `(n, H, W)` bool. Processed in batches of images: memory does not grow with n.
+    `images` uint8 BGR `(n, H, W, 3)` (no-data: channel 0 == 0). Processed in batches of images,
+    memory-mapped inputs released after each: memory does not grow with n.
     """
     rows = []
     n = gradcam.shape[1]
@@ -59,7 +61,7 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
     for start in range(0, n, batch):
         sl = slice(start, min(start + batch, n))
         m = masks[:, sl].astype(bool)
-        nd = np.asarray(nodata[sl])
+        nd = np.asarray(images[sl][..., 0]) == 0
         gb = np.asarray(guided_backprop[sl], np.float32)
         for c, name in enumerate(class_names):
             cam = np.asarray(gradcam[c, sl], np.float32)
@@ -79,5 +81,6 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
             frame["pointing_hit"] = pointing_hit(cam, m[c])
             frame["other_class"] = [class_names[k] if k >= 0 else "" for k in top]
             rows.append(frame)
+        release(gradcam, guided_backprop, masks, images)
         progress.advance(sl.stop - sl.start)
     return pd.concat(rows, ignore_index=True).sort_values(["index", "class_index"]).reset_index(drop=True)

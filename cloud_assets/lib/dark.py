@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cloud_assets.lib.store import release
+
 DARK_SHARE = 1 / 3
 
 
@@ -12,6 +14,7 @@ def black_fraction(images: np.ndarray, batch: int = 256) -> np.ndarray:
     out = np.empty(len(images), np.float32)
     for i in range(0, len(images), batch):
         out[i:i + batch] = (images[i:i + batch, :, :, 0] == 0).mean(axis=(1, 2))
+        release(images)
     return out
 
 

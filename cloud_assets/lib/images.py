@@ -12,6 +12,7 @@ import numpy as np
 
 from cloud_assets.lib.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.store import release
 
 # Start-of-frame markers that carry the image size (baseline, progressive, ...), not DHT/JPG/DAC
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -98,7 +99,8 @@ def cache_images(paths: Sequence[Path], out: np.ndarray, size: tuple[int, int],
                  report: Report | None = None, workers: int | None = None) -> None:
     """Decode `paths` into `out[i]` (uint8 `(n, h, w, 3)`, e.g. a memmap) with a thread per core.
 
-    OpenCV releases the GIL while decoding and resizing, so threads use every core.
+    OpenCV releases the GIL while decoding and resizing, so threads use every core. A memory-mapped
+    `out` is released every 64 images: resident memory does not grow with the number of images.
     """
     progress = Progress(len(paths), report)
 
@@ -106,5 +108,7 @@ def cache_images(paths: Sequence[Path], out: np.ndarray, size: tuple[int, int],
         out[i] = load_image(paths[i], size)
 
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        for _ in pool.map(one, range(len(paths))):
+        for i, _ in enumerate(pool.map(one, range(len(paths)))):
             progress.advance()
+            if i % 64 == 63:
+                release(out)

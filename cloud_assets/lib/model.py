@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.store import release
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -222,5 +223,6 @@ def predict(model, images: np.ndarray, batch_size: int = 32,
         if out is None:
             out = np.empty((len(images), probs.shape[1]), np.float32)
         out[i:i + len(batch)] = probs
+        release(images)
         progress.advance(len(batch))
     return out if out is not None else np.empty((0, 0), np.float32)

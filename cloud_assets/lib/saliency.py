@@ -25,6 +25,7 @@ import numpy as np
 
 from cloud_assets.lib.model import framework, gradcam_layer
 from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.store import release
 
 
 def _keras_of(model):
@@ -91,7 +92,8 @@ class Engine:
         guided = guided_clone(model, self.layer_name)
         self._net = K.Model(guided.inputs, [guided.get_layer(self.layer_name).output, guided.outputs[0]])
 
-        @tf.function(reduce_retracing=True)
+        # one trace for every batch size: a retrace for the last, partial batch costs seconds
+        @tf.function(input_signature=[tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)])
         def passes(x):
             with tf.GradientTape(persistent=True) as tape:
                 tape.watch(x)
@@ -149,6 +151,7 @@ def iter_batches(model, images, layer_name: str | None = None, batch_size: int =
     progress = Progress(len(images), report)
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start:start + batch_size])
+        release(images)
         if batch.dtype == np.uint8:
             batch = batch.astype(np.float32) / 255.0
         gb, cams, probs = engine(batch)

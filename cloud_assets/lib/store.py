@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import mmap
 import os
 import shutil
 import socket
@@ -68,6 +69,16 @@ class Bundle:
 
     def nbytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir())
+
+
+def release(*arrays) -> None:
+    """Drop the pages of memory-mapped arrays from this process's resident memory. The data stays
+    in the files (and the page cache); loops over images call this after each batch, so their
+    memory stays one batch however many images there are. Plain arrays are left alone."""
+    for array in arrays:
+        mapped = getattr(array, "_mmap", None)  # np.memmap keeps its mmap here, slices share it
+        if mapped is not None:
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def _jsonable(v):

@@ -2,7 +2,6 @@
 then publish atomically (the previous site stays until a complete new one replaces it)."""
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -28,12 +27,23 @@ CSS = """
 """
 
 
-@functools.cache
-def vega_bundle() -> str:
-    """Vega, Vega-Lite 6 and Vega-Embed in one classic script (from vl-convert: no network)."""
-    import vl_convert
+VL_VERSION = "6.4"
 
-    return vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;", vl_version="6.4")
+
+def vega_bundle(cache_dir: Path) -> str:
+    """Vega, Vega-Lite 6 and Vega-Embed in one classic script (from vl-convert: no network),
+    kept in `cache_dir` per vl-convert version (bundling takes seconds)."""
+    from importlib.metadata import version
+
+    path = Path(cache_dir) / f"vega-bundle-{version('vl-convert-python')}-vl{VL_VERSION}.js"
+    if not path.exists():
+        import vl_convert
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;", vl_version=VL_VERSION))
+        os.replace(tmp, path)
+    return path.read_text()
 
 
 def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bundle:
@@ -43,7 +53,7 @@ def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bu
         docs = work.path / "docs"
         shutil.copytree(sources, docs)
         (docs / "assets").mkdir(exist_ok=True)
-        (docs / "assets" / "vega-bundle.js").write_text(vega_bundle())
+        (docs / "assets" / "vega-bundle.js").write_text(vega_bundle(var_dir / ".cache"))
         (docs / "assets" / "report.css").write_text(CSS)
         rng = np.random.default_rng(pages.SAMPLE_SEED)
         generated = [pages.overview(data)]

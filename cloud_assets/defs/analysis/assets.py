@@ -109,9 +109,8 @@ def mask_attention(context: dg.AssetExecutionContext, saliency_maps: Bundle, val
                    image_cache: Bundle, dataset: DatasetResource):
     """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
     class's mask, inside other classes' masks, outside every mask, on no-data pixels; pointing game."""
-    nodata = image_cache.array("val")[..., 0] == 0
     table = attention.attention_table(saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"),
-                                      val_masks.array("masks"), nodata, dataset.class_names,
+                                      val_masks.array("masks"), image_cache.array("val"), dataset.class_names,
                                       saliency_maps.table("images")["image"],
                                       report=progress_logger(context, "mask_attention"))
     summary = table.groupby("class", sort=False)[["cam_own", "cam_other", "cam_outside", "cam_nodata"]].mean()

@@ -13,7 +13,7 @@ from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import dark, images, labels, rle
 from cloud_assets.lib.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress
-from cloud_assets.lib.store import Bundle
+from cloud_assets.lib.store import Bundle, release
 
 LABEL_CHECKS = [
     checks.spec("label_table", "train_csv_schema", "train.csv has Image_Label,EncodedPixels; labels are "
@@ -99,22 +99,33 @@ def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var
 
 
 @dg.asset(group_name="data")
-def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, label_table: Bundle,
+def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
               train_val_split: Bundle):
     """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the seed's `make_mask`."""
     encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
     split = train_val_split.table("split")
     val = list(split.loc[split["split"] == "val", "image"])
     shape = tuple(label_table.json("meta")["original_shape"])
-    masks = np.stack([rle.decode_resized(encoded.reindex([f"{img}_{cls}" for img in val]).tolist(), shape,
-                                         dataset.input_size, workers=os.cpu_count() or 1)
-                      for cls in dataset.class_names])
-    cover = pd.DataFrame({"class": dataset.class_names,
-                          "images_with_mask": [int(m.any(axis=(1, 2)).sum()) for m in masks],
-                          "mean_cover": [round(float(m.mean()), 3) for m in masks]})
+    classes, chunk = dataset.class_names, 256
+    with_mask, cover = np.zeros(len(classes), np.int64), np.zeros(len(classes))
+    with var.staging(context) as staged:
+        masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_size), np.uint8)
+        for c, cls in enumerate(classes):
+            rles = encoded.reindex([f"{img}_{cls}" for img in val]).tolist()
+            for start in range(0, len(val), chunk):
+                part = rle.decode_resized(rles[start:start + chunk], shape, dataset.input_size,
+                                          workers=os.cpu_count() or 1)
+                masks[c, start:start + len(part)] = part
+                with_mask[c] += int(part.any(axis=(1, 2)).sum())
+                cover[c] += float(part.sum())
+                release(masks)
+        masks.flush()
+        staged.put("images", pd.DataFrame({"image": val}))
+    per_class = pd.DataFrame({"class": classes, "images_with_mask": with_mask,
+                              "mean_cover": np.round(cover / max(masks[0].size, 1), 3)})
     context.log.info(f"val_masks: {masks.shape}")
-    return dg.Output({"masks": masks, "images": pd.DataFrame({"image": val})},
-                     metadata={"shape": str(masks.shape), "dtype": "uint8", "per_class": md_table(cover)})
+    return dg.Output(staged, metadata={"shape": str(masks.shape), "dtype": "uint8",
+                                       "per_class": md_table(per_class)})
 
 
 @dg.asset(group_name="data")

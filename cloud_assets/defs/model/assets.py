@@ -13,7 +13,7 @@ from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
-from cloud_assets.lib.store import Bundle
+from cloud_assets.lib.store import Bundle, release
 
 
 @dg.observable_source_asset(group_name="model")
@@ -80,6 +80,7 @@ def saliency_maps(context: dg.AssetExecutionContext, model: ModelResource, datas
                                                     progress_logger(context, "saliency_maps")):
             guided[i:i + len(gb)] = gb
             cams[:, i:i + len(gb)] = cam
+            release(guided, cams)
         secs = time.monotonic() - start
         cams.flush()
         guided.flush()
