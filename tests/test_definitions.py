@@ -43,7 +43,7 @@ def test_asset_specs_snapshot():
     assert {k for k, p in pools.items() if p} == {"val_predictions", "saliency_maps"}
     assert pools["val_predictions"] == {"gpu"}
     checks = {key.name for key in graph.asset_check_keys}
-    assert checks == {"train_csv_schema", "rle_valid", "images_readable", "image_size"}
+    assert checks == {"train_csv_schema", "rle_valid", "images_readable", "image_size", "image_color"}
 
 
 def test_definitions_validate_without_importing_tensorflow(tmp_path):

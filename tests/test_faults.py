@@ -3,7 +3,8 @@ on a SQLite DAGSTER_HOME:
 
 - two runs of every asset at once both succeed and leave consistent values and a valid site;
 - SIGKILL to the step process in the middle of `image_cache`, `saliency_maps` or `report_site`
-  leaves the previous values and site in place and loadable, and the next run succeeds;
+  leaves the previous values and site in place and loadable, and the next run succeeds and
+  sweeps the dead processes' staging folders;
 - terminating a run (the UI's Terminate button) stops `saliency_maps` within a few batches and
   leaves the previous value in place.
 
@@ -156,7 +157,7 @@ def test_two_runs_at_once_then_kills_and_a_cancel_lose_nothing(server):
     assert not [p for p in (var / "store" / ".staging").iterdir() if p.name.startswith("saliency_maps")]
     _check_values(var, _links(var))
 
-    # SIGKILL to the step process in the middle of each long step; then the same run again
+    # SIGKILL to the step process in the middle of each long step
     for job, folder, prefix, changes in [
         ("data_job", var / "store" / ".staging", "image_cache", {"image_cache"}),
         ("model_audit_job", var / "store" / ".staging", "saliency_maps", {"saliency_maps"}),
@@ -164,14 +165,17 @@ def test_two_runs_at_once_then_kills_and_a_cancel_lose_nothing(server):
     ]:
         before = _links(var)
         run_id = client.submit_job_execution(job)
-        pid = _staging_pid(folder, prefix, 300)
-        os.kill(pid, signal.SIGKILL)
+        os.kill(_staging_pid(folder, prefix, 300), signal.SIGKILL)
         assert _finish(client, run_id) == dg.DagsterRunStatus.FAILURE
         after = _links(var)
         assert {n: after[n] for n in changes} == {n: before[n] for n in changes}, prefix
         _check_values(var, after)
-        rerun = client.submit_job_execution(job)
-        assert _finish(client, rerun) == dg.DagsterRunStatus.SUCCESS, prefix
-        assert all(_links(var)[n] != before[n] for n in changes), prefix
-        _check_values(var, _links(var))
-        assert not [p for p in folder.iterdir() if p.name.startswith(prefix)], prefix  # the dead one swept
+
+    # the next run succeeds, and the dead processes' staging folders are gone
+    before = _links(var)
+    rerun = client.submit_job_execution("__ASSET_JOB")
+    assert _finish(client, rerun) == dg.DagsterRunStatus.SUCCESS
+    after = _links(var)
+    assert all(after[n] != before[n] for n in ("image_cache", "saliency_maps", "site"))
+    _check_values(var, after)
+    assert not list((var / "store" / ".staging").iterdir()) and not list((var / ".staging").iterdir())
