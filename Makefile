@@ -37,7 +37,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --durations=12
 
 definitions: install
 	$(VENV)/bin/dagster definitions validate -m cloud_assets.definitions

@@ -147,7 +147,7 @@ def test_every_page_renders_offline_in_chromium(built, served, origin):
     assert not errors, errors
 
 
-HOSTILE = "<img src=x onerror=window.pwned=1>"
+HOSTILE = "<script>x<img src=x onerror=window.pwned=1>"
 
 
 def test_html_in_image_names_is_shown_as_text(small_dataset, tmp_path):

@@ -282,8 +282,8 @@ def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=print
     jobs = [(s, out / f"{s.split}_images", cfg.height, cfg.width, cfg.quality) for s in specs]
     workers = cfg.workers or os.cpu_count() or 1
     start, last, total_bytes = time.monotonic(), 0.0, 0
-    ctx = multiprocessing.get_context("spawn" if os.name != "posix" else "fork")
-    with ctx.Pool(workers) as pool:
+    # fresh interpreters: forking a process that has threads (TensorFlow's, a test runner's) can hang
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
         for done, size in enumerate(pool.imap(_write_image, jobs, chunksize=4), 1):
             total_bytes += size
             now = time.monotonic()
