@@ -14,7 +14,6 @@ loops over images last long enough to be interrupted.
 import csv
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from tests.test_ui_end_to_end import _free_port, _up, _wait
+from tests.test_ui_end_to_end import _free_port, _wait, webserver
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, TEST = 1000, 40          # 200 validation images
@@ -75,21 +74,11 @@ def server(small_dataset, tmp_path_factory):
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(data),
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp / "var"),
            "CLOUD_ASSETS_BATCH_SIZE": str(BATCH)}
-    log = open(tmp / "webserver.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-m",
-                             "cloud_assets.definitions", "-h", "127.0.0.1", "-p", str(port)], cwd=tmp, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait(lambda: _up(port), 120, "the webserver")
+    command = [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "cloud_assets.definitions",
+               "-h", "127.0.0.1", "-p", str(port)]
+    with webserver(command, port, tmp / "webserver.log", cwd=tmp, env=env):
         with dg.instance_for_test(temp_dir=str(home)) as instance:
             yield DagsterGraphQLClient("127.0.0.1", port_number=port), instance, tmp / "var"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def _finish(client, run_id, timeout=600):

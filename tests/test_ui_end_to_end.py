@@ -2,11 +2,11 @@
 DAGSTER_HOME; every asset materialized through the GraphQL API; a new model file re-materializes
 the model-dependent assets by themselves (schedule -> observation -> automation) while the data
 assets keep their materialization; Chromium finds the assets in the UI."""
+import contextlib
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -49,20 +49,26 @@ def dev(small_dataset, tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var"),
            "CLOUD_ASSETS_MODEL_CHECK_CRON": "* * * * *"}
-    log = open(tmp_path / "dagster-dev.log", "w")
-    proc = subprocess.Popen(["make", "-s", "ui", f"UI_PORT={port}"], cwd=ROOT, env=env, stdout=log,  # as a user does
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait(lambda: _up(port), 120, "the webserver")
+    # started as a user does
+    with webserver(["make", "-s", "ui", f"UI_PORT={port}"], port, tmp_path / "dagster-dev.log", cwd=ROOT, env=env):
         with dg.instance_for_test(temp_dir=str(home)) as instance:
             yield port, instance, model
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def webserver(command, port: int, log_path: Path, **popen):
+    """`command` in its own process group until it answers on `port`; stopped (group) afterwards."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen)
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+            _wait(lambda: _up(port), 120, "the webserver")
+            yield proc
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _listening(port) -> set[str]:
@@ -97,7 +103,7 @@ def _observed_sha(instance):
 
 
 def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_assets(dev):
-    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError  # noqa: F401
+    from dagster_graphql import DagsterGraphQLClient
     from playwright.sync_api import sync_playwright
 
     from cloud_assets.lib.model import sha256
