@@ -11,8 +11,9 @@
    dominant steps cost per unit (`cv2.resize(cv2.imread(...))` of every image it reads, its
    per-mask `make_mask`, its per-class saliency) and scales them to the full dataset.
 
-Prints wall time per asset, images per second for the image cache and the saliency maps, and the
-peak memory; last line: `bench full_scale: cold_s=T rerun_s=R peak_rss_gib=M`.
+Prints wall time per step, images per second for the image cache and the model pass (predictions
+and saliency maps), and the peak memory; last line:
+`bench full_scale: cold_s=T rerun_s=R peak_rss_gib=M`.
 """
 import os
 import shutil
@@ -130,7 +131,7 @@ def materialize(data: Path, model: Path, work: Path, select: str = "*") -> dict:
                 steps[event.step_key][1] = record.timestamp
             elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 metadata = event.step_materialization_data.materialization.metadata
-                meta[event.step_key] = {k: v.value for k, v in metadata.items()}
+                meta[event.asset_key.to_user_string()] = {k: v.value for k, v in metadata.items()}
     return {"wall_s": wall, "peak_rss_gib": sampler.peak_rss / 2 ** 20, "peak_pss_gib": sampler.peak_pss / 2 ** 20,
             "steps": {k: b - a for k, (a, b) in steps.items() if b}, "meta": meta}
 
@@ -199,13 +200,13 @@ def main():
 
     n_val = cold["meta"]["val_predictions"]["images"]
     n_all = sum(cold["meta"]["image_cache"][f"{s}_images"] for s in ("train", "val", "test"))
-    rows = [{"asset": k, "cold_s": round(v, 1), "rerun_s": round(rerun["steps"].get(k, 0.0), 1) or "-"}
+    rows = [{"step": k, "cold_s": round(v, 1), "rerun_s": round(rerun["steps"].get(k, 0.0), 1) or "-"}
             for k, v in sorted(cold["steps"].items(), key=lambda kv: -kv[1])]
     print(pd.DataFrame(rows).to_markdown(index=False))
-    saliency_rate = n_val / cold["steps"]["saliency_maps"]
+    model_rate = n_val / cold["steps"]["model_pass"]
     print(f"\nimages: {n_all} ({n_val} validation)")
     print(f"image_cache: {cold['meta']['image_cache']['images_per_second']} images/s (decode + resize, "
-          f"{os.cpu_count()} threads); saliency_maps: {saliency_rate:.1f} images/s")
+          f"{os.cpu_count()} threads); model_pass (predictions and saliency): {model_rate:.1f} images/s")
     print(f"peak memory (sum over the run's processes): half size RSS {half['peak_rss_gib']:.2f} GiB / "
           f"PSS {half['peak_pss_gib']:.2f} GiB; full size RSS {cold['peak_rss_gib']:.2f} GiB / PSS "
           f"{cold['peak_pss_gib']:.2f} GiB; re-run RSS {rerun['peak_rss_gib']:.2f} GiB")

@@ -46,7 +46,7 @@ def ensure_demo():
 def main():
     ensure_demo()
     assets = [data.label_table, data.train_val_split, data.image_cache, data.val_masks, model_assets.model_file,
-              model_assets.val_predictions, model_assets.saliency_maps, analysis.mask_attention, analysis.label_issues]
+              model_assets.model_pass, analysis.mask_attention, analysis.label_issues]
     result = dg.materialize(assets, resources=build_resources(str(DATA), str(MODEL), str(VAR)))
     assert result.success
     store = Store(VAR / "store")

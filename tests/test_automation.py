@@ -16,7 +16,7 @@ from tests.test_model_assets import AUDIT
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = DATA_ASSETS + AUDIT + [report_assets.report_site]
-MODEL_DEPENDENT = {a.key.to_user_string() for a in AUDIT + [report_assets.report_site]}
+MODEL_DEPENDENT = {k.to_user_string() for a in AUDIT + [report_assets.report_site] for k in a.keys}
 
 
 def _defs(resources, assets=None):
@@ -56,7 +56,7 @@ def test_unchanged_model_file_requests_nothing(world):
 
 def test_code_version_change_requests_the_asset_and_what_depends_on_it(world):
     instance, _, resources, _, cursor = world
-    bumped = [a if a.key != analysis.threshold_maps.key else
+    bumped = [a if a is not analysis.threshold_maps else
               a.map_asset_specs(lambda spec: spec.replace_attributes(code_version="2")) for a in ALL]
     result = dg.evaluate_automation_conditions(defs=_defs(resources, bumped), instance=instance, cursor=cursor)
     assert _requested(result) == {"threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution",

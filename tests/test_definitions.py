@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,7 +43,9 @@ def test_asset_specs_snapshot():
     graph = defs.resolve_asset_graph()
     pools = {k.to_user_string(): graph.get(k).pools for k in graph.materializable_asset_keys}
     assert {k for k, p in pools.items() if p} == {"val_predictions", "saliency_maps"}
-    assert pools["val_predictions"] == {"gpu"}
+    assert pools["val_predictions"] == pools["saliency_maps"] == {"gpu"}
+    # one step computes both, from one read of the images
+    assert graph.get(dg.AssetKey("val_predictions")).assets_def is graph.get(dg.AssetKey("saliency_maps")).assets_def
     checks = {key.name for key in graph.asset_check_keys}
     assert checks == {"train_csv_schema", "rle_valid", "images_readable", "image_size", "image_color"}
 

@@ -8,15 +8,14 @@ from cloud_assets.defs.model import assets as model_assets
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_gpu_steps_request_a_gpu_in_a_valid_dagster_k8s_config():
+def test_the_gpu_step_requests_a_gpu_in_a_valid_dagster_k8s_config():
     from dagster_k8s.job import get_user_defined_k8s_config
 
-    for asset in (model_assets.val_predictions, model_assets.saliency_maps):
-        tags = asset.op.tags
-        config = get_user_defined_k8s_config(tags)  # raises on a tag dagster-k8s rejects
-        assert config.container_config["resources"]["limits"]["nvidia.com/gpu"] == 1
-        assert config.pod_spec_config["tolerations"][0]["key"] == "nvidia.com/gpu"
-        assert config.pod_spec_config["node_selector"]
+    tags = model_assets.model_pass.op.tags
+    config = get_user_defined_k8s_config(tags)  # raises on a tag dagster-k8s rejects
+    assert config.container_config["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert config.pod_spec_config["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert config.pod_spec_config["node_selector"]
 
 
 def test_executor_run_config_matches_the_k8s_job_executor_schema(monkeypatch):

@@ -2,11 +2,12 @@
 on a SQLite DAGSTER_HOME:
 
 - two runs of every asset at once both succeed and leave consistent values and a valid site;
-- SIGKILL to the step process in the middle of `image_cache`, `saliency_maps` or `report_site`
+- SIGKILL to the step process in the middle of `image_cache`, `model_pass` (val_predictions and
+  saliency_maps) or `report_site`
   leaves the previous values and site in place and loadable, and the next run succeeds and
   sweeps the dead processes' staging folders;
-- terminating a run (the UI's Terminate button) stops `saliency_maps` within a few batches and
-  leaves the previous value in place.
+- terminating a run (the UI's Terminate button) stops `model_pass` within a few batches and leaves
+  the previous values in place.
 
 The dataset is the small synthetic one, its images hard-linked many times over, so that the
 loops over images last long enough to be interrupted.
@@ -132,24 +133,24 @@ def test_two_runs_at_once_then_kills_and_a_cancel_lose_nothing(server):
     saliency = instance.get_latest_materialization_event(dg.AssetKey("saliency_maps"))
     full_s = saliency.asset_materialization.metadata["seconds_per_image"].value * TRAIN / 5
 
-    # Terminate (the UI's button) while saliency_maps is in its loop
+    # Terminate (the UI's button) while model_pass is in its loop
     before = _links(var)
     run_id = client.submit_job_execution("model_audit_job")
-    _wait(lambda: any("saliency_maps: " in (r.user_message or "") and " images, " in r.user_message
-                      for r in instance.all_logs(run_id)), 300, "the first saliency progress line", 0.2)
+    _wait(lambda: any("model_pass: " in (r.user_message or "") and " images, " in r.user_message
+                      for r in instance.all_logs(run_id)), 300, "the first model_pass progress line", 0.2)
     start = time.monotonic()
     client.terminate_run(run_id)
     assert _finish(client, run_id) == dg.DagsterRunStatus.CANCELED
     stopped_s = time.monotonic() - start
     assert stopped_s < max(full_s / 2, 5), (stopped_s, full_s)
-    assert _links(var)["saliency_maps"] == before["saliency_maps"]
+    assert all(_links(var)[n] == before[n] for n in ("val_predictions", "saliency_maps"))
     assert not [p for p in (var / "store" / ".staging").iterdir() if p.name.startswith("saliency_maps")]
     _check_values(var, _links(var))
 
     # SIGKILL to the step process in the middle of each long step
     for job, folder, prefix, changes in [
         ("data_job", var / "store" / ".staging", "image_cache", {"image_cache"}),
-        ("model_audit_job", var / "store" / ".staging", "saliency_maps", {"saliency_maps"}),
+        ("model_audit_job", var / "store" / ".staging", "saliency_maps", {"saliency_maps", "val_predictions"}),
         ("report_job", var / ".staging", "site-src", {"site"}),
     ]:
         before = _links(var)

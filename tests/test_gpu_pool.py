@@ -1,5 +1,5 @@
-"""The GPU pool on a real SQLite DAGSTER_HOME: the two GPU assets never run at the same time,
-although nothing else orders them and the multiprocess executor runs independent steps at once."""
+"""The GPU pool on a real SQLite DAGSTER_HOME: two runs started at once each compute val_predictions
+and saliency_maps (one step, `model_pass`), and their GPU steps never run at the same time."""
 import os
 import subprocess
 import sys
@@ -10,38 +10,41 @@ import dagster as dg
 from tests.test_model import _tiny_keras
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_ASSETS = ("val_predictions", "saliency_maps")
+GPU_STEP = "model_pass"
 
 
-def _step_windows(instance, run_id):
-    windows = {}
+def _step_window(instance, run_id):
+    window = [None, None]
     for record in instance.all_logs(run_id):
         event = record.dagster_event
-        if event is None or event.step_key not in GPU_ASSETS:
+        if event is None or event.step_key != GPU_STEP:
             continue
         if event.event_type == dg.DagsterEventType.STEP_START:
-            windows.setdefault(event.step_key, [None, None])[0] = record.timestamp
+            window[0] = record.timestamp
         if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
-            windows.setdefault(event.step_key, [None, None])[1] = record.timestamp
-    return windows
+            window[1] = record.timestamp
+    return window
 
 
-def test_gpu_assets_never_overlap(small_dataset, tmp_path):
+def test_gpu_steps_of_two_runs_never_overlap(small_dataset, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     model = _tiny_keras(tmp_path / "model.keras")
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var")}
-    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
-                           "cloud_assets.definitions", "--select",
-                           "label_table,train_val_split,image_cache," + ",".join(GPU_ASSETS)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "cloud_assets.definitions",
+           "--select", "label_table,train_val_split,image_cache,val_predictions,saliency_maps"]
+    dg.DagsterInstance.from_config(str(home)).dispose()  # create the storage once: two runs on a new one race
+    runs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    for proc in runs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
     with dg.instance_for_test(temp_dir=str(home)) as instance:
-        runs = instance.get_runs()
-        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
-        windows = _step_windows(instance, runs[0].run_id)
-        (a_start, a_end), (b_start, b_end) = windows["val_predictions"], windows["saliency_maps"]
-        assert a_end <= b_start or b_end <= a_start, windows
+        records = instance.get_runs()
+        assert len(records) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in records)
+        (a_start, a_end), (b_start, b_end) = (_step_window(instance, r.run_id) for r in records)
+        assert None not in (a_start, a_end, b_start, b_end)
+        assert a_end <= b_start or b_end <= a_start, ((a_start, a_end), (b_start, b_end))
         assert instance.event_log_storage.get_concurrency_info("gpu").slot_count == 1

@@ -1,4 +1,5 @@
-"""model_file, val_predictions and the analysis assets, materialized on the small dataset."""
+"""model_file, model_pass (val_predictions and saliency_maps) and the analysis assets, materialized on
+the small dataset."""
 import hashlib
 
 import numpy as np
@@ -13,7 +14,7 @@ from tests import seed_reference as seed
 from tests.helpers import DATA_ASSETS, failure_message, materialize
 from tests.test_model import _tiny_keras
 
-AUDIT = [model_assets.val_predictions, model_assets.saliency_maps, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
+AUDIT = [model_assets.model_pass, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
          analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
          analysis.label_issues]
 
@@ -66,6 +67,21 @@ def test_saliency_maps_cover_every_val_image_compactly(audited):
     assert np.abs(direct - stored).max() < 2e-3  # float16 storage
     table = store.get("mistakes").table("mistakes")
     assert (table["attention"] >= 0).all()
+
+
+def test_val_predictions_alone_equal_those_of_the_saliency_pass(audited, small_dataset, tmp_path):
+    """Selected alone, val_predictions runs the forward pass only; with saliency_maps, the saliency
+    pass yields them: the same numbers either way."""
+    import shutil
+
+    _, store, model_path = audited
+    var = tmp_path / "var"
+    shutil.copytree(store.root, var / "store", symlinks=True)  # the store publishes by symlink
+    result = materialize(small_dataset, var, DATA_ASSETS + AUDIT, model_path, selection=["val_predictions"])
+    assert result.success, failure_message(result)
+    assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {"val_predictions"}
+    alone = Store(var / "store").get("val_predictions").array("probabilities")
+    assert np.array_equal(alone, store.get("val_predictions").array("probabilities"))
 
 
 def test_analysis_assets_agree_with_the_library(audited):

@@ -1,4 +1,4 @@
-"""Where the GPU steps (val_predictions, saliency_maps) run: pool `gpu` on one machine (limit 1 in
+"""Where the GPU step (`model_pass`: val_predictions and saliency_maps) runs: pool `gpu` on one machine (limit 1 in
 dagster.yaml), on Kubernetes a pod that requests one NVIDIA GPU on a GPU node, under Celery the
 `gpu` queue, which only the GPU machines' workers consume."""
 GPU_POOL = "gpu"

@@ -96,10 +96,10 @@ class VarDir(dg.ConfigurableResource):
                                      f"array store, store/, and the report site, site/)")
         return Store(root / "store")
 
-    def staging(self, context: dg.AssetExecutionContext):
-        """A staging bundle for an asset that writes its arrays batch by batch, then returns it
+    def staging(self, key: dg.AssetKey):
+        """A staging bundle for the asset `key` that writes its arrays batch by batch, then returns it
         (the IO manager publishes it); removed if the asset fails on the way."""
-        return self.store.staging(context.asset_key.to_python_identifier())
+        return self.store.staging(key.to_python_identifier())
 
 
 class ArrayStore(dg.ConfigurableIOManager):

@@ -83,7 +83,7 @@ def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var
 
     h, w = dataset.input_size
     start = time.monotonic()
-    with var.staging(context) as staged:
+    with var.staging(context.asset_key) as staged:
         for s, ns in names.items():
             out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
             images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w),
@@ -108,7 +108,7 @@ def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, var: 
     shape = tuple(label_table.json("meta")["original_shape"])
     classes, chunk = dataset.class_names, 256
     with_mask, cover = np.zeros(len(classes), np.int64), np.zeros(len(classes))
-    with var.staging(context) as staged:
+    with var.staging(context.asset_key) as staged:
         masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_size), np.uint8)
         for c, cls in enumerate(classes):
             rles = encoded.reindex([f"{img}_{cls}" for img in val]).tolist()

@@ -1,4 +1,4 @@
-"""The model file as a versioned input, and the predictions on every validation image."""
+"""The model file as a versioned input, and one pass of the model over the validation images."""
 import time
 from pathlib import Path
 
@@ -28,67 +28,86 @@ def model_file(model: ModelResource):
         "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stat.st_mtime))})
 
 
-@dg.asset(group_name="model", pool=GPU_POOL, op_tags=GPU_OP_TAGS, deps=[model_file],
-          automation_condition=FOLLOWS_MODEL, code_version="1")
-def val_predictions(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource,
-                    image_cache: Bundle, label_table: Bundle):
-    """Probabilities and ground truth for every validation image (the seed drops the last partial batch)."""
-    device = model_lib.configure_tensorflow()
-    context.log.info(f"val_predictions: TensorFlow computes on {device}")
-    digest = model_lib.sha256(Path(model.path))
-    net, info = model.load(dataset)
-    context.log.info(f"val_predictions: loaded {model.path} ({info.framework}, sha256 {digest[:12]})")
-    names = image_cache.table("val_names")
-    classes = list(dataset.class_names)
-    y_true = label_table.table("labels").set_index("image").loc[names["image"], classes].to_numpy().astype(np.int8)
-    y_pred = model_lib.predict(net, image_cache.array("val"), model.batch_size,
-                               progress_logger(context, "val_predictions"))
-    aucs = thresholds.pr_auc(y_true, y_pred)
-    table = pd.DataFrame({"class": classes, "pr_auc": np.round(aucs, 4), "positives": y_true.sum(0)})
-    summary = {"model_path": str(Path(model.path).resolve()), "model_sha256": digest, "device": device,
-               "framework": info.framework, "gradcam_layer": info.gradcam_layer,
-               "pr_auc": dict(zip(classes, map(float, aucs)))}
-    return dg.Output(
-        {"probabilities": y_pred, "y_true": y_true, "images": names, "summary": summary},
-        metadata={"images": len(y_pred), "model_sha256": digest, "device": device,
-                  "mean_pr_auc": float(np.nanmean(aucs)), "pr_auc": md_table(table),
-                  **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
+VAL_PREDICTIONS, SALIENCY_MAPS = dg.AssetKey("val_predictions"), dg.AssetKey("saliency_maps")
 
 
-@dg.asset(group_name="model", pool=GPU_POOL, op_tags=GPU_OP_TAGS, deps=[model_file],
-          automation_condition=FOLLOWS_MODEL, code_version="1")
-def saliency_maps(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource,
-                  var: VarDir, image_cache: Bundle):
-    """Grad-CAM `(classes, val images, H, W)` and guided backprop `(val images, H, W)`, float16.
+@dg.multi_asset(
+    pool=GPU_POOL, op_tags=GPU_OP_TAGS, can_subset=True, deps=[model_file],
+    ins={"image_cache": dg.AssetIn(), "label_table": dg.AssetIn()},
+    outs={
+        "val_predictions": dg.AssetOut(
+            group_name="model", automation_condition=FOLLOWS_MODEL, code_version="1", is_required=False,
+            description="Probabilities and ground truth for every validation image (the seed drops the last "
+                        "partial batch)."),
+        "saliency_maps": dg.AssetOut(
+            group_name="model", automation_condition=FOLLOWS_MODEL, code_version="1", is_required=False,
+            description="Grad-CAM `(classes, val images, H, W)` and guided backprop `(val images, H, W)`, "
+                        "float16; Guided Grad-CAM is their product (`lib.saliency.combine`)."),
+    },
+    internal_asset_deps={"val_predictions": {dg.AssetKey(k) for k in ("model_file", "image_cache", "label_table")},
+                         "saliency_maps": {dg.AssetKey(k) for k in ("model_file", "image_cache")}})
+def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource, var: VarDir,
+               image_cache: Bundle, label_table: Bundle):
+    """One pass of the model over the validation images: `val_predictions` and `saliency_maps`.
 
-    Guided Grad-CAM is their product (`lib.saliency.combine`). float16 keeps three
-    significant digits at every scale: the maps are mostly small values whose sums (attention
-    shares) uint8's fixed 1/255 step would round away; it halves float32's size. Written batch by
-    batch into memory-mapped files, so memory does not grow with the number of images.
+    The saliency pass computes the probabilities on its way (the same forward pass, bit for bit), so
+    both assets cost one model load and one read of the images; `val_predictions` alone runs the
+    forward pass only. Maps are float16: three significant digits at every scale (the maps are
+    mostly small values whose sums, the attention shares, uint8's fixed 1/255 step would round
+    away), half float32's size; written batch by batch into memory-mapped files, so memory does not
+    grow with the number of images.
     """
     device = model_lib.configure_tensorflow()
+    digest = model_lib.sha256(Path(model.path))
     net, info = model.load(dataset)
     images = image_cache.array("val")
+    names = image_cache.table("val_names")
+    classes = list(dataset.class_names)
+    report = progress_logger(context, "model_pass")
+    context.log.info(f"model_pass: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
+                     f"{len(images)} images on {device}")
+    if SALIENCY_MAPS in context.selected_asset_keys:
+        y_pred, output = _saliency_maps(context, net, info, images, names, classes, device, digest, var,
+                                        model.batch_size, report)
+        yield output
+    else:
+        y_pred = model_lib.predict(net, images, model.batch_size, report)
+    if VAL_PREDICTIONS in context.selected_asset_keys:
+        y_true = label_table.table("labels").set_index("image").loc[names["image"], classes].to_numpy().astype(np.int8)
+        aucs = thresholds.pr_auc(y_true, y_pred)
+        table = pd.DataFrame({"class": classes, "pr_auc": np.round(aucs, 4), "positives": y_true.sum(0)})
+        summary = {"model_path": str(Path(model.path).resolve()), "model_sha256": digest, "device": device,
+                   "framework": info.framework, "gradcam_layer": info.gradcam_layer,
+                   "pr_auc": dict(zip(classes, map(float, aucs)))}
+        yield dg.Output(
+            {"probabilities": y_pred, "y_true": y_true, "images": names, "summary": summary},
+            output_name="val_predictions",
+            metadata={"images": len(y_pred), "model_sha256": digest, "device": device,
+                      "mean_pr_auc": float(np.nanmean(aucs)), "pr_auc": md_table(table),
+                      **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
+
+
+def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report):
+    """(probabilities, the `saliency_maps` output) from one guided Grad-CAM pass."""
     n, h, w = images.shape[:3]
-    classes = len(dataset.class_names)
-    context.log.info(f"saliency_maps: {n} images x {classes} classes on {device}, layer {info.gradcam_layer}")
-    with var.staging(context) as staged:
-        cams = staged.new_array("gradcam", (classes, n, h, w), np.float16)
+    y_pred = np.empty((n, len(classes)), np.float32)
+    context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer}")
+    with var.staging(SALIENCY_MAPS) as staged:
+        cams = staged.new_array("gradcam", (len(classes), n, h, w), np.float16)
         guided = staged.new_array("guided_backprop", (n, h, w), np.float16)
         start = time.monotonic()
-        for i, gb, cam, _ in saliency.iter_batches(net, images, info.gradcam_layer, model.batch_size,
-                                                    progress_logger(context, "saliency_maps")):
+        for i, gb, cam, probs in saliency.iter_batches(net, images, info.gradcam_layer, batch_size, report):
             guided[i:i + len(gb)] = gb
             cams[:, i:i + len(gb)] = cam
+            y_pred[i:i + len(gb)] = probs
             release(guided, cams)
         secs = time.monotonic() - start
         cams.flush()
         guided.flush()
-        staged.put("images", image_cache.table("val_names"))
-        staged.put("meta", {"class_names": list(dataset.class_names), "layer": info.gradcam_layer,
-                            "device": device, "model_sha256": model_lib.sha256(Path(model.path))})
-    return dg.Output(staged, metadata={
+        staged.put("images", names)
+        staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
+                            "model_sha256": digest})
+    return y_pred, dg.Output(staged, output_name="saliency_maps", metadata={
         "gradcam_shape": str(cams.shape), "guided_backprop_shape": str(guided.shape), "dtype": "float16",
         "storage_mb": round(staged.nbytes() / 2 ** 20, 1), "seconds_per_image": round(secs / max(n, 1), 4),
         "device": device, "layer": info.gradcam_layer})
-
