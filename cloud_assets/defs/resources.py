@@ -146,7 +146,8 @@ def _batch_size() -> int:
 
 def executor():
     """CLOUD_ASSETS_EXECUTOR: unset, the multiprocess executor, whose step processes fork from a
-    server that has imported the definitions once (seconds saved per step); `k8s`, a pod per step
+    server that has imported the definitions and scikit-learn's metrics (which the analysis steps,
+    cleanlab and the report use) once: seconds saved per step; `k8s`, a pod per step
     (deploy/helm/); `celery`, Celery workers behind a Redis broker (deploy/celery/)."""
     kind = os.environ.get("CLOUD_ASSETS_EXECUTOR", "")
     if kind == "k8s":
@@ -159,7 +160,9 @@ def executor():
         return celery_executor
     if kind:
         raise ValueError(f"CLOUD_ASSETS_EXECUTOR={kind!r}: expected 'k8s', 'celery' or nothing (multiprocess)")
-    return dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}}, name="multiprocess")
+    preload = ["cloud_assets.definitions", "sklearn.metrics"]
+    return dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": preload}}},
+                                               name="multiprocess")
 
 
 @dg.definitions
