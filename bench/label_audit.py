@@ -31,7 +31,7 @@ from cloud_assets.lib.store import Store  # noqa: E402
 
 DATA = Path(os.environ.get("CLOUD_ASSETS_DATA_DIR", ROOT / "var" / "demo-data"))
 MODEL = Path(os.environ.get("CLOUD_ASSETS_MODEL_PATH", ROOT / "var" / "demo-model.keras"))
-VAR = ROOT / "bench" / ".cache" / "label_audit"
+VAR = ROOT / "bench" / ".cache" / "label_audit" / DATA.name
 
 
 def ensure_demo():
