@@ -1,11 +1,12 @@
 """Label audit scored against the synthetic dataset's injected errors (label_noise.csv).
 
 Runs the pipeline (data, predictions, saliency, mask attention, label issues) on the demo dataset
-(`make demo`'s, synthesized and trained here if missing) into bench/.cache/, then prints, for each
-signal alone and for the combination: precision at k (k = injected errors in the validation
-split), recall at 2k and AUROC over every validation (image, class) label — next to two baselines
-on the same predictions: the seed's approach (the FP set at 90% precision, taken as flagged) and
-cleanlab alone. Last line:
+(`make demo`'s, synthesized and trained here if missing; CLOUD_ASSETS_DATA_DIR and
+CLOUD_ASSETS_MODEL_PATH pick others) into bench/.cache/label_audit/<dataset folder>/, then prints,
+for each signal alone and for the combination: precision at k (k = injected errors in the
+validation split), recall at 2k and AUROC over every validation (image, class) label — next to two
+baselines on the same predictions: the seed's approach (the FP set at 90% precision, taken as
+flagged) and cleanlab alone. Last line:
 `bench label_audit: precision_at_k=P auroc=A seed_precision_at_k=S cleanlab_precision_at_k=C`.
 """
 import os
