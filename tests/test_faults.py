@@ -3,9 +3,8 @@ on a SQLite DAGSTER_HOME:
 
 - two runs of every asset at once both succeed and leave consistent values and a valid site;
 - SIGKILL to the step process in the middle of `image_cache`, `model_pass` (val_predictions and
-  saliency_maps) or `report_site`
-  leaves the previous values and site in place and loadable, and the next run succeeds and
-  sweeps the dead processes' staging folders;
+  saliency_maps) or `report_site` leaves the previous values and site in place and loadable, and
+  the next run succeeds and sweeps the dead processes' staging folders;
 - terminating a run (the UI's Terminate button) stops `model_pass` within a few batches and leaves
   the previous values in place.
 
