@@ -83,17 +83,19 @@ def _kib(path: str, field: str) -> int:
 
 class MemorySampler(threading.Thread):
     """Peak over time of the summed RSS and PSS (shared pages split between the processes that
-    map them) of a process and all its descendants."""
+    map them) of a process and all its descendants, and each process's own peak RSS."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.pid, self.stop, self.peak_rss, self.peak_pss = pid, threading.Event(), 0, 0
+        self.pid, self.stop, self.peak_rss, self.peak_pss, self.per_pid = pid, threading.Event(), 0, 0, {}
 
     def run(self):
         while not self.stop.is_set():
-            pids = _tree(self.pid)
-            self.peak_rss = max(self.peak_rss, sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids))
-            self.peak_pss = max(self.peak_pss, sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids))
+            rss = {p: _kib(f"/proc/{p}/status", "VmRSS:") for p in _tree(self.pid)}
+            for p, kib in rss.items():
+                self.per_pid[p] = max(self.per_pid.get(p, 0), kib)
+            self.peak_rss = max(self.peak_rss, sum(rss.values()))
+            self.peak_pss = max(self.peak_pss, sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in rss))
             time.sleep(0.2)
 
 
@@ -120,20 +122,21 @@ def materialize(data: Path, model: Path, work: Path, select: str = "*") -> dict:
         raise SystemExit(f"bench full_scale: the run failed; see {work / 'run.log'}")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         run = instance.get_runs(limit=1)[0]
-        steps, meta = {}, {}
+        steps, meta, step_rss = {}, {}, {}
         for record in instance.all_logs(run.run_id):
             event = record.dagster_event
             if event is None or not event.step_key:
                 continue
             if event.event_type == dg.DagsterEventType.STEP_START:
                 steps[event.step_key] = [record.timestamp, None]
+                step_rss[event.step_key] = sampler.per_pid.get(event.pid, 0) / 2 ** 20
             elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 steps[event.step_key][1] = record.timestamp
             elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 metadata = event.step_materialization_data.materialization.metadata
                 meta[event.asset_key.to_user_string()] = {k: v.value for k, v in metadata.items()}
     return {"wall_s": wall, "peak_rss_gib": sampler.peak_rss / 2 ** 20, "peak_pss_gib": sampler.peak_pss / 2 ** 20,
-            "steps": {k: b - a for k, (a, b) in steps.items() if b}, "meta": meta}
+            "steps": {k: b - a for k, (a, b) in steps.items() if b}, "step_rss_gib": step_rss, "meta": meta}
 
 
 def change_model(src: Path, dst: Path) -> None:
@@ -200,7 +203,9 @@ def main():
 
     n_val = cold["meta"]["val_predictions"]["images"]
     n_all = sum(cold["meta"]["image_cache"][f"{s}_images"] for s in ("train", "val", "test"))
-    rows = [{"step": k, "cold_s": round(v, 1), "rerun_s": round(rerun["steps"].get(k, 0.0), 1) or "-"}
+    rows = [{"step": k, "cold_s": round(v, 1), "rerun_s": round(rerun["steps"].get(k, 0.0), 1) or "-",
+             "peak_rss_gib_half": round(half["step_rss_gib"].get(k, 0.0), 2),
+             "peak_rss_gib_full": round(cold["step_rss_gib"].get(k, 0.0), 2)}
             for k, v in sorted(cold["steps"].items(), key=lambda kv: -kv[1])]
     print(pd.DataFrame(rows).to_markdown(index=False))
     model_rate = n_val / cold["steps"]["model_pass"]
