@@ -98,6 +98,13 @@ def test_analysis_assets_agree_with_the_library(audited):
     assert at90[["tn", "fp", "fn", "tp"]].to_numpy().reshape(4, 2, 2).tolist() == expected.tolist()
     table = store.get("mistakes").table("mistakes")
     assert store.get("mistakes").json("level")["precision_level"] == 80
+    from cloud_assets.lib import saliency
+    maps = store.get("saliency_maps")
+    classes = ["Fish", "Flower", "Sugar", "Gravel"]
+    for row in table.iloc[[0, len(table) // 2, -1]].itertuples():
+        direct = saliency.combine(maps.array("gradcam")[classes.index(row[1]), row.index],
+                                  maps.array("guided_backprop")[row.index]).mean()
+        assert np.isclose(row.attention, direct, rtol=1e-6), row
     fp = store.get("fp_class_distribution").table("distribution")
     for name in ["Fish", "Flower", "Sugar", "Gravel"]:
         n_fp = ((table["class"] == name) & (table["outcome"] == "fp")).sum()

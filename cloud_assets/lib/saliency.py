@@ -175,6 +175,17 @@ def guided_gradcam(model, images, layer_name: str | None = None, batch_size: int
     return np.concatenate(parts, axis=1)
 
 
+def mean_guided_gradcam(gradcam, guided_backprop, classes, images, batch: int = 256) -> np.ndarray:
+    """float64 mean Guided Grad-CAM of each (class, image) pair, from stored `gradcam` and
+    `guided_backprop`; memory-mapped inputs released every `batch` pairs."""
+    out = np.empty(len(images), np.float64)
+    for j, (c, i) in enumerate(zip(classes, images)):
+        out[j] = combine(gradcam[c, i], guided_backprop[i]).mean()
+        if j % batch == batch - 1:
+            release(gradcam, guided_backprop)
+    return out
+
+
 def combine(gradcam: np.ndarray, guided_backprop: np.ndarray) -> np.ndarray:
     """Guided Grad-CAM, float32, from stored Grad-CAM `(..., n, H, W)` and guided backprop `(n, H, W)`."""
     return np.asarray(gradcam, np.float32) * np.asarray(guided_backprop, np.float32)

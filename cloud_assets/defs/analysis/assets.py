@@ -72,9 +72,9 @@ def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bu
     cut = _level_thresholds(threshold_maps.table("maps"), len(dataset.class_names), config.precision_level)
     table = mistakes_lib.mistakes_table(y_true, y_pred, cut, dataset.class_names,
                                         val_predictions.table("images")["image"])
-    cams, guided = saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop")
-    table["attention"] = [float(saliency.combine(cams[dataset.class_names.index(c), i], guided[i]).mean())
-                          for c, i in zip(table["class"], table["index"])]
+    table["attention"] = saliency.mean_guided_gradcam(
+        saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"),
+        [dataset.class_names.index(c) for c in table["class"]], table["index"].to_numpy())
     counts = (table.groupby(["class", "outcome"]).size().unstack(fill_value=0)
               .reindex(index=dataset.class_names, columns=["tp", "fp", "fn"], fill_value=0))
     return dg.Output({"mistakes": table, "level": {"precision_level": config.precision_level,
