@@ -62,8 +62,9 @@ def test_gpu_steps_run_on_the_gpu_worker(small_dataset, tmp_path):
         config = yaml.safe_load((ROOT / "deploy" / "celery" / "run_config.yaml").read_text())
         config["execution"]["config"].update(broker=broker, backend=backend)
         run_config.write_text(yaml.safe_dump(config))
+        select = ",".join(sorted(CPU_STEPS | {"val_predictions", "saliency_maps"}))  # model_pass's assets
         done = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "cloud_assets.definitions",
-                               "--select", ",".join(sorted(CPU_STEPS | {"val_predictions", "saliency_maps"})), "-c", str(run_config)],
+                               "--select", select, "-c", str(run_config)],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         with dg.instance_for_test(temp_dir=str(home)) as instance:

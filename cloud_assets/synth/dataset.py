@@ -11,6 +11,7 @@ texture; its mask is the union of 1-3 boxes drawn around it by "labellers" who e
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -18,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -282,9 +284,17 @@ def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=print
     jobs = [(s, out / f"{s.split}_images", cfg.height, cfg.width, cfg.quality) for s in specs]
     workers = cfg.workers or os.cpu_count() or 1
     start, last, total_bytes = time.monotonic(), 0.0, 0
-    # fresh interpreters: forking a process that has threads (TensorFlow's, a test runner's) can hang
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for done, size in enumerate(pool.imap(_write_image, jobs, chunksize=4), 1):
+    with contextlib.ExitStack() as stack:
+        if workers == 1:
+            sizes = map(_write_image, jobs)
+        else:
+            # fresh interpreters (forking a process that has threads, TensorFlow's or a test runner's,
+            # can hang), shut down by sentinels rather than signals, and an error, not a hang, if a
+            # worker dies
+            spawn = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=spawn))
+            sizes = pool.map(_write_image, jobs, chunksize=4)
+        for done, size in enumerate(sizes, 1):
             total_bytes += size
             now = time.monotonic()
             if now - last > 5 or done == len(jobs):
