@@ -2,11 +2,11 @@
 
 Runs the pipeline (data, predictions, saliency, mask attention, label issues) on the demo dataset
 (`make demo`'s, synthesized and trained here if missing; CLOUD_ASSETS_DATA_DIR and
-CLOUD_ASSETS_MODEL_PATH pick others) into bench/.cache/label_audit/<dataset folder>/, then prints,
-for each signal alone and for the combination: precision at k (k = injected errors in the
-validation split), recall at 2k and AUROC over every validation (image, class) label — next to two
-baselines on the same predictions: the seed's approach (the FP set at 90% precision, taken as
-flagged) and cleanlab alone. Last line:
+CLOUD_ASSETS_MODEL_PATH pick others, CLOUD_ASSETS_INPUT_SIZE the input of another model) into
+bench/.cache/label_audit/<dataset folder>/, then prints, for each signal alone and for the
+combination: precision at k (k = injected errors in the validation split), recall at 2k and AUROC
+over every validation (image, class) label — next to two baselines on the same predictions: the
+seed's approach (the FP set at 90% precision, taken as flagged) and cleanlab alone. Last line:
 `bench label_audit: precision_at_k=P auroc=A seed_precision_at_k=S cleanlab_precision_at_k=C`.
 """
 import os
@@ -29,10 +29,13 @@ from cloud_assets.defs.model import assets as model_assets  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib import label_issues, mistakes, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
+from cloud_assets.synth.classifier import DEMO_INPUT_SIZE  # noqa: E402
 
 DATA = Path(os.environ.get("CLOUD_ASSETS_DATA_DIR", ROOT / "var" / "demo-data"))
 MODEL = Path(os.environ.get("CLOUD_ASSETS_MODEL_PATH", ROOT / "var" / "demo-model.keras"))
 VAR = ROOT / "bench" / ".cache" / "label_audit" / DATA.name
+# the demo classifier's input; set CLOUD_ASSETS_INPUT_SIZE for another model
+os.environ.setdefault("CLOUD_ASSETS_INPUT_SIZE", "x".join(map(str, DEMO_INPUT_SIZE)))
 
 
 def ensure_demo():

@@ -21,12 +21,23 @@ def _train(args) -> int:
     from cloud_assets.synth.classifier import train
 
     classes = [c.strip() for c in args.classes.split(",")]
-    train(args.data, args.out, class_names=classes, epochs=args.epochs, minutes=args.minutes,
+    train(args.data, args.out, class_names=classes, size=args.size, epochs=args.epochs, minutes=args.minutes,
           log=lambda m: print(m, flush=True))
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    from cloud_assets.lib.images import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from cloud_assets.synth.classifier import DEMO_INPUT_SIZE
+
     parser = argparse.ArgumentParser(prog="cloud-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic dataset in the Kaggle layout, with label_noise.csv")
@@ -42,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="dataset folder in the Kaggle layout")
     p.add_argument("--out", required=True, help="model file to write (.keras)")
     p.add_argument("--classes", default="Fish,Flower,Sugar,Gravel", help="output order (default: the seed's)")
+    p.add_argument("--size", type=_size, default=DEMO_INPUT_SIZE, metavar="HxW",
+                   help="model input, height x width (default %s; the pipeline needs the same "
+                        "CLOUD_ASSETS_INPUT_SIZE)" % "x".join(map(str, DEMO_INPUT_SIZE)))
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--minutes", type=float, default=8.0, help="stop before an epoch would pass this budget")
+    p.add_argument("--minutes", type=float, default=12.0, help="stop before an epoch would pass this budget")
     p.set_defaults(func=_train)
     args = parser.parse_args(argv)
     try:

@@ -1,9 +1,13 @@
+import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
+from cloud_assets.defs.resources import build_resources
+from cloud_assets.lib import rle
 from cloud_assets.lib.store import Store
 from tests import seed_reference as seed
-from tests.helpers import checks, materialize
+from tests.helpers import DATA_ASSETS, checks, materialize
 
 
 def test_data_assets_reproduce_the_seed(small_dataset, tmp_path):
@@ -44,3 +48,27 @@ def test_data_assets_reproduce_the_seed(small_dataset, tmp_path):
     assert "Fish" in meta["label_table"]["class_frequencies"].value
     assert meta["image_cache"]["val_images"].value == len(val)
     assert meta["val_masks"]["shape"].value == str(masks.shape)
+
+
+def test_cloud_assets_input_size_sets_the_cache_and_mask_size(small_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUD_ASSETS_INPUT_SIZE", "96x144")  # height x width, not square
+    result = materialize(small_dataset, tmp_path / "var", assets=DATA_ASSETS[:4])
+    assert result.success
+    store = Store(tmp_path / "var" / "store")
+    names = list(store.get("image_cache").table("val_names")["image"])
+    val_imgs = store.get("image_cache").array("val")
+    assert val_imgs.shape == (len(names), 96, 144, 3)
+    for i, name in enumerate(names[:5]):
+        ref = cv2.resize(cv2.imread(str(small_dataset / "train_images" / name)), (144, 96))
+        assert np.array_equal(val_imgs[i], ref)
+    masks = store.get("val_masks").array("masks")
+    assert masks.shape == (4, len(names), 96, 144)
+    df = pd.read_csv(small_dataset / "train.csv").set_index("Image_Label")["EncodedPixels"]
+    for c, cls in enumerate(["Fish", "Flower", "Sugar", "Gravel"]):
+        for i, name in enumerate(names[:5]):
+            ref = cv2.resize(rle.decode(df[f"{name}_{cls}"], (350, 525)), (144, 96))
+            assert np.array_equal(masks[c, i], ref), (cls, name)
+
+    monkeypatch.setenv("CLOUD_ASSETS_INPUT_SIZE", "96")
+    with pytest.raises(ValueError, match=r"CLOUD_ASSETS_INPUT_SIZE='96': expected HEIGHTxWIDTH"):
+        build_resources(str(small_dataset))

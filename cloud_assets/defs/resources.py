@@ -20,7 +20,7 @@ class DatasetResource(dg.ConfigurableResource):
 
     data_dir: str
     class_names: list[str] = list(labels.SEED_CLASS_ORDER)  # the model's output order, never sorted
-    input_height: int = 224   # the model input the images and masks are resized to
+    input_height: int = 224   # the model input the images and masks are resized to (CLOUD_ASSETS_INPUT_SIZE)
     input_width: int = 224
     image_height: int = 0     # original image size; 0: the most common size among train_images/
     image_width: int = 0
@@ -132,9 +132,20 @@ def build_resources(data_dir, model_path="", var_dir: str | None = None, **datas
     """The resources of the definitions; tests pass real folders and files."""
     var = VarDir(path=var_dir or os.environ.get("CLOUD_ASSETS_VAR_DIR", DEFAULT_VAR_DIR))
     return {"io_manager": ArrayStore(var=var), "var": var,
-            "dataset": DatasetResource(data_dir=data_dir, **dataset_config),
+            "dataset": DatasetResource(data_dir=data_dir, **{**_input_size(), **dataset_config}),
             "model": ModelResource(path=model_path, batch_size=_batch_size(),
                                    safe_mode=os.environ.get("CLOUD_ASSETS_MODEL_SAFE_MODE", "1") != "0")}
+
+
+def _input_size() -> dict:
+    """CLOUD_ASSETS_INPUT_SIZE (HEIGHTxWIDTH, default the seed's 224x224): the model input that the
+    images and masks are resized to."""
+    value = os.environ.get("CLOUD_ASSETS_INPUT_SIZE", "224x224")
+    try:
+        h, w = images.parse_size(value)
+    except ValueError as e:
+        raise ValueError(f"CLOUD_ASSETS_INPUT_SIZE={e}") from None
+    return {"input_height": h, "input_width": w}
 
 
 def _batch_size() -> int:

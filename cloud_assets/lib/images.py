@@ -87,6 +87,14 @@ def check_image(path: Path, expected: tuple[int, int] | None) -> list[Problem]:
     return problems
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """`"HEIGHTxWIDTH"` (e.g. `"224x224"`) -> `(height, width)`; ValueError otherwise."""
+    h, sep, w = text.strip().lower().partition("x")
+    if not (sep and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
+        raise ValueError(f"{text!r}: expected HEIGHTxWIDTH in pixels, e.g. 224x224")
+    return int(h), int(w)
+
+
 def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     """uint8 BGR `(size[0], size[1], 3)`: the seed's `cv2.resize(cv2.imread(path), ...)`, before /255."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -187,7 +187,8 @@ def check(model, path, n_classes: int, input_size: tuple[int, int], layer_name: 
     h, w = shape[1:3]
     if (h is not None and h != input_size[0]) or (w is not None and w != input_size[1]):
         raise ModelError(f"{path}: the model expects {h}x{w} images but the image cache holds "
-                         f"{input_size[0]}x{input_size[1]}; set the dataset's input_height/input_width to match")
+                         f"{input_size[0]}x{input_size[1]}; set CLOUD_ASSETS_INPUT_SIZE={h}x{w} (the dataset's "
+                         f"input_height/input_width) and re-materialize the data assets")
     if len(model.outputs) != 1:
         raise ModelError(f"{path}: the model has {len(model.outputs)} outputs; expected one of {n_classes} "
                          f"probabilities")

@@ -229,7 +229,8 @@ def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator
 def dark_page(data: ReportData, img_dir: Path) -> Page:
     page = Page("dark.md")
     page.add("# Dark images")
-    page.add("A dark image has at least a third of its 224×224 pixels with channel 0 (blue) equal to 0: "
+    page.add("A dark image has at least a third of its pixels, at the model input size (the notebook's 224×224), "
+             "with channel 0 (blue) equal to 0: "
              "black no-data bands.")
     page.chart(charts.bars(data.dark_per_class, "class", "dark_images", "Dark images carrying each class (train + val)",
                            "class", "dark images", sort=data.class_names))
