@@ -74,7 +74,8 @@ def _hex_names(n: int, rng) -> list[str]:
     names: set[str] = set()
     while len(names) < n:
         names.update(f"{v:07x}.jpg" for v in rng.integers(0, 16 ** 7, n - len(names)))
-    return sorted(names, key=lambda _: rng.random())
+    ordered = sorted(names)  # a set iterates in string-hash order, which changes with every interpreter
+    return [ordered[i] for i in rng.permutation(len(ordered))]
 
 
 def _box(rng, h, w):
