@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="model input, height x width (default %s; the pipeline needs the same "
                         "CLOUD_ASSETS_INPUT_SIZE)" % "x".join(map(str, DEMO_INPUT_SIZE)))
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--minutes", type=float, default=12.0, help="stop before an epoch would pass this budget")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="stop before an epoch would pass this budget (default: none, every epoch runs)")
     p.set_defaults(func=_train)
     args = parser.parse_args(argv)
     try:

@@ -67,12 +67,12 @@ def _load_split(data_dir: Path, class_names, size, log):
 
 
 def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=DEMO_INPUT_SIZE, epochs: int = 10,
-          minutes: float = 12.0, batch_size: int = 32, seed: int = 10, log=print) -> dict:
+          minutes: float | None = None, batch_size: int = 32, seed: int = 10, log=print) -> dict:
     """Train on `data_dir`'s train split, keep the epoch with the best mean val PR-AUC in `out`.
 
     The learning rate decays (cosine) to nearly zero over `epochs`, so the last epochs settle;
-    training stops early when another epoch would pass `minutes`. Returns the best epoch's
-    per-class PR-AUC.
+    with `minutes`, training stops early when another epoch would pass that budget (the model then
+    depends on the machine's speed). Returns the best epoch's per-class PR-AUC.
     """
     import keras
     import tensorflow as tf
@@ -115,7 +115,7 @@ def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=DEMO_INPUT_SI
         per_class = " ".join(f"{c}={a:.3f}" for c, a in zip(class_names, aucs))
         log(f"train: epoch {epoch}: loss={history.history['loss'][-1]:.4f} val PR-AUC {per_class} "
             f"mean={np.nanmean(aucs):.3f} [{epoch_s:.0f}s]{mark}")
-        if time.monotonic() - start + epoch_s > minutes * 60:
+        if minutes is not None and time.monotonic() - start + epoch_s > minutes * 60:
             log(f"train: stopping after epoch {epoch}: the {minutes:g}-minute budget is spent")
             break
     result = dict(zip(class_names, map(float, best_auc)))
