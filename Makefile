@@ -10,12 +10,8 @@ DEMO_DATA ?= $(CURDIR)/var/demo-data
 DEMO_MODEL ?= $(CURDIR)/var/demo-model.keras
 export CLOUD_ASSETS_DATA_DIR ?= $(DEMO_DATA)
 export CLOUD_ASSETS_MODEL_PATH ?= $(DEMO_MODEL)
-# the demo: 1200 labelled + 300 test images at 350x525
+# the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
 DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
-# the demo classifier's input keeps the images' 2:3 aspect; any other model: the seed's 224x224
-# unless CLOUD_ASSETS_INPUT_SIZE says otherwise
-DEMO_INPUT_SIZE := 192x288
-export CLOUD_ASSETS_INPUT_SIZE ?= $(if $(filter $(DEMO_MODEL),$(CLOUD_ASSETS_MODEL_PATH)),$(DEMO_INPUT_SIZE),224x224)
 
 .PHONY: install test demo ui site serve definitions clean bench
 
@@ -50,7 +46,7 @@ $(DEMO_DATA)/train.csv: | $(STAMP)
 	$(VENV)/bin/cloud-assets synth --out $(DEMO_DATA) $(DEMO_SIZE)
 
 $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
-	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL) --size $(DEMO_INPUT_SIZE)
+	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL)
 
 demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 	# observe the model file first, so that the materializations record its version

@@ -29,13 +29,10 @@ from cloud_assets.defs.model import assets as model_assets  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib import label_issues, mistakes, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
-from cloud_assets.synth.classifier import DEMO_INPUT_SIZE  # noqa: E402
 
 DATA = Path(os.environ.get("CLOUD_ASSETS_DATA_DIR", ROOT / "var" / "demo-data"))
 MODEL = Path(os.environ.get("CLOUD_ASSETS_MODEL_PATH", ROOT / "var" / "demo-model.keras"))
 VAR = ROOT / "bench" / ".cache" / "label_audit" / DATA.name
-# the demo classifier's input; set CLOUD_ASSETS_INPUT_SIZE for another model
-os.environ.setdefault("CLOUD_ASSETS_INPUT_SIZE", "x".join(map(str, DEMO_INPUT_SIZE)))
 
 
 def ensure_demo():

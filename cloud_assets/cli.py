@@ -36,8 +36,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cloud_assets.synth.classifier import DEMO_INPUT_SIZE
-
     parser = argparse.ArgumentParser(prog="cloud-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic dataset in the Kaggle layout, with label_noise.csv")
@@ -53,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="dataset folder in the Kaggle layout")
     p.add_argument("--out", required=True, help="model file to write (.keras)")
     p.add_argument("--classes", default="Fish,Flower,Sugar,Gravel", help="output order (default: the seed's)")
-    p.add_argument("--size", type=_size, default=DEMO_INPUT_SIZE, metavar="HxW",
-                   help="model input, height x width (default %s; the pipeline needs the same "
-                        "CLOUD_ASSETS_INPUT_SIZE)" % "x".join(map(str, DEMO_INPUT_SIZE)))
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--size", type=_size, default=(224, 224), metavar="HxW",
+                   help="model input, height x width (default 224x224; the pipeline needs the same "
+                        "CLOUD_ASSETS_INPUT_SIZE)")
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--minutes", type=float, default=None,
                    help="stop before an epoch would pass this budget (default: none, every epoch runs)")
     p.set_defaults(func=_train)

@@ -1,8 +1,6 @@
 """The demo classifier: a small DenseNet trained from scratch with the seed author's recipe.
 
-Its input, `DEMO_INPUT_SIZE`, keeps the images' 2:3 aspect (the seed squeezes them into 224x224):
-on the synthetic demo datasets that makes the label audit markedly more precise (README, Label
-audit). BGR images scaled by 1/255, random flips and small rotations, binary cross-entropy, per-class
+BGR images scaled by 1/255, random flips and small rotations, binary cross-entropy, per-class
 PR-AUC on the validation split after every epoch, and the best mean PR-AUC checkpointed. Layer
 names follow Keras' DenseNets (`conv<stage>_block<i>_concat`), so Grad-CAM finds the same kind of
 layer as in the seed's DenseNet121.
@@ -18,8 +16,6 @@ import numpy as np
 from cloud_assets.lib import images, labels, model as model_lib, thresholds
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-DEMO_INPUT_SIZE = (192, 288)  # (height, width): CLOUD_ASSETS_INPUT_SIZE for the demo classifier
 
 
 def build(input_size=(224, 224), n_classes: int = 4, blocks=(2, 3, 4, 3), growth: int = 16, stem: int = 32):
@@ -66,7 +62,7 @@ def _load_split(data_dir: Path, class_names, size, log):
     return arrays
 
 
-def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=DEMO_INPUT_SIZE, epochs: int = 10,
+def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=(224, 224), epochs: int = 20,
           minutes: float | None = None, batch_size: int = 32, seed: int = 10, log=print) -> dict:
     """Train on `data_dir`'s train split, keep the epoch with the best mean val PR-AUC in `out`.
 
