@@ -74,8 +74,8 @@ def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=(224, 224), e
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    # the same weights from the same data on the same machine (about 20% slower on 2 cores): the
-    # README's label-audit figures are what `make demo` reproduces, not one lucky run
+    # the same weights from the same data on the same machine (about 20% slower on 2 cores), so
+    # that `make demo` reproduces the README's label-audit figures
     tf.config.experimental.enable_op_determinism()
     log(f"train: TensorFlow on {model_lib.configure_tensorflow()}")
     data_dir, out = Path(data_dir), Path(out)
