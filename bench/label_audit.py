@@ -1,14 +1,27 @@
-"""Label audit scored against the synthetic dataset's injected errors (label_noise.csv).
+"""Label audit scored against injected errors, over a grid of synthetic datasets and noise mixes.
 
-Runs the pipeline (data, predictions, saliency, mask attention, label issues) on the demo dataset
-(`make demo`'s, synthesized and trained here if missing; CLOUD_ASSETS_DATA_DIR and
-CLOUD_ASSETS_MODEL_PATH pick others, CLOUD_ASSETS_INPUT_SIZE the input of another model) into
-bench/.cache/label_audit/<dataset folder>/, then prints, for each signal alone and for the
-combination: precision at k (k = injected errors in the validation split), recall at 2k and AUROC
-over every validation (image, class) label — next to two baselines on the same predictions: the
-seed's approach (the FP set at 90% precision, taken as flagged) and cleanlab alone. Last line:
-`bench label_audit: precision_at_k=P auroc=A seed_precision_at_k=S cleanlab_precision_at_k=C`.
+The grid: datasets `REPORTED` (synthesized with `--seed S --twin-rate 0.15` at the demo's size),
+each re-noised from its `train_clean.csv` with the mix `TRAIN_MIX` (noise seed S+100) and a
+classifier trained on it once (`cloud-assets train`). The pipeline (data, predictions, saliency) runs
+once per dataset. Then, for every mix in `MIXES`, the validation images' labels alone are re-noised
+from the clean labels (noise seed 100*S + mix index; the model never saw them, so it need not be
+retrained) and mask attention and the ranking are recomputed with the library's functions.
+
+The ranking's weights were fitted on the datasets `TUNING` with other noise seeds (`--fit`); no
+figure printed here comes from them.
+
+Per cell and averaged, for the seed's FP set at 90% precision, cleanlab alone, each signal and the
+combination: precision at k (k = injected errors among the validation labels), recall at 2k and
+AUROC; and the recall at 2k of every kind of error. Everything is cached in bench/.cache/label_audit/.
+
+    .venv/bin/python bench/label_audit.py                         the grid (about 25 min cold on 2 cores)
+    .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
+    .venv/bin/python bench/label_audit.py --fit                    refit the weights on TUNING, print them
+
+Last line: `bench label_audit: precision_at_k=P auroc=A min_kind_recall_at_2k=R seed_precision_at_k=S
+cleanlab_precision_at_k=C`.
 """
+import argparse
 import os
 import subprocess
 import sys
@@ -23,55 +36,175 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dagster as dg  # noqa: E402
 
-from cloud_assets.defs.analysis import assets as analysis  # noqa: E402
 from cloud_assets.defs.data import assets as data  # noqa: E402
 from cloud_assets.defs.model import assets as model_assets  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
-from cloud_assets.lib import label_issues, mistakes, thresholds  # noqa: E402
+from cloud_assets.lib import attention, label_issues, mistakes, rle, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
+from cloud_assets.synth import noise  # noqa: E402
 
-DATA = Path(os.environ.get("CLOUD_ASSETS_DATA_DIR", ROOT / "var" / "demo-data"))
-MODEL = Path(os.environ.get("CLOUD_ASSETS_MODEL_PATH", ROOT / "var" / "demo-model.keras"))
-VAR = ROOT / "bench" / ".cache" / "label_audit" / DATA.name
+CACHE = ROOT / "bench" / ".cache" / "label_audit"
+REPORTED = (11, 12, 13)
+TUNING = (10, 14)
+MIXES = ("classic", "boxes", "crowd", "all")
+TRAIN_MIX = "all"
+SYNTH = ["--train", "1200", "--test", "20", "--height", "350", "--width", "525", "--twin-rate", "0.15"]
+METHODS = {"seed: FP at 90% precision": "seed_fp90", "cleanlab alone": "cleanlab",
+           "mask attention alone": "attention", "mask evidence alone": "mask_evidence",
+           "combined (label_issues)": "score"}
+CLI = [sys.executable, "-m", "cloud_assets.cli"]
 
 
-def ensure_demo():
-    cli = [sys.executable, "-m", "cloud_assets.cli"]
-    if not (DATA / "train.csv").exists():
-        subprocess.run(cli + ["synth", "--out", str(DATA), "--train", "1200", "--test", "300", "--height", "350",
-                              "--width", "525", "--seed", "0"], check=True)
-    if not MODEL.exists():
-        subprocess.run(cli + ["train", "--data", str(DATA), "--out", str(MODEL)], check=True)
+def prepare(seed: int) -> Path:
+    """The grid dataset `seed`: synthesized, re-noised with TRAIN_MIX, its classifier trained, the
+    pipeline up to the model pass materialized. Each stage is skipped when its output exists."""
+    folder = CACHE / "grid" / f"ds{seed}"
+    base, noisy, model = folder / "base", folder / "noisy", folder / "model.keras"
+    if not (base / "train_clean.csv").exists():
+        subprocess.run(CLI + ["synth", "--out", str(base), "--seed", str(seed)] + SYNTH, check=True)
+    if not (noisy / "train.csv").exists():
+        subprocess.run(CLI + ["renoise", "--data", str(base), "--out", str(noisy), "--noise", TRAIN_MIX,
+                              "--seed", str(seed + 100)], check=True)
+    if not model.exists():
+        subprocess.run(CLI + ["train", "--data", str(noisy), "--out", str(model)], check=True)
+    pipeline(noisy, model, folder / "var")
+    return folder
+
+
+def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
+    store = Store(var / "store")
+    if not (var / "store" / "saliency_maps").exists():
+        assets = [data.label_table, data.train_val_split, data.image_cache, data.val_masks,
+                  model_assets.model_file, model_assets.model_pass]
+        result = dg.materialize(assets, resources=build_resources(str(data_dir), str(model), str(var)))
+        assert result.success
+    return store
+
+
+def rank_labels(store: Store, rows: pd.DataFrame, manifest: pd.DataFrame, shape) -> pd.DataFrame:
+    """Every validation label of `rows` (train.csv rows) ranked, with `truth` (an injected error),
+    `true_kind` and the baselines' columns."""
+    preds, sal, cache = store.get("val_predictions"), store.get("saliency_maps"), store.get("image_cache")
+    classes = store.get("label_table").json("meta")["class_names"]
+    names = list(preds.table("images")["image"])
+    encoded = rows.set_index("Image_Label")["EncodedPixels"]
+    size = cache.array("val").shape[1:3]
+    masks = np.stack([rle.decode_resized([encoded[f"{n}_{c}"] for n in names], shape, size) for c in classes])
+    y_true = (masks.reshape(len(classes), len(names), -1).max(axis=2).T > 0).astype(np.int8)
+    y_pred = preds.array("probabilities")
+    table = attention.attention_table(sal.array("gradcam"), sal.array("guided_backprop"), masks, cache.array("val"),
+                                      classes, names)
+    ranked = label_issues.rank(table, y_true, y_pred, classes)
+    cut = np.array([thresholds.probability_at(thresholds.threshold_maps(y_true, y_pred), c, 90)
+                    for c in range(len(classes))])
+    flagged = (mistakes.binarize(y_pred, cut) == 1) & (y_true == 0)  # the seed's FP set at 90% precision
+    ranked["seed_fp90"] = flagged[ranked["index"], [classes.index(c) for c in ranked["class"]]].astype(float)
+    kinds = {}
+    for image, cls, kind, labelled_as in manifest[["image", "class", "kind", "labelled_as"]].itertuples(index=False):
+        kinds[(image, cls)] = kind
+        if kind == "swapped":
+            kinds[(image, labelled_as)] = kind
+    ranked["true_kind"] = [kinds.get(k, "") for k in zip(ranked["image"], ranked["class"])]
+    ranked["truth"] = ranked["true_kind"] != ""
+    return ranked
+
+
+def cell(seed: int, mix: str, noise_seed: int) -> pd.DataFrame:
+    """One grid cell: dataset `seed`'s validation labels re-noised by `mix`, ranked."""
+    folder = prepare(seed)
+    store = Store(folder / "var" / "store")
+    clean = pd.read_csv(folder / "base" / "train_clean.csv", dtype=str, keep_default_na=False)
+    shape = tuple(store.get("label_table").json("meta")["original_shape"])
+    names = store.get("val_predictions").table("images")["image"]
+    rows, manifest = noise.renoise(clean, noise.NoiseSpec.parse(mix), noise_seed, shape, images=names)
+    return rank_labels(store, rows, manifest, shape)
+
+
+def scores(ranked: pd.DataFrame) -> pd.DataFrame:
+    errors = set(zip(ranked.loc[ranked["truth"], "image"], ranked.loc[ranked["truth"], "class"]))
+    return pd.DataFrame({name: label_issues.scores_against(ranked, errors, col)
+                         for name, col in METHODS.items()}).T[["precision_at_k", "recall_at_2k", "auroc", "k"]]
+
+
+def kind_recall(ranked: pd.DataFrame) -> pd.Series:
+    """Per true kind: the share of its errors in the top 2k of the combined score."""
+    k = int(ranked["truth"].sum())
+    top = ranked.sort_values("score", ascending=False, kind="stable").head(2 * k)
+    errs = ranked[ranked["truth"]]
+    return top[top["truth"]].groupby("true_kind").size().reindex(errs["true_kind"].unique(), fill_value=0) \
+        / errs.groupby("true_kind").size()
+
+
+def grid():
+    cells, recalls, counts = {}, [], []
+    for seed in REPORTED:
+        for j, mix in enumerate(MIXES):
+            ranked = cell(seed, mix, 100 * seed + j)
+            cells[(seed, mix)] = scores(ranked)
+            recalls.append(kind_recall(ranked).rename((seed, mix)))
+            counts.append(ranked[ranked["truth"]].groupby("true_kind").size().rename((seed, mix)))
+            c = cells[(seed, mix)].loc["combined (label_issues)"]
+            print(f"dataset {seed}, mix {mix}: {int(c['k'])} errors among {len(ranked)} labels; combined "
+                  f"precision at k {c['precision_at_k']:.3f}, AUROC {c['auroc']:.3f}", flush=True)
+    table = pd.concat(cells, names=["dataset", "mix", "method"])
+    print("\nPer cell:")
+    print(table.round(3).to_markdown())
+    mean = table.groupby(level="method", sort=False).mean()
+    print("\nAveraged over the grid:")
+    print(mean.round(3).to_markdown())
+    per_kind = pd.DataFrame(recalls)
+    n_kind = pd.DataFrame(counts).sum()
+    # pooled: every error of a kind counts once, whichever cell it is in
+    pooled = (per_kind * pd.DataFrame(counts)).sum() / n_kind
+    print("\nRecall at 2k per kind (combined score), pooled over the grid:")
+    print(pd.DataFrame({"errors": n_kind, "recall_at_2k": pooled.round(3)}).to_markdown())
+    combined, seed_fp, clean = (mean.loc[m] for m in ("combined (label_issues)", "seed: FP at 90% precision",
+                                                      "cleanlab alone"))
+    wins = all(t.loc["combined (label_issues)", col] > max(t.loc["cleanlab alone", col],
+                                                             t.loc["seed: FP at 90% precision", col])
+               for t in cells.values() for col in ("precision_at_k", "auroc"))
+    print(f"\ncombined above cleanlab and the seed on precision at k and AUROC in every cell: {wins}")
+    print(f"bench label_audit: precision_at_k={combined['precision_at_k']:.3f} auroc={combined['auroc']:.3f} "
+          f"min_kind_recall_at_2k={pooled.min():.3f} seed_precision_at_k={seed_fp['precision_at_k']:.3f} "
+          f"cleanlab_precision_at_k={clean['precision_at_k']:.3f}")
+
+
+def one_dataset(data_dir: Path, model: Path):
+    store = pipeline(data_dir, model, CACHE / "datasets" / data_dir.resolve().name)
+    rows = pd.read_csv(data_dir / "train.csv", dtype=str, keep_default_na=False)
+    manifest = pd.read_csv(data_dir / "label_noise.csv", dtype=str, keep_default_na=False)
+    shape = tuple(store.get("label_table").json("meta")["original_shape"])
+    ranked = rank_labels(store, rows, manifest, shape)
+    table = scores(ranked)
+    print(f"{len(ranked)} validation labels, {int(ranked['truth'].sum())} injected errors among them")
+    print(table.round(3).to_markdown())
+    recall = kind_recall(ranked)
+    print(recall.round(3).to_frame("recall_at_2k").to_markdown())
+    c, s, cl = (table.loc[m] for m in ("combined (label_issues)", "seed: FP at 90% precision", "cleanlab alone"))
+    print(f"bench label_audit: precision_at_k={c['precision_at_k']:.3f} auroc={c['auroc']:.3f} "
+          f"min_kind_recall_at_2k={recall.min():.3f} seed_precision_at_k={s['precision_at_k']:.3f} "
+          f"cleanlab_precision_at_k={cl['precision_at_k']:.3f}")
+
+
+def fit():
+    """Fit the ranking's weights on the TUNING datasets (noise seeds 5000+, three draws per mix)."""
+    frames = [cell(seed, mix, 5000 + 100 * seed + 10 * r + j)
+              for seed in TUNING for j, mix in enumerate(MIXES) for r in range(3)]
+    print(label_issues.fit_weights(pd.concat(frames, ignore_index=True)))
 
 
 def main():
-    ensure_demo()
-    assets = [data.label_table, data.train_val_split, data.image_cache, data.val_masks, model_assets.model_file,
-              model_assets.model_pass, analysis.mask_attention, analysis.label_issues]
-    result = dg.materialize(assets, resources=build_resources(str(DATA), str(MODEL), str(VAR)))
-    assert result.success
-    store = Store(VAR / "store")
-    preds = store.get("val_predictions")
-    y_true, y_pred = preds.array("y_true"), preds.array("probabilities")
-    classes = store.get("label_table").json("meta")["class_names"]
-    ranked = store.get("label_issues").table("issues")
-    errors = label_issues.injected_errors(pd.read_csv(DATA / "label_noise.csv", keep_default_na=False),
-                                          preds.table("images")["image"])
-
-    maps = thresholds.threshold_maps(y_true, y_pred)
-    cut = np.array([thresholds.probability_at(maps, c, 90) for c in range(len(classes))])
-    flagged = (mistakes.binarize(y_pred, cut) == 1) & (y_true == 0)  # the seed's FP set at 90% precision
-    ranked["seed_fp90"] = flagged[ranked["index"], [classes.index(c) for c in ranked["class"]]].astype(float)
-
-    rows = {name: label_issues.scores_against(ranked, errors, col) for name, col in [
-        ("seed: FP at 90% precision", "seed_fp90"), ("cleanlab alone", "cleanlab"),
-        ("mask attention alone", "attention"), ("combined (label_issues)", "score")]}
-    table = pd.DataFrame(rows).T[["precision_at_k", "recall_at_2k", "auroc", "k"]]
-    print(f"{len(ranked)} validation labels, {len(errors)} injected errors among them")
-    print(table.to_markdown(floatfmt=".3f"))
-    c, s, cl = rows["combined (label_issues)"], rows["seed: FP at 90% precision"], rows["cleanlab alone"]
-    print(f"bench label_audit: precision_at_k={c['precision_at_k']:.3f} auroc={c['auroc']:.3f} "
-          f"seed_precision_at_k={s['precision_at_k']:.3f} cleanlab_precision_at_k={cl['precision_at_k']:.3f}")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, help="score one dataset against its own label_noise.csv")
+    parser.add_argument("--model", type=Path, help="its classifier (with --data)")
+    parser.add_argument("--fit", action="store_true", help="refit the ranking's weights on the tuning datasets")
+    args = parser.parse_args()
+    if args.fit:
+        fit()
+    elif args.data:
+        one_dataset(args.data, args.model or ROOT / "var" / "demo-model.keras")
+    else:
+        grid()
 
 
 if __name__ == "__main__":

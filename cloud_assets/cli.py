@@ -9,11 +9,20 @@ def _synth(args) -> int:
     from cloud_assets.synth import SynthConfig, synthesize
 
     cfg = SynthConfig(train=args.train, test=args.test, height=args.height, width=args.width, seed=args.seed,
-                      workers=args.workers)
+                      workers=args.workers, twin_rate=args.twin_rate)
     print(f"synth: writing {cfg.train} train + {cfg.test} test images at {cfg.height}x{cfg.width} to {args.out}")
     summary = synthesize(args.out, cfg, progress=lambda m: print(m, flush=True))
     print(f"synth: done in {summary['seconds']:.0f}s; {summary['noisy_labels']} injected label errors "
           f"(label_noise.csv); mean JPEG {summary['mean_jpeg_kb']:.0f} KB")
+    return 0
+
+
+def _renoise(args) -> int:
+    from cloud_assets.synth.noise import renoise_dataset
+
+    manifest = renoise_dataset(args.data, args.out, args.noise, args.seed)
+    counts = ", ".join(f"{k} {n}" for k, n in manifest["kind"].value_counts().sort_index().items())
+    print(f"renoise: wrote {args.out}: {len(manifest)} label errors ({counts or 'none'}) in label_noise.csv")
     return 0
 
 
@@ -46,7 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=2100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    p.add_argument("--twin-rate", type=float, default=0.0,
+                   help="share of patterns drawn as two separate patches of their class (default 0)")
     p.set_defaults(func=_synth)
+    p = sub.add_parser("renoise", help="copy a synthetic dataset with its labels re-noised from train_clean.csv")
+    p.add_argument("--data", required=True, help="a folder cloud-assets synth wrote")
+    p.add_argument("--out", required=True, help="dataset folder to write (images are hard links)")
+    p.add_argument("--noise", required=True, metavar="SPEC",
+                   help="a mix (classic, boxes, crowd, all) or kind=rate[:lo-hi],... with kinds missing, "
+                        "spurious, swapped, shifted, wide, small, merged")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_renoise)
     p = sub.add_parser("train", help="train the demo classifier on a dataset's train split")
     p.add_argument("--data", required=True, help="dataset folder in the Kaggle layout")
     p.add_argument("--out", required=True, help="model file to write (.keras)")

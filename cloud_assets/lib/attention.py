@@ -4,9 +4,14 @@ inside other classes' masks, outside every mask, and on black no-data pixels.
 The four regions partition the image, in this order of precedence: no-data (channel 0 == 0, the
 seed's "dark" pixel), own mask, other classes' masks, outside. Shares sum to 1; a map with no
 energy has every share 0.
+
+For the mask itself: how much of it holds no evidence, by the class's Grad-CAM (`cam_empty`) and by
+the image's fine structure in guided backprop (`detail_empty`), and the box the classifier proposes
+for the class: around the largest region where its Grad-CAM exceeds half its maximum.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -14,6 +19,53 @@ from cloud_assets.lib.progress import Progress, Report
 from cloud_assets.lib.store import release
 
 REGIONS = ("own", "other", "outside", "nodata")
+EMPTY_LEVEL = 0.2      # evidence below this share of the map's maximum counts as none
+BOX_LEVEL = 0.5        # the proposed box surrounds the largest region above this share of the maximum
+DETAIL_SIGMA = 1 / 37  # guided backprop's structure is smoothed over this share of the image side
+BOX_COLUMNS = ("box_top", "box_left", "box_bottom", "box_right")
+
+
+def empty_share(evidence: np.ndarray, own: np.ndarray, level: float = EMPTY_LEVEL) -> np.ndarray:
+    """float32 `(n,)`: the share of each `own` mask's pixels where `evidence` `(n, H, W)` (maximum 1)
+    is below `level`; 0 for an empty mask."""
+    own = own.astype(bool)
+    area = own.sum(axis=(1, 2))
+    empty = ((evidence < level) & own).sum(axis=(1, 2))
+    return np.where(area > 0, empty / np.maximum(area, 1), 0.0).astype(np.float32)
+
+
+def detail(guided_backprop: np.ndarray) -> np.ndarray:
+    """float32 `(n, H, W)` in [0, 1]: where guided backprop departs from its neutral 0.5, smoothed,
+    divided by each image's maximum: the image's structure that the classifier's features respond to."""
+    out = np.abs(np.asarray(guided_backprop, np.float32) - 0.5)
+    sigma = DETAIL_SIGMA * out.shape[1]
+    out = np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in out])
+    top = out.max(axis=(1, 2), keepdims=True)
+    return np.where(top > 0, out / np.maximum(top, 1e-12), 0.0).astype(np.float32)
+
+
+def proposed_box(cam: np.ndarray, level: float = BOX_LEVEL) -> tuple[float, float, float, float] | None:
+    """(top, left, bottom, right) as shares of the image side: the bounding box of the largest
+    connected region of `cam` `(H, W)` at or above `level`; None for an empty map."""
+    region = (cam >= level).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(region, connectivity=8)
+    if n < 2:
+        return None
+    x, y, w, h, _ = stats[1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())]
+    H, W = cam.shape
+    return y / H, x / W, (y + h) / H, (x + w) / W
+
+
+def box_iou(box, own: np.ndarray) -> float:
+    """Intersection over union of a proposed box (shares of the side) and a mask `(H, W)`."""
+    own = own.astype(bool)
+    if box is None:
+        return 0.0
+    H, W = own.shape
+    rect = np.zeros_like(own)
+    rect[int(round(box[0] * H)):int(round(box[2] * H)), int(round(box[1] * W)):int(round(box[3] * W))] = True
+    union = (rect | own).sum()
+    return float((rect & own).sum() / union) if union else 0.0
 
 
 def shares(maps: np.ndarray, own: np.ndarray, other: np.ndarray, nodata: np.ndarray) -> np.ndarray:
@@ -49,7 +101,10 @@ def top_other_class(maps: np.ndarray, masks: np.ndarray, c: int) -> np.ndarray:
 def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.ndarray, images: np.ndarray,
                     class_names, image_names, batch: int = 64, report: Report | None = None) -> pd.DataFrame:
     """One row per (image, class): shares for Grad-CAM (`cam_*`) and Guided Grad-CAM (`ggc_*`),
-    the Grad-CAM pointing-game hit, and the other class whose mask draws most Grad-CAM energy.
+    the Grad-CAM pointing-game hit, the other class whose mask draws most Grad-CAM energy, the
+    mask's area (share of the image), its share without evidence (`cam_empty`, `detail_empty`), the
+    proposed box (`box_top` ... `box_right`, shares of the side, NaN for an empty map) and its IoU
+    with the mask (`box_iou`).
 
     `gradcam` `(classes, n, H, W)`, `guided_backprop` `(n, H, W)`, `masks` `(classes, n, H, W)` 0/1,
     `images` uint8 BGR `(n, H, W, 3)` (no-data: channel 0 == 0). Processed in batches of images,
@@ -63,6 +118,7 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
         m = masks[:, sl].astype(bool)
         nd = np.asarray(images[sl][..., 0]) == 0
         gb = np.asarray(guided_backprop[sl], np.float32)
+        fine = detail(gb)
         for c, name in enumerate(class_names):
             cam = np.asarray(gradcam[c, sl], np.float32)
             other = np.zeros_like(m[c])
@@ -80,6 +136,12 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
                 frame[f"ggc_{region}"] = ggc_s[:, j]
             frame["pointing_hit"] = pointing_hit(cam, m[c])
             frame["other_class"] = [class_names[k] if k >= 0 else "" for k in top]
+            frame["mask_area"] = m[c].mean(axis=(1, 2))
+            frame["cam_empty"] = empty_share(cam, m[c])
+            frame["detail_empty"] = empty_share(fine, m[c])
+            boxes = [proposed_box(x) for x in cam]
+            frame[list(BOX_COLUMNS)] = np.array([b if b else (np.nan,) * 4 for b in boxes], np.float64)
+            frame["box_iou"] = [box_iou(b, o) for b, o in zip(boxes, m[c])]
             rows.append(frame)
         release(gradcam, guided_backprop, masks, images)
         progress.advance(sl.stop - sl.start)

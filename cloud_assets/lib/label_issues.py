@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from cloud_assets.lib.attention import BOX_COLUMNS
+
 def _labels_list(y_true: np.ndarray) -> list[list[int]]:
     return [list(np.flatnonzero(row)) for row in y_true]
 
@@ -121,7 +123,8 @@ def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_
     out = pd.DataFrame({"image": t["image"], "class": t["class"], "index": idx, "kind": kind, "other_class": other,
                         "score": CLEANLAB_WEIGHT * (1 - quality) + (1 - CLEANLAB_WEIGHT) * att, "label": label,
                         "probability": prob, "cleanlab": 1 - quality, "attention": att, "swap": swap})
-    for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "pointing_hit"):
+    for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "pointing_hit", "mask_area", "cam_empty",
+                "detail_empty", "box_iou", *BOX_COLUMNS):
         out[col] = t[col].to_numpy()
     if cleanlab_issues is not None:
         out["cleanlab_issue"] = cleanlab_issues[idx, c]

@@ -47,6 +47,7 @@ class SynthConfig:
     shift_rate: float = 0.01     # share of masks drawn beside their pattern
     band_rate: float = 0.06      # share of images with a black no-data band
     dark_rate: float = 0.01      # share of images whose band covers at least a third
+    twin_rate: float = 0.0       # share of patterns drawn as two separate patches of their class
     quality: int = 90            # JPEG quality
     workers: int = 0             # 0: one per core
 
@@ -82,6 +83,21 @@ def _box(rng, h, w):
     bh, bw = int(h * rng.uniform(0.25, 0.75)), int(w * rng.uniform(0.2, 0.7))
     y0, x0 = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
     return y0, x0, y0 + bh, x0 + bw
+
+
+def _twin_boxes(rng, h, w):
+    """Two boxes of one class, side by side with a gap, for two patches of a pattern."""
+    if rng.random() < 0.5:  # left and right
+        bw, gap = int(w * rng.uniform(0.15, 0.3)), int(w * rng.uniform(0.05, 0.15))
+        bh = int(h * rng.uniform(0.25, 0.6))
+        x0 = int(rng.integers(0, max(1, w - 2 * bw - gap)))
+        ys = rng.integers(0, h - bh + 1, 2)
+        return [(int(ys[0]), x0, int(ys[0]) + bh, x0 + bw), (int(ys[1]), x0 + bw + gap, int(ys[1]) + bh, x0 + 2 * bw + gap)]
+    bh, gap = int(h * rng.uniform(0.15, 0.3)), int(h * rng.uniform(0.05, 0.15))
+    bw = int(w * rng.uniform(0.2, 0.55))
+    y0 = int(rng.integers(0, max(1, h - 2 * bh - gap)))
+    xs = rng.integers(0, w - bw + 1, 2)
+    return [(y0, int(xs[0]), y0 + bh, int(xs[0]) + bw), (y0 + bh + gap, int(xs[1]), y0 + 2 * bh + gap, int(xs[1]) + bw)]
 
 
 def _labeller_boxes(rng, box, h, w, shift=False):
@@ -127,6 +143,12 @@ def plan(cfg: SynthConfig) -> list[ImageSpec]:
                     noise, labelled = "swapped", str(rng.choice(CONFUSABLE[cls]))
                 elif u < cfg.missing_rate + cfg.swap_rate + cfg.shift_rate:
                     noise = "shifted"
+            # drawn only when asked for, so that a dataset without twins keeps its seed's random stream
+            if noise is None and cfg.twin_rate > 0 and rng.random() < cfg.twin_rate:
+                for twin in _twin_boxes(rng, cfg.height, cfg.width):
+                    clean = _labeller_boxes(rng, twin, cfg.height, cfg.width)
+                    patterns.append(Pattern(str(cls), twin, clean, clean, labelled, None))
+                continue
             clean = _labeller_boxes(rng, box, cfg.height, cfg.width)
             drawn = _labeller_boxes(rng, box, cfg.height, cfg.width, shift=True) if noise == "shifted" else clean
             patterns.append(Pattern(str(cls), box, clean, drawn, labelled, noise))
