@@ -22,6 +22,7 @@ Last line: `bench label_audit: precision_at_k=P auroc=A min_kind_recall_at_2k=R 
 cleanlab_precision_at_k=C`.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -45,7 +46,7 @@ from cloud_assets.synth import noise  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "label_audit"
 REPORTED = (11, 12, 13)
-TUNING = (10, 14)
+TUNING = (10, 14, 15, 16)
 MIXES = ("classic", "boxes", "crowd", "all")
 TRAIN_MIX = "all"
 SYNTH = ["--train", "1200", "--test", "20", "--height", "350", "--width", "525", "--twin-rate", "0.15"]
@@ -187,10 +188,16 @@ def one_dataset(data_dir: Path, model: Path):
 
 
 def fit():
-    """Fit the ranking's weights on the TUNING datasets (noise seeds 5000+, three draws per mix)."""
+    """Fit the ranking's weights on the TUNING datasets (noise seeds 5000+, three draws per mix) and
+    write them into the package."""
     frames = [cell(seed, mix, 5000 + 100 * seed + 10 * r + j)
               for seed in TUNING for j, mix in enumerate(MIXES) for r in range(3)]
-    print(label_issues.fit_weights(pd.concat(frames, ignore_index=True)))
+    frame = pd.concat(frames, ignore_index=True)
+    note = (f"fitted by bench/label_audit.py --fit on synthetic datasets {list(TUNING)} x mixes {list(MIXES)}, "
+            f"three noise draws each (noise seeds 5000 + 100 x dataset + 10 x draw + mix index): "
+            f"{len(frame)} labels, {int(frame['truth'].sum())} injected errors")
+    label_issues.WEIGHTS_PATH.write_text(json.dumps(label_issues.fit_weights(frame, note), separators=(",", ":")))
+    print(f"wrote {label_issues.WEIGHTS_PATH}: {note}")
 
 
 def main():

@@ -58,13 +58,66 @@ def test_a_false_positive_looking_off_mask_outranks_one_looking_on_a_mask():
              [0.1, 0.9, 0.1, 0.9], [0.9, 0.9, 0.1, 0.9]]
     ranked = _case(["outside", "other_mask", "own_mask", "outside", "outside", "own_mask"], labels, probs)
     fish = ranked[ranked["class"] == "Fish"].set_index("image")
-    assert fish.loc["img0.jpg", "score"] > fish.loc["img1.jpg", "score"]
+    assert fish.loc["img0.jpg", "attention"] > fish.loc["img1.jpg", "attention"]
     assert fish.loc["img0.jpg", "kind"] == "missing label"
     assert fish.loc["img1.jpg", "kind"] == "class confusion" and fish.loc["img1.jpg", "other_class"] == "Flower"
     # a true positive looking at its own mask is the least suspicious Fish label
-    assert fish.loc["img2.jpg", "score"] < fish.loc["img1.jpg", "score"]
-    assert ranked["score"].is_monotonic_decreasing
-    assert {"cleanlab", "attention", "probability", "cam_own", "cam_outside"} <= set(ranked.columns)
+    assert fish.loc["img2.jpg", "score"] < min(fish.loc["img0.jpg", "score"], fish.loc["img1.jpg", "score"])
+    assert ranked["score"].is_monotonic_decreasing and ranked["score"].between(0, 1).all()
+    assert {"cleanlab", "attention", "mask_evidence", "probability", "cam_own", "cam_outside", "cam_empty",
+            "box_iou", "box_top"} <= set(ranked.columns)
+
+
+def test_mask_evidence_measures():
+    own = _box(2, 2, 6, 6)[None]
+    cam = np.zeros((1, 8, 8), np.float32)
+    cam[0, 2:6, 2:4] = 1.0   # evidence in the left half of the mask only
+    assert attention.empty_share(cam, own).tolist() == [0.5]
+    assert attention.proposed_box(cam[0]) == (2 / 8, 2 / 8, 6 / 8, 4 / 8)
+    assert attention.box_iou(attention.proposed_box(cam[0]), own[0]) == pytest.approx(0.5)
+    assert attention.proposed_box(np.zeros((8, 8))) is None and attention.box_iou(None, own[0]) == 0.0
+    # guided backprop's structure: neutral 0.5 everywhere but one spot
+    gb = np.full((1, 74, 74), 0.5, np.float32)
+    gb[0, 10, 60] = 1.0
+    fine = attention.detail(gb)
+    assert fine.max() == pytest.approx(1.0) and fine[0, 10, 60] == fine.max() and fine[0, 60, 10] == 0
+
+
+def _frame(**signals):
+    base = {"label": 1, "probability": 0.9, "cleanlab": 0.1, "cam_own": 0.6, "cam_other": 0.1, "cam_outside": 0.3,
+            "cam_nodata": 0.0, "swap": 0.0, "mask_area": 0.25, "cam_empty": 0.1, "detail_empty": 0.1,
+            "box_iou": 0.6, "attention": 0.3}
+    return pd.DataFrame([{**base, **s} for s in signals.get("rows", [{}])])
+
+
+def test_the_shipped_weights_rise_with_the_evidence_of_an_error():
+    """The trees are monotone where the direction is known: a mask that holds less of the class's
+    evidence, or a proposed box that overlaps it less, never looks more trustworthy."""
+    emptier = label_issues.error_probability(_frame(rows=[{"cam_empty": v} for v in (0.0, 0.3, 0.6, 0.9)]))
+    assert (np.diff(emptier) >= 0).all() and emptier[-1] > emptier[0]
+    overlap = label_issues.error_probability(_frame(rows=[{"box_iou": v} for v in (0.9, 0.6, 0.3, 0.0)]))
+    assert (np.diff(overlap) >= 0).all() and overlap[-1] > overlap[0]
+    unseen = label_issues.error_probability(_frame(rows=[{"label": 0, "probability": p, "cleanlab": p,
+                                                          "attention": p} for p in (0.05, 0.5, 0.95)]))
+    assert (np.diff(unseen) >= 0).all() and unseen[-1] > 0.5 > unseen[0]
+
+
+def test_fitted_trees_are_exported_exactly():
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in (0, 1):
+        for _ in range(400):
+            truth = rng.random() < 0.2
+            rows.append({"label": label, "probability": rng.random(), "cleanlab": rng.random() * 0.5 + 0.5 * truth,
+                         "cam_own": rng.random(), "cam_other": rng.random(), "cam_outside": rng.random(),
+                         "cam_nodata": 0.0, "swap": 0.0, "mask_area": rng.random(),
+                         "cam_empty": rng.random() * 0.5 + 0.5 * truth, "detail_empty": rng.random(),
+                         "box_iou": rng.random(), "attention": rng.random(), "truth": truth})
+    frame = pd.DataFrame(rows)
+    weights = label_issues.fit_weights(frame, "test")  # asserts equality with scikit-learn's predictions
+    p = label_issues.error_probability(frame, weights)
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(frame["truth"], p) > 0.8
 
 
 def test_cleanlab_summary_and_per_class_issues():

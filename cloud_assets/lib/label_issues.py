@@ -1,21 +1,25 @@
-"""Rank likely label errors from two kinds of evidence about each (image, class) label:
+"""Rank likely label errors from the evidence about each (image, class) label:
 
 - confident learning (cleanlab's multi-label functions): how plausible the label is given the
   classifier's out-of-sample probability;
 - mask attention: where the classifier looked for the class, measured against the masks. A
   confident prediction whose Grad-CAM energy lies outside every mask suggests a missing label;
   inside another class's mask, a class confusion; a true label whose energy lies outside its own
-  mask, a loose mask; energy on black no-data pixels, an artefact.
+  mask, or whose mask holds none of it, a loose mask; energy on black no-data pixels, an artefact;
+- mask evidence: how well the box the classifier proposes for a labelled class matches the mask.
 
-The combined score is 0.3 x the confident-learning score + 0.7 x the attention score, each in
-[0, 1]; every signal's value is kept beside it. `bench/label_audit.py` scores both against the
-synthetic dataset's injected errors.
+The signals are combined by a small ensemble of decision trees (`label_issue_weights.json`),
+monotone in every signal where the direction is known, fitted by `bench/label_audit.py --fit` on
+synthetic datasets and noise draws that the bench's reported figures do not use. Its output, the
+`score`, estimates the probability that the label is wrong; every signal's value is kept beside it.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -66,15 +70,16 @@ def cleanlab_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dic
     return {"issues": issues, "class_ranking": ranking, "health": health}
 
 
-CLEANLAB_WEIGHT = 0.3  # the rest is the attention score
 CONFUSION_WEIGHT = 0.8
 
 
 def attention_score(label: np.ndarray, prob: np.ndarray, own: np.ndarray, other: np.ndarray,
-                    outside: np.ndarray, nodata: np.ndarray, swap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    outside: np.ndarray, nodata: np.ndarray, swap: np.ndarray,
+                    empty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(score in [0, 1], kind) per (image, class) from the label, the probability, the Grad-CAM
-    shares and `swap`: for a labelled class, the strongest evidence that another, unlabelled class
-    is what the classifier sees inside this class's mask (its probability x its energy share there)."""
+    shares, `swap` (for a labelled class, the strongest evidence that another, unlabelled class is
+    what the classifier sees inside this class's mask: its probability x its energy share there)
+    and `empty` (the share of the mask without Grad-CAM evidence)."""
     label = label.astype(bool)
     candidates = {
         # an unlabelled class the model sees, looking where no mask is
@@ -84,8 +89,8 @@ def attention_score(label: np.ndarray, prob: np.ndarray, own: np.ndarray, other:
         "class confusion": np.where(~label, CONFUSION_WEIGHT * prob * other, 0.0),
         # a labelled class the model does not see, or whose mask holds another class
         "spurious label": np.where(label, np.maximum(0.5 * (1 - prob) * (1 - own), swap), 0.0),
-        # a labelled class the model sees, but not inside its mask
-        "loose mask": np.where(label, prob * (other + outside), 0.0),
+        # a labelled class the model sees, but not inside its mask, or a mask that holds none of it
+        "loose mask": np.where(label, prob * np.maximum(other + outside, empty), 0.0),
         "no-data artefact": prob * nodata,
     }
     names = list(candidates)
@@ -118,17 +123,93 @@ def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_
     quality = cleanlab_scores(y_true, y_pred)[idx, c]
     swap, swap_by = swap_evidence(t, label, prob)
     att, kind = attention_score(label, prob, t["cam_own"].to_numpy(), t["cam_other"].to_numpy(),
-                                t["cam_outside"].to_numpy(), t["cam_nodata"].to_numpy(), swap)
+                                t["cam_outside"].to_numpy(), t["cam_nodata"].to_numpy(), swap,
+                                t["cam_empty"].to_numpy())
     other = np.where(kind == "class confusion", t["other_class"], np.where(kind == "spurious label", swap_by, ""))
     out = pd.DataFrame({"image": t["image"], "class": t["class"], "index": idx, "kind": kind, "other_class": other,
-                        "score": CLEANLAB_WEIGHT * (1 - quality) + (1 - CLEANLAB_WEIGHT) * att, "label": label,
-                        "probability": prob, "cleanlab": 1 - quality, "attention": att, "swap": swap})
-    for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "pointing_hit", "mask_area", "cam_empty",
-                "detail_empty", "box_iou", *BOX_COLUMNS):
+                        "label": label, "probability": prob, "cleanlab": 1 - quality, "attention": att,
+                        "mask_evidence": np.where(label == 1, prob * (1 - t["box_iou"].to_numpy()), 0.0),
+                        "swap": swap})
+    for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "ggc_own", "ggc_other", "ggc_outside",
+                "pointing_hit", "mask_area", "cam_empty", "detail_empty", "box_iou", *BOX_COLUMNS):
         out[col] = t[col].to_numpy()
+    out.insert(5, "score", error_probability(out))
     if cleanlab_issues is not None:
         out["cleanlab_issue"] = cleanlab_issues[idx, c]
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# the signals the trees see, per label state, and the direction each may move the score (1 up, -1 down, 0 free)
+SIGNALS = {
+    "labelled": {"cleanlab": 1, "logit": 0, "cam_own": -1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 1,
+                 "swap": 1, "mask_area": 0, "cam_empty": 1, "detail_empty": 1, "box_iou": -1, "attention": 1},
+    "unlabelled": {"cleanlab": 1, "logit": 1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 1, "attention": 1},
+}
+WEIGHTS_PATH = Path(__file__).with_name("label_issue_weights.json")
+
+
+def _signals(frame: pd.DataFrame, state: str) -> np.ndarray:
+    p = np.clip(frame["probability"].to_numpy(np.float64), 1e-6, 1 - 1e-6)
+    columns = {**{k: frame[k].to_numpy(np.float64) for k in SIGNALS[state] if k != "logit"},
+               "logit": np.log(p / (1 - p))}
+    return np.stack([columns[k] for k in SIGNALS[state]], axis=1)
+
+
+@functools.cache
+def _weights() -> dict:
+    return json.loads(WEIGHTS_PATH.read_text())
+
+
+def _trees_raw(model: dict, x: np.ndarray) -> np.ndarray:
+    """The ensemble's log-odds for rows `x`: its baseline plus the value of the leaf each tree sends a row to."""
+    raw = np.full(len(x), model["baseline"])
+    rows = np.arange(len(x))
+    for tree in model["trees"]:
+        t = {k: np.asarray(v) for k, v in tree.items()}
+        node = np.zeros(len(x), np.int64)
+        while not t["leaf"][node].all():
+            value = x[rows, t["feature"][node]]
+            left = np.where(np.isnan(value), t["missing_left"][node], value <= t["threshold"][node])
+            node = np.where(t["leaf"][node], node, np.where(left, t["left"][node], t["right"][node]))
+        raw += t["value"][node]
+    return raw
+
+
+def error_probability(frame: pd.DataFrame, weights: dict | None = None) -> np.ndarray:
+    """float64 `(rows,)`: the estimated probability that each label of a `rank` frame is wrong."""
+    weights = weights or _weights()
+    out = np.zeros(len(frame))
+    for state, labelled in (("labelled", 1), ("unlabelled", 0)):
+        rows = (frame["label"] == labelled).to_numpy()
+        if rows.any():
+            out[rows] = 1 / (1 + np.exp(-_trees_raw(weights[state], _signals(frame[rows], state))))
+    return out
+
+
+def fit_weights(frame: pd.DataFrame, note: str) -> dict:
+    """Fit the trees on a `rank` frame with a boolean `truth` column (injected errors); the result
+    is what `label_issue_weights.json` holds, checked against scikit-learn's own predictions."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    weights = {"note": note}
+    for state, labelled in (("labelled", 1), ("unlabelled", 0)):
+        part = frame[frame["label"] == labelled]
+        x = _signals(part, state)
+        model = HistGradientBoostingClassifier(max_iter=120, learning_rate=0.06, max_leaf_nodes=12,
+                                               min_samples_leaf=40, monotonic_cst=list(SIGNALS[state].values()),
+                                               random_state=0).fit(x, part["truth"].to_numpy())
+        trees = []
+        for (predictor,) in model._predictors:
+            n = predictor.nodes
+            trees.append({"feature": n["feature_idx"].tolist(), "threshold": n["num_threshold"].tolist(),
+                          "left": n["left"].tolist(), "right": n["right"].tolist(),
+                          "missing_left": n["missing_go_to_left"].astype(bool).tolist(),
+                          "leaf": n["is_leaf"].astype(bool).tolist(), "value": n["value"].tolist()})
+        weights[state] = {"signals": list(SIGNALS[state]), "baseline": float(model._baseline_prediction.ravel()[0]),
+                          "trees": trees}
+        ours = 1 / (1 + np.exp(-_trees_raw(weights[state], x)))
+        assert np.allclose(ours, model.predict_proba(x)[:, 1], atol=1e-9), "the exported trees disagree"
+    return weights
 
 
 def injected_errors(manifest: pd.DataFrame, images) -> set[tuple[str, str]]:

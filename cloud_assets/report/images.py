@@ -40,6 +40,25 @@ def masks_outline(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return out
 
 
+PROPOSED_BGR = (0, 0, 255)  # red, dashed: the box the classifier proposes
+
+
+def proposed_box(img: np.ndarray, box) -> np.ndarray:
+    """BGR uint8: a dashed rectangle at `box` (top, left, bottom, right as shares of the side);
+    the image unchanged when `box` has NaN (no evidence to propose from)."""
+    if box is None or np.isnan(box).any():
+        return img
+    h, w = img.shape[:2]
+    y0, x0, y1, x1 = (int(round(v * n)) for v, n in zip(box, (h, w, h, w)))
+    y1, x1 = min(y1, h - 1), min(x1, w - 1)
+    out, t, dash = img.copy(), max(1, w // 200), max(4, w // 40)
+    for a, b in (((x0, y0), (x1, y0)), ((x0, y1), (x1, y1)), ((x0, y0), (x0, y1)), ((x1, y0), (x1, y1))):
+        points = np.linspace(a, b, max(abs(b[0] - a[0]), abs(b[1] - a[1])) // dash + 2).round().astype(int)
+        for p, q in zip(points[0::2], points[1::2]):
+            cv2.line(out, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), PROPOSED_BGR, t)
+    return out
+
+
 def saliency_overlay(img: np.ndarray, saliency: np.ndarray, frame: bool = True) -> np.ndarray:
     """BGR uint8: the saliency map (jet, scaled to its maximum) blended over the image, red frame."""
     s = cv2.resize(saliency.astype(np.float32), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)

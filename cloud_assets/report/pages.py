@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib import saliency, thresholds
+from cloud_assets.lib.attention import BOX_COLUMNS
 from cloud_assets.report import charts, images
 
 GALLERY = 8        # images per gallery row group, as the notebook's 2 rows of 4
@@ -276,10 +277,12 @@ def label_issues_page(data: ReportData, img_dir: Path) -> Page:
     page = Page("issues.md")
     page.add("# Label issues")
     page.add("Candidate label errors in the validation split, most likely first. Each (image, class) label is "
-             "scored by confident learning (cleanlab: how plausible the label is given the classifier's "
-             "probability) and by **mask attention**: where the classifier's Grad-CAM energy for the class "
-             "falls — inside the class's mask, inside another class's mask, outside every mask, on no-data "
-             f"pixels. cleanlab's overall label health score: **{data.health:.3f}**. See [methods](methods.md).")
+             "scored from confident learning (cleanlab: how plausible the label is given the classifier's "
+             "probability), **mask attention** (where the classifier's Grad-CAM energy for the class falls: "
+             "inside the class's mask, inside another class's mask, outside every mask, on no-data pixels) and "
+             "**mask evidence** (how much of the mask holds none of it, and how well the box the classifier "
+             "proposes matches the mask); the score estimates the probability that the label is wrong. "
+             f"cleanlab's overall label health score: **{data.health:.3f}**. See [methods](methods.md).")
     top = data.issues.head(ISSUES_SHOWN)
     kinds = data.issues.head(100)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
     page.chart(charts.bars(kinds, "kind", "labels", "Suspected kind among the 100 top candidates", "kind", "labels"))
@@ -292,21 +295,27 @@ def label_issues_page(data: ReportData, img_dir: Path) -> Page:
         small = data.cache["val"][i]
         full = images.original(data.data_dir / "train_images" / r["image"], small)
         masks = data.val_masks[:, i]
-        thumb = images.masks_outline(images.saliency_overlay(small, data.gradcam[c, i], frame=False), masks)
-        big = images.masks_outline(images.saliency_overlay(full, data.gradcam[c, i], frame=False), masks)
+        box = np.array([r[k] for k in BOX_COLUMNS], float)
+        thumb = images.proposed_box(images.masks_outline(
+            images.saliency_overlay(small, data.gradcam[c, i], frame=False), masks), box)
+        big = images.proposed_box(images.masks_outline(
+            images.saliency_overlay(full, data.gradcam[c, i], frame=False), masks), box)
         t, f = images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
         other = f" ({r['other_class']})" if r["other_class"] else ""
         caption = (f"#{k + 1} {r['image']} {r['class']}: {r['kind']}{other}; score {r['score']:.2f}, "
                    f"p={r['probability']:.2f}, labelled {'yes' if r['label'] else 'no'}; Grad-CAM own "
                    f"{r['cam_own']:.0%} / other {r['cam_other']:.0%} / outside {r['cam_outside']:.0%} / "
                    f"no-data {r['cam_nodata']:.0%}")
+        if r["label"]:
+            caption += f"; mask without evidence {r['cam_empty']:.0%}, proposed box IoU {r['box_iou']:.2f}"
         items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "kind": "issue", "caption": caption,
                       "data": {"class": r["class"], "kind": r["kind"]}})
     page.add("Grad-CAM of the class (jet) with every mask outlined (" + ", ".join(
-        f"{esc(name)}: {esc(color)}" for name, color in zip(data.class_names, images.MASK_COLOR_NAMES)) + ").")
+        f"{esc(name)}: {esc(color)}" for name, color in zip(data.class_names, images.MASK_COLOR_NAMES)) +
+        "); the box the classifier proposes for the class, dashed red, beside the labelled one (its outline).")
     page.add(gallery(items, "issues"))
     page.add("## Top 50")
     cols = ["image", "class", "kind", "other_class", "score", "probability", "label", "cleanlab", "attention",
-            "cam_own", "cam_other", "cam_outside", "cam_nodata"]
+            "mask_evidence", "cam_own", "cam_other", "cam_outside", "cam_nodata", "cam_empty", "box_iou"]
     page.add(table_md(data.issues.head(50)[cols].round(3)))
     return page

@@ -104,7 +104,7 @@ def fn_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: Da
     return _distribution("fn", val_predictions, mistakes, dataset)
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="2")
 def mask_attention(context: dg.AssetExecutionContext, saliency_maps: Bundle, val_masks: Bundle,
                    image_cache: Bundle, dataset: DatasetResource):
     """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
@@ -118,7 +118,7 @@ def mask_attention(context: dg.AssetExecutionContext, saliency_maps: Bundle, val
         "rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())})
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
+@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="2")
 def label_issues(mask_attention: Bundle, val_predictions: Bundle, dataset: DatasetResource):
     """Candidate label errors, most likely first: image, class, suspected kind, score, each signal."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
