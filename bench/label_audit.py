@@ -14,7 +14,7 @@ Per cell and averaged, for the seed's FP set at 90% precision, cleanlab alone, e
 combination: precision at k (k = injected errors among the validation labels), recall at 2k and
 AUROC; and the recall at 2k of every kind of error. Everything is cached in bench/.cache/label_audit/.
 
-    .venv/bin/python bench/label_audit.py                         the grid (about 25 min cold on 2 cores)
+    .venv/bin/python bench/label_audit.py                         the grid (about 15 min cold on 2 cores)
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --fit                    refit the weights on TUNING, print them
 
@@ -52,7 +52,7 @@ TRAIN_MIX = "all"
 SYNTH = ["--train", "1200", "--test", "20", "--height", "350", "--width", "525", "--twin-rate", "0.15"]
 METHODS = {"seed: FP at 90% precision": "seed_fp90", "cleanlab alone": "cleanlab",
            "mask attention alone": "attention", "mask evidence alone": "mask_evidence",
-           "combined (label_issues)": "score"}
+           "fixed weights: 0.3 cleanlab + 0.7 attention": "fixed_weights", "combined (label_issues)": "score"}
 CLI = [sys.executable, "-m", "cloud_assets.cli"]
 
 
@@ -100,12 +100,16 @@ def rank_labels(store: Store, rows: pd.DataFrame, manifest: pd.DataFrame, shape)
                     for c in range(len(classes))])
     flagged = (mistakes.binarize(y_pred, cut) == 1) & (y_true == 0)  # the seed's FP set at 90% precision
     ranked["seed_fp90"] = flagged[ranked["index"], [classes.index(c) for c in ranked["class"]]].astype(float)
-    kinds = {}
-    for image, cls, kind, labelled_as in manifest[["image", "class", "kind", "labelled_as"]].itertuples(index=False):
-        kinds[(image, cls)] = kind
+    ranked["fixed_weights"] = 0.3 * ranked["cleanlab"] + 0.7 * ranked["attention"]  # the ranking's earlier form
+    kinds, severity = {}, {}
+    manifest = manifest.reindex(columns=["image", "class", "kind", "labelled_as", "severity"], fill_value="")
+    for image, cls, kind, labelled_as, sev in manifest.itertuples(index=False):
+        kinds[(image, cls)], severity[(image, cls)] = kind, pd.to_numeric(sev, errors="coerce")
         if kind == "swapped":
-            kinds[(image, labelled_as)] = kind
-    ranked["true_kind"] = [kinds.get(k, "") for k in zip(ranked["image"], ranked["class"])]
+            kinds[(image, labelled_as)], severity[(image, labelled_as)] = kind, np.nan
+    keys = list(zip(ranked["image"], ranked["class"]))
+    ranked["true_kind"] = [kinds.get(k, "") for k in keys]
+    ranked["true_severity"] = [severity.get(k, np.nan) for k in keys]
     ranked["truth"] = ranked["true_kind"] != ""
     return ranked
 
@@ -127,38 +131,51 @@ def scores(ranked: pd.DataFrame) -> pd.DataFrame:
                          for name, col in METHODS.items()}).T[["precision_at_k", "recall_at_2k", "auroc", "k"]]
 
 
-def kind_recall(ranked: pd.DataFrame) -> pd.Series:
-    """Per true kind: the share of its errors in the top 2k of the combined score."""
+def found(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The injected errors, each with `found`: in the top 2k of the combined score (k = errors)."""
     k = int(ranked["truth"].sum())
-    top = ranked.sort_values("score", ascending=False, kind="stable").head(2 * k)
-    errs = ranked[ranked["truth"]]
-    return top[top["truth"]].groupby("true_kind").size().reindex(errs["true_kind"].unique(), fill_value=0) \
-        / errs.groupby("true_kind").size()
+    top = set(ranked.sort_values("score", ascending=False, kind="stable").head(2 * k).index)
+    errors = ranked[ranked["truth"]].copy()
+    errors["found"] = errors.index.isin(top)
+    return errors
+
+
+def kind_recall(errors: pd.DataFrame) -> pd.DataFrame:
+    """Per true kind: errors and the share found (recall at 2k); for the kinds with a severity, per
+    third of their severity range as well."""
+    rows = errors.groupby("true_kind")["found"].agg(errors="size", recall_at_2k="mean")
+    graded = errors.dropna(subset=["true_severity"]).copy()
+    graded["third"] = graded.groupby("true_kind")["true_severity"].transform(
+        lambda v: pd.qcut(v, 3, duplicates="drop").astype(str))
+    thirds = graded.groupby(["true_kind", "third"])["found"].agg(errors="size", recall_at_2k="mean")
+    thirds.index = [f"{kind} {third}" for kind, third in thirds.index]
+    return pd.concat([rows, thirds]).sort_index()
 
 
 def grid():
-    cells, recalls, counts = {}, [], []
+    cells, errors = {}, []
     for seed in REPORTED:
         for j, mix in enumerate(MIXES):
             ranked = cell(seed, mix, 100 * seed + j)
             cells[(seed, mix)] = scores(ranked)
-            recalls.append(kind_recall(ranked).rename((seed, mix)))
-            counts.append(ranked[ranked["truth"]].groupby("true_kind").size().rename((seed, mix)))
+            errors.append(found(ranked))
             c = cells[(seed, mix)].loc["combined (label_issues)"]
             print(f"dataset {seed}, mix {mix}: {int(c['k'])} errors among {len(ranked)} labels; combined "
                   f"precision at k {c['precision_at_k']:.3f}, AUROC {c['auroc']:.3f}", flush=True)
     table = pd.concat(cells, names=["dataset", "mix", "method"])
     print("\nPer cell:")
     print(table.round(3).to_markdown())
+    by_mix = table.groupby(level=["mix", "method"], sort=False)[["precision_at_k", "auroc"]].mean().unstack("mix")
+    print("\nPer mix, averaged over the datasets:")
+    print(by_mix.round(3).to_markdown())
     mean = table.groupby(level="method", sort=False).mean()
     print("\nAveraged over the grid:")
     print(mean.round(3).to_markdown())
-    per_kind = pd.DataFrame(recalls)
-    n_kind = pd.DataFrame(counts).sum()
-    # pooled: every error of a kind counts once, whichever cell it is in
-    pooled = (per_kind * pd.DataFrame(counts)).sum() / n_kind
-    print("\nRecall at 2k per kind (combined score), pooled over the grid:")
-    print(pd.DataFrame({"errors": n_kind, "recall_at_2k": pooled.round(3)}).to_markdown())
+    # pooled: every error counts once, whichever cell it is in
+    per_kind = kind_recall(pd.concat(errors, ignore_index=True))
+    print("\nRecall at 2k per kind (combined score), pooled over the grid; severity in thirds:")
+    print(per_kind.round(3).to_markdown())
+    kinds = per_kind.loc[[i for i in per_kind.index if " " not in i], "recall_at_2k"]
     combined, seed_fp, clean = (mean.loc[m] for m in ("combined (label_issues)", "seed: FP at 90% precision",
                                                       "cleanlab alone"))
     wins = all(t.loc["combined (label_issues)", col] > max(t.loc["cleanlab alone", col],
@@ -166,7 +183,7 @@ def grid():
                for t in cells.values() for col in ("precision_at_k", "auroc"))
     print(f"\ncombined above cleanlab and the seed on precision at k and AUROC in every cell: {wins}")
     print(f"bench label_audit: precision_at_k={combined['precision_at_k']:.3f} auroc={combined['auroc']:.3f} "
-          f"min_kind_recall_at_2k={pooled.min():.3f} seed_precision_at_k={seed_fp['precision_at_k']:.3f} "
+          f"min_kind_recall_at_2k={kinds.min():.3f} seed_precision_at_k={seed_fp['precision_at_k']:.3f} "
           f"cleanlab_precision_at_k={clean['precision_at_k']:.3f}")
 
 
@@ -179,8 +196,9 @@ def one_dataset(data_dir: Path, model: Path):
     table = scores(ranked)
     print(f"{len(ranked)} validation labels, {int(ranked['truth'].sum())} injected errors among them")
     print(table.round(3).to_markdown())
-    recall = kind_recall(ranked)
-    print(recall.round(3).to_frame("recall_at_2k").to_markdown())
+    per_kind = kind_recall(found(ranked))
+    print(per_kind.round(3).to_markdown())
+    recall = per_kind.loc[[i for i in per_kind.index if " " not in i], "recall_at_2k"]
     c, s, cl = (table.loc[m] for m in ("combined (label_issues)", "seed: FP at 90% precision", "cleanlab alone"))
     print(f"bench label_audit: precision_at_k={c['precision_at_k']:.3f} auroc={c['auroc']:.3f} "
           f"min_kind_recall_at_2k={recall.min():.3f} seed_precision_at_k={s['precision_at_k']:.3f} "
