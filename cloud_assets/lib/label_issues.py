@@ -26,6 +26,7 @@ import pandas as pd
 
 from cloud_assets.lib.attention import BOX_COLUMNS
 
+
 def _labels_list(y_true: np.ndarray) -> list[list[int]]:
     return [list(np.flatnonzero(row)) for row in y_true]
 
@@ -114,9 +115,11 @@ def swap_evidence(t: pd.DataFrame, label: np.ndarray, prob: np.ndarray) -> tuple
 def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_names,
          cleanlab_issues: np.ndarray | None = None) -> pd.DataFrame:
     """One row per (image, class), most likely error first: `image`, `class`, `kind`, `other_class`,
-    `score`, and the signals `label`, `probability`, `cleanlab`, `attention`, `swap`, `cam_own`,
-    `cam_other`, `cam_outside`, `cam_nodata`, `pointing_hit`; `cleanlab_issue` (cleanlab's own
-    per-class verdict) when `cleanlab_issues` `(n, classes)` is given."""
+    `score` (the estimated probability that the label is wrong), and the signals `label`,
+    `probability`, `cleanlab`, `attention`, `mask_evidence`, `swap`, `cam_own`, `cam_other`,
+    `cam_outside`, `cam_nodata`, `pointing_hit`, `mask_area`, `cam_empty`, `detail_empty`, `box_iou`
+    and the proposed box `box_top` ... `box_right`; `cleanlab_issue` (cleanlab's own per-class
+    verdict) when `cleanlab_issues` `(n, classes)` is given."""
     t = attention.sort_values(["index", "class_index"]).reset_index(drop=True)
     idx, c = t["index"].to_numpy(), t["class_index"].to_numpy()
     label, prob = y_true[idx, c].astype(np.int8), y_pred[idx, c].astype(np.float64)
@@ -130,8 +133,8 @@ def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_
                         "label": label, "probability": prob, "cleanlab": 1 - quality, "attention": att,
                         "mask_evidence": np.where(label == 1, prob * (1 - t["box_iou"].to_numpy()), 0.0),
                         "swap": swap})
-    for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "ggc_own", "ggc_other", "ggc_outside",
-                "pointing_hit", "mask_area", "cam_empty", "detail_empty", "box_iou", *BOX_COLUMNS):
+    for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "pointing_hit", "mask_area", "cam_empty",
+                "detail_empty", "box_iou", *BOX_COLUMNS):
         out[col] = t[col].to_numpy()
     out.insert(5, "score", error_probability(out))
     if cleanlab_issues is not None:
