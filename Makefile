@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+# dg, the Dagster command line, in this project's virtual environment
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 export CLOUD_ASSETS_VAR_DIR ?= $(CURDIR)/var
@@ -40,7 +42,7 @@ test: install
 	$(PY) -m pytest -n 2 --dist loadfile --durations=12
 
 definitions: install
-	$(VENV)/bin/dagster definitions validate -m cloud_assets.definitions
+	$(DG) check defs
 
 $(DEMO_DATA)/train.csv: | $(STAMP)
 	$(VENV)/bin/cloud-assets synth --out $(DEMO_DATA) $(DEMO_SIZE)
@@ -50,8 +52,8 @@ $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
 
 demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 	# observe the model file first, so that the materializations record its version
-	$(VENV)/bin/dagster job execute -m cloud_assets.definitions -j observe_model_file
-	$(VENV)/bin/dagster asset materialize -m cloud_assets.definitions --select '*'
+	$(DG) launch --job observe_model_file
+	$(DG) launch --assets '*'
 	@echo
 	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
 	@echo "Demo model:   $(DEMO_MODEL)"
@@ -64,10 +66,10 @@ demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 ui: install
-	$(VENV)/bin/dagster dev -m cloud_assets.definitions -h $(UI_HOST) -p $(UI_PORT)
+	$(DG) dev --host $(UI_HOST) --port $(UI_PORT)
 
 site: install
-	$(VENV)/bin/dagster asset materialize -m cloud_assets.definitions --select report_site
+	$(DG) launch --assets report_site
 	@echo "Report site: $(CLOUD_ASSETS_VAR_DIR)/site/index.html"
 
 serve:

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from label_audit import MODEL, ensure_demo  # noqa: E402
-
+MODEL = ROOT / "var" / "demo-model.keras"  # the demo classifier; `make` trains it when missing
 CACHE = ROOT / "bench" / ".cache" / "full"
 FULL, HALF = CACHE / "data", CACHE / "half-data"
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -55,32 +55,6 @@ def ensure_data() -> None:
         rows[rows["Image_Label"].str.rpartition("_")[0].isin(keep)].to_csv(HALF / "train.csv", index=False)
 
 
-def _tree(root: int) -> list[int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
-
-
-def _kib(path: str, field: str) -> int:
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 class MemorySampler(threading.Thread):
     """Peak over time of the summed RSS and PSS (shared pages split between the processes that
     map them) of a process and all its descendants, and each process's own peak RSS."""
@@ -90,12 +64,19 @@ class MemorySampler(threading.Thread):
         self.pid, self.stop, self.peak_rss, self.peak_pss, self.per_pid = pid, threading.Event(), 0, 0, {}
 
     def run(self):
+        root = psutil.Process(self.pid)
         while not self.stop.is_set():
-            rss = {p: _kib(f"/proc/{p}/status", "VmRSS:") for p in _tree(self.pid)}
+            rss, pss = {}, 0
+            for proc in [root, *root.children(recursive=True)]:
+                try:
+                    mem = proc.memory_full_info()  # rss, and pss from smaps_rollup
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                rss[proc.pid], pss = mem.rss // 1024, pss + mem.pss // 1024
             for p, kib in rss.items():
                 self.per_pid[p] = max(self.per_pid.get(p, 0), kib)
             self.peak_rss = max(self.peak_rss, sum(rss.values()))
-            self.peak_pss = max(self.peak_pss, sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in rss))
+            self.peak_pss = max(self.peak_pss, pss)
             time.sleep(0.2)
 
 
@@ -186,7 +167,7 @@ def seed_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
 
 
 def main():
-    ensure_demo()
+    subprocess.run(["make", "-C", str(ROOT), str(MODEL)], check=True)
     ensure_data()
     runs = CACHE / "runs"
     shutil.rmtree(runs, ignore_errors=True)

@@ -1,5 +1,9 @@
-from pathlib import Path
-
 import dagster as dg
 
-defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+import cloud_assets.defs
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    # loaded from the package itself, so that an installed wheel needs no pyproject.toml beside it
+    return dg.load_defs(defs_root=cloud_assets.defs)

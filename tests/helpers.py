@@ -1,10 +1,33 @@
+"""What several test files share: asset lists, a tiny model, the browser, materialize() with real resources."""
 import dagster as dg
 
+from cloud_assets.defs.analysis import assets as analysis
 from cloud_assets.defs.data import assets as data_assets
+from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.resources import build_resources
 
 DATA_ASSETS = [data_assets.label_table, data_assets.train_val_split, data_assets.image_cache,
                data_assets.val_masks, data_assets.dark_image_counts]
+AUDIT = [model_assets.model_pass, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
+         analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
+         analysis.label_issues]
+CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright: no browser download
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def tiny_keras(path, outputs=4, input_shape=(224, 224, 3)):
+    """A small Keras 3 classifier file (two convolutions, sigmoid outputs) at `path`."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(input_shape)
+    x = layers.Conv2D(4, 3, strides=4, activation="relu", name="conv_a")(inp)
+    x = layers.Conv2D(4, 3, activation="relu", name="conv_b")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    net = keras.Model(inp, layers.Dense(outputs, activation="sigmoid")(x))
+    net.save(path)
+    return path
 
 
 def materialize(data_dir, var_dir, assets=DATA_ASSETS, model_path="", run_config=None, selection=None,

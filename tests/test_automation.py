@@ -10,9 +10,7 @@ from cloud_assets.defs.automation import definitions as automation
 from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.defs.resources import build_resources
-from tests.helpers import DATA_ASSETS
-from tests.test_model import _tiny_keras
-from tests.test_model_assets import AUDIT
+from tests.helpers import AUDIT, DATA_ASSETS, tiny_keras
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = DATA_ASSETS + AUDIT + [report_assets.report_site]
@@ -38,7 +36,7 @@ def world(small_dataset, tmp_path_factory):
     (tmp / "home").mkdir()
     (tmp / "home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
-        model = _tiny_keras(tmp / "model.keras")
+        model = tiny_keras(tmp / "model.keras")
         resources = build_resources(str(small_dataset), str(model), str(tmp / "var"))
         defs = _defs(resources)
         _observe(defs, instance)
@@ -65,7 +63,7 @@ def test_code_version_change_requests_the_asset_and_what_depends_on_it(world):
 
 def test_new_model_file_requests_exactly_the_model_dependent_assets(world):
     instance, defs, _, model, cursor = world
-    _tiny_keras(model, outputs=4, input_shape=(224, 224, 3))  # new weights: a new SHA-256
+    tiny_keras(model, outputs=4, input_shape=(224, 224, 3))  # new weights: a new SHA-256
     _observe(defs, instance)
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     requested = _requested(result)
@@ -78,13 +76,13 @@ def test_sensor_follows_the_sha256_cursor(tmp_path):
     from cloud_assets.lib.model import sha256
 
     path = tmp_path / "m.keras"
-    _tiny_keras(path)
+    tiny_keras(path)
     model = ModelResource(path=str(path))
     first = automation.model_file_sensor(dg.build_sensor_context(cursor=None), model=model)
     assert isinstance(first, dg.RunRequest) and first.run_key == sha256(path)
     again = automation.model_file_sensor(dg.build_sensor_context(cursor=sha256(path)), model=model)
     assert isinstance(again, dg.SkipReason)
-    _tiny_keras(path)
+    tiny_keras(path)
     changed = automation.model_file_sensor(dg.build_sensor_context(cursor=first.run_key), model=model)
     assert isinstance(changed, dg.RunRequest) and changed.run_key == sha256(path) != first.run_key
     gone = automation.model_file_sensor(dg.build_sensor_context(cursor="x"),

@@ -13,7 +13,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from tests.test_model import _tiny_keras
+from tests.helpers import tiny_keras
+
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -48,7 +49,7 @@ def test_gpu_steps_run_on_the_gpu_worker(small_dataset, tmp_path):
     port = _free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
-           "CLOUD_ASSETS_MODEL_PATH": str(_tiny_keras(tmp_path / "model.keras")),
+           "CLOUD_ASSETS_MODEL_PATH": str(tiny_keras(tmp_path / "model.keras")),
            "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var"), "CLOUD_ASSETS_EXECUTOR": "celery"}
     log = open(tmp_path / "services.log", "w")
     redis = _start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from tests.test_model import _tiny_keras
+from tests.helpers import tiny_keras
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_STEP = "model_pass"
@@ -30,7 +30,7 @@ def test_gpu_steps_of_two_runs_never_overlap(small_dataset, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    model = _tiny_keras(tmp_path / "model.keras")
+    model = tiny_keras(tmp_path / "model.keras")
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var")}
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "cloud_assets.definitions",

@@ -129,6 +129,16 @@ def test_cleanlab_summary_and_per_class_issues():
     assert summary["issues"].shape == (80, 4)
     assert summary["issues"][:4, 0].sum() >= 3 and summary["issues"][4:].mean() < 0.1
     assert 0 < summary["health"] < 1 and list(summary["class_ranking"]["Class Name"])[0] == "Fish"
+    # the same counts as cleanlab's own summary functions (run here, where their process pool works)
+    from cleanlab.multilabel_classification import dataset
+
+    labels = [list(np.flatnonzero(r)) for r in y_true]
+    assert summary["health"] == pytest.approx(dataset.overall_multilabel_health_score(labels, y_pred))
+    theirs = dataset.rank_classes_by_multilabel_quality(labels, y_pred, class_names=CLASSES)
+    ours = summary["class_ranking"]
+    key = ["Class Name", "Label Issues", "Inverse Label Issues", "Label Quality Score"]
+    assert ours[key].sort_values("Class Name").reset_index(drop=True).equals(
+        theirs[key].sort_values("Class Name").reset_index(drop=True))
 
 
 def test_injected_errors_and_scores():

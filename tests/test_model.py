@@ -4,19 +4,7 @@ import pytest
 
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib.model import ModelError
-
-
-def _tiny_keras(path, outputs=4, input_shape=(224, 224, 3)):
-    import keras
-    from keras import layers
-
-    inp = keras.Input(input_shape)
-    x = layers.Conv2D(4, 3, strides=4, activation="relu", name="conv_a")(inp)
-    x = layers.Conv2D(4, 3, activation="relu", name="conv_b")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    net = keras.Model(inp, layers.Dense(outputs, activation="sigmoid")(x))
-    net.save(path)
-    return path
+from tests.helpers import tiny_keras
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +30,7 @@ def test_seed_densenet121_h5_loads_through_tf_keras(seed_h5):
 
 
 def test_keras3_file_loads_in_safe_mode(tmp_path):
-    path = _tiny_keras(tmp_path / "m.keras")
+    path = tiny_keras(tmp_path / "m.keras")
     info = model_lib.check(model_lib.load(path), path, 4, (224, 224))
     assert info.framework == "keras" and info.gradcam_layer == "conv_b"
 
@@ -74,13 +62,13 @@ def test_hdf5_that_is_not_a_model(tmp_path):
 
 
 def test_output_width_must_match_the_classes(tmp_path):
-    path = _tiny_keras(tmp_path / "m.keras", outputs=3)
+    path = tiny_keras(tmp_path / "m.keras", outputs=3)
     with pytest.raises(ModelError, match=r"output shape \(None, 3\); expected \(None, 4\)"):
         model_lib.check(model_lib.load(path), path, 4, (224, 224))
 
 
 def test_gradcam_layer_must_exist(tmp_path):
-    path = _tiny_keras(tmp_path / "m.keras")
+    path = tiny_keras(tmp_path / "m.keras")
     with pytest.raises(ModelError, match="Grad-CAM layer 'conv5_block16_concat' not found.*conv_b"):
         model_lib.check(model_lib.load(path), path, 4, (224, 224), "conv5_block16_concat")
 
@@ -88,13 +76,13 @@ def test_gradcam_layer_must_exist(tmp_path):
 @pytest.mark.parametrize("shape,message", [((224, 224, 1), "cannot take the images"),
                                            ((128, 128, 3), "expects 128x128 images but the image cache holds 224x224")])
 def test_input_shape_must_fit_the_images(tmp_path, shape, message):
-    path = _tiny_keras(tmp_path / "m.keras", input_shape=shape)
+    path = tiny_keras(tmp_path / "m.keras", input_shape=shape)
     with pytest.raises(ModelError, match=message):
         model_lib.check(model_lib.load(path), path, 4, (224, 224))
 
 
 def test_any_size_input_is_accepted(tmp_path):
-    path = _tiny_keras(tmp_path / "m.keras", input_shape=(None, None, 3))
+    path = tiny_keras(tmp_path / "m.keras", input_shape=(None, None, 3))
     assert model_lib.check(model_lib.load(path), path, 4, (224, 224)).input_size == (224, 224)
 
 
@@ -141,7 +129,7 @@ def test_model_shapes_that_do_not_fit(tmp_path, build, message):
 
 
 def test_more_outputs_than_classes(tmp_path):
-    path = _tiny_keras(tmp_path / "m.keras", outputs=5)
+    path = tiny_keras(tmp_path / "m.keras", outputs=5)
     with pytest.raises(ModelError, match=rf"{path}: output shape \(None, 5\); expected \(None, 4\), one probability"):
         model_lib.check(model_lib.load(path), path, 4, (224, 224))
 
@@ -149,7 +137,7 @@ def test_more_outputs_than_classes(tmp_path):
 @pytest.mark.parametrize("suffix,message", [(".keras", "not a loadable Keras model"),
                                             (".h5", "not a readable HDF5 file")])
 def test_truncated_model_file(tmp_path, seed_h5, suffix, message):
-    whole = seed_h5 if suffix == ".h5" else _tiny_keras(tmp_path / "whole.keras")
+    whole = seed_h5 if suffix == ".h5" else tiny_keras(tmp_path / "whole.keras")
     cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(ModelError, match=f"{cut}: {message}"):

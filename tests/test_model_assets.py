@@ -5,24 +5,19 @@ import hashlib
 import numpy as np
 import pytest
 
-from cloud_assets.defs.analysis import assets as analysis
 from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Store
 from tests import seed_reference as seed
-from tests.helpers import DATA_ASSETS, failure_message, materialize
-from tests.test_model import _tiny_keras
+from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
 
-AUDIT = [model_assets.model_pass, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
-         analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
-         analysis.label_issues]
 
 
 @pytest.fixture(scope="module")
 def audited(small_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("audit")
-    model = _tiny_keras(tmp / "model.keras")
+    model = tiny_keras(tmp / "model.keras")
     result = materialize(small_dataset, tmp / "var", DATA_ASSETS + AUDIT + [model_assets.model_file], model,
                          run_config={"ops": {"mistakes": {"config": {"precision_level": 80}}}})
     assert result.success, failure_message(result)

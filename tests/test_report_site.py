@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from cloud_assets.defs.report import assets as report_assets
-from tests.helpers import DATA_ASSETS, failure_message, materialize
-from tests.test_model import _tiny_keras
-from tests.test_model_assets import AUDIT
+from tests.helpers import AUDIT, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +21,7 @@ def built(small_dataset, tmp_path_factory):
     import dagster as dg
 
     tmp = tmp_path_factory.mktemp("report")
-    model = _tiny_keras(tmp / "model.keras")
+    model = tiny_keras(tmp / "model.keras")
     instance = dg.DagsterInstance.ephemeral()  # shared: the overview's history is read from it
     result = materialize(small_dataset, tmp / "var", ALL, model, instance=instance)
     assert result.success, failure_message(result)
@@ -164,7 +159,7 @@ def test_html_in_image_names_is_shown_as_text(small_dataset, tmp_path):
     csv = data / "train.csv"
     lines = csv.read_text().splitlines()
     csv.write_text("\n".join(lines[:1] + [HOSTILE + line for line in lines[1:]]) + "\n")
-    result = materialize(data, tmp_path / "var", ALL, _tiny_keras(tmp_path / "model.keras"))
+    result = materialize(data, tmp_path / "var", ALL, tiny_keras(tmp_path / "model.keras"))
     assert result.success, failure_message(result)
     site = (tmp_path / "var" / "site").resolve()
     shown = 0

@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.test_model import _tiny_keras
-from tests.test_report_site import CHROMIUM, FLAGS
+from tests.helpers import CHROMIUM, FLAGS, tiny_keras
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ["label_table", "train_val_split", "image_cache", "val_masks", "dark_image_counts"]
@@ -44,7 +44,7 @@ def dev(small_dataset, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    model = _tiny_keras(tmp_path / "model.keras")
+    model = tiny_keras(tmp_path / "model.keras")
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var"),
@@ -120,7 +120,7 @@ def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_asse
     assert status == dg.DagsterRunStatus.SUCCESS
     assert all(_latest(instance, k) == run_id for k in DATA + MODEL_DEPENDENT)
 
-    _tiny_keras(model)  # a new model file
+    tiny_keras(model)  # a new model file
     new_sha = sha256(model)
     _wait(lambda: _observed_sha(instance) == new_sha, 150, "the observation of the new model file")
     _wait(lambda: all(_latest(instance, k) not in (None, run_id) for k in MODEL_DEPENDENT), 420,

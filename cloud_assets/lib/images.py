@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,35 +15,27 @@ from cloud_assets.lib.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress, Report
 from cloud_assets.lib.store import release
 
-# Start-of-frame markers that carry the image size (baseline, progressive, ...), not DHT/JPG/DAC
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
 def jpeg_header(path: Path) -> tuple[int, int, int, int]:
-    """(height, width, bits per sample, components) from a JPEG's frame header, without decoding
-    it; DatasetError if the file is not a JPEG."""
+    """(height, width, bits per sample, components) from a JPEG's frame header, read by Pillow
+    without decoding the image; DatasetError if the file is not a JPEG."""
+    from PIL import JpegImagePlugin
+
     with open(path, "rb") as f:
-        data = f.read(65536)
-        if data[:2] != b"\xff\xd8":
-            kind = "empty file" if not data else "PNG" if data[:4] == b"\x89PNG" else "not a JPEG"
+        head = f.read(4)
+        if head[:2] != b"\xff\xd8":
+            kind = "empty file" if not head else "PNG" if head == b"\x89PNG" else "not a JPEG"
             raise DatasetError(f"{path}: {kind}; expected a JPEG image (starting FF D8)")
-        i = 2
-        while True:
-            while i + 10 > len(data):
-                more = f.read(65536)
-                if not more:
-                    raise DatasetError(f"{path}: JPEG header ends before the frame size (truncated file?)")
-                data += more
-            if data[i] != 0xFF:
-                raise DatasetError(f"{path}: corrupt JPEG header at byte {i}")
-            marker = data[i + 1]
-            if marker in _SOF:
-                bits, h, w, components = struct.unpack(">BHHB", data[i + 4:i + 10])
-                return h, w, bits, components
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+        f.seek(0)
+        try:
+            with JpegImagePlugin.JpegImageFile(f) as im:
+                return im.height, im.width, 8, len(im.getbands())
+        except SyntaxError as e:  # Pillow opens 8-bit JPEGs only and says how many bits it found
+            bits = re.search(r"cannot handle (\d+)-bit", str(e))
+            if bits:
+                return 0, 0, int(bits.group(1)), 0
+            raise DatasetError(f"{path}: corrupt JPEG header ({e})") from None
+        except (OSError, struct.error, IndexError) as e:
+            raise DatasetError(f"{path}: JPEG header ends before the frame size (truncated file?) ({e})") from None
 
 
 def jpeg_size(path: Path) -> tuple[int, int]:

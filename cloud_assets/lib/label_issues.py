@@ -15,7 +15,6 @@ synthetic datasets and noise draws that the bench's reported figures do not use.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import warnings
@@ -40,35 +39,26 @@ def cleanlab_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         return np.asarray(get_label_quality_scores_per_class(_labels_list(y_true), y_pred), dtype=np.float64)
 
 
-@contextlib.contextmanager
-def _one_process():
-    """cleanlab's dataset-level functions start a process pool whose workers expect `fork` to hand
-    them module globals; Dagster's step processes use another start method (and forking them can
-    hang). Their helpers take `n_jobs`: run them in this process."""
-    from cleanlab.multilabel_classification import dataset
-
-    saved = {name: getattr(dataset, name) for name in ("find_multilabel_issues_per_class", "find_label_issues")}
-    try:
-        for name, fn in saved.items():
-            setattr(dataset, name, functools.partial(fn, n_jobs=1))
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(dataset, name, fn)
-
-
 def cleanlab_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dict:
-    """cleanlab's per-class issue counts, class ranking and overall health score."""
-    from cleanlab.multilabel_classification import dataset, filter
+    """cleanlab's per-class issues `(n, classes)`, its class ranking and overall health score.
+
+    cleanlab's summary functions (`rank_classes_by_multilabel_quality`,
+    `overall_multilabel_health_score`) start a process pool whose workers expect `fork`, which
+    Dagster's step processes do not use; they only count the per-class issues, which are found here
+    in this process (`n_jobs=1`) and counted the same way (a test checks both against cleanlab's)."""
+    from cleanlab.multilabel_classification import filter
 
     labels = _labels_list(y_true)
-    with warnings.catch_warnings(), _one_process():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        per_class = filter.find_multilabel_issues_per_class(labels, y_pred, n_jobs=1)
-        ranking = dataset.rank_classes_by_multilabel_quality(labels, y_pred, class_names=list(class_names))
-        health = float(dataset.overall_multilabel_health_score(labels, y_pred))
-    issues = np.asarray(per_class, dtype=bool)  # (n, classes)
-    return {"issues": issues, "class_ranking": ranking, "health": health}
+        issues = np.asarray(filter.find_multilabel_issues_per_class(labels, y_pred, n_jobs=1), dtype=bool)
+    n = len(y_true)
+    given, inverse = (issues & (y_true == 1)).sum(axis=0), (issues & (y_true == 0)).sum(axis=0)
+    ranking = pd.DataFrame({"Class Name": list(class_names), "Class Index": np.arange(len(class_names)),
+                            "Label Issues": given, "Inverse Label Issues": inverse, "Label Noise": given / n,
+                            "Inverse Label Noise": inverse / n, "Label Quality Score": 1 - given / n})
+    ranking = ranking.sort_values("Label Quality Score", kind="stable").reset_index(drop=True)
+    return {"issues": issues, "class_ranking": ranking, "health": float(1 - issues.any(axis=1).mean())}
 
 
 CONFUSION_WEIGHT = 0.8

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,8 @@ def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=(224, 224), e
     import keras
     import tensorflow as tf
 
+    # Keras warns on every epoch that a tf.data pipeline ignores `shuffle`: it is shuffled already
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     keras.utils.set_random_seed(seed)
     # the same weights from the same data on the same machine (about 20% slower on 2 cores), so
     # that `make demo` reproduces the README's label-audit figures
