@@ -14,7 +14,7 @@ def test_train_writes_a_model_of_the_requested_input_size(small_dataset, tmp_pat
     net = model_lib.load(out)
     assert tuple(net.inputs[0].shape) == (None, 64, 96, 3)
     assert model_lib.check(net, out, 4, (64, 96)).input_size == (64, 96)
-    with pytest.raises(model_lib.ModelError, match="set CLOUD_ASSETS_INPUT_SIZE=64x96"):
+    with pytest.raises(model_lib.ModelError, match="set dataset.input_size to 64x96"):
         model_lib.check(net, out, 4, (224, 224))
 
 

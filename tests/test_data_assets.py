@@ -1,13 +1,11 @@
 import cv2
 import numpy as np
 import pandas as pd
-import pytest
 
-from cloud_assets.defs.resources import build_resources
 from cloud_assets.lib import rle
 from cloud_assets.lib.store import Store
 from tests import seed_reference as seed
-from tests.helpers import DATA_ASSETS, checks, materialize
+from tests.helpers import DATA_ASSETS, checks, failure_message, materialize
 
 
 def test_data_assets_reproduce_the_seed(small_dataset, tmp_path):
@@ -70,5 +68,6 @@ def test_cloud_assets_input_size_sets_the_cache_and_mask_size(small_dataset, tmp
             assert np.array_equal(masks[c, i], ref), (cls, name)
 
     monkeypatch.setenv("CLOUD_ASSETS_INPUT_SIZE", "96")
-    with pytest.raises(ValueError, match=r"CLOUD_ASSETS_INPUT_SIZE='96': expected HEIGHTxWIDTH"):
-        build_resources(str(small_dataset))
+    result = materialize(small_dataset, tmp_path / "var2", assets=DATA_ASSETS[:3])
+    assert not result.success
+    assert "dataset.input_size (CLOUD_ASSETS_INPUT_SIZE)='96': expected HEIGHTxWIDTH" in failure_message(result)

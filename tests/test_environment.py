@@ -34,17 +34,18 @@ def test_variables_that_point_at_the_wrong_thing(tmp_path, small_dataset):
     data = {"CLOUD_ASSETS_DATA_DIR": str(small_dataset)}
     cases = {
         "data_dir_nowhere": (LABELS, {"CLOUD_ASSETS_DATA_DIR": str(tmp_path / "nowhere")},
-                             f"{tmp_path / 'nowhere'}: dataset folder does not exist (CLOUD_ASSETS_DATA_DIR)"),
+                             f"{tmp_path / 'nowhere'}: dataset folder does not exist; dataset.data_dir (CLOUD_ASSETS_DATA_DIR) "
+                             f"must be a folder"),
         "data_dir_is_a_file": (LABELS, {"CLOUD_ASSETS_DATA_DIR": str(a_file)},
-                               f"{a_file}: is a file; CLOUD_ASSETS_DATA_DIR must be a folder"),
+                               f"{a_file}: is a file; dataset.data_dir (CLOUD_ASSETS_DATA_DIR) must be a folder"),
         "data_dir_unset": (LABELS, {}, "CLOUD_ASSETS_DATA_DIR"),
         "var_dir_is_a_file": (LABELS, {**data, "CLOUD_ASSETS_VAR_DIR": str(a_file)},
-                              f"{a_file}: is a file; CLOUD_ASSETS_VAR_DIR must be a folder"),
-        "model_nowhere": (OBSERVE, data, f"{tmp_path / 'model_nowhere' / 'model.keras'}: model file not found "
-                                         f"(CLOUD_ASSETS_MODEL_PATH)"),
+                              f"{a_file}: is a file; var.path (CLOUD_ASSETS_VAR_DIR) must be a folder"),
+        "model_nowhere": (OBSERVE, data, f"{tmp_path / 'model_nowhere' / 'model.keras'}: model file not found; "
+                                         f"model.path (CLOUD_ASSETS_MODEL_PATH) must be"),
         "model_is_a_folder": (OBSERVE, {**data, "CLOUD_ASSETS_MODEL_PATH": str(tmp_path / "a-folder.keras")},
-                              f"{tmp_path / 'a-folder.keras'}: is a folder; CLOUD_ASSETS_MODEL_PATH must be a "
-                              f".keras or .h5 file"),
+                              f"{tmp_path / 'a-folder.keras'}: is a folder; model.path (CLOUD_ASSETS_MODEL_PATH) "
+                              f"must be a .keras or .h5 file"),
     }
     procs = {name: _start(tmp_path / name, args, **env) for name, (args, env, _) in cases.items()}
     for name, proc in procs.items():

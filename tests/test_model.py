@@ -161,6 +161,6 @@ def test_lambda_layers_are_refused_in_safe_mode_with_an_opt_in(tmp_path, name, t
     path = _lambda_model(tmp_path / name, tf_keras_format)
     with pytest.raises(ModelError, match=f"{path}: refused in safe mode") as e:
         model_lib.load(path)
-    assert "CLOUD_ASSETS_MODEL_SAFE_MODE=0" in str(e.value)
+    assert "set model.safe_mode to 0" in str(e.value)
     net = model_lib.load(path, safe_mode=False)
     assert any(type(l).__name__ == "Lambda" for l in net.layers)

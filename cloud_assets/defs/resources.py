@@ -1,11 +1,11 @@
 """Resources: where the dataset is, how to read it, and the array store (the IO manager)."""
 
-import os
 from collections import Counter
 from pathlib import Path
 
 import dagster as dg
 
+from cloud_assets.defs import settings
 from cloud_assets.lib import images, labels
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib.labels import DatasetError
@@ -20,8 +20,7 @@ class DatasetResource(dg.ConfigurableResource):
 
     data_dir: str
     class_names: list[str] = list(labels.SEED_CLASS_ORDER)  # the model's output order, never sorted
-    input_height: int = 224   # the model input the images and masks are resized to (CLOUD_ASSETS_INPUT_SIZE)
-    input_width: int = 224
+    input_size: str = "224x224"  # HEIGHTxWIDTH: the model input the images and masks are resized to
     image_height: int = 0     # original image size; 0: the most common size among train_images/
     image_width: int = 0
 
@@ -29,11 +28,13 @@ class DatasetResource(dg.ConfigurableResource):
     def root(self) -> Path:
         root = Path(self.data_dir)
         if not root.exists():
-            raise DatasetError(f"{root}: dataset folder does not exist (CLOUD_ASSETS_DATA_DIR); "
-                               f"expected a folder with train.csv, train_images/ and test_images/")
+            raise DatasetError(settings.naming_variables(
+                f"{root}: dataset folder does not exist; dataset.data_dir must be a folder with train.csv, "
+                f"train_images/ and test_images/"))
         if not root.is_dir():
-            raise DatasetError(f"{root}: is a file; CLOUD_ASSETS_DATA_DIR must be a folder with train.csv, "
-                               f"train_images/ and test_images/")
+            raise DatasetError(settings.naming_variables(
+                f"{root}: is a file; dataset.data_dir must be a folder with train.csv, train_images/ and "
+                f"test_images/"))
         return root
 
     @property
@@ -44,8 +45,12 @@ class DatasetResource(dg.ConfigurableResource):
         return self.root / ("test_images" if split == "test" else "train_images")
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        return self.input_height, self.input_width
+    def input_shape(self) -> tuple[int, int]:
+        """(height, width) of the model input, from `input_size`."""
+        try:
+            return images.parse_size(self.input_size)
+        except ValueError as e:
+            raise ValueError(settings.naming_variables(f"dataset.input_size={e}")) from None
 
     def test_images(self) -> list[str]:
         folder = self.image_dir("test")
@@ -68,23 +73,36 @@ class DatasetResource(dg.ConfigurableResource):
 
 
 class ModelResource(dg.ConfigurableResource):
-    """The classifier file (CLOUD_ASSETS_MODEL_PATH): `.keras`, or `.h5` (Keras 2 files load via tf_keras)."""
+    """The classifier file: `.keras`, or `.h5` (Keras 2 files load via tf_keras)."""
 
     path: str
     gradcam_layer: str = ""     # empty: the last convolution or concatenation layer
-    batch_size: int = 32        # images per forward/backward pass (CLOUD_ASSETS_BATCH_SIZE)
-    safe_mode: bool = True      # refuse Lambda layers that carry code (CLOUD_ASSETS_MODEL_SAFE_MODE=0: allow)
+    batch_size: int = 32        # images per forward/backward pass
+    safe_mode: int = 1          # 1: refuse Lambda layers that carry code; 0: allow them (files you trust)
+
+    def file(self) -> Path:
+        """The model file; ModelError, naming the variable, if it is missing or a folder."""
+        try:
+            return model_lib.check_path(self.path)
+        except model_lib.ModelError as e:
+            raise model_lib.ModelError(settings.naming_variables(str(e))) from None
 
     def load(self, dataset: "DatasetResource"):
         """(model, ModelInfo), checked against the dataset's classes and image size."""
-        net = model_lib.load(self.path, safe_mode=self.safe_mode)
-        info = model_lib.check(net, self.path, len(dataset.class_names), dataset.input_size,
-                               self.gradcam_layer or None)
+        if self.batch_size < 1:
+            raise ValueError(settings.naming_variables(f"model.batch_size={self.batch_size}: expected a whole "
+                                                       f"number of images, at least 1"))
+        try:
+            net = model_lib.load(self.file(), safe_mode=bool(self.safe_mode))
+            info = model_lib.check(net, self.path, len(dataset.class_names), dataset.input_shape,
+                                   self.gradcam_layer or None)
+        except model_lib.ModelError as e:
+            raise model_lib.ModelError(settings.naming_variables(str(e))) from None
         return net, info
 
 
 class VarDir(dg.ConfigurableResource):
-    """The folder for the array store (`store/`) and the built site (`site/`); CLOUD_ASSETS_VAR_DIR."""
+    """The folder for the array store (`store/`) and the built site (`site/`)."""
 
     path: str = DEFAULT_VAR_DIR
 
@@ -92,8 +110,9 @@ class VarDir(dg.ConfigurableResource):
     def store(self) -> Store:
         root = Path(self.path)
         if root.exists() and not root.is_dir():
-            raise NotADirectoryError(f"{root}: is a file; CLOUD_ASSETS_VAR_DIR must be a folder (it holds the "
-                                     f"array store, store/, and the report site, site/)")
+            raise NotADirectoryError(settings.naming_variables(
+                f"{root}: is a file; var.path must be a folder (it holds the array store, store/, and the "
+                f"report site, site/)"))
         return Store(root / "store")
 
     def staging(self, key: dg.AssetKey):
@@ -128,31 +147,16 @@ class ArrayStore(dg.ConfigurableIOManager):
         return self.var.store.get(context.upstream_output.asset_key.to_python_identifier())
 
 
-def build_resources(data_dir, model_path="", var_dir: str | None = None, **dataset_config) -> dict:
-    """The resources of the definitions; tests pass real folders and files."""
-    var = VarDir(path=var_dir or os.environ.get("CLOUD_ASSETS_VAR_DIR", DEFAULT_VAR_DIR))
-    return {"io_manager": ArrayStore(var=var), "var": var,
-            "dataset": DatasetResource(data_dir=data_dir, **{**_input_size(), **dataset_config}),
-            "model": ModelResource(path=model_path, batch_size=_batch_size(),
-                                   safe_mode=os.environ.get("CLOUD_ASSETS_MODEL_SAFE_MODE", "1") != "0")}
-
-
-def _input_size() -> dict:
-    """CLOUD_ASSETS_INPUT_SIZE (HEIGHTxWIDTH, default the seed's 224x224): the model input that the
-    images and masks are resized to."""
-    value = os.environ.get("CLOUD_ASSETS_INPUT_SIZE", "224x224")
-    try:
-        h, w = images.parse_size(value)
-    except ValueError as e:
-        raise ValueError(f"CLOUD_ASSETS_INPUT_SIZE={e}") from None
-    return {"input_height": h, "input_width": w}
-
-
-def _batch_size() -> int:
-    value = os.environ.get("CLOUD_ASSETS_BATCH_SIZE", "32")
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"CLOUD_ASSETS_BATCH_SIZE={value!r}: expected a whole number of images, at least 1")
-    return int(value)
+def build_resources(data_dir=None, model_path=None, var_dir=None, **dataset_config) -> dict:
+    """The resources of the definitions, their fields filled from the environment (`settings`);
+    tests pass real folders and files, which take precedence."""
+    given = {"dataset": {"data_dir": data_dir, **dataset_config}, "model": {"path": model_path},
+             "var": {"path": var_dir}}
+    config = {name: {**settings.fields(name), **{k: v for k, v in values.items() if v is not None}}
+              for name, values in given.items()}
+    var = VarDir(**config["var"])
+    return {"io_manager": ArrayStore(var=var), "var": var, "dataset": DatasetResource(**config["dataset"]),
+            "model": ModelResource(**config["model"])}
 
 
 def executor():
@@ -160,7 +164,7 @@ def executor():
     server that has imported the definitions and scikit-learn's metrics (which the analysis steps,
     cleanlab and the report use) once: seconds saved per step; `k8s`, a pod per step
     (deploy/helm/); `celery`, Celery workers behind a Redis broker (deploy/celery/)."""
-    kind = os.environ.get("CLOUD_ASSETS_EXECUTOR", "")
+    kind = settings.value(settings.EXECUTOR)
     if kind == "k8s":
         from dagster_k8s import k8s_job_executor
 
@@ -170,7 +174,7 @@ def executor():
 
         return celery_executor
     if kind:
-        raise ValueError(f"CLOUD_ASSETS_EXECUTOR={kind!r}: expected 'k8s', 'celery' or nothing (multiprocess)")
+        raise ValueError(f"{settings.EXECUTOR}={kind!r}: expected 'k8s', 'celery' or nothing (multiprocess)")
     preload = ["cloud_assets.definitions", "sklearn.metrics"]
     return dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": preload}}},
                                                name="multiprocess")
@@ -178,5 +182,4 @@ def executor():
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=build_resources(dg.EnvVar("CLOUD_ASSETS_DATA_DIR"),
-                                                    dg.EnvVar("CLOUD_ASSETS_MODEL_PATH")), executor=executor())
+    return dg.Definitions(resources=build_resources(), executor=executor())

@@ -18,8 +18,6 @@ import numpy as np
 from cloud_assets.lib.progress import Progress, Report
 from cloud_assets.lib.store import release
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -63,9 +61,9 @@ def check_path(path) -> Path:
     """`path` as a Path if it is a file; ModelError if it is missing or a folder."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"{path}: model file not found (CLOUD_ASSETS_MODEL_PATH); expected a .keras or .h5 file")
+        raise ModelError(f"{path}: model file not found; model.path must be a .keras or .h5 file")
     if path.is_dir():
-        raise ModelError(f"{path}: is a folder; CLOUD_ASSETS_MODEL_PATH must be a .keras or .h5 file")
+        raise ModelError(f"{path}: is a folder; model.path must be a .keras or .h5 file")
     return path
 
 
@@ -95,8 +93,7 @@ def load(path, safe_mode: bool = True):
     raise ModelError(f"{path}: not a loadable Keras model; " + " | ".join(errors))
 
 
-UNSAFE_OPT_IN = ("Loading runs code stored in the file; if you trust it, set CLOUD_ASSETS_MODEL_SAFE_MODE=0 "
-                 "(the model resource's safe_mode).")
+UNSAFE_OPT_IN = "Loading runs code stored in the file; if you trust it, set model.safe_mode to 0."
 
 
 def _refuse_code_layers(path: Path) -> None:
@@ -187,8 +184,8 @@ def check(model, path, n_classes: int, input_size: tuple[int, int], layer_name: 
     h, w = shape[1:3]
     if (h is not None and h != input_size[0]) or (w is not None and w != input_size[1]):
         raise ModelError(f"{path}: the model expects {h}x{w} images but the image cache holds "
-                         f"{input_size[0]}x{input_size[1]}; set CLOUD_ASSETS_INPUT_SIZE={h}x{w} (the dataset's "
-                         f"input_height/input_width) and re-materialize the data assets")
+                         f"{input_size[0]}x{input_size[1]}; set dataset.input_size to {h}x{w} and re-materialize the "
+                         f"data assets")
     if len(model.outputs) != 1:
         raise ModelError(f"{path}: the model has {len(model.outputs)} outputs; expected one of {n_classes} "
                          f"probabilities")

@@ -75,9 +75,9 @@ def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bu
         })
         config["theme"]["font"] = False  # no Google Fonts: the site works offline
         (work.path / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        env = {**os.environ, "SOURCE_DATE_EPOCH": "0"}  # reproducible: no build date in the output
-        done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
-                               "-f", str(work.path / "mkdocs.yml")], capture_output=True, text=True, env=env)
+        # SOURCE_DATE_EPOCH=0: reproducible, no build date in the output
+        done = subprocess.run(["env", "SOURCE_DATE_EPOCH=0", sys.executable, "-m", "mkdocs", "build", "--strict",
+                               "-f", str(work.path / "mkdocs.yml")], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"mkdocs build --strict failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     published = store.publish("site", built)

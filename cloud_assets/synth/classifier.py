@@ -16,8 +16,6 @@ import numpy as np
 
 from cloud_assets.lib import images, labels, model as model_lib, thresholds
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def build(input_size=(224, 224), n_classes: int = 4, blocks=(2, 3, 4, 3), growth: int = 16, stem: int = 32):
     """Keras 3 DenseNet-BC: stem (stride 4), dense blocks with 1x1 bottlenecks, transitions, GAP, sigmoid."""

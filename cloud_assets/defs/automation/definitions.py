@@ -1,10 +1,9 @@
 """When things run: the model file is observed on a schedule and the model-dependent assets follow
 its data version by themselves (automation conditions); a cursor-based sensor is the alternative
 where no automation daemon runs; the report is rebuilt nightly; one job per group for the UI."""
-import os
-
 import dagster as dg
 
+from cloud_assets.defs import settings
 from cloud_assets.defs.resources import ModelResource
 from cloud_assets.lib import model_watch
 
@@ -21,7 +20,7 @@ report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.group
 
 model_file_schedule = dg.ScheduleDefinition(
     name="model_file_schedule", job=observe_model_file,
-    cron_schedule=os.environ.get("CLOUD_ASSETS_MODEL_CHECK_CRON", "*/5 * * * *"),
+    cron_schedule=settings.value(settings.MODEL_CHECK_CRON, "*/5 * * * *"),
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Observe the model file (CLOUD_ASSETS_MODEL_CHECK_CRON, default every 5 minutes); a new "
                 "SHA-256 makes the model-dependent assets re-materialize through their automation conditions.")

@@ -81,7 +81,7 @@ def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var
     yield from checks.results(IMAGE_CHECKS, problems)
     checks.raise_blocking(IMAGE_CHECKS, problems)
 
-    h, w = dataset.input_size
+    h, w = dataset.input_shape
     start = time.monotonic()
     with var.staging(context.asset_key) as staged:
         for s, ns in names.items():
@@ -109,11 +109,11 @@ def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, var: 
     classes, chunk = dataset.class_names, 256
     with_mask, cover = np.zeros(len(classes), np.int64), np.zeros(len(classes))
     with var.staging(context.asset_key) as staged:
-        masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_size), np.uint8)
+        masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_shape), np.uint8)
         for c, cls in enumerate(classes):
             rles = encoded.reindex([f"{img}_{cls}" for img in val]).tolist()
             for start in range(0, len(val), chunk):
-                part = rle.decode_resized(rles[start:start + chunk], shape, dataset.input_size,
+                part = rle.decode_resized(rles[start:start + chunk], shape, dataset.input_shape,
                                           workers=os.cpu_count() or 1)
                 masks[c, start:start + len(part)] = part
                 with_mask[c] += int(part.any(axis=(1, 2)).sum())

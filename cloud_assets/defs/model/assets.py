@@ -19,7 +19,7 @@ from cloud_assets.lib.store import Bundle, release
 @dg.observable_source_asset(group_name="model")
 def model_file(model: ModelResource):
     """The classifier file at CLOUD_ASSETS_MODEL_PATH; its data version is the file's SHA-256."""
-    path = model_lib.check_path(model.path)
+    path = model.file()
     digest = model_lib.sha256(path)
     stat = path.stat()
     return dg.ObserveResult(data_version=dg.DataVersion(digest), metadata={

@@ -1,0 +1,28 @@
+"""Configuration: each CLOUD_ASSETS_* variable that is set reaches its resource field as a Dagster
+EnvVar; an unset one leaves the field's default; a bad value fails the step naming the variable."""
+import dagster as dg
+
+from cloud_assets.defs import settings
+from cloud_assets.defs.resources import build_resources
+from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
+
+
+def test_set_variables_become_env_vars_and_unset_ones_keep_the_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLOUD_ASSETS_BATCH_SIZE", "8")
+    monkeypatch.delenv("CLOUD_ASSETS_MODEL_SAFE_MODE", raising=False)
+    fields = settings.fields("model")
+    assert set(fields) == {"path", "batch_size"}  # path is required, so always taken from its variable
+    assert fields["batch_size"].env_var_name == "CLOUD_ASSETS_BATCH_SIZE"
+    monkeypatch.setenv("CLOUD_ASSETS_MODEL_PATH", str(tmp_path / "m.keras"))
+    with dg.build_resources({"model": build_resources(data_dir=str(tmp_path))["model"]}) as resources:
+        assert resources.model.batch_size == 8 and resources.model.safe_mode == 1
+        assert resources.model.path == str(tmp_path / "m.keras")
+    assert "model.batch_size (CLOUD_ASSETS_BATCH_SIZE)" in settings.naming_variables("model.batch_size")
+
+
+def test_a_bad_batch_size_fails_the_model_step_naming_the_variable(small_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUD_ASSETS_BATCH_SIZE", "0")
+    model = tiny_keras(tmp_path / "model.keras")
+    result = materialize(small_dataset, tmp_path / "var", DATA_ASSETS + AUDIT[:1], model)
+    assert not result.success
+    assert "model.batch_size (CLOUD_ASSETS_BATCH_SIZE)=0: expected a whole number of images" in failure_message(result)
