@@ -1,9 +1,9 @@
-import dagster as dg
+from pathlib import Path
 
-import cloud_assets.defs
+import dagster as dg
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    # loaded from the package itself, so that an installed wheel needs no pyproject.toml beside it
-    return dg.load_defs(defs_root=cloud_assets.defs)
+    # the project is found from the package's own dg.toml, installed or not
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -4,6 +4,7 @@ import functools
 import hashlib
 import http.server
 import os
+import shutil
 import socketserver
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cloud_assets.defs.report import assets as report_assets
+from cloud_assets.report import site
 from tests.helpers import AUDIT, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -31,9 +33,10 @@ def built(small_dataset, tmp_path_factory):
 ALL = DATA_ASSETS + AUDIT + [report_assets.report_site]
 
 
-def _rebuild(small_dataset, built):
+def _rebuild(small_dataset, built, sources=""):
     var, _, model, instance = built
-    return materialize(small_dataset, var, ALL, model, selection=[report_assets.report_site], instance=instance)
+    return materialize(small_dataset, var, ALL, model, selection=[report_assets.report_site], instance=instance,
+                       run_config={"ops": {"report_site": {"config": {"sources": str(sources)}}}})
 
 
 def _pages(site: Path) -> list[str]:
@@ -64,19 +67,10 @@ def test_two_builds_of_the_same_data_are_identical_and_a_failed_build_keeps_the_
     assert result.success, failure_message(result)
     assert _digest((var / "site").resolve()) == before
 
-    # a page with a broken link fails mkdocs --strict; the previous site stays
-    sources = tmp_path / "site"
-    sources.mkdir()
-    (tmp_path / "mkdocs.yml").write_text((report_assets.SITE_SOURCES.parent / "mkdocs.yml").read_text())
-    for f in report_assets.SITE_SOURCES.iterdir():
-        (sources / f.name).write_text(f.read_text())
-    (sources / "methods.md").write_text("# Methods\n\n[broken](nowhere.md)\n")
-    original = report_assets.SITE_SOURCES
-    report_assets.SITE_SOURCES = sources
-    try:
-        result = _rebuild(small_dataset, built)
-    finally:
-        report_assets.SITE_SOURCES = original
+    # sources edited elsewhere (run config): a page with a broken link fails mkdocs --strict; the site stays
+    shutil.copytree(site.sources(), tmp_path / "sources", symlinks=False)
+    (tmp_path / "sources" / "site" / "methods.md").write_text("# Methods\n\n[broken](nowhere.md)\n")
+    result = _rebuild(small_dataset, built, tmp_path / "sources")
     assert not result.success and "mkdocs build --strict failed" in failure_message(result)
     assert _digest((var / "site").resolve()) == before
     assert not list((var / ".staging").iterdir())

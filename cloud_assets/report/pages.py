@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -97,16 +99,15 @@ def _true_classes(data: ReportData, idx: int) -> list[str]:
     return [c for c, v in zip(data.class_names, data.y_true[idx]) if v]
 
 
-def overview(data: ReportData) -> Page:
-    page = Page("index.md")
+def overview(data: ReportData, file: str) -> Page:
+    page = Page(file)
     counts = data.split["split"].value_counts()
     onehot = data.labels[data.class_names]
     page.add("# Overview")
     page.add(f"Label audit of **{len(data.labels)} labelled images** ({counts.get('train', 0)} train, "
              f"{counts.get('val', 0)} validation) and **{len(data.test_images)} test images**, through the "
-             f"mistakes of the classifier below. Pages: one per class "
-             + ", ".join(f"[{esc(c)}](classes/{esc(c)}.md)" for c in data.class_names)
-             + ", [dark images](dark.md), [methods](methods.md).")
+             f"mistakes of the classifier below. Pages: "
+             + ", ".join(f"[{esc(title)}]({esc(f)})" for title, f in pages_of(data.class_names)[1:]) + ".")
     page.add("## Dataset")
     freq = pd.DataFrame({"class": data.class_names, "images": onehot.sum().to_numpy()})
     page.chart(charts.bars(freq, "class", "images", "Images carrying each class", "class", "images",
@@ -165,9 +166,9 @@ def _reading(data: ReportData, name: str, confusion_row: pd.Series) -> str:
     return " ".join(sentences)
 
 
-def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator) -> Page:
+def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator, file: str) -> Page:
     name = data.class_names[c]
-    page = Page(f"classes/{name}.md")
+    page = Page(file)
     level = data.precision_level
     page.add(f"# {esc(name)}")
     row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == level)]
@@ -227,8 +228,8 @@ def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator
     return page
 
 
-def dark_page(data: ReportData, img_dir: Path) -> Page:
-    page = Page("dark.md")
+def dark_page(data: ReportData, img_dir: Path, file: str) -> Page:
+    page = Page(file)
     page.add("# Dark images")
     page.add("A dark image has at least a third of its pixels, at the model input size (the notebook's 224×224), "
              "with channel 0 (blue) equal to 0: "
@@ -273,8 +274,8 @@ def _select(element_id: str, label: str, values) -> str:
     return f'<label>{label} <select id="{element_id}"><option value="">all</option>{options}</select></label>'
 
 
-def label_issues_page(data: ReportData, img_dir: Path) -> Page:
-    page = Page("issues.md")
+def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
+    page = Page(file)
     page.add("# Label issues")
     page.add("Candidate label errors in the validation split, most likely first. Each (image, class) label is "
              "scored from confident learning (cleanlab: how plausible the label is given the classifier's "
@@ -319,3 +320,84 @@ def label_issues_page(data: ReportData, img_dir: Path) -> Page:
             "mask_evidence", "cam_own", "cam_other", "cam_outside", "cam_nodata", "cam_empty", "box_iou"]
     page.add(table_md(data.issues.head(50)[cols].round(3)))
     return page
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """One entry of the site's navigation: its pages' (title, file) for the dataset's classes, and
+    how to build them (`None`: hand-written, from the site sources)."""
+    title: str
+    files: Callable[[list[str]], list[tuple[str, str]]]
+    build: Callable[[ReportData, list[str], Path, np.random.Generator], list[Page]] | None = None
+
+
+# the registry of report pages: what is generated, the navigation and the overview's links
+SECTIONS = (
+    Section("Overview", lambda classes: [("Overview", "index.md")],
+            lambda data, files, img, rng: [overview(data, files[0])]),
+    Section("Classes", lambda classes: [(c, f"classes/{c}.md") for c in classes],
+            lambda data, files, img, rng: [class_page(data, c, img, rng, f) for c, f in enumerate(files)]),
+    Section("Dark images", lambda classes: [("Dark images", "dark.md")],
+            lambda data, files, img, rng: [dark_page(data, img, files[0])]),
+    Section("Label issues", lambda classes: [("Label issues", "issues.md")],
+            lambda data, files, img, rng: [label_issues_page(data, img, files[0])]),
+    Section("Methods", lambda classes: [("Methods", "methods.md")]),
+)
+
+
+def pages_of(classes) -> list[tuple[str, str]]:
+    """(title, file) of every page, in navigation order."""
+    return [entry for section in SECTIONS for entry in section.files(list(classes))]
+
+
+def navigation(classes) -> list[dict]:
+    """MkDocs `nav`: a section of one page is a link, a section of several a group."""
+    nav = []
+    for section in SECTIONS:
+        files = section.files(list(classes))
+        nav.append({section.title: files[0][1]} if len(files) == 1 and files[0][0] == section.title
+                   else {section.title: [{title: f} for title, f in files]})
+    return nav
+
+
+def generate(data: ReportData, img_dir: Path, rng: np.random.Generator, log=print) -> list[Page]:
+    """Every generated page of the registry."""
+    out = []
+    for section in SECTIONS:
+        if section.build is not None:
+            log(f"report_site: {section.title}")
+            out += section.build(data, [f for _, f in section.files(data.class_names)], img_dir, rng)
+    return out
+
+
+# the assets the report reads, as report_site's inputs
+INPUTS = ("label_table", "train_val_split", "image_cache", "val_masks", "dark_image_counts", "val_predictions",
+          "saliency_maps", "threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution",
+          "fn_class_distribution", "label_issues")
+
+
+def gather(inputs: dict, class_names, data_dir: Path, history: pd.DataFrame) -> ReportData:
+    """ReportData from the materialized `INPUTS` (name -> Bundle)."""
+    summary = inputs["val_predictions"].json("summary")
+    model_path = Path(summary["model_path"])
+    modified = (time.strftime("%Y-%m-%d %H:%M", time.gmtime(model_path.stat().st_mtime))
+                if model_path.exists() else "?")
+    cache, predictions, saliency_maps = inputs["image_cache"], inputs["val_predictions"], inputs["saliency_maps"]
+    return ReportData(
+        class_names=list(class_names), labels=inputs["label_table"].table("labels"),
+        split=inputs["train_val_split"].table("split"), test_images=list(cache.table("test_names")["image"]),
+        val_images=list(predictions.table("images")["image"]), y_true=predictions.array("y_true"),
+        y_pred=predictions.array("probabilities"), maps=inputs["threshold_maps"].table("maps"),
+        confusion=inputs["confusion_matrices"].table("matrices"), mistakes=inputs["mistakes"].table("mistakes"),
+        fp_distribution=inputs["fp_class_distribution"].table("distribution"),
+        fn_distribution=inputs["fn_class_distribution"].table("distribution"),
+        dark_images=inputs["dark_image_counts"].table("images"),
+        dark_per_class=inputs["dark_image_counts"].table("per_class"),
+        cache={s: cache.array(s) for s in ("train", "val", "test")}, val_masks=inputs["val_masks"].array("masks"),
+        gradcam=saliency_maps.array("gradcam"), guided_backprop=saliency_maps.array("guided_backprop"),
+        data_dir=data_dir,
+        model={"path": summary["model_path"], "sha256": summary["model_sha256"], "modified": modified,
+               "device": summary["device"], "pr_auc": summary["pr_auc"]},
+        history=history, precision_level=int(inputs["mistakes"].json("level")["precision_level"]),
+        issues=inputs["label_issues"].table("issues"),
+        health=float(inputs["label_issues"].json("health")["overall_health_score"]))

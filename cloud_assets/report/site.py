@@ -2,6 +2,7 @@
 then publish atomically (the previous site stays until a complete new one replaces it)."""
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 import subprocess
@@ -46,32 +47,35 @@ def vega_bundle(cache_dir: Path) -> str:
     return path.read_text()
 
 
-def build(data: pages.ReportData, sources: Path, var_dir: Path, log=print) -> Bundle:
+def sources(folder: str | Path = "") -> Path:
+    """The report's editable sources: a folder with `mkdocs.yml` and `site/` (the hand-written pages).
+    `folder` when given, else the copy the package carries (in a checkout, links to the repository's
+    own `mkdocs.yml` and `site/`; in a wheel, copies of them)."""
+    root = Path(folder) if folder else Path(str(importlib.resources.files("cloud_assets.report") / "sources"))
+    for part in ("mkdocs.yml", "site"):
+        if not (root / part).exists():
+            raise FileNotFoundError(f"{root}: has no {part}; the report's sources are a folder with mkdocs.yml "
+                                    f"and site/ (the pages written by hand)")
+    return root
+
+
+def build(data: pages.ReportData, source_dir: Path, var_dir: Path, log=print) -> Bundle:
     """Write every page, build with mkdocs (strict) beside the live site, and swap it in."""
     store = Store(var_dir)
     with store.staging("site-src") as work, store.staging("site") as built:
         docs = work.path / "docs"
-        shutil.copytree(sources, docs)
+        shutil.copytree(source_dir / "site", docs)
         (docs / "assets").mkdir(exist_ok=True)
         (docs / "assets" / "vega-bundle.js").write_text(vega_bundle(var_dir / ".cache"))
         (docs / "assets" / "report.css").write_text(CSS)
-        rng = np.random.default_rng(pages.SAMPLE_SEED)
-        generated = [pages.overview(data)]
-        for c, name in enumerate(data.class_names):
-            log(f"report_site: class page {name}")
-            generated.append(pages.class_page(data, c, docs / "img", rng))
-        generated.append(pages.dark_page(data, docs / "img"))
-        generated.append(pages.label_issues_page(data, docs / "img"))
-        for page in generated:
+        for page in pages.generate(data, docs / "img", np.random.default_rng(pages.SAMPLE_SEED), log):
             (docs / page.name).parent.mkdir(parents=True, exist_ok=True)
             (docs / page.name).write_text(page.text())
-        config = yaml.safe_load((sources.parent / "mkdocs.yml").read_text())
+        config = yaml.safe_load((source_dir / "mkdocs.yml").read_text())
         config.update({
             "docs_dir": str(docs), "site_dir": str(built.path), "use_directory_urls": False,
             "extra_javascript": ["assets/vega-bundle.js"], "extra_css": ["assets/report.css"],
-            "nav": [{"Overview": "index.md"},
-                    {"Classes": [{name: f"classes/{name}.md"} for name in data.class_names]},
-                    {"Dark images": "dark.md"}, {"Label issues": "issues.md"}, {"Methods": "methods.md"}],
+            "nav": pages.navigation(data.class_names),
         })
         config["theme"]["font"] = False  # no Google Fonts: the site works offline
         (work.path / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False))
