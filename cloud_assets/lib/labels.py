@@ -33,8 +33,8 @@ def read_train_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DatasetError(f"{path}: train.csv not found (expected a file with columns Image_Label,EncodedPixels)")
     if path.stat().st_size == 0:
-        raise DatasetError(f"{path}: empty file; expected the header 'Image_Label,EncodedPixels' and 4 rows "
-                           f"per image")
+        raise DatasetError(f"{path}: empty file; expected the header 'Image_Label,EncodedPixels' and one row "
+                           f"per class per image")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -44,7 +44,7 @@ def read_train_csv(path: Path) -> pd.DataFrame:
         raise DatasetError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
                            f"expected header 'Image_Label,EncodedPixels', found {list(df.columns)}")
     if df.empty:
-        raise DatasetError(f"{path}: no rows after the header; expected 4 rows per image")
+        raise DatasetError(f"{path}: no rows after the header; expected one row per class per image")
     df = df[["Image_Label", "EncodedPixels"]].copy()
     df["line"] = np.arange(2, len(df) + 2)
     return df

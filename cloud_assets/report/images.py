@@ -10,8 +10,19 @@ import numpy as np
 FULL_WIDTH = 1050  # the "full size" view: the original image, at most this wide
 MASK_BGR = np.array([60, 220, 255], np.float32)  # yellow
 RED = (0, 0, 255)
-MASK_COLORS = [(255, 255, 255), (255, 0, 255), (0, 255, 255), (0, 255, 0)]  # BGR, one per class
-MASK_COLOR_NAMES = ["white", "magenta", "yellow", "green"]
+# mask outline colours, one per class in the model's order (BGR, name); `mask_colors` extends them
+BASE_COLORS = [((255, 255, 255), "white"), ((255, 0, 255), "magenta"), ((0, 255, 255), "yellow"),
+               ((0, 255, 0), "green"), ((255, 128, 0), "azure"), ((0, 128, 255), "orange")]
+
+
+def mask_colors(n: int) -> list[tuple[tuple[int, int, int], str]]:
+    """(BGR, name) for `n` classes: the named base colours, then hues a golden angle apart."""
+    out = BASE_COLORS[:n]
+    for k in range(n - len(out)):
+        hue = int(180 * ((0.1 + 0.618 * k) % 1))
+        bgr = cv2.cvtColor(np.uint8([[[hue, 255, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+        out.append((tuple(int(v) for v in bgr), f"hue {2 * hue}°"))
+    return out
 
 
 def _fit(img: np.ndarray, width: int) -> np.ndarray:
@@ -33,7 +44,7 @@ def mask_overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def masks_outline(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """BGR uint8: every class's mask `(classes, h, w)` outlined in its colour."""
     out = img.copy()
-    for m, color in zip(masks, MASK_COLORS):
+    for m, (color, _) in zip(masks, mask_colors(len(masks))):
         m = cv2.resize(m.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, color, max(1, img.shape[1] // 250))

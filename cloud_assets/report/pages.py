@@ -312,7 +312,8 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "kind": "issue", "caption": caption,
                       "data": {"class": r["class"], "kind": r["kind"]}})
     page.add("Grad-CAM of the class (jet) with every mask outlined (" + ", ".join(
-        f"{esc(name)}: {esc(color)}" for name, color in zip(data.class_names, images.MASK_COLOR_NAMES)) +
+        f"{esc(name)}: {esc(color)}" for name, (_, color) in zip(data.class_names,
+                                                                images.mask_colors(len(data.class_names)))) +
         "); the box the classifier proposes for the class, dashed red, beside the labelled one (its outline).")
     page.add(gallery(items, "issues"))
     page.add("## Top 50")
