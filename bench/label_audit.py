@@ -51,7 +51,7 @@ MIXES = ("classic", "boxes", "crowd", "all")
 TRAIN_MIX = "all"
 SYNTH = ["--train", "1200", "--test", "20", "--height", "350", "--width", "525", "--twin-rate", "0.15"]
 METHODS = {"seed: FP at 90% precision": "seed_fp90", "cleanlab alone": "cleanlab",
-           "mask attention alone": "attention", "mask evidence alone": "mask_evidence",
+           "mask attention alone": "attention_score", "mask evidence alone": "mask_evidence",
            "fixed weights: 0.3 cleanlab + 0.7 attention": "fixed_weights", "combined (label_issues)": "score"}
 CLI = [sys.executable, "-m", "cloud_assets.cli"]
 
@@ -100,7 +100,7 @@ def rank_labels(store: Store, rows: pd.DataFrame, manifest: pd.DataFrame, shape)
                     for c in range(len(classes))])
     flagged = (mistakes.binarize(y_pred, cut) == 1) & (y_true == 0)  # the seed's FP set at 90% precision
     ranked["seed_fp90"] = flagged[ranked["index"], [classes.index(c) for c in ranked["class"]]].astype(float)
-    ranked["fixed_weights"] = 0.3 * ranked["cleanlab"] + 0.7 * ranked["attention"]  # the ranking's earlier form
+    ranked["fixed_weights"] = 0.3 * ranked["cleanlab"] + 0.7 * ranked["attention_score"]  # the ranking's earlier form
     kinds, severity = {}, {}
     manifest = manifest.reindex(columns=["image", "class", "kind", "labelled_as", "severity"], fill_value="")
     for image, cls, kind, labelled_as, sev in manifest.itertuples(index=False):

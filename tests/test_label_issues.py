@@ -58,13 +58,13 @@ def test_a_false_positive_looking_off_mask_outranks_one_looking_on_a_mask():
              [0.1, 0.9, 0.1, 0.9], [0.9, 0.9, 0.1, 0.9]]
     ranked = _case(["outside", "other_mask", "own_mask", "outside", "outside", "own_mask"], labels, probs)
     fish = ranked[ranked["class"] == "Fish"].set_index("image")
-    assert fish.loc["img0.jpg", "attention"] > fish.loc["img1.jpg", "attention"]
+    assert fish.loc["img0.jpg", "attention_score"] > fish.loc["img1.jpg", "attention_score"]
     assert fish.loc["img0.jpg", "kind"] == "missing label"
     assert fish.loc["img1.jpg", "kind"] == "class confusion" and fish.loc["img1.jpg", "other_class"] == "Flower"
     # a true positive looking at its own mask is the least suspicious Fish label
     assert fish.loc["img2.jpg", "score"] < min(fish.loc["img0.jpg", "score"], fish.loc["img1.jpg", "score"])
     assert ranked["score"].is_monotonic_decreasing and ranked["score"].between(0, 1).all()
-    assert {"cleanlab", "attention", "mask_evidence", "probability", "cam_own", "cam_outside", "cam_empty",
+    assert {"cleanlab", "attention_score", "mask_evidence", "probability", "cam_own", "cam_outside", "cam_empty",
             "box_iou", "box_top"} <= set(ranked.columns)
 
 
@@ -86,7 +86,7 @@ def test_mask_evidence_measures():
 def _frame(**signals):
     base = {"label": 1, "probability": 0.9, "cleanlab": 0.1, "cam_own": 0.6, "cam_other": 0.1, "cam_outside": 0.3,
             "cam_nodata": 0.0, "swap": 0.0, "mask_area": 0.25, "cam_empty": 0.1, "detail_empty": 0.1,
-            "box_iou": 0.6, "attention": 0.3}
+            "box_iou": 0.6, "attention_score": 0.3}
     return pd.DataFrame([{**base, **s} for s in signals.get("rows", [{}])])
 
 
@@ -98,7 +98,7 @@ def test_the_shipped_weights_rise_with_the_evidence_of_an_error():
     overlap = label_issues.error_probability(_frame(rows=[{"box_iou": v} for v in (0.9, 0.6, 0.3, 0.0)]))
     assert (np.diff(overlap) >= 0).all() and overlap[-1] > overlap[0]
     unseen = label_issues.error_probability(_frame(rows=[{"label": 0, "probability": p, "cleanlab": p,
-                                                          "attention": p} for p in (0.05, 0.5, 0.95)]))
+                                                          "attention_score": p} for p in (0.05, 0.5, 0.95)]))
     assert (np.diff(unseen) >= 0).all() and unseen[-1] > 0.5 > unseen[0]
 
 
@@ -112,7 +112,7 @@ def test_fitted_trees_are_exported_exactly():
                          "cam_own": rng.random(), "cam_other": rng.random(), "cam_outside": rng.random(),
                          "cam_nodata": 0.0, "swap": 0.0, "mask_area": rng.random(),
                          "cam_empty": rng.random() * 0.5 + 0.5 * truth, "detail_empty": rng.random(),
-                         "box_iou": rng.random(), "attention": rng.random(), "truth": truth})
+                         "box_iou": rng.random(), "attention_score": rng.random(), "truth": truth})
     frame = pd.DataFrame(rows)
     weights = label_issues.fit_weights(frame, "test")  # asserts equality with scikit-learn's predictions
     p = label_issues.error_probability(frame, weights)

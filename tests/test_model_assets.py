@@ -61,7 +61,7 @@ def test_saliency_maps_cover_every_val_image_compactly(audited):
     stored = saliency.combine(maps.array("gradcam")[:, :3], maps.array("guided_backprop")[:3])
     assert np.abs(direct - stored).max() < 2e-3  # float16 storage
     table = store.get("mistakes").table("mistakes")
-    assert (table["attention"] >= 0).all()
+    assert (table["mean_guided_gradcam"] >= 0).all()
 
 
 def test_val_predictions_alone_equal_those_of_the_saliency_pass(audited, small_dataset, tmp_path):
@@ -99,7 +99,7 @@ def test_analysis_assets_agree_with_the_library(audited):
     for row in table.iloc[[0, len(table) // 2, -1]].itertuples():
         direct = saliency.combine(maps.array("gradcam")[classes.index(row[1]), row.index],
                                   maps.array("guided_backprop")[row.index]).mean()
-        assert np.isclose(row.attention, direct, rtol=1e-6), row
+        assert np.isclose(row.mean_guided_gradcam, direct, rtol=1e-6), row
     fp = store.get("fp_class_distribution").table("distribution")
     for name in ["Fish", "Flower", "Sugar", "Gravel"]:
         n_fp = ((table["class"] == name) & (table["outcome"] == "fp")).sum()

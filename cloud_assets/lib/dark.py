@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from cloud_assets.constants import ARRAY_BATCH
 from cloud_assets.lib.store import release
 
 DARK_SHARE = 1 / 3
 
 
-def black_fraction(images: np.ndarray, batch: int = 256) -> np.ndarray:
+def black_fraction(images: np.ndarray, batch: int = ARRAY_BATCH) -> np.ndarray:
     """float32 `(n,)`: share of pixels whose channel 0 is 0, for uint8 `(n, h, w, 3)` images."""
     out = np.empty(len(images), np.float32)
     for i in range(0, len(images), batch):

@@ -106,7 +106,7 @@ def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_
          cleanlab_issues: np.ndarray | None = None) -> pd.DataFrame:
     """One row per (image, class), most likely error first: `image`, `class`, `kind`, `other_class`,
     `score` (the estimated probability that the label is wrong), and the signals `label`,
-    `probability`, `cleanlab`, `attention`, `mask_evidence`, `swap`, `cam_own`, `cam_other`,
+    `probability`, `cleanlab`, `attention_score`, `mask_evidence`, `swap`, `cam_own`, `cam_other`,
     `cam_outside`, `cam_nodata`, `pointing_hit`, `mask_area`, `cam_empty`, `detail_empty`, `box_iou`
     and the proposed box `box_top` ... `box_right`; `cleanlab_issue` (cleanlab's own per-class
     verdict) when `cleanlab_issues` `(n, classes)` is given."""
@@ -120,7 +120,7 @@ def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_
                                 t["cam_empty"].to_numpy())
     other = np.where(kind == "class confusion", t["other_class"], np.where(kind == "spurious label", swap_by, ""))
     out = pd.DataFrame({"image": t["image"], "class": t["class"], "index": idx, "kind": kind, "other_class": other,
-                        "label": label, "probability": prob, "cleanlab": 1 - quality, "attention": att,
+                        "label": label, "probability": prob, "cleanlab": 1 - quality, "attention_score": att,
                         "mask_evidence": np.where(label == 1, prob * (1 - t["box_iou"].to_numpy()), 0.0),
                         "swap": swap})
     for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "pointing_hit", "mask_area", "cam_empty",
@@ -135,8 +135,8 @@ def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_
 # the signals the trees see, per label state, and the direction each may move the score (1 up, -1 down, 0 free)
 SIGNALS = {
     "labelled": {"cleanlab": 1, "logit": 0, "cam_own": -1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 1,
-                 "swap": 1, "mask_area": 0, "cam_empty": 1, "detail_empty": 1, "box_iou": -1, "attention": 1},
-    "unlabelled": {"cleanlab": 1, "logit": 1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 1, "attention": 1},
+                 "swap": 1, "mask_area": 0, "cam_empty": 1, "detail_empty": 1, "box_iou": -1, "attention_score": 1},
+    "unlabelled": {"cleanlab": 1, "logit": 1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 1, "attention_score": 1},
 }
 WEIGHTS_PATH = Path(__file__).with_name("label_issue_weights.json")
 

@@ -23,6 +23,7 @@ import functools
 import cv2
 import numpy as np
 
+from cloud_assets.constants import ARRAY_BATCH
 from cloud_assets.lib.model import framework, gradcam_layer
 from cloud_assets.lib.progress import Progress, Report
 from cloud_assets.lib.store import release
@@ -175,7 +176,7 @@ def guided_gradcam(model, images, layer_name: str | None = None, batch_size: int
     return np.concatenate(parts, axis=1)
 
 
-def mean_guided_gradcam(gradcam, guided_backprop, classes, images, batch: int = 256) -> np.ndarray:
+def mean_guided_gradcam(gradcam, guided_backprop, classes, images, batch: int = ARRAY_BATCH) -> np.ndarray:
     """float64 mean Guided Grad-CAM of each (class, image) pair, from stored `gradcam` and
     `guided_backprop`; memory-mapped inputs released every `batch` pairs."""
     out = np.empty(len(images), np.float64)

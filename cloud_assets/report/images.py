@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cloud_assets.constants import JPEG_QUALITY
+
 FULL_WIDTH = 1050  # the "full size" view: the original image, at most this wide
 MASK_BGR = np.array([60, 220, 255], np.float32)  # yellow
 RED = (0, 0, 255)
@@ -85,8 +87,8 @@ def saliency_overlay(img: np.ndarray, saliency: np.ndarray, frame: bool = True) 
 def write_pair(folder: Path, stem: str, thumb: np.ndarray, full: np.ndarray) -> tuple[str, str]:
     """Write `<stem>.jpg` (thumbnail) and `<stem>_full.jpg`; returns their names."""
     folder.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(folder / f"{stem}.jpg"), thumb, [cv2.IMWRITE_JPEG_QUALITY, 88])
-    cv2.imwrite(str(folder / f"{stem}_full.jpg"), _fit(full, FULL_WIDTH), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    cv2.imwrite(str(folder / f"{stem}.jpg"), thumb, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    cv2.imwrite(str(folder / f"{stem}_full.jpg"), _fit(full, FULL_WIDTH), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     return f"{stem}.jpg", f"{stem}_full.jpg"
 
 

@@ -11,13 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUES_SHOWN, MARK_LEVELS, PRECISION_LEVEL
 from cloud_assets.lib import saliency, thresholds
 from cloud_assets.lib.attention import BOX_COLUMNS
 from cloud_assets.report import charts, images
 
-GALLERY = 8        # images per gallery row group, as the notebook's 2 rows of 4
-SAMPLE_SEED = 10   # galleries sample with this seed: two builds of the same data are identical
-MARK_LEVELS = (80, 90, 95)
 
 
 @dataclasses.dataclass
@@ -173,7 +171,7 @@ def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator
     page.add(f"# {esc(name)}")
     row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == level)]
     if row.empty:
-        row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == 90)]
+        row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == PRECISION_LEVEL)]
     row = row.iloc[0]
     page.add(f'<p class="reading">{esc(_reading(data, name, row))}</p>')
 
@@ -257,7 +255,6 @@ def dark_page(data: ReportData, img_dir: Path, file: str) -> Page:
     return page
 
 
-ISSUES_SHOWN = 24
 FILTER_JS = """<script>document.addEventListener("DOMContentLoaded", () => {
   const pick = () => {
     const c = document.getElementById("f-class").value, k = document.getElementById("f-kind").value;
@@ -285,8 +282,8 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
              "proposes matches the mask); the score estimates the probability that the label is wrong. "
              f"cleanlab's overall label health score: **{data.health:.3f}**. See [methods](methods.md).")
     top = data.issues.head(ISSUES_SHOWN)
-    kinds = data.issues.head(100)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
-    page.chart(charts.bars(kinds, "kind", "labels", "Suspected kind among the 100 top candidates", "kind", "labels"))
+    kinds = data.issues.head(ISSUES_COUNTED)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
+    page.chart(charts.bars(kinds, "kind", "labels", f"Suspected kind among the {ISSUES_COUNTED} top candidates", "kind", "labels"))
     page.add(f'<div class="filters">{_select("f-class", "Class", data.class_names)} '
              f'{_select("f-kind", "Kind", sorted(top["kind"].unique()))}</div>')
     page.add(FILTER_JS)
@@ -316,10 +313,10 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
                                                                 images.mask_colors(len(data.class_names)))) +
         "); the box the classifier proposes for the class, dashed red, beside the labelled one (its outline).")
     page.add(gallery(items, "issues"))
-    page.add("## Top 50")
-    cols = ["image", "class", "kind", "other_class", "score", "probability", "label", "cleanlab", "attention",
+    page.add(f"## Top {ISSUES_LISTED}")
+    cols = ["image", "class", "kind", "other_class", "score", "probability", "label", "cleanlab", "attention_score",
             "mask_evidence", "cam_own", "cam_other", "cam_outside", "cam_nodata", "cam_empty", "box_iou"]
-    page.add(table_md(data.issues.head(50)[cols].round(3)))
+    page.add(table_md(data.issues.head(ISSUES_LISTED)[cols].round(3)))
     return page
 
 

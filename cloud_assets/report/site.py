@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from cloud_assets.constants import SAMPLE_SEED
 from cloud_assets.lib.store import Bundle, Store
 from cloud_assets.report import pages
 
@@ -68,7 +69,7 @@ def build(data: pages.ReportData, source_dir: Path, var_dir: Path, log=print) ->
         (docs / "assets").mkdir(exist_ok=True)
         (docs / "assets" / "vega-bundle.js").write_text(vega_bundle(var_dir / ".cache"))
         (docs / "assets" / "report.css").write_text(CSS)
-        for page in pages.generate(data, docs / "img", np.random.default_rng(pages.SAMPLE_SEED), log):
+        for page in pages.generate(data, docs / "img", np.random.default_rng(SAMPLE_SEED), log):
             (docs / page.name).parent.mkdir(parents=True, exist_ok=True)
             (docs / page.name).write_text(page.text())
         config = yaml.safe_load((source_dir / "mkdocs.yml").read_text())

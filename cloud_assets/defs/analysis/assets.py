@@ -3,6 +3,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from cloud_assets.constants import CONFUSION_LEVELS, ISSUES_LISTED, METADATA_ROWS, PRECISION_LEVEL, SUMMARY_LEVELS
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.resources import DatasetResource
@@ -13,15 +14,14 @@ from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Bundle
 
-DEFAULT_LEVEL = 90
 
 
 class PrecisionLevel(dg.Config):
-    precision_level: int = DEFAULT_LEVEL  # percent, 10..99: the FP/TP/FN sets are taken at this precision
+    precision_level: int = PRECISION_LEVEL  # percent, 10..99: the FP/TP/FN sets are taken at this precision
 
 
 class ConfusionLevels(dg.Config):
-    precision_levels: list[int] = [80, 95]  # besides 90, which is always included
+    precision_levels: list[int] = list(CONFUSION_LEVELS)  # besides PRECISION_LEVEL, always included
 
 
 def _level_thresholds(maps: pd.DataFrame, n_classes: int, level: int) -> np.ndarray:
@@ -34,7 +34,7 @@ def _level_thresholds(maps: pd.DataFrame, n_classes: int, level: int) -> np.ndar
 def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
     """Per class: precision level 10..99 -> probability, recall level 10..99 -> probability (NaN: never reached)."""
     maps = thresholds.threshold_maps(val_predictions.array("y_true"), val_predictions.array("probabilities"))
-    wide = maps[maps["level"].isin([50, 80, 90, 95])].copy()
+    wide = maps[maps["level"].isin(SUMMARY_LEVELS)].copy()
     wide["class"] = [dataset.class_names[c] for c in wide["class"]]
     wide = wide.pivot_table(index=["class", "kind"], columns="level", values="probability", dropna=False)
     return dg.Output({"maps": maps}, metadata={"levels": "10..99", "unreached": int(maps["probability"].isna().sum()),
@@ -48,7 +48,7 @@ def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, thresho
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
     maps = threshold_maps.table("maps")
     rows = []
-    for level in sorted({DEFAULT_LEVEL, *config.precision_levels}):
+    for level in sorted({PRECISION_LEVEL, *config.precision_levels}):
         cut = _level_thresholds(maps, len(dataset.class_names), level)
         matrices = mistakes_lib.confusion(y_true, mistakes_lib.binarize(y_pred, cut))
         normalized = mistakes_lib.normalize_rows(matrices)
@@ -58,21 +58,21 @@ def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, thresho
             rows.append({"class": name, "level": level, "threshold": cut[c], "tn": tn, "fp": fp, "fn": fn, "tp": tp,
                          "tn_rate": ntn, "fp_rate": nfp, "fn_rate": nfn, "tp_rate": ntp})
     table = pd.DataFrame(rows)
-    at90 = table[table["level"] == DEFAULT_LEVEL].drop(columns="level").round(3)
+    at90 = table[table["level"] == PRECISION_LEVEL].drop(columns="level").round(3)
     return dg.Output({"matrices": table}, metadata={"at_precision_90": md_table(at90),
-                                                    "levels": sorted({DEFAULT_LEVEL, *config.precision_levels})})
+                                                    "levels": sorted({PRECISION_LEVEL, *config.precision_levels})})
 
 
 @dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
 def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bundle, saliency_maps: Bundle,
              dataset: DatasetResource):
     """TP / FP / FN validation images per class at the configured precision level (default 90), with
-    `attention`: the image's mean Guided Grad-CAM for that class."""
+    `mean_guided_gradcam`: the image's mean Guided Grad-CAM for that class."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
     cut = _level_thresholds(threshold_maps.table("maps"), len(dataset.class_names), config.precision_level)
     table = mistakes_lib.mistakes_table(y_true, y_pred, cut, dataset.class_names,
                                         val_predictions.table("images")["image"])
-    table["attention"] = saliency.mean_guided_gradcam(
+    table["mean_guided_gradcam"] = saliency.mean_guided_gradcam(
         saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"),
         [dataset.class_names.index(c) for c in table["class"]], table["index"].to_numpy())
     counts = (table.groupby(["class", "outcome"]).size().unstack(fill_value=0)
@@ -114,7 +114,7 @@ def mask_attention(context: dg.AssetExecutionContext, saliency_maps: Bundle, val
                                       saliency_maps.table("images")["image"],
                                       report=progress_logger(context, "mask_attention"))
     summary = table.groupby("class", sort=False)[["cam_own", "cam_other", "cam_outside", "cam_nodata"]].mean()
-    return dg.Output({"attention": table}, metadata={
+    return dg.Output({"shares": table}, metadata={
         "rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())})
 
 
@@ -123,12 +123,12 @@ def label_issues(mask_attention: Bundle, val_predictions: Bundle, dataset: Datas
     """Candidate label errors, most likely first: image, class, suspected kind, score, each signal."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
     health = label_issues_lib.cleanlab_summary(y_true, y_pred, dataset.class_names)
-    ranked = label_issues_lib.rank(mask_attention.table("attention"), y_true, y_pred, dataset.class_names,
+    ranked = label_issues_lib.rank(mask_attention.table("shares"), y_true, y_pred, dataset.class_names,
                                    health["issues"])
-    top = ranked.head(15)[["image", "class", "kind", "other_class", "score", "probability", "cam_own"]]
+    top = ranked.head(METADATA_ROWS)[["image", "class", "kind", "other_class", "score", "probability", "cam_own"]]
     return dg.Output({"issues": ranked, "class_ranking": health["class_ranking"],
                       "health": {"overall_health_score": health["health"]}},
                      metadata={"top_candidates": md_table(top.round(3)),
                                "cleanlab_health_score": health["health"],
                                "kinds_in_top_50": dg.MetadataValue.md(
-                                   ranked.head(50)["kind"].value_counts().to_frame().to_markdown())})
+                                   ranked.head(ISSUES_LISTED)["kind"].value_counts().to_frame().to_markdown())})

@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from cloud_assets.constants import ARRAY_BATCH
 from cloud_assets.defs import checks
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
@@ -106,7 +107,7 @@ def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, var: 
     split = train_val_split.table("split")
     val = list(split.loc[split["split"] == "val", "image"])
     shape = tuple(label_table.json("meta")["original_shape"])
-    classes, chunk = dataset.class_names, 256
+    classes, chunk = dataset.class_names, ARRAY_BATCH
     with_mask, cover = np.zeros(len(classes), np.int64), np.zeros(len(classes))
     with var.staging(context.asset_key) as staged:
         masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_shape), np.uint8)
