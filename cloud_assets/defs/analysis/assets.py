@@ -1,4 +1,6 @@
 """The seed's analysis of the classifier's mistakes: thresholds, confusion matrices, TP/FP/FN."""
+import functools
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -14,6 +16,8 @@ from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Bundle
 
+# every analysis asset: in the analysis group, re-materialized when the model file changes
+analysis_asset = functools.partial(dg.asset, group_name="analysis", automation_condition=FOLLOWS_MODEL)
 
 
 class PrecisionLevel(dg.Config):
@@ -30,7 +34,7 @@ def _level_thresholds(maps: pd.DataFrame, n_classes: int, level: int) -> np.ndar
     return np.array([thresholds.probability_at(maps, c, level) for c in range(n_classes)])
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
+@analysis_asset(code_version="1")
 def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
     """Per class: precision level 10..99 -> probability, recall level 10..99 -> probability (NaN: never reached)."""
     maps = thresholds.threshold_maps(val_predictions.array("y_true"), val_predictions.array("probabilities"))
@@ -41,7 +45,7 @@ def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
                                                "selected_levels": dg.MetadataValue.md(wide.round(4).to_markdown())})
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
+@analysis_asset(code_version="1")
 def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, threshold_maps: Bundle,
                        dataset: DatasetResource):
     """One-vs-rest `[[tn, fp], [fn, tp]]` per class at precision 90 and the configured levels, raw and row-normalized."""
@@ -63,7 +67,7 @@ def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, thresho
                                                     "levels": sorted({PRECISION_LEVEL, *config.precision_levels})})
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
+@analysis_asset(code_version="1")
 def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bundle, saliency_maps: Bundle,
              dataset: DatasetResource):
     """TP / FP / FN validation images per class at the configured precision level (default 90), with
@@ -92,19 +96,19 @@ def _distribution(outcome: str, val_predictions: Bundle, mistakes: Bundle, datas
     return dg.Output({"distribution": table}, metadata={"images_by_true_class": dg.MetadataValue.md(wide.to_markdown())})
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
+@analysis_asset(code_version="1")
 def fp_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
     """For each class, how many of its false-positive images carry each true label (the seed's bar plots)."""
     return _distribution("fp", val_predictions, mistakes, dataset)
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="1")
+@analysis_asset(code_version="1")
 def fn_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
     """For each class, how many of its false-negative images carry each true label."""
     return _distribution("fn", val_predictions, mistakes, dataset)
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="2")
+@analysis_asset(code_version="2")
 def mask_attention(context: dg.AssetExecutionContext, saliency_maps: Bundle, val_masks: Bundle,
                    image_cache: Bundle, dataset: DatasetResource):
     """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
@@ -118,7 +122,7 @@ def mask_attention(context: dg.AssetExecutionContext, saliency_maps: Bundle, val
         "rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())})
 
 
-@dg.asset(group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="2")
+@analysis_asset(code_version="2")
 def label_issues(mask_attention: Bundle, val_predictions: Bundle, dataset: DatasetResource):
     """Candidate label errors, most likely first: image, class, suspected kind, score, each signal."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
