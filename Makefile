@@ -34,9 +34,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# the instance, with the gpu pool's limit created up front: two runs that start together on a new
+# instance race to create it, and both GPU steps can pass before it exists
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml | $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
+	$(PY) -c 'import dagster as dg; i = dg.DagsterInstance.get(); i.event_log_storage.initialize_concurrency_limit_to_default("gpu"); i.dispose()'
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadfile --durations=12

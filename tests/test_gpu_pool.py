@@ -35,7 +35,11 @@ def test_gpu_steps_of_two_runs_never_overlap(small_dataset, tmp_path):
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var")}
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "cloud_assets.definitions",
            "--select", "label_table,train_val_split,image_cache,val_predictions,saliency_maps"]
-    dg.DagsterInstance.from_config(str(home)).dispose()  # create the storage once: two runs on a new one race
+    # create the storage and the pool's limit (dagster.yaml's default) once: two runs that start on a new
+    # instance race to create them, and both can pass before the limit exists
+    instance = dg.DagsterInstance.from_config(str(home))
+    instance.event_log_storage.initialize_concurrency_limit_to_default("gpu")
+    instance.dispose()
     runs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True) for _ in range(2)]
     for proc in runs:
