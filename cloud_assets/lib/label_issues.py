@@ -45,7 +45,7 @@ def cleanlab_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dic
     cleanlab's summary functions (`rank_classes_by_multilabel_quality`,
     `overall_multilabel_health_score`) start a process pool whose workers expect `fork`, which
     Dagster's step processes do not use; they only count the per-class issues, which are found here
-    in this process (`n_jobs=1`) and counted the same way (a test checks both against cleanlab's)."""
+    in this process (`n_jobs=1`) and counted as cleanlab 2.9 counts them."""
     from cleanlab.multilabel_classification import filter
 
     labels = _labels_list(y_true)
