@@ -37,6 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dagster as dg  # noqa: E402
 
+from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
 from cloud_assets.defs.data import assets as data  # noqa: E402
 from cloud_assets.defs.model import assets as model_assets  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
@@ -96,8 +97,8 @@ def rank_labels(store: Store, rows: pd.DataFrame, manifest: pd.DataFrame, shape)
     table = attention.attention_table(sal.array("gradcam"), sal.array("guided_backprop"), masks, cache.array("val"),
                                       classes, names)
     ranked = label_issues.rank(table, y_true, y_pred, classes)
-    cut = np.array([thresholds.probability_at(thresholds.threshold_maps(y_true, y_pred), c, 90)
-                    for c in range(len(classes))])
+    maps = thresholds.threshold_maps(y_true, y_pred)
+    cut = np.array([thresholds.probability_at(maps, c, PRECISION_LEVEL) for c in range(len(classes))])
     flagged = (mistakes.binarize(y_pred, cut) == 1) & (y_true == 0)  # the seed's FP set at 90% precision
     ranked["seed_fp90"] = flagged[ranked["index"], [classes.index(c) for c in ranked["class"]]].astype(float)
     ranked["fixed_weights"] = 0.3 * ranked["cleanlab"] + 0.7 * ranked["attention_score"]  # the ranking's earlier form

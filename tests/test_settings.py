@@ -26,3 +26,16 @@ def test_a_bad_batch_size_fails_the_model_step_naming_the_variable(small_dataset
     result = materialize(small_dataset, tmp_path / "var", DATA_ASSETS + AUDIT[:1], model)
     assert not result.success
     assert "model.batch_size (CLOUD_ASSETS_BATCH_SIZE)=0: expected a whole number of images" in failure_message(result)
+
+
+def test_a_missing_model_file_names_its_variable_once(tmp_path):
+    from cloud_assets.defs.resources import DatasetResource, ModelResource
+    from cloud_assets.lib.model import ModelError
+
+    for call in (lambda m: m.file(), lambda m: m.load(DatasetResource(data_dir=str(tmp_path)))):
+        try:
+            call(ModelResource(path=str(tmp_path / "missing.keras")))
+        except ModelError as e:
+            assert str(e).count("CLOUD_ASSETS_MODEL_PATH") == 1, str(e)
+        else:
+            raise AssertionError("a missing model file was accepted")

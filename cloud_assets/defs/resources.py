@@ -92,8 +92,8 @@ class ModelResource(dg.ConfigurableResource):
         if self.batch_size < 1:
             raise ValueError(settings.naming_variables(f"model.batch_size={self.batch_size}: expected a whole "
                                                        f"number of images, at least 1"))
-        try:
-            net = model_lib.load(self.file(), safe_mode=bool(self.safe_mode))
+        try:  # errors are named once, here
+            net = model_lib.load(model_lib.check_path(self.path), safe_mode=bool(self.safe_mode))
             info = model_lib.check(net, self.path, len(dataset.class_names), dataset.input_shape,
                                    self.gradcam_layer or None)
         except model_lib.ModelError as e:
