@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cloud_assets.lib import saliency  # noqa: E402
-from cloud_assets.lib.model import configure_tensorflow  # noqa: E402
+from cloud_assets.lib.model import configure_device  # noqa: E402
 
 LAYER = "conv5_block16_concat"
 N = int(os.environ.get("BENCH_IMAGES", 32))
@@ -87,7 +87,7 @@ def timed(fn, x, repeats=2):
 def main():
     import tensorflow as tf
 
-    device = configure_tensorflow()
+    device = configure_device()
     model = build()
     x = np.random.default_rng(0).random((N, 224, 224, 3)).astype(np.float32)
     seed_run, guided_pass = seed_method(model)

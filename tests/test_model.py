@@ -86,8 +86,8 @@ def test_any_size_input_is_accepted(tmp_path):
     assert model_lib.check(model_lib.load(path), path, 4, (224, 224)).input_size == (224, 224)
 
 
-def test_configure_tensorflow_names_the_device():
-    assert model_lib.configure_tensorflow().startswith(("CPU", "GPU"))
+def test_configure_device_names_the_device():
+    assert model_lib.configure_device().startswith(("tensorflow on CPU", "tensorflow on GPU"))
 
 
 def _functional(path, build):

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.saliency import upsample
 from cloud_assets.lib.store import release
 
 REGIONS = ("own", "other", "outside", "nodata")
@@ -106,7 +107,7 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
     proposed box (`box_top` ... `box_right`, shares of the side, NaN for an empty map) and its IoU
     with the mask (`box_iou`).
 
-    `gradcam` `(classes, n, H, W)`, `guided_backprop` `(n, H, W)`, `masks` `(classes, n, H, W)` 0/1,
+    `gradcam` `(classes, n, h, w)` at the Grad-CAM layer's resolution, `guided_backprop` `(n, H, W)`, `masks` `(classes, n, H, W)` 0/1,
     `images` uint8 BGR `(n, H, W, 3)` (no-data: channel 0 == 0). Processed in batches of images,
     memory-mapped inputs released after each: memory does not grow with n.
     """
@@ -120,7 +121,7 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
         gb = np.asarray(guided_backprop[sl], np.float32)
         fine = detail(gb)
         for c, name in enumerate(class_names):
-            cam = np.asarray(gradcam[c, sl], np.float32)
+            cam = upsample(gradcam[c, sl], gb.shape[1:])
             other = np.zeros_like(m[c])
             for k in range(len(class_names)):
                 if k != c:

@@ -41,8 +41,24 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def configure_tensorflow() -> str:
-    """Memory growth on every visible GPU; returns which device TensorFlow computes on."""
+def keras_backend() -> str:
+    """The Keras 3 backend in use (`KERAS_BACKEND`, default tensorflow), without importing it."""
+    import keras
+
+    return keras.config.backend()
+
+
+def configure_device() -> str:
+    """The Keras backend and the device it computes on, e.g. 'jax on GPU (NVIDIA H100 80GB HBM3)'. On
+    TensorFlow, memory growth is set on every visible GPU; on JAX, TensorFlow is not imported."""
+    backend = keras_backend()
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        if devices[0].platform == "cpu":
+            return f"jax on CPU ({os.cpu_count()} cores)"
+        return f"jax on GPU ({', '.join(sorted({d.device_kind for d in devices}))})"
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -53,8 +69,8 @@ def configure_tensorflow() -> str:
             pass  # already initialised: growth was set by an earlier call
     if gpus:
         names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-        return f"GPU ({', '.join(names)})"
-    return f"CPU ({os.cpu_count()} cores)"
+        return f"{backend} on GPU ({', '.join(names)})"
+    return f"{backend} on CPU ({os.cpu_count()} cores)"
 
 
 def check_path(path) -> Path:
@@ -90,7 +106,11 @@ def load(path, safe_mode: bool = True):
             if "safe_mode" in str(e) or "Lambda" in str(e) and "unsafe" in str(e).lower():
                 raise ModelError(f"{path}: refused in safe mode: {e} {UNSAFE_OPT_IN}") from None
             errors.append(f"{loader.__doc__}: {type(e).__name__}: {str(e)[:300]}")
-    raise ModelError(f"{path}: not a loadable Keras model; " + " | ".join(errors))
+    hint = ""
+    if suffix != ".keras" and keras_backend() != "tensorflow":
+        hint = (f" (Keras 2 .h5 files load with tf_keras, on TensorFlow; KERAS_BACKEND is {keras_backend()!r}: "
+                f"write a Keras 3 copy with `cloud-assets convert-model {path} OUT.keras` where TensorFlow is installed)")
+    raise ModelError(f"{path}: not a loadable Keras model; " + " | ".join(errors) + hint)
 
 
 UNSAFE_OPT_IN = "Loading runs code stored in the file; if you trust it, set model.safe_mode to 0."
@@ -138,6 +158,51 @@ def _load_tf_keras(path: Path, safe_mode: bool):
     import tf_keras
 
     return tf_keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+
+
+def convert(src, dst, safe_mode: bool = True, atol: float = 1e-5) -> float:
+    """Write a Keras 3 `.keras` copy of the model in `src` (a Keras 2 `.h5` file) to `dst`, which
+    every Keras 3 backend loads. The architecture is read from the file with Keras 3's own reader
+    of Keras 2 configurations, layer names' '/' (which Keras 3 refuses) becoming '_'; the weights are
+    copied layer by layer from the model tf_keras loads; the predictions of both on the same random
+    images must agree within `atol`. Returns their largest difference."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import saving_utils
+
+    dst = Path(dst)
+    if dst.suffix != ".keras":
+        raise ModelError(f"{dst}: the converted model is written as a .keras file")
+    old = load(src, safe_mode)
+    if framework(old) == "keras":
+        new = old
+    else:
+        with h5py.File(src, "r") as f:
+            config = json.loads(f.attrs["model_config"])
+
+        def rename(node):
+            if isinstance(node, dict):
+                return {k: rename(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [rename(v) for v in node]
+            return node.replace("/", "_") if isinstance(node, str) else node
+
+        try:
+            new = saving_utils.model_from_config(rename(config))
+            for layer in old.layers:
+                new.get_layer(layer.name.replace("/", "_")).set_weights(layer.get_weights())
+        except Exception as e:  # noqa: BLE001 - any failure of the rebuild names the file
+            raise ModelError(f"{src}: Keras 3 cannot rebuild this model: {type(e).__name__}: {str(e)[:300]}") from None
+    shape = [d or 224 for d in _shape(old.inputs[0])[1:]]
+    x = np.random.default_rng(0).random((4, *shape)).astype(np.float32)
+    diff = float(np.abs(np.asarray(old.predict_on_batch(x)) - keras.ops.convert_to_numpy(new.predict_on_batch(x))).max())
+    if not diff <= atol:
+        raise ModelError(f"{src}: the Keras 3 copy predicts differently (largest difference {diff:.2e} > {atol}); "
+                         f"nothing written")
+    tmp = dst.with_name(f".{dst.name}.tmp.keras")
+    new.save(tmp)
+    tmp.replace(dst)
+    return diff
 
 
 def framework(model) -> str:

@@ -1,4 +1,5 @@
-"""Guided Grad-CAM for every class from one forward and one guided backward pass per batch.
+"""Guided Grad-CAM for every class from one forward and one guided backward pass per batch, on
+Keras 3's TensorFlow or JAX backend (and Keras 2 models through tf_keras, on TensorFlow).
 
 Same definitions as the seed notebook:
 - guided backprop: gradient of the Grad-CAM layer's output (summed) with respect to the input,
@@ -6,27 +7,35 @@ Same definitions as the seed notebook:
   `(g - mean) / (std + 1e-5) * 0.1 + 0.5`, clipped to [0, 1]. It does not depend on the class.
 - Grad-CAM (the seed's batch version): channel weights = spatial mean of d(sigmoid_c)/dA; cam =
   weighted sum of A's channels; minus its mean; `(cam + 1e-10) / (spectral_norm(cam) + 1e-10)`;
-  resized with INTER_LINEAR; ReLU; divided by its maximum. Where the maximum is 0 the seed gives
-  NaN; here 0.
+  then, at the image's size (`upsample`): resized with INTER_LINEAR; ReLU; divided by its
+  maximum. Where the maximum is 0 the seed gives NaN; here 0.
 - Guided Grad-CAM = Grad-CAM x guided backprop.
 
 The seed runs, per batch and per class, a full guided backprop and a separate Grad-CAM pass
-(about 17 forward-pass equivalents). Here one forward pass through a guided clone of the model
-gives the layer output A and the class outputs (a guided ReLU's forward is a ReLU); one backward
-pass from sum(A) to the input gives guided backprop; the Grad-CAM gradients d(y_c)/dA need only
-the layers after A, which keep their ordinary ReLUs. The loaded model is never modified.
+(about 17 forward-pass equivalents). Here the model is cut at the Grad-CAM layer A: the body (a
+copy whose ReLUs have the guided gradient; its forward pass is the model's) gives A and, by one
+backward pass from sum(A), guided backprop; the head (A -> outputs, ordinary ReLUs) gives the
+probabilities and d(y_c)/dA for every class. Every per-image reduction above, up to the Grad-CAM at
+the layer's resolution, runs in the same compiled function on the device (`tf.function` or
+`jax.jit`); the host receives probabilities, guided backprop `(n, H, W)` and Grad-CAM
+`(classes, n, h, w)`. The loaded model is never modified.
 """
 from __future__ import annotations
 
 import functools
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 
 import cv2
 import numpy as np
 
 from cloud_assets.constants import ARRAY_BATCH
-from cloud_assets.lib.model import framework, gradcam_layer
+from cloud_assets.lib.model import ModelError, framework, gradcam_layer, keras_backend
 from cloud_assets.lib.progress import Progress, Report
 from cloud_assets.lib.store import release
+
+CV_CHANNELS = 512  # cv2.resize takes at most this many channels at once
 
 
 def _keras_of(model):
@@ -39,13 +48,15 @@ def _keras_of(model):
 
 @functools.cache
 def _guided_relu_fn():
-    import tensorflow as tf
+    """ReLU whose gradient is the seed's guided one, through the backend's custom gradient."""
+    from keras import ops
 
-    @tf.custom_gradient
+    @ops.custom_gradient
     def guided_relu(x):
-        def grad(dy):
-            return dy * tf.cast(dy > 0, dy.dtype) * tf.cast(x > 0, dy.dtype)
-        return tf.nn.relu(x), grad
+        def grad(*args, upstream=None):
+            dy = args[0] if upstream is None else upstream
+            return dy * ops.cast(dy > 0, dy.dtype) * ops.cast(x > 0, dy.dtype)
+        return ops.relu(x), grad
 
     return guided_relu
 
@@ -61,8 +72,7 @@ def guided_clone(model, layer_name: str):
     """A copy of `model` (same weights) whose ReLUs up to `layer_name` have the guided gradient.
 
     Handles `Activation('relu')` layers, plain `ReLU` layers and `activation='relu'` arguments.
-    Layers after `layer_name` keep their ReLUs, so the Grad-CAM gradients through the head stay
-    those of the original model.
+    Layers after `layer_name` keep their ReLUs.
     """
     K = _keras_of(model)
     upstream = {l.name for l in K.Model(model.inputs, model.get_layer(layer_name).output).layers}
@@ -82,47 +92,184 @@ def guided_clone(model, layer_name: str):
     return clone
 
 
+def _cut(model, layer_name: str):
+    """(body: input -> A through guided ReLUs, head: A -> outputs) of `model` at `layer_name`."""
+    K = _keras_of(model)
+    guided = guided_clone(model, layer_name)
+    body = K.Model(guided.inputs, guided.get_layer(layer_name).output)
+    try:
+        head = K.Model(model.get_layer(layer_name).output, model.outputs[0])
+    except ValueError as e:
+        raise ModelError(f"Grad-CAM layer {layer_name!r} does not cut model {model.name!r} in two: a later layer "
+                         f"also reads an earlier tensor ({str(e)[:200]}); choose a layer every path passes "
+                         f"through") from None
+    return body, head
+
+
+def reduce_on_device(a, grads, input_grad):
+    """The seed's per-image reductions, in `keras.ops` (run inside the compiled pass):
+    guided backprop `(n, H, W)` from the input gradient `(n, H, W, 3)`, and Grad-CAM at the layer's
+    resolution `(classes, n, h, w)` from A `(n, h, w, k)` and d(y_c)/dA `(classes, n, h, w, k)`,
+    before `upsample`."""
+    from keras import ops
+
+    g = ops.mean(input_grad, axis=3)
+    mean = ops.mean(g, axis=(1, 2), keepdims=True)
+    std = ops.std(g, axis=(1, 2), keepdims=True) + 1e-5
+    guided = ops.clip((g - mean) / std * 0.1 + 0.5, 0, 1)
+    weights = ops.mean(grads, axis=(2, 3))                                     # (classes, n, k)
+    cams = ops.einsum("nhwk,cnk->cnhw", a, weights)
+    cams = cams - ops.mean(cams, axis=(2, 3), keepdims=True)
+    norms = ops.max(ops.svd(cams, compute_uv=False), axis=-1)                 # spectral norm
+    return guided, (cams + 1e-10) / (norms[..., None, None] + 1e-10)
+
+
 class Engine:
-    """Compiled guided Grad-CAM for one model; reuse it across batches."""
+    """Compiled guided Grad-CAM for one (model, layer); build once, call per batch.
+
+    `__call__` is the pass the assets use; `input_gradient` (the floor: a bare guided forward and
+    backward) and `class_gradient` (one class's d(y_c)/dA) let the benchmark time the seed's cost
+    structure on the same compiled pieces.
+    """
 
     def __init__(self, model, layer_name: str | None = None):
-        import tensorflow as tf
-
         self.layer_name = gradcam_layer(model, layer_name)
-        K = _keras_of(model)
-        guided = guided_clone(model, self.layer_name)
-        self._net = K.Model(guided.inputs, [guided.get_layer(self.layer_name).output, guided.outputs[0]])
-
-        # one trace for every batch size: a retrace for the last, partial batch costs seconds
-        @tf.function(input_signature=[tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)])
-        def passes(x):
-            with tf.GradientTape(persistent=True) as tape:
-                tape.watch(x)
-                a, out = self._net(x, training=False)
-                total = tf.reduce_sum(a)
-                per_class = [tf.reduce_sum(out[:, c]) for c in range(out.shape[-1])]
-            gb = tape.gradient(total, x)
-            grads = tf.stack([tape.gradient(y, a) for y in per_class])  # only the head: A -> outputs
-            return a, out, gb, grads
-
-        self._passes = passes
-
-    def raw(self, images: np.ndarray):
-        """(A, probabilities, input gradient, d y_c/dA) for float32 images in [0, 1]."""
-        import tensorflow as tf
-
-        a, out, gb, grads = self._passes(tf.convert_to_tensor(images, tf.float32))
-        return a.numpy(), out.numpy(), gb.numpy(), grads.numpy()
+        self.backend = keras_backend()
+        if framework(model) == "tf_keras" and self.backend != "tensorflow":
+            raise ModelError(f"model {model.name!r} is a Keras 2 (tf_keras) model, which runs on TensorFlow only; "
+                             f"KERAS_BACKEND is {self.backend!r}: convert it with `cloud-assets convert-model`")
+        body, head = _cut(model, self.layer_name)
+        self.layer_size = tuple(int(d) for d in body.outputs[0].shape[1:3])
+        self.classes = int(model.outputs[0].shape[-1])
+        build = {"tensorflow": _tensorflow_passes, "jax": _jax_passes}.get(self.backend)
+        if build is None:
+            raise ModelError(f"KERAS_BACKEND={self.backend!r} is not supported; use tensorflow or jax")
+        self._passes, self._floor, self._class_gradient, self._host = build(body, head, self.classes)
 
     def __call__(self, images: np.ndarray):
-        """(guided_backprop `(n, H, W)`, gradcam `(classes, n, H, W)`, probabilities `(n, classes)`), float32."""
-        a, out, gb, grads = self.raw(images)
-        size = images.shape[1:3]
-        return normalize_guided_backprop(gb), gradcam_from_gradients(a, grads, size), out
+        """(guided backprop `(n, H, W)`, Grad-CAM at the layer's resolution `(classes, n, h, w)`,
+        probabilities `(n, classes)`), float32 numpy, for float32 images in [0, 1]."""
+        return tuple(self._host(t) for t in self._passes(images))
+
+    def input_gradient(self, images: np.ndarray):
+        """The guided input gradient `(n, H, W, 3)`, left on the device."""
+        return self._floor(images)
+
+    def class_gradient(self, images: np.ndarray, c: int):
+        """(A, d y_c / dA), numpy: one class's Grad-CAM gradient, as the seed computes it per class."""
+        return tuple(self._host(t) for t in self._class_gradient(images, c))
+
+    def to_host(self, tensor) -> np.ndarray:
+        return self._host(tensor)
+
+
+def _tensorflow_passes(body, head, classes):
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([None, *body.inputs[0].shape[1:]], tf.float32)]
+
+    # one trace for every batch size: a retrace for the last, partial batch costs seconds
+    @tf.function(input_signature=spec)
+    def floor(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(body(x, training=False))
+        return tape.gradient(total, x)
+
+    @tf.function(input_signature=spec)
+    def passes(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            a = body(x, training=False)
+            total = tf.reduce_sum(a)
+        input_grad = tape.gradient(total, x)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(a)
+            out = head(a, training=False)
+            per_class = [tf.reduce_sum(out[:, c]) for c in range(classes)]
+        grads = tf.stack([tape.gradient(y, a) for y in per_class])
+        guided, cams = reduce_on_device(a, grads, input_grad)
+        return guided, cams, out
+
+    @tf.function(input_signature=[*spec, tf.TensorSpec([], tf.int32)])
+    def class_gradient(x, c):
+        with tf.GradientTape() as tape:
+            a = body(x, training=False)
+            tape.watch(a)
+            y = tf.reduce_sum(tf.gather(head(a, training=False), c, axis=1))
+        return a, tape.gradient(y, a)
+
+    def host(t):
+        return np.asarray(t.numpy(), np.float32)
+
+    return (lambda x: passes(tf.convert_to_tensor(x, tf.float32)),
+            lambda x: floor(tf.convert_to_tensor(x, tf.float32)),
+            lambda x, c: class_gradient(tf.convert_to_tensor(x, tf.float32), tf.constant(c, tf.int32)),
+            host)
+
+
+def _jax_passes(body, head, classes):
+    import jax
+    import jax.numpy as jnp
+
+    def values(model):
+        return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+
+    weights = (values(body), values(head))
+
+    def run(model, state, x):
+        return model.stateless_call(*state, x, training=False)[0]
+
+    @jax.jit
+    def floor(weights, x):
+        a, back = jax.vjp(lambda x: run(body, weights[0], x), x)
+        return back(jnp.ones_like(a))[0]
+
+    @jax.jit
+    def passes(weights, x):
+        a, back = jax.vjp(lambda x: run(body, weights[0], x), x)
+        input_grad = back(jnp.ones_like(a))[0]
+        out, head_back = jax.vjp(lambda a: run(head, weights[1], a), a)
+        one_hot = jnp.broadcast_to(jnp.eye(classes, dtype=out.dtype)[:, None, :], (classes, *out.shape))
+        grads = jax.vmap(lambda ct: head_back(ct)[0])(one_hot)             # (classes, n, h, w, k)
+        guided, cams = reduce_on_device(a, grads, input_grad)
+        return guided, cams, out
+
+    @jax.jit
+    def class_gradient(weights, x, c):
+        a = run(body, weights[0], x)
+        out, head_back = jax.vjp(lambda a: run(head, weights[1], a), a)
+        return a, head_back(jax.nn.one_hot(jnp.full(out.shape[0], c), classes, dtype=out.dtype))[0]
+
+    def host(t):
+        return np.asarray(jax.device_get(t), np.float32)
+
+    return (lambda x: passes(weights, jnp.asarray(x, jnp.float32)),
+            lambda x: floor(weights, jnp.asarray(x, jnp.float32)),
+            lambda x, c: class_gradient(weights, jnp.asarray(x, jnp.float32), c),
+            host)
+
+
+def upsample(gradcam: np.ndarray, size) -> np.ndarray:
+    """float32 `(..., H, W)`: Grad-CAM at the layer's resolution `(..., h, w)` brought to the image's
+    `size` (H, W) as the seed does: INTER_LINEAR, ReLU, divided by the maximum; 0 where the maximum
+    is 0 (the seed's NaN). Many maps are resized at once, as the channels of one cv2 image."""
+    gradcam = np.asarray(gradcam, np.float32)
+    lead, (h, w), (H, W) = gradcam.shape[:-2], gradcam.shape[-2:], tuple(size)
+    flat = gradcam.reshape(-1, h, w)
+    out = np.empty((len(flat), H, W), np.float32)
+    for s in range(0, len(flat), CV_CHANNELS):
+        chunk = np.ascontiguousarray(flat[s:s + CV_CHANNELS].transpose(1, 2, 0))
+        resized = cv2.resize(chunk, (W, H), interpolation=cv2.INTER_LINEAR)
+        out[s:s + chunk.shape[2]] = resized.reshape(H, W, -1).transpose(2, 0, 1)
+    np.maximum(out, 0, out=out)
+    top = out.max(axis=(1, 2), keepdims=True)
+    np.divide(out, top, out=out, where=top > 0)  # where the maximum is 0, every value is 0 already
+    return out.reshape(*lead, H, W)
 
 
 def normalize_guided_backprop(gb: np.ndarray) -> np.ndarray:
-    """The seed's normalisation of a guided backprop gradient `(n, H, W, channels)` -> `(n, H, W)`."""
+    """The seed's normalisation of a guided backprop gradient `(n, H, W, channels)` -> `(n, H, W)`, on the host."""
     gb = gb.mean(axis=3)
     mean = gb.mean(axis=(1, 2), keepdims=True)
     std = gb.std(axis=(1, 2), keepdims=True) + 1e-5
@@ -130,55 +277,104 @@ def normalize_guided_backprop(gb: np.ndarray) -> np.ndarray:
 
 
 def gradcam_from_gradients(a: np.ndarray, grads: np.ndarray, size) -> np.ndarray:
-    """The seed's batch Grad-CAM from the layer output `a` `(n, h, w, k)` and `grads` `(classes, n, h, w, k)`."""
-    weights = grads.mean(axis=(2, 3))                                   # (classes, n, k)
+    """The seed's batch Grad-CAM on the host, from A `(n, h, w, k)` and `grads` `(classes, n, h, w, k)`,
+    at `size`: the seed's loop of `cv2.resize` per (class, image)."""
+    weights = grads.mean(axis=(2, 3))
     cams = np.einsum("nhwk,cnk->cnhw", a, weights)
     cams = cams - cams.mean(axis=(2, 3), keepdims=True)
-    norms = np.linalg.norm(cams.astype(np.float64), ord=2, axis=(2, 3)).astype(cams.dtype)  # spectral norm
+    norms = np.linalg.norm(cams.astype(np.float64), ord=2, axis=(2, 3)).astype(cams.dtype)
     cams = (cams + 1e-10) / (norms[..., None, None] + 1e-10)
     out = np.empty((*cams.shape[:2], *size), np.float32)
     for c in range(cams.shape[0]):
         for i in range(cams.shape[1]):
             cam = np.maximum(cv2.resize(cams[c, i], (size[1], size[0]), interpolation=cv2.INTER_LINEAR), 0)
             top = cam.max()
-            out[c, i] = cam / top if top > 0 else 0.0  # the seed divides by 0 here (NaN)
+            out[c, i] = cam / top if top > 0 else 0.0
     return out
 
 
-def iter_batches(model, images, layer_name: str | None = None, batch_size: int = 32,
-                 report: Report | None = None):
-    """Yield `(start, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1] images."""
-    engine = Engine(model, layer_name)
-    progress = Progress(len(images), report)
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """`items`, produced by a background thread up to `depth` ahead: the producer's work (reading
+    images, the device pass, the copy to the host) overlaps the consumer's (writing to the store).
+    An exception in the producer is raised in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done, stop = object(), threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _batches(images, batch_size: int):
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start:start + batch_size])
         release(images)
-        if batch.dtype == np.uint8:
-            batch = batch.astype(np.float32) / 255.0
-        gb, cams, probs = engine(batch)
+        yield start, (batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch.astype(np.float32))
+
+
+def iter_batches(model, images, layer_name: str | None = None, batch_size: int = 32,
+                 report: Report | None = None, engine: Engine | None = None):
+    """Yield `(start, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1]
+    images; Grad-CAM at the layer's resolution. Images are read one batch ahead, and each batch's
+    pass runs while the caller handles the previous one."""
+    engine = engine or Engine(model, layer_name)
+    progress = Progress(len(images), report)
+
+    def computed():
+        for start, batch in prefetch(_batches(images, batch_size)):
+            yield (start, *engine(batch))
+
+    for start, gb, cams, probs in prefetch(computed()):
         yield start, gb, cams, probs
-        progress.advance(len(batch))
+        progress.advance(len(gb))
+
+
+def _collect(model, images, layer_name, batch_size):
+    parts = list(iter_batches(model, images, layer_name, batch_size))
+    return (np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts], axis=1))
 
 
 def guided_backprop(model, images, layer_name: str | None = None, batch_size: int = 32) -> np.ndarray:
     """float32 `(images, H, W)`: the seed's normalised guided backprop."""
-    return np.concatenate([gb for _, gb, _, _ in iter_batches(model, images, layer_name, batch_size)])
+    return _collect(model, images, layer_name, batch_size)[0]
 
 
 def gradcam(model, images, layer_name: str | None = None, batch_size: int = 32) -> np.ndarray:
-    """float32 `(classes, images, H, W)`: the seed's batch Grad-CAM, 0 where it gives NaN."""
-    return np.concatenate([c for _, _, c, _ in iter_batches(model, images, layer_name, batch_size)], axis=1)
+    """float32 `(classes, images, H, W)`: the seed's batch Grad-CAM at the image's size, 0 where it gives NaN."""
+    return upsample(_collect(model, images, layer_name, batch_size)[1], np.shape(images)[1:3])
 
 
 def guided_gradcam(model, images, layer_name: str | None = None, batch_size: int = 32) -> np.ndarray:
     """float32 `(classes, images, H, W)`: Grad-CAM x guided backprop, every class from one pass."""
-    parts = [cams * gb[None] for _, gb, cams, _ in iter_batches(model, images, layer_name, batch_size)]
-    return np.concatenate(parts, axis=1)
+    gb, cams = _collect(model, images, layer_name, batch_size)
+    return combine(cams, gb)
 
 
 def mean_guided_gradcam(gradcam, guided_backprop, classes, images, batch: int = ARRAY_BATCH) -> np.ndarray:
-    """float64 mean Guided Grad-CAM of each (class, image) pair, from stored `gradcam` and
-    `guided_backprop`; memory-mapped inputs released every `batch` pairs."""
+    """float64 mean Guided Grad-CAM of each (class, image) pair, from stored layer-resolution
+    `gradcam` and `guided_backprop`; memory-mapped inputs released every `batch` pairs."""
     out = np.empty(len(images), np.float64)
     for j, (c, i) in enumerate(zip(classes, images)):
         out[j] = combine(gradcam[c, i], guided_backprop[i]).mean()
@@ -188,5 +384,7 @@ def mean_guided_gradcam(gradcam, guided_backprop, classes, images, batch: int = 
 
 
 def combine(gradcam: np.ndarray, guided_backprop: np.ndarray) -> np.ndarray:
-    """Guided Grad-CAM, float32, from stored Grad-CAM `(..., n, H, W)` and guided backprop `(n, H, W)`."""
-    return np.asarray(gradcam, np.float32) * np.asarray(guided_backprop, np.float32)
+    """Guided Grad-CAM, float32, from Grad-CAM at the layer's resolution `(..., n, h, w)` and guided
+    backprop `(n, H, W)`."""
+    guided_backprop = np.asarray(guided_backprop, np.float32)
+    return upsample(gradcam, guided_backprop.shape[-2:]) * guided_backprop

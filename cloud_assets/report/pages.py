@@ -36,7 +36,7 @@ class ReportData:
     dark_per_class: pd.DataFrame
     cache: dict                     # split -> uint8 (n, h, w, 3) images
     val_masks: np.ndarray           # (classes, n, h, w)
-    gradcam: np.ndarray             # (classes, n, h, w)
+    gradcam: np.ndarray             # (classes, n, h, w) at the Grad-CAM layer's resolution
     guided_backprop: np.ndarray     # (n, h, w)
     data_dir: Path
     model: dict                     # path, sha256, modified, pr_auc {class: value}, device
@@ -294,10 +294,9 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         full = images.original(data.data_dir / "train_images" / r["image"], small)
         masks = data.val_masks[:, i]
         box = np.array([r[k] for k in BOX_COLUMNS], float)
-        thumb = images.proposed_box(images.masks_outline(
-            images.saliency_overlay(small, data.gradcam[c, i], frame=False), masks), box)
-        big = images.proposed_box(images.masks_outline(
-            images.saliency_overlay(full, data.gradcam[c, i], frame=False), masks), box)
+        cam = saliency.upsample(data.gradcam[c, i], small.shape[:2])
+        thumb = images.proposed_box(images.masks_outline(images.saliency_overlay(small, cam, frame=False), masks), box)
+        big = images.proposed_box(images.masks_outline(images.saliency_overlay(full, cam, frame=False), masks), box)
         t, f = images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
         other = f" ({r['other_class']})" if r["other_class"] else ""
         caption = (f"#{k + 1} {r['image']} {r['class']}: {r['kind']}{other}; score {r['score']:.2f}, "

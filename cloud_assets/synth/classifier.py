@@ -78,7 +78,7 @@ def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=(224, 224), e
     # the same weights from the same data on the same machine (about 20% slower on 2 cores), so
     # that `make demo` reproduces the README's label-audit figures
     tf.config.experimental.enable_op_determinism()
-    log(f"train: TensorFlow on {model_lib.configure_tensorflow()}")
+    log(f"train: {model_lib.configure_device()}")
     data_dir, out = Path(data_dir), Path(out)
     (x_train, y_train), (x_val, y_val) = (v for v in _load_split(data_dir, class_names, size, log).values())
     log(f"train: {len(x_train)} train / {len(x_val)} val images, classes {list(class_names)}")

@@ -40,9 +40,10 @@ VAL_PREDICTIONS, SALIENCY_MAPS = dg.AssetKey("val_predictions"), dg.AssetKey("sa
             description="Probabilities and ground truth for every validation image (the seed drops the last "
                         "partial batch)."),
         "saliency_maps": dg.AssetOut(
-            group_name="model", automation_condition=FOLLOWS_MODEL, code_version="1", is_required=False,
-            description="Grad-CAM `(classes, val images, H, W)` and guided backprop `(val images, H, W)`, "
-                        "float16; Guided Grad-CAM is their product (`lib.saliency.combine`)."),
+            group_name="model", automation_condition=FOLLOWS_MODEL, code_version="2", is_required=False,
+            description="Grad-CAM at its layer's resolution `(classes, val images, h, w)` float32 and guided "
+                        "backprop `(val images, H, W)` float16; `lib.saliency.upsample` brings Grad-CAM to the "
+                        "image's size as the seed does, Guided Grad-CAM is their product (`lib.saliency.combine`)."),
     },
     internal_asset_deps={"val_predictions": {dg.AssetKey(k) for k in ("model_file", "image_cache", "label_table")},
                          "saliency_maps": {dg.AssetKey(k) for k in ("model_file", "image_cache")}})
@@ -52,12 +53,13 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
 
     The saliency pass computes the probabilities on its way (the same forward pass, bit for bit), so
     both assets cost one model load and one read of the images; `val_predictions` alone runs the
-    forward pass only. Maps are float16: three significant digits at every scale (the maps are
-    mostly small values whose sums, the attention shares, uint8's fixed 1/255 step would round
-    away), half float32's size; written batch by batch into memory-mapped files, so memory does not
-    grow with the number of images.
+    forward pass only. Grad-CAM is kept at its layer's resolution (7x7 for a DenseNet at 224x224),
+    float32; guided backprop at the image's, float16: three significant digits at every scale (the
+    maps are mostly small values whose sums, the attention shares, uint8's fixed 1/255 step would
+    round away). Both are written batch by batch into memory-mapped files while the next batch is
+    computed, so memory does not grow with the number of images.
     """
-    device = model_lib.configure_tensorflow()
+    device = model_lib.configure_device()
     digest = model_lib.sha256(Path(model.path))
     net, info = model.load(dataset)
     images = image_cache.array("val")
@@ -65,7 +67,7 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
     classes = list(dataset.class_names)
     report = progress_logger(context, "model_pass")
     context.log.info(f"model_pass: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
-                     f"{len(images)} images on {device}")
+                     f"{len(images)} images; Keras backend {device}")
     if SALIENCY_MAPS in context.selected_asset_keys:
         y_pred, output = _saliency_maps(context, net, info, images, names, classes, device, digest, var,
                                         model.batch_size, report)
@@ -91,12 +93,15 @@ def _saliency_maps(context, net, info, images, names, classes, device, digest, v
     """(probabilities, the `saliency_maps` output) from one guided Grad-CAM pass."""
     n, h, w = images.shape[:3]
     y_pred = np.empty((n, len(classes)), np.float32)
-    context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer}")
+    engine = saliency.Engine(net, info.gradcam_layer)
+    context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer} "
+                     f"({engine.layer_size[0]}x{engine.layer_size[1]})")
     with var.staging(SALIENCY_MAPS) as staged:
-        cams = staged.new_array("gradcam", (len(classes), n, h, w), np.float16)
+        cams = staged.new_array("gradcam", (len(classes), n, *engine.layer_size), np.float32)
         guided = staged.new_array("guided_backprop", (n, h, w), np.float16)
         start = time.monotonic()
-        for i, gb, cam, probs in saliency.iter_batches(net, images, info.gradcam_layer, batch_size, report):
+        for i, gb, cam, probs in saliency.iter_batches(net, images, batch_size=batch_size, report=report,
+                                                       engine=engine):
             guided[i:i + len(gb)] = gb
             cams[:, i:i + len(gb)] = cam
             y_pred[i:i + len(gb)] = probs
@@ -108,6 +113,6 @@ def _saliency_maps(context, net, info, images, names, classes, device, digest, v
         staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
                             "model_sha256": digest})
     return y_pred, dg.Output(staged, output_name="saliency_maps", metadata={
-        "gradcam_shape": str(cams.shape), "guided_backprop_shape": str(guided.shape), "dtype": "float16",
+        "gradcam_shape": str(cams.shape), "guided_backprop_shape": str(guided.shape),
         "storage_mb": round(staged.nbytes() / 2 ** 20, 1), "seconds_per_image": round(secs / max(n, 1), 4),
-        "device": device, "layer": info.gradcam_layer})
+        "device": device, "layer": info.gradcam_layer, "images_per_s": round(n / max(secs, 1e-9), 1)})
