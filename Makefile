@@ -15,7 +15,7 @@ export CLOUD_ASSETS_MODEL_PATH ?= $(DEMO_MODEL)
 # the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
 DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
 
-.PHONY: install test demo ui site serve definitions clean bench
+.PHONY: install gpu test demo ui site serve definitions clean bench
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml /usr/bin/chromium /usr/bin/redis-server
 
@@ -40,6 +40,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml | $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 	$(PY) -c 'import dagster as dg; i = dg.DagsterInstance.get(); i.event_log_storage.initialize_concurrency_limit_to_default("gpu"); i.dispose()'
+
+# the CUDA build of a Keras backend (jax or tensorflow), pinned; then run with KERAS_BACKEND set to
+# it. `cloud-assets device` says which device the backend computes on.
+GPU_BACKEND ?= jax
+gpu: install
+	$(PY) -m pip install --quiet -r requirements-gpu-$(GPU_BACKEND).lock
+	KERAS_BACKEND=$(GPU_BACKEND) $(VENV)/bin/cloud-assets device
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadfile --durations=12

@@ -37,6 +37,22 @@ def _train(args) -> int:
     return 0
 
 
+def _convert_model(args) -> int:
+    from cloud_assets.lib.model import convert
+
+    diff = convert(args.src, args.dst, safe_mode=not args.unsafe)
+    print(f"convert-model: wrote {args.dst}; its predictions equal those of {args.src} "
+          f"(largest difference {diff:.1e}); it loads on every Keras 3 backend")
+    return 0
+
+
+def _device(args) -> int:
+    from cloud_assets.lib.model import configure_device
+
+    print(configure_device())
+    return 0
+
+
 def _size(text: str) -> tuple[int, int]:
     from cloud_assets.lib.images import parse_size
 
@@ -79,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=None,
                    help="stop before an epoch would pass this budget (default: none, every epoch runs)")
     p.set_defaults(func=_train)
+    p = sub.add_parser("convert-model", help="write a Keras 3 .keras copy of a Keras 2 .h5 model, for every backend")
+    p.add_argument("src", help="the model file (.h5 written by Keras 2, or .keras)")
+    p.add_argument("dst", help="the .keras file to write")
+    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers, whose stored code runs on loading")
+    p.set_defaults(func=_convert_model)
+    p = sub.add_parser("device", help="print the Keras backend (KERAS_BACKEND) and the device it computes on")
+    p.set_defaults(func=_device)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
