@@ -1,113 +1,105 @@
-"""Guided Grad-CAM: the seed's method against `cloud_assets.lib.saliency`, side by side.
+"""Guided Grad-CAM: the engine against the seed's cost structure and the floor, side by side.
 
-Builds Keras DenseNet121(weights=None, pooling='avg') + Dense(4, sigmoid) at 224x224 and, on the
-same 32 images, after a warm-up at the same batch shape, times:
-- the seed's method: predict, then per class a guided backprop and a Grad-CAM pass, each a
-  compiled graph function (the seed's K.function), with its numpy post-processing;
-- ours: one forward and one guided backward pass for every class together;
-- the floor: one bare guided forward + backward pass.
-Last line: `bench saliency: vs_seed=R vs_floor=F max_abs_diff=D`.
+Runs with NumPy, pandas, opencv-python-headless, Keras and one backend (`--backend tensorflow` or
+`jax`; no Dagster, and no TensorFlow under JAX), so that it can be carried to a GPU machine with
+the repository. Builds Keras DenseNet121(weights=None, pooling='avg') + Dense(4, sigmoid) at
+224x224 and times, in one run on one device, after a warm-up of each at the same batch shape:
+- floor: the bare guided forward + backward pass to the input, waited for, nothing copied back;
+- seed: the notebook's structure per batch: predict, then per class a guided backprop call and a
+  Grad-CAM call (compiled functions of the same engine), each copied to the host and post-processed
+  in NumPy as the notebook does, full-resolution maps included;
+- engine: `lib.saliency.write_maps` end to end, as `model_pass` runs it: uint8 images read from
+  memory, the one-pass method with its reductions on the device, the copy to the host and the maps
+  written into a store on local disk, overlapped with the next batch.
+The seed is timed on `--seed-images` images (it is slow) and reported per image.
+Last line: `bench saliency: img_per_s=... floor_img_per_s=... vs_floor=... vs_seed=... backend=... device=...`.
 """
+import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from cloud_assets.lib import saliency  # noqa: E402
-from cloud_assets.lib.model import configure_device  # noqa: E402
-
-LAYER = "conv5_block16_concat"
-N = int(os.environ.get("BENCH_IMAGES", 32))
 
 
-def build():
+def build(classes=4):
     import keras
 
     base = keras.applications.DenseNet121(include_top=False, weights=None, pooling="avg", input_shape=(224, 224, 3))
-    return keras.Model(base.input, keras.layers.Dense(4, activation="sigmoid")(base.output))
+    return keras.Model(base.input, keras.layers.Dense(classes, activation="sigmoid")(base.output))
 
 
-def seed_method(model, layer=LAYER):
-    """The seed's cost structure with TF2 graph functions in place of K.function."""
-    import keras
-    import tensorflow as tf
-
-    guided = saliency.guided_clone(model, layer)
-    guided_sub = keras.Model(guided.inputs, guided.get_layer(layer).output)
-    sub = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
-    predict = tf.function(lambda x: model(x, training=False))
-
-    @tf.function
-    def backprop_fn(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            a = guided_sub(x, training=False)
-        return tape.gradient(a, x)
-
-    def gradient_fn(class_i):
-        @tf.function
-        def fn(x):
-            with tf.GradientTape() as tape:
-                a, out = sub(x, training=False)
-                y = out[:, class_i:class_i + 1]
-            return a, tape.gradient(y, a)
-        return fn
-
-    gradient_fns = [gradient_fn(c) for c in range(4)]
-
-    def run(imgs):
-        x = tf.constant(imgs)
-        predict(x)
-        out = []
-        for class_i in range(4):
-            gb = saliency.normalize_guided_backprop(backprop_fn(x).numpy())
-            a, grads = (t.numpy() for t in gradient_fns[class_i](x))
-            cams = saliency.gradcam_from_gradients(a, grads[None], imgs.shape[1:3])[0]
-            out.append(cams * gb)
-        return np.stack(out)
-
-    return run, backprop_fn
-
-
-def timed(fn, x, repeats=2):
-    fn(x)  # warm-up at the same batch shape
+def per_image(fn, n, repeats=2):
+    """Best seconds per image of `fn()` over `repeats`, after one warm-up call."""
+    fn()
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        result = fn(x)
+        fn()
         best = min(best, time.perf_counter() - t)
-    return best, result
+    return best / n
 
 
-def main():
-    import tensorflow as tf
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backend", choices=("tensorflow", "jax"), default=os.environ.get("KERAS_BACKEND", "tensorflow"))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--images", type=int, default=64, help="images the engine and the floor run over")
+    p.add_argument("--seed-images", type=int, default=None, help="images the seed's structure runs over "
+                   "(default: one batch)")
+    args = p.parse_args(argv)
+    os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported
+
+    from cloud_assets.lib import saliency
+    from cloud_assets.lib.model import configure_device
+    from cloud_assets.lib.store import Store
 
     device = configure_device()
     model = build()
-    x = np.random.default_rng(0).random((N, 224, 224, 3)).astype(np.float32)
-    seed_run, guided_pass = seed_method(model)
-    engine = saliency.Engine(model, LAYER)
+    engine = saliency.Engine(model, "conv5_block16_concat")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (args.images, 224, 224, 3), dtype=np.uint8)
+    batches = [images[s:s + args.batch].astype(np.float32) / 255 for s in range(0, args.images, args.batch)]
+    seed_n = args.seed_images or min(args.batch, args.images)
+    seed_x = images[:seed_n].astype(np.float32) / 255
 
-    def ours(imgs):
-        gb, cams, _ = engine(imgs)
-        return cams * gb[None]
+    def floor():
+        for x in batches:
+            engine.floor(x)
 
-    t_seed, ref = timed(seed_run, x)
-    t_ours, got = timed(ours, x)
-    # the floor is the seed's own guided backprop pass: one guided forward + backward
-    t_floor, _ = timed(lambda imgs: guided_pass(tf.constant(imgs)).numpy(), x)
-    finite = np.isfinite(ref)
-    diff = float(np.abs(got[finite] - ref[finite]).max())
-    print(f"device: {device}; DenseNet121 at 224x224, {N} images, 4 classes")
-    print(f"seed method (predict + 4 x (guided backprop + Grad-CAM)): {t_seed:7.2f}s")
-    print(f"ours (one forward + one guided backward):                {t_ours:7.2f}s")
-    print(f"floor (bare guided forward + backward):                   {t_floor:7.2f}s")
-    print(f"bench saliency: vs_seed={t_seed / t_ours:.2f} vs_floor={t_ours / t_floor:.2f} max_abs_diff={diff:.2e}")
+    def seed():
+        for s in range(0, seed_n, args.batch):
+            x = seed_x[s:s + args.batch]
+            model.predict_on_batch(x)
+            for c in range(engine.classes):
+                gb = saliency.normalize_guided_backprop(engine.input_gradient(x))
+                a, grads = engine.class_gradient(x, c)
+                _ = saliency.gradcam_from_gradients(a, grads[None], x.shape[1:3])[0] * gb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp))
+
+        def ours():
+            with store.staging("saliency_maps") as staged:
+                saliency.write_maps(staged, engine, images, args.batch)
+            store.discard(staged)
+
+        t_floor = per_image(floor, args.images)
+        t_seed = per_image(seed, seed_n, repeats=1)
+        t_ours = per_image(ours, args.images)
+
+    print(f"{device}; DenseNet121 at 224x224, 4 classes, batch {args.batch}")
+    print(f"floor (bare guided forward + backward):          {1 / t_floor:9.1f} images/s  ({args.images} images)")
+    print(f"seed's structure (predict + 4 x (guided backprop + Grad-CAM), numpy post-processing): "
+          f"{1 / t_seed:9.1f} images/s  ({seed_n} images)")
+    print(f"engine end to end (one pass, maps written to the store): {1 / t_ours:9.1f} images/s  ({args.images} images)")
+    print(f"bench saliency: img_per_s={1 / t_ours:.1f} floor_img_per_s={1 / t_floor:.1f} "
+          f"vs_floor={t_floor / t_ours:.2f} vs_seed={t_seed / t_ours:.2f} backend={args.backend} "
+          f"device={device.split(' on ', 1)[1].replace(' ', '_')}")
 
 
 if __name__ == "__main__":

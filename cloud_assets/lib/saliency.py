@@ -125,9 +125,9 @@ def reduce_on_device(a, grads, input_grad):
 class Engine:
     """Compiled guided Grad-CAM for one (model, layer); build once, call per batch.
 
-    `__call__` is the pass the assets use; `input_gradient` (the floor: a bare guided forward and
-    backward) and `class_gradient` (one class's d(y_c)/dA) let the benchmark time the seed's cost
-    structure on the same compiled pieces.
+    `__call__` is the pass the assets use; `floor` (a bare guided forward and backward),
+    `input_gradient` (the same, copied to the host) and `class_gradient` (one class's d(y_c)/dA) let
+    the benchmark time the floor and the seed's cost structure on the same compiled pieces.
     """
 
     def __init__(self, model, layer_name: str | None = None):
@@ -142,23 +142,24 @@ class Engine:
         build = {"tensorflow": _tensorflow_passes, "jax": _jax_passes}.get(self.backend)
         if build is None:
             raise ModelError(f"KERAS_BACKEND={self.backend!r} is not supported; use tensorflow or jax")
-        self._passes, self._floor, self._class_gradient, self._host = build(body, head, self.classes)
+        self._passes, self._floor, self._class_gradient, self._host, self._sync = build(body, head, self.classes)
 
     def __call__(self, images: np.ndarray):
         """(guided backprop `(n, H, W)`, Grad-CAM at the layer's resolution `(classes, n, h, w)`,
         probabilities `(n, classes)`), float32 numpy, for float32 images in [0, 1]."""
         return tuple(self._host(t) for t in self._passes(images))
 
-    def input_gradient(self, images: np.ndarray):
-        """The guided input gradient `(n, H, W, 3)`, left on the device."""
-        return self._floor(images)
+    def floor(self, images: np.ndarray) -> None:
+        """The bare guided forward and backward pass to the input, waited for, nothing copied back."""
+        self._sync(self._floor(images))
+
+    def input_gradient(self, images: np.ndarray) -> np.ndarray:
+        """The guided input gradient `(n, H, W, 3)`, numpy: the seed's guided backprop call."""
+        return self._host(self._floor(images))
 
     def class_gradient(self, images: np.ndarray, c: int):
         """(A, d y_c / dA), numpy: one class's Grad-CAM gradient, as the seed computes it per class."""
         return tuple(self._host(t) for t in self._class_gradient(images, c))
-
-    def to_host(self, tensor) -> np.ndarray:
-        return self._host(tensor)
 
 
 def _tensorflow_passes(body, head, classes):
@@ -203,17 +204,17 @@ def _tensorflow_passes(body, head, classes):
     return (lambda x: passes(tf.convert_to_tensor(x, tf.float32)),
             lambda x: floor(tf.convert_to_tensor(x, tf.float32)),
             lambda x, c: class_gradient(tf.convert_to_tensor(x, tf.float32), tf.constant(c, tf.int32)),
-            host)
+            host, lambda t: tf.reduce_sum(t).numpy())
 
 
 def _jax_passes(body, head, classes):
     import jax
     import jax.numpy as jnp
 
-    def values(model):
-        return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-
-    weights = (values(body), values(head))
+    def weights():
+        """The variables' current arrays, read per call: Keras' own predict replaces (donates) them."""
+        return tuple(([v.value for v in m.trainable_variables], [v.value for v in m.non_trainable_variables])
+                     for m in (body, head))
 
     def run(model, state, x):
         return model.stateless_call(*state, x, training=False)[0]
@@ -242,10 +243,10 @@ def _jax_passes(body, head, classes):
     def host(t):
         return np.asarray(jax.device_get(t), np.float32)
 
-    return (lambda x: passes(weights, jnp.asarray(x, jnp.float32)),
-            lambda x: floor(weights, jnp.asarray(x, jnp.float32)),
-            lambda x, c: class_gradient(weights, jnp.asarray(x, jnp.float32), c),
-            host)
+    return (lambda x: passes(weights(), jnp.asarray(x, jnp.float32)),
+            lambda x: floor(weights(), jnp.asarray(x, jnp.float32)),
+            lambda x, c: class_gradient(weights(), jnp.asarray(x, jnp.float32), c),
+            host, lambda t: t.block_until_ready())
 
 
 def upsample(gradcam: np.ndarray, size) -> np.ndarray:
@@ -339,6 +340,25 @@ def iter_batches(model, images, layer_name: str | None = None, batch_size: int =
     for start, gb, cams, probs in prefetch(computed()):
         yield start, gb, cams, probs
         progress.advance(len(gb))
+
+
+def write_maps(staged, engine: Engine, images, batch_size: int = 32, report: Report | None = None) -> np.ndarray:
+    """Fill `staged` (a store `Bundle`) with `gradcam` `(classes, n, h, w)` float32 at the layer's
+    resolution and `guided_backprop` `(n, H, W)` float16 for uint8 BGR `images`, batch by batch into
+    memory-mapped files, each batch written while the next is computed; returns the probabilities
+    `(n, classes)`."""
+    n, h, w = images.shape[:3]
+    cams = staged.new_array("gradcam", (engine.classes, n, *engine.layer_size), np.float32)
+    guided = staged.new_array("guided_backprop", (n, h, w), np.float16)
+    probabilities = np.empty((n, engine.classes), np.float32)
+    for i, gb, cam, probs in iter_batches(None, images, batch_size=batch_size, report=report, engine=engine):
+        guided[i:i + len(gb)] = gb
+        cams[:, i:i + len(gb)] = cam
+        probabilities[i:i + len(gb)] = probs
+        release(guided, cams)
+    cams.flush()
+    guided.flush()
+    return probabilities
 
 
 def _collect(model, images, layer_name, batch_size):

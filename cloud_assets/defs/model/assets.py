@@ -13,7 +13,7 @@ from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
-from cloud_assets.lib.store import Bundle, release
+from cloud_assets.lib.store import Bundle
 
 
 @dg.observable_source_asset(group_name="model")
@@ -91,28 +91,19 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
 
 def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report):
     """(probabilities, the `saliency_maps` output) from one guided Grad-CAM pass."""
-    n, h, w = images.shape[:3]
-    y_pred = np.empty((n, len(classes)), np.float32)
     engine = saliency.Engine(net, info.gradcam_layer)
     context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer} "
                      f"({engine.layer_size[0]}x{engine.layer_size[1]})")
     with var.staging(SALIENCY_MAPS) as staged:
-        cams = staged.new_array("gradcam", (len(classes), n, *engine.layer_size), np.float32)
-        guided = staged.new_array("guided_backprop", (n, h, w), np.float16)
         start = time.monotonic()
-        for i, gb, cam, probs in saliency.iter_batches(net, images, batch_size=batch_size, report=report,
-                                                       engine=engine):
-            guided[i:i + len(gb)] = gb
-            cams[:, i:i + len(gb)] = cam
-            y_pred[i:i + len(gb)] = probs
-            release(guided, cams)
+        y_pred = saliency.write_maps(staged, engine, images, batch_size, report)
         secs = time.monotonic() - start
-        cams.flush()
-        guided.flush()
         staged.put("images", names)
         staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
                             "model_sha256": digest})
+    n = len(images)
     return y_pred, dg.Output(staged, output_name="saliency_maps", metadata={
-        "gradcam_shape": str(cams.shape), "guided_backprop_shape": str(guided.shape),
+        "gradcam_shape": str(staged.array("gradcam").shape),
+        "guided_backprop_shape": str(staged.array("guided_backprop").shape),
         "storage_mb": round(staged.nbytes() / 2 ** 20, 1), "seconds_per_image": round(secs / max(n, 1), 4),
         "device": device, "layer": info.gradcam_layer, "images_per_s": round(n / max(secs, 1e-9), 1)})
