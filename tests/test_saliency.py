@@ -129,3 +129,11 @@ def test_the_model_is_not_mutated(densenet, images):
     saliency.guided_gradcam(densenet, images[:2])
     assert all(np.array_equal(a, b) for a, b in zip(before, densenet.get_weights()))
     assert activations == [getattr(l, "activation", None) for l in densenet.layers]
+
+
+def test_one_engine_per_model_and_layer_serves_every_call(densenet, images):
+    first = saliency.engine_for(densenet)
+    saliency.guided_gradcam(densenet, images[:2])
+    saliency.gradcam(densenet, images[:2])
+    assert saliency.engine_for(densenet) is first
+    assert saliency.engine_for(densenet, "conv4_block2_concat") is not first

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 
 import cv2
@@ -160,6 +161,18 @@ class Engine:
     def class_gradient(self, images: np.ndarray, c: int):
         """(A, d y_c / dA), numpy: one class's Grad-CAM gradient, as the seed computes it per class."""
         return tuple(self._host(t) for t in self._class_gradient(images, c))
+
+
+_ENGINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def engine_for(model, layer_name: str | None = None) -> Engine:
+    """The one Engine of (`model`, layer), built on first use and kept while the model lives."""
+    engines = _ENGINES.setdefault(model, {})
+    layer = gradcam_layer(model, layer_name)
+    if layer not in engines:
+        engines[layer] = Engine(model, layer)
+    return engines[layer]
 
 
 def _tensorflow_passes(body, head, classes):
@@ -330,7 +343,7 @@ def iter_batches(model, images, layer_name: str | None = None, batch_size: int =
     """Yield `(start, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1]
     images; Grad-CAM at the layer's resolution. Images are read one batch ahead, and each batch's
     pass runs while the caller handles the previous one."""
-    engine = engine or Engine(model, layer_name)
+    engine = engine or engine_for(model, layer_name)
     progress = Progress(len(images), report)
 
     def computed():

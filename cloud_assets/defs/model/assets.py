@@ -91,7 +91,7 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
 
 def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report):
     """(probabilities, the `saliency_maps` output) from one guided Grad-CAM pass."""
-    engine = saliency.Engine(net, info.gradcam_layer)
+    engine = saliency.engine_for(net, info.gradcam_layer)
     context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer} "
                      f"({engine.layer_size[0]}x{engine.layer_size[1]})")
     with var.staging(SALIENCY_MAPS) as staged:
