@@ -5,12 +5,13 @@ from cloud_assets.defs.analysis import assets as analysis
 from cloud_assets.defs.data import assets as data_assets
 from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.resources import build_resources
+from cloud_assets.defs.review import assets as review_assets
 
 DATA_ASSETS = [data_assets.label_table, data_assets.train_val_split, data_assets.image_cache,
                data_assets.val_masks, data_assets.dark_image_counts]
 AUDIT = [model_assets.model_pass, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
          analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
-         analysis.label_issues]
+         analysis.label_issues, review_assets.corrected_labels]
 CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright: no browser download
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]

@@ -23,6 +23,11 @@ class DatasetResource(dg.ConfigurableResource):
     input_size: str = "224x224"  # HEIGHTxWIDTH: the model input the images and masks are resized to
     image_height: int = 0     # original image size; 0: the most common size among train_images/
     image_width: int = 0
+    review_path: str = ""     # the reviewer's label_review.csv; empty: <data_dir>/label_review.csv
+
+    @property
+    def review_file(self) -> Path:
+        return Path(self.review_path) if self.review_path else self.root / "label_review.csv"
 
     @property
     def root(self) -> Path:

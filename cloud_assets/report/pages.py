@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUES_SHOWN, MARK_LEVELS, PRECISION_LEVEL
-from cloud_assets.lib import saliency, thresholds
+from cloud_assets.lib import review, saliency, thresholds
 from cloud_assets.lib.attention import BOX_COLUMNS
 from cloud_assets.report import charts, images
 
@@ -44,6 +44,8 @@ class ReportData:
     precision_level: int
     issues: pd.DataFrame            # label_issues, most likely first
     health: float                   # cleanlab's overall multi-label health score
+    review: pd.DataFrame            # corrected_labels: the reviewer's decisions (image, class, decision, ...)
+    review_summary: dict            # corrected_labels: counts, and the matches with injected errors if known
 
 
 class Page:
@@ -83,13 +85,13 @@ def table_md(df: pd.DataFrame) -> str:
 
 def gallery(items: list[dict], css: str = "") -> str:
     """Thumbnails that open full size; `items` have thumb, full, caption, kind ('tp'|'fp'|'dark'|'issue')
-    and optionally `data` (data-* attributes, for filtering)."""
+    and optionally `data` (data-* attributes, for filtering) and `controls` (HTML below the caption)."""
     figures = []
     for it in items:
         data = "".join(f' data-{k}="{esc(v)}"' for k, v in it.get("data", {}).items())
         figures.append(f'<figure class="thumb {it["kind"]}"{data}><a href="{esc(it["full"])}" target="_blank">'
                        f'<img src="{esc(it["thumb"])}" alt="{esc(it["caption"])}" loading="eager"></a>'
-                       f'<figcaption>{esc(it["caption"])}</figcaption></figure>')
+                       f'<figcaption>{esc(it["caption"])}</figcaption>{it.get("controls", "")}</figure>')
     return f'<div class="gallery {css}">' + "".join(figures) + "</div>"
 
 
@@ -255,15 +257,46 @@ def dark_page(data: ReportData, img_dir: Path, file: str) -> Page:
     return page
 
 
-FILTER_JS = """<script>document.addEventListener("DOMContentLoaded", () => {
-  const pick = () => {
-    const c = document.getElementById("f-class").value, k = document.getElementById("f-kind").value;
-    document.querySelectorAll(".issues figure").forEach(f => {
-      f.style.display = (!c || f.dataset.class === c) && (!k || f.dataset.kind === k) ? "" : "none";
-    });
-  };
-  ["f-class", "f-kind"].forEach(id => document.getElementById(id).addEventListener("change", pick));
-});</script>"""
+def _review_progress(data: ReportData, top: pd.DataFrame) -> str:
+    """What `corrected_labels` applied: decisions per kind and class of the listed candidates, and on a
+    synthetic dataset how many accepted ones name an injected error."""
+    s = data.review_summary
+    if not s["reviewed"]:
+        return (f"No review applied yet (`corrected_labels` found no decisions in `{esc(s['review_path'])}`). "
+                f"The counter above counts the decisions made in this browser.")
+    text = (f"From `{esc(s['review_path'])}`: {s['reviewed']} decisions, {s['accepted']} accepted and "
+            f"{s['rejected']} rejected; {s['changes']} labels changed in `train_corrected.csv`, "
+            f"{s['proposed_masks']} of them with a proposed box as mask.")
+    injected = s.get("injected") or {}
+    if injected:
+        text += (f" Against the injected errors (`label_noise.csv`, {injected['injected']} errors): "
+                 f"{injected['accepted_injected']} of the {injected['accepted']} accepted decisions name one, "
+                 f"{injected['rejected_injected']} of the {injected['rejected']} rejected ones do.")
+    table = review.progress(data.review, top)
+    return text + "\n\n" + table_md(table[table["listed"] > 0])
+
+
+REVIEW_HELP = (
+    "Accept a candidate when the label is wrong as suggested, reject it when the label is right. Accepting "
+    "removes a **spurious label** (or, with a class chosen, moves its mask to that class), moves the mask of "
+    "the chosen class to the candidate's class for a **class confusion**, adds a **missing label** with the "
+    "proposed box as its mask, and replaces a **loose mask** by the proposed box; a **no-data artefact** "
+    "changes nothing. Keys: `a` accept, `r` reject, `n`/`j` next, `p`/`k` previous. Decisions stay in this "
+    "browser; **Download review** writes `label_review.csv`: place it in the dataset folder and materialize "
+    "`corrected_labels` for `train_corrected.csv` (see the README).")
+CLASS_CHANGE = {"spurious label": "move mask to", "class confusion": "mask of"}
+
+
+def _review_controls(r: dict, class_names) -> str:
+    """Accept / Reject buttons, and for a class change the proposed class (editable)."""
+    html_ = '<button class="accept" type="button">Accept</button> <button class="reject" type="button">Reject</button>'
+    if r["kind"] in CLASS_CHANGE:
+        others = [c for c in class_names if c != r["class"]]
+        blank = '<option value="">(remove)</option>' if r["kind"] == "spurious label" else ""
+        options = "".join(f'<option value="{esc(c)}"{" selected" if c == r["other_class"] else ""}>{esc(c)}</option>'
+                          for c in others)
+        html_ += f' <label>{CLASS_CHANGE[r["kind"]]} <select class="new-class">{blank}{options}</select></label>'
+    return f'<div class="review-controls">{html_}</div>'
 
 
 def _select(element_id: str, label: str, values) -> str:
@@ -284,9 +317,13 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
     top = data.issues.head(ISSUES_SHOWN)
     kinds = data.issues.head(ISSUES_COUNTED)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
     page.chart(charts.bars(kinds, "kind", "labels", f"Suspected kind among the {ISSUES_COUNTED} top candidates", "kind", "labels"))
+    page.add("## Review")
+    page.add(REVIEW_HELP)
+    page.add(f'<div class="review-bar" id="review" data-dataset="{esc(data.data_dir.resolve())}">'
+             f'<span id="review-count"></span> <button id="review-download" type="button">Download review</button> '
+             f'<button id="review-clear" type="button">Forget decisions</button></div>')
     page.add(f'<div class="filters">{_select("f-class", "Class", data.class_names)} '
              f'{_select("f-kind", "Kind", sorted(top["kind"].unique()))}</div>')
-    page.add(FILTER_JS)
     items = []
     for k, r in enumerate(top.to_dict("records")):
         c, i = data.class_names.index(r["class"]), int(r["index"])
@@ -306,12 +343,15 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         if r["label"]:
             caption += f"; mask without evidence {r['cam_empty']:.0%}, proposed box IoU {r['box_iou']:.2f}"
         items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "kind": "issue", "caption": caption,
-                      "data": {"class": r["class"], "kind": r["kind"]}})
+                      "data": {"image": r["image"], "class": r["class"], "kind": r["kind"], "score": f"{r['score']:.4f}"},
+                      "controls": _review_controls(r, data.class_names)})
     page.add("Grad-CAM of the class (jet) with every mask outlined (" + ", ".join(
         f"{esc(name)}: {esc(color)}" for name, (_, color) in zip(data.class_names,
                                                                 images.mask_colors(len(data.class_names)))) +
         "); the box the classifier proposes for the class, dashed red, beside the labelled one (its outline).")
     page.add(gallery(items, "issues"))
+    page.add("## Review progress")
+    page.add(_review_progress(data, top))
     page.add(f"## Top {ISSUES_LISTED}")
     cols = ["image", "class", "kind", "other_class", "score", "probability", "label", "cleanlab", "attention_score",
             "mask_evidence", "cam_own", "cam_other", "cam_outside", "cam_nodata", "cam_empty", "box_iou"]
@@ -370,7 +410,7 @@ def generate(data: ReportData, img_dir: Path, rng: np.random.Generator, log=prin
 # the assets the report reads, as report_site's inputs
 INPUTS = ("label_table", "train_val_split", "image_cache", "val_masks", "dark_image_counts", "val_predictions",
           "saliency_maps", "threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution",
-          "fn_class_distribution", "label_issues")
+          "fn_class_distribution", "label_issues", "corrected_labels")
 
 
 def gather(inputs: dict, class_names, data_dir: Path, history: pd.DataFrame) -> ReportData:
@@ -397,4 +437,5 @@ def gather(inputs: dict, class_names, data_dir: Path, history: pd.DataFrame) -> 
                "device": summary["device"], "pr_auc": summary["pr_auc"]},
         history=history, precision_level=int(inputs["mistakes"].json("level")["precision_level"]),
         issues=inputs["label_issues"].table("issues"),
-        health=float(inputs["label_issues"].json("health")["overall_health_score"]))
+        health=float(inputs["label_issues"].json("health")["overall_health_score"]),
+        review=inputs["corrected_labels"].table("review"), review_summary=inputs["corrected_labels"].json("summary"))

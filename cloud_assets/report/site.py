@@ -25,6 +25,15 @@ CSS = """
 .gallery figcaption { font-size: 0.65rem; line-height: 1.2; word-break: break-all; }
 .filters { margin: 0.5em 0 1em; font-size: 0.8rem; }
 .filters select { margin: 0 1em 0 0.3em; }
+.review-bar { position: sticky; top: 2.4rem; z-index: 2; background: #fff; padding: 0.4em 0; font-size: 0.8rem; }
+.review-bar button, .review-controls button { font-size: 0.7rem; border: 1px solid #999; border-radius: 3px;
+  padding: 0.1em 0.6em; margin-right: 0.3em; cursor: pointer; background: #f5f5f5; }
+.review-controls { font-size: 0.65rem; margin-top: 0.2em; }
+.gallery figure.current { outline: 3px solid #3f51b5; outline-offset: 2px; }
+.gallery figure.accepted { background: #e3f4e3; }
+.gallery figure.accepted button.accept { background: #2e7d32; color: #fff; }
+.gallery figure.rejected { background: #f6e3e3; }
+.gallery figure.rejected button.reject { background: #c62828; color: #fff; }
 .reading { font-size: 0.9rem; background: #f5f7fa; padding: 0.6em 0.8em; border-left: 3px solid #3f51b5; }
 """
 
@@ -69,13 +78,14 @@ def build(data: pages.ReportData, source_dir: Path, var_dir: Path, log=print) ->
         (docs / "assets").mkdir(exist_ok=True)
         (docs / "assets" / "vega-bundle.js").write_text(vega_bundle(var_dir / ".cache"))
         (docs / "assets" / "report.css").write_text(CSS)
+        shutil.copy(Path(__file__).with_name("review.js"), docs / "assets" / "review.js")
         for page in pages.generate(data, docs / "img", np.random.default_rng(SAMPLE_SEED), log):
             (docs / page.name).parent.mkdir(parents=True, exist_ok=True)
             (docs / page.name).write_text(page.text())
         config = yaml.safe_load((source_dir / "mkdocs.yml").read_text())
         config.update({
             "docs_dir": str(docs), "site_dir": str(built.path), "use_directory_urls": False,
-            "extra_javascript": ["assets/vega-bundle.js"], "extra_css": ["assets/report.css"],
+            "extra_javascript": ["assets/vega-bundle.js", "assets/review.js"], "extra_css": ["assets/report.css"],
             "nav": pages.navigation(data.class_names),
         })
         config["theme"]["font"] = False  # no Google Fonts: the site works offline

@@ -1,0 +1,184 @@
+"""A reviewer's decisions on the label-issue candidates (`label_review.csv`, written by the report's
+Label issues page) and the corrected `train.csv` they give.
+
+One row per reviewed candidate: `image,class,decision,new_class,score,kind,reviewed_at`, decision
+`accept` or `reject`; the last row of a candidate counts. An accepted candidate changes the labels
+by its kind:
+
+| kind             | accept                                                                     |
+|------------------|----------------------------------------------------------------------------|
+| spurious label   | the label is removed; with `new_class`, its mask moves to that class       |
+| class confusion  | the mask labelled `new_class` is this class's: it moves to this class      |
+| missing label    | the class is added, its mask the box the classifier proposes (a proposal)  |
+| loose mask       | the mask is replaced by the box the classifier proposes (a proposal)       |
+| no-data artefact | nothing: the classifier, not the label, is at fault                        |
+
+A mask that moves to a class that has one already is merged with it (their union). The proposed
+box is the bounding box of the largest region where the class's Grad-CAM exceeds half its maximum
+(`lib.attention.proposed_box`), drawn dashed red on the page, as rectangular as the annotators'
+own boxes; every proposed mask is listed in a side file so that it can be redrawn by hand.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cloud_assets.lib import rle
+from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.lib.labels import DatasetError
+
+COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed_at")
+DECISIONS = ("accept", "reject")
+KINDS = ("spurious label", "class confusion", "missing label", "loose mask", "no-data artefact")
+SHOWN_ERRORS = 20
+
+
+class ReviewError(DatasetError):
+    """A review file that cannot be applied; the message names the file and each bad line, which
+    `problems` lists as (where, what)."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.problems = list(problems) or [(message.partition(": ")[0], message.partition(": ")[2])]
+
+
+def read(path: Path, images, class_names) -> pd.DataFrame:
+    """The decisions in `path`, checked against the dataset's `images` and `class_names`, with a
+    `line` column (header = 1); the last decision per (image, class). ReviewError lists every bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReviewError(f"{path}: no review file; download it from the report's Label issues page "
+                          f"('Download review') and place it here")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ReviewError(f"{path}: not a readable CSV ({e})") from None
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ReviewError(f"{path}: missing column(s) {', '.join(missing)}; expected the header {','.join(COLUMNS)}")
+    df = df[list(COLUMNS)].copy()
+    df["line"] = np.arange(2, len(df) + 2)
+    known_images, known_classes = set(images), set(class_names)
+    problems = []
+    for r in df.itertuples(index=False):
+        where = f"{path} line {r.line}"
+        if r.image not in known_images:
+            problems.append((where, f"image {r.image!r} is not in the dataset's train.csv"))
+        if r[1] not in known_classes:
+            problems.append((where, f"class {r[1]!r} is not one of the dataset's classes ({', '.join(class_names)})"))
+        if r.decision not in DECISIONS:
+            problems.append((where, f"decision {r.decision!r} is not one of {', '.join(DECISIONS)}"))
+        if r.new_class and r.new_class not in known_classes:
+            problems.append((where, f"new_class {r.new_class!r} is not one of the dataset's classes"))
+        if r.kind not in KINDS:
+            problems.append((where, f"kind {r.kind!r} is not one of {', '.join(KINDS)}"))
+        elif r.decision == "accept" and r.kind == "class confusion" and not r.new_class:
+            problems.append((where, "an accepted class confusion needs new_class, the class whose mask moves"))
+    _raise(problems)
+    return df.drop_duplicates(["image", "class"], keep="last").reset_index(drop=True)
+
+
+def _raise(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        more = f"\n... and {len(problems) - SHOWN_ERRORS} more" if len(problems) > SHOWN_ERRORS else ""
+        raise ReviewError(f"{len(problems)} problem(s) in the review; nothing was written:\n"
+                          + "\n".join(f"{w}: {m}" for w, m in problems[:SHOWN_ERRORS]) + more, problems)
+
+
+def box_mask(box, shape: tuple[int, int]) -> np.ndarray:
+    """uint8 `shape` mask of a box given as shares of the side (top, left, bottom, right)."""
+    h, w = shape
+    mask = np.zeros(shape, np.uint8)
+    top, left, bottom, right = (int(round(v * n)) for v, n in zip(box, (h, w, h, w)))
+    mask[top:bottom, left:right] = 1
+    return mask
+
+
+def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape: tuple[int, int],
+          path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(corrected train.csv rows `Image_Label,EncodedPixels` in the original order, the changes made
+    `image,class,action,line`, the proposed masks `image,class,kind,box_top..box_right,line`).
+
+    `train` is train.csv as read (`Image_Label,EncodedPixels`), `issues` the `label_issues` table
+    (for the proposed boxes), `shape` the original images' (height, width), `path` the review file
+    (named in errors). ReviewError when an accepted decision does not fit the labels."""
+    enc = dict(zip(train["Image_Label"], train["EncodedPixels"]))
+    boxes = issues.set_index(["image", "class"])[list(BOX_COLUMNS)]
+    changes, proposed, problems = [], [], []
+
+    def labelled(image, cls):
+        return not rle.is_empty(enc.get(f"{image}_{cls}", ""))
+
+    def union(a: str, b: str) -> str:
+        return rle.encode(rle.decode(a, shape) | rle.decode(b, shape)) if not rle.is_empty(b) else a
+
+    for r in review[review["decision"] == "accept"].itertuples(index=False):
+        image, cls, where = r.image, r[1], f"{path} line {r.line}"
+        key = f"{image}_{cls}"
+        if r.kind in ("spurious label", "loose mask") and not labelled(image, cls):
+            problems.append((where, f"{cls} is not labelled on {image}; the label has changed since the review"))
+            continue
+        if r.kind == "spurious label":
+            if r.new_class and r.new_class != cls:
+                target = f"{image}_{r.new_class}"
+                enc[target] = union(enc[key], enc.get(target, ""))
+                changes.append((image, cls, f"moved to {r.new_class}", r.line))
+            else:
+                changes.append((image, cls, "removed", r.line))
+            enc[key] = ""
+        elif r.kind == "class confusion":
+            source = f"{image}_{r.new_class}"
+            if not labelled(image, r.new_class):
+                problems.append((where, f"{r.new_class} is not labelled on {image}, so it has no mask to move"))
+                continue
+            enc[key] = union(enc[source], enc.get(key, ""))
+            enc[source] = ""
+            changes.append((image, r.new_class, f"moved to {cls}", r.line))
+        elif r.kind in ("missing label", "loose mask"):
+            if r.kind == "missing label" and labelled(image, cls):
+                problems.append((where, f"{cls} is labelled on {image} already"))
+                continue
+            box = boxes.loc[(image, cls)].to_numpy(float) if (image, cls) in boxes.index else None
+            if box is None or any(math.isnan(v) for v in box):
+                problems.append((where, f"no proposed box for {image} {cls} (not a current candidate, or its "
+                                f"Grad-CAM is empty); draw the mask by hand"))
+                continue
+            enc[key] = rle.encode(box_mask(box, shape))
+            changes.append((image, cls, "added (proposed box)" if r.kind == "missing label"
+                            else "mask replaced (proposed box)", r.line))
+            proposed.append((image, cls, r.kind, *box, r.line))
+    _raise(problems)
+    corrected = pd.DataFrame({"Image_Label": train["Image_Label"],
+                              "EncodedPixels": [enc[k] for k in train["Image_Label"]]})
+    return (corrected, pd.DataFrame(changes, columns=["image", "class", "action", "line"]),
+            pd.DataFrame(proposed, columns=["image", "class", "kind", *BOX_COLUMNS, "line"]))
+
+
+def progress(review: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
+    """Per kind and class of the listed `candidates` (image, class, kind): how many are listed,
+    reviewed, accepted and rejected."""
+    merged = candidates[["image", "class", "kind"]].merge(review[["image", "class", "decision"]],
+                                                          on=["image", "class"], how="left")
+    merged["decision"] = merged["decision"].fillna("")
+    return (merged.assign(listed=1, reviewed=merged["decision"] != "", accepted=merged["decision"] == "accept",
+                          rejected=merged["decision"] == "reject")
+            .groupby(["kind", "class"], sort=True)[["listed", "reviewed", "accepted", "rejected"]].sum()
+            .astype(int).reset_index())
+
+
+def injected_matches(review: pd.DataFrame, manifest: pd.DataFrame) -> dict:
+    """On a synthetic dataset: of the accepted decisions, how many name an injected error
+    (`label_noise.csv`: image, class, kind, labelled_as; a swap counts from either class)."""
+    accepted = review[review["decision"] == "accept"]
+    injected = set(zip(manifest["image"], manifest["class"]))
+    injected |= {(i, c) for i, c in zip(manifest["image"], manifest.get("labelled_as", pd.Series(dtype=str)))
+                 if isinstance(c, str) and c}
+    hits = sum((i, c) in injected or (i, n) in injected
+               for i, c, n in zip(accepted["image"], accepted["class"], accepted["new_class"]))
+    rejected = review[review["decision"] == "reject"]
+    missed = sum((i, c) in injected for i, c in zip(rejected["image"], rejected["class"]))
+    return {"accepted": len(accepted), "accepted_injected": int(hits), "rejected": len(rejected),
+            "rejected_injected": int(missed), "injected": len(manifest)}

@@ -1,0 +1,148 @@
+"""The reviewer's decisions: read and checked line by line, applied to train.csv by kind, and the
+corrected_labels asset's blocking check (a bad review writes nothing)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from cloud_assets.lib import review, rle
+from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.lib.store import Store
+from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
+
+CLASSES = ["Fish", "Flower", "Sugar", "Gravel"]
+SHAPE = (10, 20)
+
+
+def _mask(rows, cols) -> str:
+    m = np.zeros(SHAPE, np.uint8)
+    m[rows, cols] = 1
+    return rle.encode(m)
+
+
+FISH_A, SUGAR_A, GRAVEL_B = _mask(slice(0, 4), slice(0, 5)), _mask(slice(5, 9), slice(10, 20)), _mask(slice(2, 8), slice(3, 9))
+TRAIN = pd.DataFrame({"Image_Label": [f"{i}_{c}" for i in ("a.jpg", "b.jpg") for c in CLASSES],
+                      "EncodedPixels": [FISH_A, "", SUGAR_A, "", "", "", "", GRAVEL_B]})
+ISSUES = pd.DataFrame({"image": ["a.jpg", "a.jpg", "b.jpg", "b.jpg"], "class": ["Flower", "Sugar", "Fish", "Sugar"],
+                       "kind": ["missing label", "loose mask", "missing label", "class confusion"],
+                       **dict(zip(BOX_COLUMNS, np.array([[0.1, 0.5, 0.5, 1.0], [0.0, 0.0, 0.2, 0.25],
+                                                         [np.nan] * 4, [0.0, 0.0, 1.0, 1.0]]).T))})
+
+
+def _review(tmp_path, rows, name="label_review.csv"):
+    path = tmp_path / name
+    frame = pd.DataFrame(rows, columns=["image", "class", "decision", "new_class", "kind"])
+    frame.assign(score="0.9", reviewed_at="2026-11-28T00:00:00Z")[list(review.COLUMNS)].to_csv(path, index=False)
+    return path
+
+
+def _apply(path):
+    decisions = review.read(path, ["a.jpg", "b.jpg"], CLASSES)
+    corrected, changes, proposed = review.apply(TRAIN, decisions, ISSUES, SHAPE, path)
+    return corrected.set_index("Image_Label")["EncodedPixels"], changes, proposed
+
+
+def test_each_kind_changes_the_labels_as_accepted(tmp_path):
+    path = _review(tmp_path, [
+        ("a.jpg", "Fish", "accept", "Gravel", "spurious label"),     # the Fish mask is Gravel's
+        ("a.jpg", "Flower", "accept", "", "missing label"),          # Flower added: the proposed box
+        ("a.jpg", "Sugar", "accept", "", "loose mask"),              # Sugar's mask replaced by the box
+        ("b.jpg", "Sugar", "accept", "Gravel", "class confusion"),   # the Gravel mask is Sugar's
+        ("b.jpg", "Fish", "reject", "", "missing label"),
+    ])
+    enc, changes, proposed = _apply(path)
+    assert enc["a.jpg_Fish"] == "" and enc["a.jpg_Gravel"] == FISH_A
+    flower = rle.decode(enc["a.jpg_Flower"], SHAPE)
+    assert flower.sum() == 4 * 10 and flower[1:5, 10:20].all()       # rows 0.1-0.5 of 10, columns 0.5-1.0 of 20
+    assert rle.decode(enc["a.jpg_Sugar"], SHAPE)[0:2, 0:5].all() and rle.decode(enc["a.jpg_Sugar"], SHAPE).sum() == 10
+    assert enc["b.jpg_Gravel"] == "" and enc["b.jpg_Sugar"] == GRAVEL_B
+    assert enc["b.jpg_Fish"] == ""                                   # rejected: unchanged
+    assert list(changes["action"]) == ["moved to Gravel", "added (proposed box)", "mask replaced (proposed box)",
+                                       "moved to Sugar"]
+    assert list(zip(proposed["image"], proposed["class"])) == [("a.jpg", "Flower"), ("a.jpg", "Sugar")]
+
+
+def test_a_spurious_label_without_a_class_is_removed_and_a_move_merges(tmp_path):
+    path = _review(tmp_path, [("a.jpg", "Sugar", "accept", "Fish", "spurious label"),
+                              ("b.jpg", "Gravel", "accept", "", "spurious label")])
+    enc, changes, _ = _apply(path)
+    merged = rle.decode(enc["a.jpg_Fish"], SHAPE)
+    assert merged.sum() == rle.decode(FISH_A, SHAPE).sum() + rle.decode(SUGAR_A, SHAPE).sum()
+    assert enc["a.jpg_Sugar"] == "" and enc["b.jpg_Gravel"] == ""
+    assert list(changes["action"]) == ["moved to Fish", "removed"]
+
+
+def test_the_last_decision_of_a_candidate_counts(tmp_path):
+    path = _review(tmp_path, [("a.jpg", "Fish", "accept", "", "spurious label"),
+                              ("a.jpg", "Fish", "reject", "", "spurious label")])
+    enc, changes, _ = _apply(path)
+    assert enc["a.jpg_Fish"] == FISH_A and changes.empty
+
+
+@pytest.mark.parametrize("row,message", [
+    (("c.jpg", "Fish", "accept", "", "spurious label"), "line 2: image 'c.jpg' is not in the dataset"),
+    (("a.jpg", "Cloud", "accept", "", "spurious label"), "line 2: class 'Cloud' is not one of"),
+    (("a.jpg", "Fish", "maybe", "", "spurious label"), "line 2: decision 'maybe' is not one of accept, reject"),
+    (("a.jpg", "Fish", "accept", "Cloud", "spurious label"), "line 2: new_class 'Cloud'"),
+    (("a.jpg", "Flower", "accept", "", "class confusion"), "line 2: an accepted class confusion needs new_class"),
+])
+def test_bad_rows_are_named_by_file_and_line(tmp_path, row, message):
+    path = _review(tmp_path, [row])
+    with pytest.raises(review.ReviewError, match=message) as e:
+        _apply(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("row,message", [
+    (("a.jpg", "Flower", "accept", "", "spurious label"), "Flower is not labelled on a.jpg"),
+    (("b.jpg", "Fish", "accept", "", "missing label"), "no proposed box for b.jpg Fish"),
+    (("a.jpg", "Fish", "accept", "", "missing label"), "Fish is labelled on a.jpg already"),
+    (("a.jpg", "Flower", "accept", "Gravel", "class confusion"), "Gravel is not labelled on a.jpg"),
+])
+def test_decisions_that_do_not_fit_the_labels_are_refused(tmp_path, row, message):
+    path = _review(tmp_path, [("a.jpg", "Fish", "reject", "", "spurious label"), row])
+    with pytest.raises(review.ReviewError, match=f"line 3: .*{message}"):
+        _apply(path)
+
+
+def test_progress_and_injected_matches():
+    decisions = pd.DataFrame({"image": ["a.jpg", "b.jpg", "b.jpg"], "class": ["Flower", "Sugar", "Fish"],
+                              "decision": ["accept", "accept", "reject"], "new_class": ["", "Gravel", ""]})
+    table = review.progress(decisions, ISSUES).set_index(["kind", "class"])
+    assert table.loc[("missing label", "Flower")].tolist() == [1, 1, 1, 0]
+    assert table.loc[("missing label", "Fish")].tolist() == [1, 1, 0, 1]
+    assert table.loc[("loose mask", "Sugar")].tolist() == [1, 0, 0, 0]
+    manifest = pd.DataFrame({"image": ["a.jpg", "b.jpg", "b.jpg"], "class": ["Flower", "Sugar", "Fish"],
+                             "kind": ["missing", "swapped", "missing"], "labelled_as": ["", "Gravel", ""]})
+    assert review.injected_matches(decisions, manifest) == {
+        "accepted": 2, "accepted_injected": 2, "rejected": 1, "rejected_injected": 1, "injected": 3}
+
+
+@pytest.fixture(scope="module")
+def audited(small_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("review")
+    model = tiny_keras(tmp / "model.keras")
+    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + AUDIT, model)
+    assert result.success, failure_message(result)
+    return tmp, model
+
+
+def test_without_a_review_train_corrected_is_train_csv(audited, small_dataset):
+    tmp, _ = audited
+    corrected = Store(tmp / "var" / "store").get("corrected_labels")
+    assert (corrected.path / "train_corrected.csv").read_bytes() == (small_dataset / "train.csv").read_bytes()
+    assert corrected.json("summary")["reviewed"] == 0
+
+
+def test_a_bad_review_fails_the_blocking_check_and_writes_nothing(audited, small_dataset, tmp_path):
+    tmp, model = audited
+    before = (tmp / "var" / "store" / "corrected_labels").resolve()
+    image = pd.read_csv(small_dataset / "train.csv")["Image_Label"][0].rpartition("_")[0]
+    path = _review(tmp_path, [(image, "Fish", "reject", "", "spurious label"),
+                              (image, "Fish", "acept", "", "spurious label")])
+    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + AUDIT, model, selection=["corrected_labels"],
+                         review_path=str(path))
+    assert not result.success
+    assert f"{path} line 3: decision 'acept' is not one of accept, reject" in failure_message(result)
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("review_applies", False)]
+    assert (tmp / "var" / "store" / "corrected_labels").resolve() == before
