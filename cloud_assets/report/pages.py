@@ -319,7 +319,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
     page.chart(charts.bars(kinds, "kind", "labels", f"Suspected kind among the {ISSUES_COUNTED} top candidates", "kind", "labels"))
     page.add("## Review")
     page.add(REVIEW_HELP)
-    page.add(f'<div class="review-bar" id="review" data-dataset="{esc(data.data_dir.resolve())}">'
+    page.add(f'<div class="review-bar" id="review-bar" data-dataset="{esc(data.data_dir.resolve())}">'
              f'<span id="review-count"></span> <button id="review-download" type="button">Download review</button> '
              f'<button id="review-clear" type="button">Forget decisions</button></div>')
     page.add(f'<div class="filters">{_select("f-class", "Class", data.class_names)} '

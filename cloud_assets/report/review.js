@@ -3,7 +3,7 @@
 // still lists), filters, keyboard shortcuts and a "Download review" button that writes
 // label_review.csv from the page itself. No server.
 document.addEventListener("DOMContentLoaded", () => {
-  const bar = document.getElementById("review");
+  const bar = document.getElementById("review-bar");
   if (!bar) return;
   const KEY = "cloud-assets-review:" + bar.dataset.dataset;
   const COLUMNS = ["image", "class", "decision", "new_class", "score", "kind", "reviewed_at"];
