@@ -71,10 +71,36 @@ def get_probability_for_recall_threshold(recall, thresholds, recall_threshold):
     return probability_threshold_recall
 
 
+def _binary_clf_curve(y_true, y_score):
+    """scikit-learn 0.21's `_binary_clf_curve` (no weights, positive label 1)."""
+    y_true = np.asarray(y_true) == 1
+    y_score = np.asarray(y_score)
+    desc_score_indices = np.argsort(y_score, kind="mergesort")[::-1]
+    y_score = y_score[desc_score_indices]
+    y_true = y_true[desc_score_indices]
+    distinct_value_indices = np.where(np.diff(y_score))[0]
+    threshold_idxs = np.r_[distinct_value_indices, y_true.size - 1]
+    tps = np.cumsum(y_true * 1., dtype=np.float64)[threshold_idxs]
+    fps = 1 + threshold_idxs - tps
+    return fps, tps, y_score[threshold_idxs]
+
+
+def precision_recall_curve(y_true, probas_pred):
+    """scikit-learn 0.21's `precision_recall_curve`, the notebook's, verbatim: it stops when full
+    recall is attained."""
+    fps, tps, thresholds = _binary_clf_curve(y_true, probas_pred)
+    precision = tps / (tps + fps)
+    precision[np.isnan(precision)] = 0
+    recall = tps / tps[-1]
+    # stop when full recall attained and reverse the outputs so recall is decreasing
+    last_ind = tps.searchsorted(tps[-1])
+    sl = slice(last_ind, None, -1)
+    return np.r_[precision[sl], 1], np.r_[recall[sl], 0], thresholds[sl]
+
+
 def threshold_cell(y_true, y_pred, n_classes):
-    """The seed's threshold cell with its stale-curve bug fixed (the curve is computed per class).
-    A level the seed cannot reach (IndexError) is recorded as None."""
-    from sklearn.metrics import precision_recall_curve
+    """The seed's threshold cell with its stale-curve bug fixed (the curve is computed per class), on
+    the notebook's scikit-learn curve. A level the seed cannot reach (IndexError) is recorded as None."""
     prec_maps = [dict() for _ in range(n_classes)]
     rec_maps = [dict() for _ in range(n_classes)]
     for class_i in range(n_classes):

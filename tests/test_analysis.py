@@ -33,6 +33,25 @@ def test_threshold_maps_equal_the_seed_cell_per_class(n, seed_):
     assert maps[maps.kind == "precision"].groupby("class")["probability"].apply(tuple).nunique() > 1
 
 
+def test_the_curve_is_the_notebooks_scikit_learn_curve_and_low_levels_keep_its_thresholds():
+    from sklearn.metrics import precision_recall_curve
+
+    y_true, y_pred = _data(300, np.random.default_rng(3))
+    for c in range(4):
+        ours, old = thresholds.pr_curve(y_true[:, c], y_pred[:, c]), seed.precision_recall_curve(y_true[:, c], y_pred[:, c])
+        for a, b in zip(ours, old):
+            assert np.array_equal(a, b)
+    # today's scikit-learn goes on below full recall: a precision level under the precision at full
+    # recall maps to a lower threshold there than in the notebook
+    precision, recall, thr = precision_recall_curve(y_true[:, 0], y_pred[:, 0])
+    at_full = precision[np.flatnonzero(recall[:len(thr)] >= 1)[-1]]
+    level = int(np.floor(at_full * 100)) - 1
+    newer = seed.get_probability_for_precision_threshold(precision, thr, level / 100)
+    maps = thresholds.threshold_maps(y_true, y_pred)
+    assert thresholds.probability_at(maps, 0, level) > newer
+    assert thresholds.probability_at(maps, 0, level) == thresholds.pr_curve(y_true[:, 0], y_pred[:, 0])[2][0]
+
+
 def test_unreached_precision_is_nan_not_index_error():
     y_true = np.array([[1], [0], [0], [1]])
     y_pred = np.array([[0.1], [0.9], [0.8], [0.2]], np.float32)  # the best score is a negative

@@ -6,6 +6,12 @@ the highest one whose recall is >= r (`get_probability_for_recall_threshold`). T
 one curve, for a stale class index, and uses it for every class; here each class has its own.
 A level that is never reached is NaN (the seed raises IndexError), and so is every level of a
 class without positives (scikit-learn would make up a recall for it).
+
+The curve is the one the notebook's scikit-learn (0.21) returned: it stops at the highest threshold
+that reaches full recall. scikit-learn 1.1 and later go on to the lowest score, where the precision
+keeps falling towards the class's prevalence; with that curve a precision level at or below the
+precision at full recall would map to a lower threshold than the notebook's (more false positives,
+the same recall). `pr_curve` cuts the curve where the notebook's ended.
 """
 from __future__ import annotations
 
@@ -18,12 +24,17 @@ LEVELS = np.arange(10, 100)  # percent
 
 
 def pr_curve(y_true: np.ndarray, y_score: np.ndarray):
-    """scikit-learn's `precision_recall_curve`, with its warnings for a class with no positives silenced."""
+    """(precision, recall, thresholds) as the notebook's scikit-learn returned them: scikit-learn's
+    `precision_recall_curve` from the highest threshold with full recall up (its warnings for a class
+    with no positives silenced). The area under it is the same: the points cut all have recall 1."""
     from sklearn.metrics import precision_recall_curve
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return precision_recall_curve(y_true, y_score)
+        precision, recall, thresholds = precision_recall_curve(y_true, y_score)
+    full = np.flatnonzero(recall[:len(thresholds)] >= 1)
+    start = full[-1] if len(full) else 0
+    return precision[start:], recall[start:], thresholds[start:]
 
 
 def level_thresholds(precision, recall, thresholds, levels=LEVELS):
