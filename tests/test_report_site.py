@@ -127,13 +127,40 @@ def test_every_page_renders_offline_in_chromium(built, served, origin):
             broken = page.evaluate("""() => [...document.images].filter(
                 i => !i.complete || i.naturalWidth === 0).map(i => i.src)""")
             assert not broken, (name, broken)
-            if name in ("index.html", "classes/Gravel.html") and origin == "file":
+            if name in ("index.html", "classes/Gravel.html", "dark.html", "issues.html") and origin == "file":
                 page.screenshot(path=str(ARTIFACTS / f"report-{name.replace('/', '-')}.png"), full_page=True)
         if origin == "file":
             assert page.goto(f"{base}/index.html") and page.locator("div.chart").count() >= 3
         browser.close()
     assert not outside, outside
     assert not errors, errors
+
+
+def test_a_precision_level_outside_the_confusion_levels_is_computed_and_shown(built, small_dataset):
+    import numpy as np
+
+    from cloud_assets.lib import thresholds
+    from cloud_assets.lib.store import Store
+
+    var, _, model, instance = built
+    result = materialize(small_dataset, var, ALL, model, instance=instance,
+                         selection=["mistakes", "report_site"],
+                         run_config={"ops": {"mistakes": {"config": {"precision_level": 85}}}})
+    assert result.success, failure_message(result)
+    store = Store(var / "store")
+    assert 85 not in set(store.get("confusion_matrices").table("matrices")["level"])
+    preds = store.get("val_predictions")
+    cut = thresholds.probability_at(store.get("threshold_maps").table("maps"), 0, 85)
+    tp = int(((preds.array("probabilities")[:, 0] >= cut) & (preds.array("y_true")[:, 0] == 1)).sum())
+    page = (var / "site" / "classes" / "Fish.html").read_text()
+    assert "At 85% precision (the configured level)" in page
+    if not np.isnan(cut):
+        assert f"At 85% precision (probability ≥ {cut:.3f}) the classifier finds {tp} of" in page
+    index = (var / "site" / "index.html").read_text()
+    assert "85% precision" in index and "Findings" in index and "What the false positives carry" in index
+    # back to the fixture's level for the other tests
+    result = materialize(small_dataset, var, ALL, model, instance=instance, selection=["mistakes", "report_site"])
+    assert result.success, failure_message(result)
 
 
 HOSTILE = "<script>x<img src=x onerror=window.pwned=1>"

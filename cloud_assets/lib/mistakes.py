@@ -29,6 +29,24 @@ def normalize_rows(matrices: np.ndarray) -> np.ndarray:
         return np.where(sums > 0, matrices / sums, np.nan)
 
 
+def confusion_table(y_true: np.ndarray, y_pred: np.ndarray, maps: pd.DataFrame, levels, class_names) -> pd.DataFrame:
+    """One row per (class, precision level): `class`, `level`, `threshold` (from the threshold `maps`),
+    `tn`, `fp`, `fn`, `tp` and their row-normalized `*_rate`s."""
+    from cloud_assets.lib.thresholds import cut_at
+
+    rows = []
+    for level in levels:
+        cut = cut_at(maps, len(class_names), level)
+        matrices = confusion(y_true, binarize(y_pred, cut))
+        normalized = normalize_rows(matrices)
+        for c, name in enumerate(class_names):
+            (tn, fp), (fn, tp) = matrices[c]
+            (ntn, nfp), (nfn, ntp) = normalized[c]
+            rows.append({"class": name, "level": level, "threshold": cut[c], "tn": tn, "fp": fp, "fn": fn, "tp": tp,
+                         "tn_rate": ntn, "fp_rate": nfp, "fn_rate": nfn, "tp_rate": ntp})
+    return pd.DataFrame(rows)
+
+
 def outcome_indices(y_true_c: np.ndarray, y_pred_c: np.ndarray, threshold: float):
     """(tp, fp, fn) image indices for one class, as the seed's `get_fp_tp_fn_indices`."""
     with np.errstate(invalid="ignore"):

@@ -76,6 +76,13 @@ def probability_at(maps: pd.DataFrame, class_index: int, level: int, kind: str =
     return float(row["probability"].iloc[0])
 
 
+def cut_at(maps: pd.DataFrame, n_classes: int, level: int) -> np.ndarray:
+    """Every class's probability threshold at precision `level` (NaN where never reached)."""
+    if not 10 <= level <= 99:
+        raise ValueError(f"precision level {level} is outside 10..99")
+    return np.array([probability_at(maps, c, level) for c in range(n_classes)])
+
+
 def pr_auc(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Per-class area under the PR curve (`sklearn.metrics.auc(recall, precision)`), NaN without positives."""
     from sklearn.metrics import auc

@@ -69,3 +69,30 @@ def confusion(matrix: pd.DataFrame, class_name: str, value: str, title: str, fmt
                                               color=alt.condition(f"datum.{value} > 0.5 * {matrix[value].max() or 1}",
                                                                   alt.value("white"), alt.value("black")))
     return _spec(alt.layer(cells, text))
+
+
+def pie(df: pd.DataFrame, category: str, value: str, title: str, sort=None) -> dict:
+    """A pie of `value` per `category`, each slice labelled with its percentage (the notebook's pie)."""
+    df = df[df[value] > 0].copy()
+    df["share"] = df[value] / max(df[value].sum(), 1)
+    df["label"] = [f"{c} {s:.1%}" for c, s in zip(df[category], df["share"])]
+    order = {c: k for k, c in enumerate(sort or df[category])}
+    df["order"] = [order.get(c, len(order)) for c in df[category]]
+    base = alt.Chart(df, title=title, width=260, height=260).encode(
+        theta=alt.Theta(f"{value}:Q", stack=True), order=alt.Order("order:Q"),
+        color=alt.Color(f"{category}:N", sort=sort, legend=None),
+        tooltip=[alt.Tooltip(f"{category}:N"), alt.Tooltip(f"{value}:Q"), alt.Tooltip("share:Q", format=".1%")])
+    return _spec(alt.layer(base.mark_arc(outerRadius=100), base.mark_text(radius=128, fontSize=12).encode(text="label:N")))
+
+
+def threshold_map(df: pd.DataFrame, class_name: str, marks) -> dict:
+    """The class's threshold maps: probability against precision level and against recall level
+    (`df`: `kind`, `level`, `probability`), with vertical rules at the levels `marks`."""
+    lines = alt.Chart(df.dropna()).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=alt.X("level:Q", title="precision or recall level (%)", scale=alt.Scale(domain=[10, 100])),
+        y=alt.Y("probability:Q", title="probability threshold", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("kind:N", title="level of"),
+        tooltip=["kind:N", "level:Q", alt.Tooltip("probability:Q", format=".4f")])
+    rules = alt.Chart(pd.DataFrame({"level": list(marks)})).mark_rule(strokeDash=[3, 3], color="gray").encode(x="level:Q")
+    return _spec(alt.layer(lines, rules, title=f"{class_name}: level -> probability threshold")
+                 .properties(width=WIDTH, height=240))

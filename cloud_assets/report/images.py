@@ -32,9 +32,16 @@ def _fit(img: np.ndarray, width: int) -> np.ndarray:
     return img if w <= width else cv2.resize(img, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
 
 
+def fit_mask(mask: np.ndarray, shape) -> np.ndarray:
+    """uint8 0/1 mask brought to `shape` (h, w) smoothly: INTER_LINEAR, then half-way (no blocks)."""
+    if mask.shape[:2] == tuple(shape[:2]):
+        return mask.astype(np.uint8)
+    return (cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) >= 0.5).astype(np.uint8)
+
+
 def mask_overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """BGR uint8: the mask (0/1, any size) tinted over the image, with its outline."""
-    m = cv2.resize(mask.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+    m = fit_mask(mask, img.shape)
     out = img.astype(np.float32)
     out[m > 0] = 0.65 * out[m > 0] + 0.35 * MASK_BGR
     out = out.astype(np.uint8)
@@ -47,7 +54,7 @@ def masks_outline(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """BGR uint8: every class's mask `(classes, h, w)` outlined in its colour."""
     out = img.copy()
     for m, (color, _) in zip(masks, mask_colors(len(masks))):
-        m = cv2.resize(m.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+        m = fit_mask(m, img.shape)
         contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, color, max(1, img.shape[1] // 250))
     return out

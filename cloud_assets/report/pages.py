@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUES_SHOWN, MARK_LEVELS, PRECISION_LEVEL
+from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUES_SHOWN, MARK_LEVELS, SUMMARY_LEVELS
+from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import review, saliency, thresholds
 from cloud_assets.lib.attention import BOX_COLUMNS
 from cloud_assets.report import charts, images
@@ -85,12 +86,15 @@ def table_md(df: pd.DataFrame) -> str:
 
 def gallery(items: list[dict], css: str = "") -> str:
     """Thumbnails that open full size; `items` have thumb, full, caption, kind ('tp'|'fp'|'dark'|'issue')
-    and optionally `data` (data-* attributes, for filtering) and `controls` (HTML below the caption)."""
+    and optionally `data` (data-* attributes, for filtering), `controls` (HTML below the caption) and
+    `alt_thumb`/`alt_full` (a second view that a `.toggle-alt` checkbox of the page switches to)."""
     figures = []
     for it in items:
         data = "".join(f' data-{k}="{esc(v)}"' for k, v in it.get("data", {}).items())
+        alt = (f' data-alt-src="{esc(it["alt_thumb"])}" data-alt-href="{esc(it["alt_full"])}"'
+               if "alt_thumb" in it else "")
         figures.append(f'<figure class="thumb {it["kind"]}"{data}><a href="{esc(it["full"])}" target="_blank">'
-                       f'<img src="{esc(it["thumb"])}" alt="{esc(it["caption"])}" loading="eager"></a>'
+                       f'<img src="{esc(it["thumb"])}" alt="{esc(it["caption"])}" loading="eager"{alt}></a>'
                        f'<figcaption>{esc(it["caption"])}</figcaption>{it.get("controls", "")}</figure>')
     return f'<div class="gallery {css}">' + "".join(figures) + "</div>"
 
@@ -107,7 +111,11 @@ def overview(data: ReportData, file: str) -> Page:
     page.add(f"Label audit of **{len(data.labels)} labelled images** ({counts.get('train', 0)} train, "
              f"{counts.get('val', 0)} validation) and **{len(data.test_images)} test images**, through the "
              f"mistakes of the classifier below. Pages: "
-             + ", ".join(f"[{esc(title)}]({esc(f)})" for title, f in pages_of(data.class_names)[1:]) + ".")
+             + ", ".join(f"[{esc(title)}]({esc(f)})" for title, f in pages_of(data.class_names)[1:]) + ". "
+             f"True positives, false positives and negatives are taken at **{data.precision_level}% precision** "
+             f"(the `mistakes` asset's configured `precision_level`).")
+    page.add("## Findings")
+    page.add("\n".join(f"- {esc(sentence)}" for sentence in findings(data)))
     page.add("## Dataset")
     freq = pd.DataFrame({"class": data.class_names, "images": onehot.sum().to_numpy()})
     page.chart(charts.bars(freq, "class", "images", "Images carrying each class", "class", "images",
@@ -123,6 +131,10 @@ def overview(data: ReportData, file: str) -> Page:
                                               f"{np.nanmean(aucs['pr_auc']):.3f}"]})))
     page.chart(charts.bars(aucs, "class", "pr_auc", "Validation PR-AUC per class", "class", "PR-AUC",
                            sort=data.class_names))
+    page.add(f"## What the false positives carry, at {data.precision_level}% precision")
+    page.add("Rows: the class predicted wrongly; columns: the labels its false-positive images carry (an image can "
+             "carry several); `of`: the false positives of the row's class.")
+    page.add(table_md(fp_table(data)))
     page.add("## History across model versions")
     if data.history.empty:
         page.add("No earlier model has been audited.")
@@ -138,6 +150,52 @@ def overview(data: ReportData, file: str) -> Page:
         wide = data.history.pivot_table(index=["version", "seen"], columns="class", values="pr_auc").reset_index()
         page.add(table_md(wide.round(3)))
     return page
+
+
+def fp_table(data: ReportData) -> pd.DataFrame:
+    """Class x true label: how many of each class's false positives carry each label."""
+    d = data.fp_distribution
+    wide = d.pivot(index="class", columns="true_class", values="images").reindex(
+        index=data.class_names, columns=list(data.class_names) + ["(no label)"])
+    wide["of"] = d.groupby("class")["of"].max().reindex(data.class_names)
+    return wide.rename_axis(columns=None).reset_index()
+
+
+def findings(data: ReportData) -> list[str]:
+    """The report's conclusions, as sentences generated from the data (the notebook's closing notes)."""
+    out = []
+    for name in data.class_names:
+        d = data.fp_distribution[data.fp_distribution["class"] == name]
+        total = int(d["of"].max()) if len(d) else 0
+        hidden = d[d["images"] > 0].sort_values("images", ascending=False, kind="stable")
+        if total == 0:
+            out.append(f"{name} has no false positives at {data.precision_level}% precision.")
+            continue
+        parts = [f"{row.true_class} {int(row.images)}" for row in hidden.head(3).itertuples()]
+        out.append(f"Behind {name}'s {total} false positives at {data.precision_level}% precision: "
+                   f"{', '.join(parts)} (images carrying each label).")
+    dark = data.dark_images
+    n_dark, n = int(dark["dark"].sum()), len(dark)
+    if n_dark:
+        where = dark[dark["dark"]].groupby("split").size().sort_values(ascending=False)
+        per_class = data.dark_per_class.set_index("class")["dark_images"]
+        share = per_class / max(per_class.sum(), 1)
+        out.append(f"{n_dark} of {n} images ({n_dark / n:.1%}) are dark (a third or more black no-data pixels): "
+                   + ", ".join(f"{int(k)} in {s}" for s, k in where.items())
+                   + f"; among their labels, {share.idxmax()} is the most common ({share.max():.0%}).")
+    else:
+        out.append(f"None of the {n} images is dark.")
+    top = data.issues.head(ISSUES_COUNTED)
+    kinds = top["kind"].value_counts()
+    out.append(f"Among the {len(top)} most likely label errors: "
+               + ", ".join(f"{k} {int(v)}" for k, v in kinds.items())
+               + f"; the most likely is {top['image'].iloc[0]} {top['class'].iloc[0]} ({top['kind'].iloc[0]}, "
+                 f"score {top['score'].iloc[0]:.2f}). cleanlab's label health score: {data.health:.3f}.")
+    if data.review_summary["reviewed"]:
+        s = data.review_summary
+        out.append(f"A review of {s['reviewed']} candidates accepted {s['accepted']}, changing {s['changes']} labels "
+                   f"in train_corrected.csv.")
+    return out
 
 
 def _reading(data: ReportData, name: str, confusion_row: pd.Series) -> str:
@@ -166,21 +224,32 @@ def _reading(data: ReportData, name: str, confusion_row: pd.Series) -> str:
     return " ".join(sentences)
 
 
+def confusion_at(data: ReportData, level: int) -> pd.DataFrame:
+    """Every class's confusion row at precision `level`: `confusion_matrices`' own, or computed from
+    the predictions and threshold maps when the asset was configured without that level."""
+    table = data.confusion[data.confusion["level"] == level]
+    if table.empty:
+        table = mistakes_lib.confusion_table(data.y_true, data.y_pred, data.maps, [level], data.class_names)
+    return table
+
+
+def _levels(data: ReportData) -> list[int]:
+    """The precision levels the report shows: those of `confusion_matrices` and the configured one."""
+    return sorted({*map(int, data.confusion["level"].unique()), data.precision_level})
+
+
 def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator, file: str) -> Page:
     name = data.class_names[c]
     page = Page(file)
     level = data.precision_level
     page.add(f"# {esc(name)}")
-    row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == level)]
-    if row.empty:
-        row = data.confusion[(data.confusion["class"] == name) & (data.confusion["level"] == PRECISION_LEVEL)]
-    row = row.iloc[0]
+    row = confusion_at(data, level).set_index("class").loc[name]
     page.add(f'<p class="reading">{esc(_reading(data, name, row))}</p>')
 
     page.add("## Precision-recall curve")
     precision, recall, thr = thresholds.pr_curve(data.y_true[:, c], data.y_pred[:, c])
     marks = []
-    for lv in MARK_LEVELS:
+    for lv in sorted({*MARK_LEVELS, level}):
         t = thresholds.probability_at(data.maps, c, lv)
         if not np.isnan(t):
             i = int(np.searchsorted(thr, t))
@@ -189,36 +258,42 @@ def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator
     page.chart(charts.pr_curve(precision, recall, pd.DataFrame(marks, columns=["level", "label", "threshold",
                                                                                "precision", "recall"]), name))
 
-    page.add(f"## Confusion matrix at {int(row['level'])}% precision")
-    cells = pd.DataFrame({"true": ["the rest", "the rest", name, name], "predicted": ["the rest", name, "the rest", name],
-                          "count": [row["tn"], row["fp"], row["fn"], row["tp"]],
-                          "share": [row["tn_rate"], row["fp_rate"], row["fn_rate"], row["tp_rate"]]})
-    page.chart(charts.confusion(cells, name, "count", f"{name} vs. the rest: counts", "d"))
-    page.chart(charts.confusion(cells.fillna(0.0), name, "share", f"{name} vs. the rest: normalized by row", ".2f"))
+    page.add("## Threshold maps")
+    page.add(f"The probability at which {name} reaches each precision level (the lowest such threshold) and each "
+             f"recall level (the highest), as the notebook's `class_precision_2_probability` and "
+             f"`class_recall_2_probability`; a level never reached has no point.")
+    own = data.maps[data.maps["class"] == c]
+    page.chart(charts.threshold_map(own, name, _levels(data)))
+    wide = own[own["level"].isin(sorted({*SUMMARY_LEVELS, level}))].pivot(index="level", columns="kind",
+                                                                        values="probability")
+    page.add(table_md(wide.reset_index().rename(columns={"precision": "at precision level",
+                                                         "recall": "at recall level"})))
 
-    page.add(f"## True positives and false positives at {level}% precision")
-    page.add(f"Two rows of {name} true positives with the {name} mask, then false positives with the "
-             f"classifier's Guided Grad-CAM for {name} (jet; red frame). Click for the full-size image.")
+    page.add("## Confusion matrices")
+    for lv in _levels(data):
+        r = confusion_at(data, lv).set_index("class").loc[name]
+        configured = " (the configured level)" if lv == level else ""
+        page.add(f"### At {lv}% precision{configured}: probability ≥ {r['threshold']:.4f}"
+                 if not np.isnan(r["threshold"]) else f"### At {lv}% precision{configured}: never reached")
+        cells = pd.DataFrame({"true": ["the rest", "the rest", name, name], "predicted": ["the rest", name, "the rest", name],
+                              "count": [r["tn"], r["fp"], r["fn"], r["tp"]],
+                              "share": [r["tn_rate"], r["fp_rate"], r["fn_rate"], r["tp_rate"]]})
+        page.chart(charts.confusion(cells, name, "count", f"{name} vs. the rest at {lv}%: counts", "d"))
+        page.chart(charts.confusion(cells.fillna(0.0), name, "share", f"{name} vs. the rest at {lv}%: normalized by row", ".2f"))
+
     ms = data.mistakes[data.mistakes["class"] == name]
-    items = []
-    for kind in ("tp", "fp"):
-        idx = ms.loc[ms["outcome"] == kind, "index"].to_numpy()
-        chosen = np.sort(rng.choice(idx, min(GALLERY, len(idx)), replace=False)) if len(idx) else []
-        for k, i in enumerate(chosen):
-            img_name = data.val_images[i]
-            small = data.cache["val"][i]
-            full = images.original(data.data_dir / "train_images" / img_name, small)
-            if kind == "tp":
-                thumb, big = images.mask_overlay(small, data.val_masks[c, i]), images.mask_overlay(full, data.val_masks[c, i])
-            else:
-                sal = saliency.combine(data.gradcam[c, i], data.guided_backprop[i])
-                thumb, big = images.saliency_overlay(small, sal), images.saliency_overlay(full, sal)
-            t, f = images.write_pair(img_dir / name, f"{kind}_{k}", thumb, big)
-            items.append({"thumb": f"../img/{name}/{t}", "full": f"../img/{name}/{f}", "kind": kind,
-                          "caption": f"{img_name} ({', '.join(_true_classes(data, i)) or 'no label'})"})
-        if not len(idx):
-            page.add(f"No {name} {'true' if kind == 'tp' else 'false'} positives at this level.")
-    page.add(gallery(items))
+    masks_legend = ", ".join(f"{esc(n)}: {esc(color)}" for n, (_, color) in
+                             zip(data.class_names, images.mask_colors(len(data.class_names))))
+    page.add(f"## True positives at {level}% precision")
+    page.add(f"{name} true positives with the {name} mask (yellow). "
+             f'<label><input type="checkbox" class="toggle-alt"> show their Guided Grad-CAM for {esc(name)} instead'
+             f"</label>, to compare where the classifier looks on images whose label it confirms. Click for the "
+             f"full-size image.")
+    page.add(_outcome_gallery(data, c, ms, "tp", img_dir, rng))
+    page.add(f"## False positives at {level}% precision")
+    page.add(f"{name} false positives with the classifier's Guided Grad-CAM for {name} (jet; red frame) and the "
+             f"masks the image does carry outlined ({masks_legend}); the caption gives the probability.")
+    page.add(_outcome_gallery(data, c, ms, "fp", img_dir, rng))
 
     page.add("## Which labels the mistakes carry")
     for dist, word in ((data.fp_distribution, "false positives"), (data.fn_distribution, "false negatives")):
@@ -228,14 +303,48 @@ def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator
     return page
 
 
+def _outcome_gallery(data: ReportData, c: int, ms: pd.DataFrame, kind: str, img_dir: Path,
+                     rng: np.random.Generator) -> str:
+    """Up to GALLERY sampled true (`kind`='tp') or false ('fp') positives of class `c`."""
+    name = data.class_names[c]
+    rows = ms[ms["outcome"] == kind]
+    idx, probs = rows["index"].to_numpy(), dict(zip(rows["index"], rows["probability"]))
+    if not len(idx):
+        return f"No {esc(name)} {'true' if kind == 'tp' else 'false'} positives at this level."
+    items = []
+    for k, i in enumerate(np.sort(rng.choice(idx, min(GALLERY, len(idx)), replace=False))):
+        img_name = data.val_images[i]
+        small = data.cache["val"][i]
+        full = images.original(data.data_dir / "train_images" / img_name, small)
+        ggc = saliency.combine(data.gradcam[c, i], data.guided_backprop[i])
+        caption = f"{img_name} ({', '.join(_true_classes(data, i)) or 'no label'}); p={probs[i]:.3f}"
+        item = {"kind": kind, "caption": caption}
+        if kind == "tp":
+            mask = data.val_masks[c, i]
+            t, f = images.write_pair(img_dir / name, f"tp_{k}", images.mask_overlay(small, mask),
+                                     images.mask_overlay(full, mask))
+            at, af = images.write_pair(img_dir / name, f"tp_{k}_ggc", images.saliency_overlay(small, ggc, frame=False),
+                                       images.saliency_overlay(full, ggc, frame=False))
+            item.update(alt_thumb=f"../img/{name}/{at}", alt_full=f"../img/{name}/{af}")
+        else:
+            masks = data.val_masks[:, i]
+            t, f = images.write_pair(img_dir / name, f"fp_{k}", images.masks_outline(images.saliency_overlay(small, ggc), masks),
+                                     images.masks_outline(images.saliency_overlay(full, ggc), masks))
+        items.append({**item, "thumb": f"../img/{name}/{t}", "full": f"../img/{name}/{f}"})
+    return gallery(items)
+
+
 def dark_page(data: ReportData, img_dir: Path, file: str) -> Page:
     page = Page(file)
     page.add("# Dark images")
     page.add("A dark image has at least a third of its pixels, at the model input size (the notebook's 224×224), "
              "with channel 0 (blue) equal to 0: "
              "black no-data bands.")
-    page.chart(charts.bars(data.dark_per_class, "class", "dark_images", "Dark images carrying each class (train + val)",
-                           "class", "dark images", sort=data.class_names))
+    page.chart(charts.pie(data.dark_per_class, "class", "dark_images",
+                          "Classes of the dark images (train + val), share of their labels", sort=data.class_names))
+    shares = data.dark_per_class[["class", "dark_images"]].copy()
+    shares["share"] = (shares["dark_images"] / max(shares["dark_images"].sum(), 1)).map("{:.1%}".format)
+    page.add(table_md(shares))
     per_split = data.dark_images.groupby("split", sort=False).agg(images=("dark", "size"), dark=("dark", "sum"))
     per_split = per_split.reset_index()
     page.chart(charts.bars(per_split, "split", "dark", "Dark images per split", "split", "dark images",

@@ -78,14 +78,14 @@ def build(data: pages.ReportData, source_dir: Path, var_dir: Path, log=print) ->
         (docs / "assets").mkdir(exist_ok=True)
         (docs / "assets" / "vega-bundle.js").write_text(vega_bundle(var_dir / ".cache"))
         (docs / "assets" / "report.css").write_text(CSS)
-        shutil.copy(Path(__file__).with_name("review.js"), docs / "assets" / "review.js")
+        shutil.copy(Path(__file__).with_name("report.js"), docs / "assets" / "report.js")
         for page in pages.generate(data, docs / "img", np.random.default_rng(SAMPLE_SEED), log):
             (docs / page.name).parent.mkdir(parents=True, exist_ok=True)
             (docs / page.name).write_text(page.text())
         config = yaml.safe_load((source_dir / "mkdocs.yml").read_text())
         config.update({
             "docs_dir": str(docs), "site_dir": str(built.path), "use_directory_urls": False,
-            "extra_javascript": ["assets/vega-bundle.js", "assets/review.js"], "extra_css": ["assets/report.css"],
+            "extra_javascript": ["assets/vega-bundle.js", "assets/report.js"], "extra_css": ["assets/report.css"],
             "nav": pages.navigation(data.class_names),
         })
         config["theme"]["font"] = False  # no Google Fonts: the site works offline

@@ -28,12 +28,6 @@ class ConfusionLevels(dg.Config):
     precision_levels: list[int] = list(CONFUSION_LEVELS)  # besides PRECISION_LEVEL, always included
 
 
-def _level_thresholds(maps: pd.DataFrame, n_classes: int, level: int) -> np.ndarray:
-    if not 10 <= level <= 99:
-        raise ValueError(f"precision level {level} is outside 10..99")
-    return np.array([thresholds.probability_at(maps, c, level) for c in range(n_classes)])
-
-
 @analysis_asset(code_version="1")
 def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
     """Per class: precision level 10..99 -> probability, recall level 10..99 -> probability (NaN: never reached)."""
@@ -50,18 +44,8 @@ def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, thresho
                        dataset: DatasetResource):
     """One-vs-rest `[[tn, fp], [fn, tp]]` per class at precision 90 and the configured levels, raw and row-normalized."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
-    maps = threshold_maps.table("maps")
-    rows = []
-    for level in sorted({PRECISION_LEVEL, *config.precision_levels}):
-        cut = _level_thresholds(maps, len(dataset.class_names), level)
-        matrices = mistakes_lib.confusion(y_true, mistakes_lib.binarize(y_pred, cut))
-        normalized = mistakes_lib.normalize_rows(matrices)
-        for c, name in enumerate(dataset.class_names):
-            (tn, fp), (fn, tp) = matrices[c]
-            (ntn, nfp), (nfn, ntp) = normalized[c]
-            rows.append({"class": name, "level": level, "threshold": cut[c], "tn": tn, "fp": fp, "fn": fn, "tp": tp,
-                         "tn_rate": ntn, "fp_rate": nfp, "fn_rate": nfn, "tp_rate": ntp})
-    table = pd.DataFrame(rows)
+    table = mistakes_lib.confusion_table(y_true, y_pred, threshold_maps.table("maps"),
+                                         sorted({PRECISION_LEVEL, *config.precision_levels}), dataset.class_names)
     at90 = table[table["level"] == PRECISION_LEVEL].drop(columns="level").round(3)
     return dg.Output({"matrices": table}, metadata={"at_precision_90": md_table(at90),
                                                     "levels": sorted({PRECISION_LEVEL, *config.precision_levels})})
@@ -73,7 +57,7 @@ def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bu
     """TP / FP / FN validation images per class at the configured precision level (default 90), with
     `mean_guided_gradcam`: the image's mean Guided Grad-CAM for that class."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
-    cut = _level_thresholds(threshold_maps.table("maps"), len(dataset.class_names), config.precision_level)
+    cut = thresholds.cut_at(threshold_maps.table("maps"), len(dataset.class_names), config.precision_level)
     table = mistakes_lib.mistakes_table(y_true, y_pred, cut, dataset.class_names,
                                         val_predictions.table("images")["image"])
     table["mean_guided_gradcam"] = saliency.mean_guided_gradcam(

@@ -1,3 +1,20 @@
+// The report's behaviour, static and offline: the galleries' second view, and the review of the
+// label-issue candidates.
+
+// Galleries with a second view (true positives: their mask, or their Guided Grad-CAM): a
+// `.toggle-alt` checkbox swaps every thumbnail and its full-size link.
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("input.toggle-alt").forEach((box) => box.addEventListener("change", () => {
+    document.querySelectorAll("img[data-alt-src]").forEach((img) => {
+      const link = img.closest("a"), src = img.getAttribute("src"), href = link.getAttribute("href");
+      img.setAttribute("src", img.dataset.altSrc);
+      link.setAttribute("href", img.dataset.altHref);
+      img.dataset.altSrc = src;
+      img.dataset.altHref = href;
+    });
+  }));
+});
+
 // Review of the label-issue candidates on the Label issues page: Accept / Reject per candidate, kept
 // in the browser's local storage (per dataset, so a rebuilt site finds the decisions of candidates it
 // still lists), filters, keyboard shortcuts and a "Download review" button that writes
