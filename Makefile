@@ -15,7 +15,7 @@ export CLOUD_ASSETS_MODEL_PATH ?= $(DEMO_MODEL)
 # the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
 DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
 
-.PHONY: install gpu test demo ui site serve definitions clean bench
+.PHONY: install gpu test demo ui site review serve definitions clean bench
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml /usr/bin/chromium /usr/bin/redis-server
 
@@ -79,8 +79,14 @@ ui: install
 	$(DG) dev --host $(UI_HOST) --port $(UI_PORT)
 
 site: install
-	$(DG) launch --assets report_site
+	$(DG) launch --assets corrected_labels,report_site
 	@echo "Report site: $(CLOUD_ASSETS_VAR_DIR)/site/index.html"
+
+# apply the reviewer's label_review.csv (downloaded from the Label issues page, placed in the data folder)
+review: install
+	$(DG) launch --job observe_label_review
+	$(DG) launch --assets corrected_labels,report_site
+	@echo "Corrected labels: $(CLOUD_ASSETS_VAR_DIR)/store/corrected_labels/train_corrected.csv"
 
 serve:
 	$(PY) -m http.server --bind 127.0.0.1 --directory $(CLOUD_ASSETS_VAR_DIR)/site 8000

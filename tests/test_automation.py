@@ -10,6 +10,7 @@ from cloud_assets.defs.automation import definitions as automation
 from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.defs.resources import build_resources
+from cloud_assets.defs.review import assets as review_assets
 from tests.helpers import AUDIT, DATA_ASSETS, tiny_keras
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,12 +19,12 @@ MODEL_DEPENDENT = {k.to_user_string() for a in AUDIT + [report_assets.report_sit
 
 
 def _defs(resources, assets=None):
-    return dg.Definitions(assets=[model_assets.model_file] + (assets or ALL), resources=resources,
-                          jobs=[automation.observe_model_file])
+    return dg.Definitions(assets=[model_assets.model_file, review_assets.label_review] + (assets or ALL),
+                          resources=resources, jobs=[automation.observe_model_file, automation.observe_label_review])
 
 
-def _observe(defs, instance):
-    assert defs.resolve_job_def("observe_model_file").execute_in_process(instance=instance).success
+def _observe(defs, instance, job="observe_model_file"):
+    assert defs.resolve_job_def(job).execute_in_process(instance=instance).success
 
 
 def _requested(result) -> set:
@@ -37,9 +38,11 @@ def world(small_dataset, tmp_path_factory):
     (tmp / "home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
         model = tiny_keras(tmp / "model.keras")
-        resources = build_resources(str(small_dataset), str(model), str(tmp / "var"))
+        resources = build_resources(str(small_dataset), str(model), str(tmp / "var"),
+                                    review_path=str(tmp / "label_review.csv"))
         defs = _defs(resources)
         _observe(defs, instance)
+        _observe(defs, instance, "observe_label_review")  # no review file: observed as absent
         assert dg.materialize(ALL, instance=instance, resources=resources).success
         first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         yield instance, defs, resources, model, first.cursor
@@ -59,6 +62,17 @@ def test_code_version_change_requests_the_asset_and_what_depends_on_it(world):
     result = dg.evaluate_automation_conditions(defs=_defs(resources, bumped), instance=instance, cursor=cursor)
     assert _requested(result) == {"threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution",
                          "fn_class_distribution", "report_site"}
+
+
+def test_a_new_review_file_requests_the_corrected_labels_and_the_report(world):
+    instance, defs, resources, _, cursor = world
+    image = sorted((Path(resources["dataset"].data_dir) / "train_images").glob("*.jpg"))[0].name
+    Path(resources["dataset"].review_path).write_text(
+        "image,class,decision,new_class,score,kind,reviewed_at\n"
+        f"{image},Fish,reject,,0.9,spurious label,2026-11-28T00:00:00Z\n")
+    _observe(defs, instance, "observe_label_review")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert _requested(result) == {"corrected_labels", "report_site"}
 
 
 def test_new_model_file_requests_exactly_the_model_dependent_assets(world):

@@ -37,10 +37,12 @@ def test_asset_specs_snapshot():
         "fn_class_distribution": ("analysis", ["mistakes", "val_predictions"]),
         "mask_attention": ("analysis", ["image_cache", "saliency_maps", "val_masks"]),
         "label_issues": ("analysis", ["mask_attention", "val_predictions"]),
+        "label_review": ("review", []),
+        "corrected_labels": ("review", ["label_issues", "label_review", "label_table"]),
         "report_site": ("report", sorted(["dark_image_counts", "image_cache", "label_table", "train_val_split",
                                           "val_masks", "val_predictions", "saliency_maps", "threshold_maps",
                                           "confusion_matrices", "mistakes", "fp_class_distribution",
-                                          "fn_class_distribution", "label_issues"])),
+                                          "fn_class_distribution", "label_issues", "corrected_labels"])),
     }
     graph = defs.resolve_asset_graph()
     pools = {k.to_user_string(): graph.get(k).pools for k in graph.materializable_asset_keys}
@@ -49,7 +51,7 @@ def test_asset_specs_snapshot():
     # one step computes both, from one read of the images
     assert graph.get(dg.AssetKey("val_predictions")).assets_def is graph.get(dg.AssetKey("saliency_maps")).assets_def
     checks = {key.name for key in graph.asset_check_keys}
-    assert checks == {"train_csv_schema", "rle_valid", "images_readable", "image_size", "image_color"}
+    assert checks == {"train_csv_schema", "rle_valid", "images_readable", "image_size", "image_color", "review_applies"}
 
 
 def test_definitions_validate_without_importing_tensorflow(tmp_path):

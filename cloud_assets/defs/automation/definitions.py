@@ -12,6 +12,9 @@ DATA = dg.AssetSelection.groups("data")
 
 observe_model_file = dg.define_asset_job("observe_model_file", selection=dg.AssetSelection.assets("model_file"),
                                          description="Observe the model file: its data version is its SHA-256.")
+observe_label_review = dg.define_asset_job(
+    "observe_label_review", selection=dg.AssetSelection.assets("label_review"),
+    description="Observe the reviewer's label_review.csv: its data version is its SHA-256.")
 data_job = dg.define_asset_job("data_job", selection=DATA, description="Labels, split, image cache, masks, dark images.")
 model_audit_job = dg.define_asset_job("model_audit_job", selection=MODEL_DEPENDENT - dg.AssetSelection.groups("report"),
                                       description="Predictions, saliency and the analysis of the mistakes.")
@@ -24,6 +27,12 @@ model_file_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Observe the model file (CLOUD_ASSETS_MODEL_CHECK_CRON, default every 5 minutes); a new "
                 "SHA-256 makes the model-dependent assets re-materialize through their automation conditions.")
+label_review_schedule = dg.ScheduleDefinition(
+    name="label_review_schedule", job=observe_label_review,
+    cron_schedule=settings.value(settings.MODEL_CHECK_CRON, "*/5 * * * *"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Observe label_review.csv as often as the model file; a new SHA-256 makes corrected_labels and "
+                "the report follow through their automation conditions.")
 nightly_report = dg.ScheduleDefinition(name="nightly_report", job=report_job, cron_schedule="0 3 * * *",
                                        description="Rebuild the report site every night at 03:00.")
 
@@ -47,6 +56,6 @@ def model_file_sensor(context: dg.SensorEvaluationContext, model: ModelResource)
 
 @dg.definitions
 def automation() -> dg.Definitions:
-    return dg.Definitions(jobs=[observe_model_file, data_job, model_audit_job, report_job],
-                          schedules=[model_file_schedule, nightly_report],
+    return dg.Definitions(jobs=[observe_model_file, observe_label_review, data_job, model_audit_job, report_job],
+                          schedules=[model_file_schedule, label_review_schedule, nightly_report],
                           sensors=[model_automation, model_file_sensor])
