@@ -20,7 +20,8 @@ from tests.helpers import CHROMIUM, FLAGS, tiny_keras
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ["label_table", "train_val_split", "image_cache", "val_masks", "dark_image_counts"]
 MODEL_DEPENDENT = ["val_predictions", "saliency_maps", "threshold_maps", "confusion_matrices", "mistakes",
-                   "fp_class_distribution", "fn_class_distribution", "mask_attention", "label_issues", "report_site"]
+                   "fp_class_distribution", "fn_class_distribution", "mask_attention", "label_issues",
+                   "corrected_labels", "report_site"]
 
 
 def _free_port() -> int:
@@ -133,7 +134,8 @@ def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_asse
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
         groups = {"data": DATA, "model": ["model_file", "val_predictions", "saliency_maps"],
-                  "analysis": MODEL_DEPENDENT[2:-1], "report": ["report_site"]}
+                  "analysis": MODEL_DEPENDENT[2:-2], "review": ["label_review", "corrected_labels"],
+                  "report": ["report_site"]}
         for group, names in groups.items():  # each group's asset graph
             page.goto(f"http://127.0.0.1:{port}/locations/cloud_assets.definitions/asset-groups/{group}")
             _wait(lambda: all(n in page.inner_text("body") for n in names), 60, f"the {group} asset graph", 1.0)

@@ -27,6 +27,22 @@ class Problem:
         return f"{self.where}: {self.message}"
 
 
+def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
+    """`columns` of the CSV file `path`, as strings, with a `line` column (the file's line number,
+    header = 1); `error` (naming the file) when it cannot be read or lacks a column."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not a readable CSV ({e})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise error(f"{path}: missing column(s) {', '.join(missing)}; expected header '{','.join(columns)}', "
+                    f"found {list(df.columns)}")
+    df = df[list(columns)].copy()
+    df["line"] = np.arange(2, len(df) + 2)
+    return df
+
+
 def read_train_csv(path: Path) -> pd.DataFrame:
     """Read train.csv as strings, with a `line` column (the file's line number, header = 1)."""
     path = Path(path)
@@ -35,18 +51,9 @@ def read_train_csv(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DatasetError(f"{path}: empty file; expected the header 'Image_Label,EncodedPixels' and one row "
                            f"per class per image")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: not a readable CSV ({e})") from None
-    missing = {"Image_Label", "EncodedPixels"} - set(df.columns)
-    if missing:
-        raise DatasetError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-                           f"expected header 'Image_Label,EncodedPixels', found {list(df.columns)}")
+    df = read_csv(path, ["Image_Label", "EncodedPixels"])
     if df.empty:
         raise DatasetError(f"{path}: no rows after the header; expected one row per class per image")
-    df = df[["Image_Label", "EncodedPixels"]].copy()
-    df["line"] = np.arange(2, len(df) + 2)
     return df
 
 

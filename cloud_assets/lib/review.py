@@ -28,7 +28,7 @@ import pandas as pd
 
 from cloud_assets.lib import rle
 from cloud_assets.lib.attention import BOX_COLUMNS
-from cloud_assets.lib.labels import DatasetError
+from cloud_assets.lib.labels import DatasetError, read_csv
 
 COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed_at")
 DECISIONS = ("accept", "reject")
@@ -52,15 +52,7 @@ def read(path: Path, images, class_names) -> pd.DataFrame:
     if not path.is_file():
         raise ReviewError(f"{path}: no review file; download it from the report's Label issues page "
                           f"('Download review') and place it here")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ReviewError(f"{path}: not a readable CSV ({e})") from None
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise ReviewError(f"{path}: missing column(s) {', '.join(missing)}; expected the header {','.join(COLUMNS)}")
-    df = df[list(COLUMNS)].copy()
-    df["line"] = np.arange(2, len(df) + 2)
+    df = read_csv(path, COLUMNS, ReviewError)
     known_images, known_classes = set(images), set(class_names)
     problems = []
     for r in df.itertuples(index=False):

@@ -21,18 +21,20 @@ model_audit_job = dg.define_asset_job("model_audit_job", selection=MODEL_DEPENDE
 report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.groups("report"),
                                  description="Rebuild the report site from the last materializations.")
 
-model_file_schedule = dg.ScheduleDefinition(
-    name="model_file_schedule", job=observe_model_file,
-    cron_schedule=settings.value(settings.MODEL_CHECK_CRON, "*/5 * * * *"),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Observe the model file (CLOUD_ASSETS_MODEL_CHECK_CRON, default every 5 minutes); a new "
-                "SHA-256 makes the model-dependent assets re-materialize through their automation conditions.")
-label_review_schedule = dg.ScheduleDefinition(
-    name="label_review_schedule", job=observe_label_review,
-    cron_schedule=settings.value(settings.MODEL_CHECK_CRON, "*/5 * * * *"),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Observe label_review.csv as often as the model file; a new SHA-256 makes corrected_labels and "
-                "the report follow through their automation conditions.")
+
+
+def _observation_schedule(name: str, job, what: str, follows: str) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name=name, job=job, cron_schedule=settings.value(settings.MODEL_CHECK_CRON, "*/5 * * * *"),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Observe {what} (CLOUD_ASSETS_MODEL_CHECK_CRON, default every 5 minutes); a new SHA-256 makes "
+                    f"{follows} re-materialize through their automation conditions.")
+
+
+model_file_schedule = _observation_schedule("model_file_schedule", observe_model_file, "the model file",
+                                            "the model-dependent assets")
+label_review_schedule = _observation_schedule("label_review_schedule", observe_label_review, "label_review.csv",
+                                              "corrected_labels and the report")
 nightly_report = dg.ScheduleDefinition(name="nightly_report", job=report_job, cron_schedule="0 3 * * *",
                                        description="Rebuild the report site every night at 03:00.")
 
