@@ -139,7 +139,8 @@ def seed_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
     import cv2
 
     from cloud_assets.lib import model as model_lib
-    from saliency import seed_method
+    from cloud_assets.lib.saliency import Engine
+    from saliency import seed_batch
     from tests.seed_reference import make_mask
 
     paths = sorted((data / "train_images").iterdir())[:24]
@@ -158,10 +159,10 @@ def seed_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
     net = model_lib.load(model)
     layer = model_lib.gradcam_layer(net)
     images = np.stack([cv2.resize(cv2.imread(str(p)), (224, 224)) for p in paths[:16]]).astype(np.float32) / 255
-    seed_saliency = seed_method(net, layer)[0]
-    seed_saliency(images[:8])  # warm-up at the same batch shape
+    engine = Engine(net, layer)
+    seed_batch(net, engine, images[:8])  # warm-up at the same batch shape
     start = time.perf_counter()
-    seed_saliency(images[8:16])
+    seed_batch(net, engine, images[8:16])
     saliency_s = (time.perf_counter() - start) / 8
     return {"imread": imread_s * (n_all + 2 * n_val), "make_mask": mask_s * 4 * n_val, "saliency": saliency_s * n_val}
 

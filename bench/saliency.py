@@ -33,6 +33,20 @@ def build(classes=4):
     return keras.Model(base.input, keras.layers.Dense(classes, activation="sigmoid")(base.output))
 
 
+def seed_batch(model, engine, x):
+    """The notebook's structure on one batch: predict, then per class a guided backprop call and a
+    Grad-CAM call, each copied to the host and post-processed in NumPy at full resolution."""
+    from cloud_assets.lib import saliency
+
+    model.predict_on_batch(x)
+    out = []
+    for c in range(engine.classes):
+        gb = saliency.normalize_guided_backprop(engine.input_gradient(x))
+        a, grads = engine.class_gradient(x, c)
+        out.append(saliency.gradcam_from_gradients(a, grads[None], x.shape[1:3])[0] * gb)
+    return out
+
+
 def per_image(fn, n, repeats=2):
     """Best seconds per image of `fn()` over `repeats`, after one warm-up call."""
     fn()
@@ -73,12 +87,7 @@ def main(argv=None):
 
     def seed():
         for s in range(0, seed_n, args.batch):
-            x = seed_x[s:s + args.batch]
-            model.predict_on_batch(x)
-            for c in range(engine.classes):
-                gb = saliency.normalize_guided_backprop(engine.input_gradient(x))
-                a, grads = engine.class_gradient(x, c)
-                _ = saliency.gradcam_from_gradients(a, grads[None], x.shape[1:3])[0] * gb
+            seed_batch(model, engine, seed_x[s:s + args.batch])
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp))
