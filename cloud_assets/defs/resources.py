@@ -9,6 +9,7 @@ from cloud_assets.defs import settings
 from cloud_assets.lib import images, labels
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib.labels import DatasetError
+from cloud_assets.lib.shards import Shards
 from cloud_assets.lib.store import Bundle, Store
 
 DEFAULT_VAR_DIR = "var"
@@ -130,13 +131,24 @@ class ArrayStore(dg.ConfigurableIOManager):
     """Stores each asset as a folder of .npy/.parquet/.json under `<var_dir>/store`, published atomically.
 
     An asset returns either a dict of arrays / DataFrames / JSON-able values, or a staging `Bundle`
-    it filled itself (from `VarDir.staging`). Inputs load as `Bundle`s.
+    it filled itself (from `VarDir.staging`); a partitioned asset, one of those per shard key.
+    Inputs load as `Bundle`s, a partitioned asset's as `Shards`.
     """
 
     var: VarDir
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         name = context.asset_key.to_python_identifier()
+        if not context.has_asset_partitions:
+            bundle = self._publish(name, obj)
+            context.add_output_metadata({"path": dg.MetadataValue.path(str(bundle.path.resolve())),
+                                         "stored_mb": round(bundle.nbytes() / 2 ** 20, 2)})
+            return
+        # a shard's value is published as `<asset>@<shard>`; one step may compute several shards
+        sizes = [self._publish(f"{name}@{key}", obj[key]).nbytes() for key in context.asset_partition_keys]
+        context.add_output_metadata({"stored_mb": round(sum(sizes) / 2 ** 20, 2)})
+
+    def _publish(self, name: str, obj) -> Bundle:
         store = self.var.store
         if isinstance(obj, Bundle):
             staged = obj
@@ -144,12 +156,15 @@ class ArrayStore(dg.ConfigurableIOManager):
             with store.staging(name) as staged:
                 for key, value in obj.items():
                     staged.put(key, value)
-        bundle = store.publish(name, staged)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(bundle.path.resolve())),
-                                     "stored_mb": round(bundle.nbytes() / 2 ** 20, 2)})
+        return store.publish(name, staged)
 
-    def load_input(self, context: dg.InputContext) -> Bundle:
-        return self.var.store.get(context.upstream_output.asset_key.to_python_identifier())
+    def load_input(self, context: dg.InputContext):
+        """A Bundle; for a partitioned asset, its shards (`lib.shards.Shards`): those of the step's
+        partitions, or all of them for a dataset-wide step."""
+        name = context.upstream_output.asset_key.to_python_identifier()
+        if context.has_asset_partitions:
+            return Shards({key: self.var.store.get(f"{name}@{key}") for key in context.asset_partition_keys})
+        return self.var.store.get(name)
 
 
 def build_resources(data_dir=None, model_path=None, var_dir=None, **dataset_config) -> dict:

@@ -1,8 +1,8 @@
 """The one place that reads the environment: which CLOUD_ASSETS_* variable fills which field.
 
 A variable that is set reaches its resource field as a Dagster `EnvVar`, so the UI shows where the
-value came from; one that is unset leaves the field's default. The executor and the schedule's cron
-are chosen when the definitions load, so their two variables are read here as plain values.
+value came from; one that is unset leaves the field's default. The executor, the schedule's cron and
+the shards are chosen when the definitions load, so their variables are read here as plain values.
 `.env.example` and the README's table list the same variables.
 """
 import os
@@ -21,6 +21,8 @@ FIELDS = {
 }
 REQUIRED = {"dataset.data_dir", "model.path"}
 EXECUTOR = "CLOUD_ASSETS_EXECUTOR"
+SHARDS = "CLOUD_ASSETS_SHARDS"
+SHARDS_PER_RUN = "CLOUD_ASSETS_SHARDS_PER_RUN"
 MODEL_CHECK_CRON = "CLOUD_ASSETS_MODEL_CHECK_CRON"
 
 

@@ -100,7 +100,8 @@ def top_other_class(maps: np.ndarray, masks: np.ndarray, c: int) -> np.ndarray:
 
 
 def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.ndarray, images: np.ndarray,
-                    class_names, image_names, batch: int = 64, report: Report | None = None) -> pd.DataFrame:
+                    class_names, image_names, batch: int = 64, report: Report | None = None,
+                    positions: np.ndarray | None = None) -> pd.DataFrame:
     """One row per (image, class): shares for Grad-CAM (`cam_*`) and Guided Grad-CAM (`ggc_*`),
     the Grad-CAM pointing-game hit, the other class whose mask draws most Grad-CAM energy, the
     mask's area (share of the image), its share without evidence (`cam_empty`, `detail_empty`), the
@@ -109,7 +110,8 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
 
     `gradcam` `(classes, n, h, w)` at the Grad-CAM layer's resolution, `guided_backprop` `(n, H, W)`, `masks` `(classes, n, H, W)` 0/1,
     `images` uint8 BGR `(n, H, W, 3)` (no-data: channel 0 == 0). Processed in batches of images,
-    memory-mapped inputs released after each: memory does not grow with n.
+    memory-mapped inputs released after each: memory does not grow with n. `index` is the image's
+    row, or its entry in `positions` (its row in the unsharded order, for a shard's images).
     """
     rows = []
     n = gradcam.shape[1]
@@ -129,7 +131,8 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
             cam_s = shares(cam, m[c], other, nd)
             ggc_s = shares(cam * gb, m[c], other, nd)
             top = top_other_class(cam, m, c)
-            frame = pd.DataFrame({"index": np.arange(sl.start, sl.stop), "image": np.asarray(image_names)[sl],
+            index = np.arange(sl.start, sl.stop) if positions is None else np.asarray(positions)[sl]
+            frame = pd.DataFrame({"index": index, "image": np.asarray(image_names)[sl],
                                   "class": name, "class_index": c})
             for j, region in enumerate(REGIONS):
                 frame[f"cam_{region}"] = cam_s[:, j]

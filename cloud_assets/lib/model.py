@@ -274,18 +274,29 @@ def _output_activation(model) -> str:
     return getattr(activation, "__name__", "") if activation is not None else ""
 
 
+def batches(images, batch_size: int):
+    """`(start, n, batch)` over uint8 BGR (scaled by 1/255, as the seed) or [0, 1] images: float32
+    batches of `batch_size`, the last padded with black images to the same shape, so that a backend
+    that compiles per shape (JAX, XLA) compiles once per model, not again for the last batch of
+    every shard."""
+    for start in range(0, len(images), batch_size):
+        part = np.asarray(images[start:start + batch_size])
+        release(images)
+        batch = np.zeros((batch_size, *part.shape[1:]), np.float32)
+        batch[:len(part)] = part / np.float32(255.0) if part.dtype == np.uint8 else part
+        yield start, len(part), batch
+
+
 def predict(model, images: np.ndarray, batch_size: int = 32,
             report: Report | None = None) -> np.ndarray:
     """float32 `(n, outputs)` for uint8 BGR `(n, h, w, 3)` images (scaled by 1/255, as the seed),
     every image included (the seed's generator drops the last partial batch)."""
     out = None
     progress = Progress(len(images), report)
-    for i in range(0, len(images), batch_size):
-        batch = np.asarray(images[i:i + batch_size], dtype=np.float32) / 255.0
-        probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    for start, n, batch in batches(images, batch_size):
+        probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)[:n]
         if out is None:
             out = np.empty((len(images), probs.shape[1]), np.float32)
-        out[i:i + len(batch)] = probs
-        release(images)
-        progress.advance(len(batch))
+        out[start:start + n] = probs
+        progress.advance(n)
     return out if out is not None else np.empty((0, 0), np.float32)

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from cloud_assets.constants import ARRAY_BATCH
-from cloud_assets.lib.model import ModelError, framework, gradcam_layer, keras_backend
+from cloud_assets.lib.model import ModelError, batches, framework, gradcam_layer, keras_backend
 from cloud_assets.lib.progress import Progress, Report
 from cloud_assets.lib.store import release
 
@@ -331,24 +331,19 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
         thread.join()
 
 
-def _batches(images, batch_size: int):
-    for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start:start + batch_size])
-        release(images)
-        yield start, (batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch.astype(np.float32))
-
-
 def iter_batches(model, images, layer_name: str | None = None, batch_size: int = 32,
                  report: Report | None = None, engine: Engine | None = None):
     """Yield `(start, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1]
     images; Grad-CAM at the layer's resolution. Images are read one batch ahead, and each batch's
-    pass runs while the caller handles the previous one."""
+    pass runs while the caller handles the previous one; every pass has the same batch shape
+    (`lib.model.batches`)."""
     engine = engine or engine_for(model, layer_name)
     progress = Progress(len(images), report)
 
     def computed():
-        for start, batch in prefetch(_batches(images, batch_size)):
-            yield (start, *engine(batch))
+        for start, n, batch in prefetch(batches(images, batch_size)):
+            gb, cams, probs = engine(batch)
+            yield start, gb[:n], cams[:, :n], probs[:n]
 
     for start, gb, cams, probs in prefetch(computed()):
         yield start, gb, cams, probs

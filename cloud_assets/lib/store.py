@@ -76,6 +76,7 @@ def release(*arrays) -> None:
     in the files (and the page cache); loops over images call this after each batch, so their
     memory stays one batch however many images there are. Plain arrays are left alone."""
     for array in arrays:
+        release(*getattr(array, "parts", ()))  # a lib.shards.ShardedArray: its shards' arrays
         mapped = getattr(array, "_mmap", None)  # np.memmap keeps its mmap here, slices share it
         if mapped is not None:
             mapped.madvise(mmap.MADV_DONTNEED)

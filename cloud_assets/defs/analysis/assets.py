@@ -8,6 +8,7 @@ import pandas as pd
 from cloud_assets.constants import CONFUSION_LEVELS, ISSUES_LISTED, METADATA_ROWS, PRECISION_LEVEL, SUMMARY_LEVELS
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
+from cloud_assets.defs import shards
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib import attention
 from cloud_assets.lib import label_issues as label_issues_lib
@@ -17,7 +18,7 @@ from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Bundle
 
 # every analysis asset: in the analysis group, re-materialized when the model file changes
-analysis_asset = functools.partial(dg.asset, group_name="analysis", automation_condition=FOLLOWS_MODEL)
+analysis_asset = functools.partial(dg.asset, group_name="analysis", automation_condition=FOLLOWS_MODEL, **shards.WHOLE)
 
 
 class PrecisionLevel(dg.Config):
@@ -29,7 +30,7 @@ class ConfusionLevels(dg.Config):
 
 
 @analysis_asset(code_version="1")
-def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
+def threshold_maps(val_predictions, dataset: DatasetResource):
     """Per class: precision level 10..99 -> probability, recall level 10..99 -> probability (NaN: never reached)."""
     maps = thresholds.threshold_maps(val_predictions.array("y_true"), val_predictions.array("probabilities"))
     wide = maps[maps["level"].isin(SUMMARY_LEVELS)].copy()
@@ -40,7 +41,7 @@ def threshold_maps(val_predictions: Bundle, dataset: DatasetResource):
 
 
 @analysis_asset(code_version="1")
-def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, threshold_maps: Bundle,
+def confusion_matrices(config: ConfusionLevels, val_predictions, threshold_maps: Bundle,
                        dataset: DatasetResource):
     """One-vs-rest `[[tn, fp], [fn, tp]]` per class at precision 90 and the configured levels, raw and row-normalized."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
@@ -52,7 +53,7 @@ def confusion_matrices(config: ConfusionLevels, val_predictions: Bundle, thresho
 
 
 @analysis_asset(code_version="1")
-def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bundle, saliency_maps: Bundle,
+def mistakes(config: PrecisionLevel, val_predictions, threshold_maps: Bundle, saliency_maps,
              dataset: DatasetResource):
     """TP / FP / FN validation images per class at the configured precision level (default 90), with
     `mean_guided_gradcam`: the image's mean Guided Grad-CAM for that class."""
@@ -73,7 +74,7 @@ def mistakes(config: PrecisionLevel, val_predictions: Bundle, threshold_maps: Bu
                                **{f"fp_{c}": int(counts.loc[c, "fp"]) for c in dataset.class_names}})
 
 
-def _distribution(outcome: str, val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
+def _distribution(outcome: str, val_predictions, mistakes: Bundle, dataset: DatasetResource):
     table = mistakes_lib.distribution_table(val_predictions.array("y_true"), mistakes.table("mistakes"), outcome,
                                             dataset.class_names)
     wide = table.pivot(index="class", columns="true_class", values="images").reindex(dataset.class_names)
@@ -81,33 +82,39 @@ def _distribution(outcome: str, val_predictions: Bundle, mistakes: Bundle, datas
 
 
 @analysis_asset(code_version="1")
-def fp_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
+def fp_class_distribution(val_predictions, mistakes: Bundle, dataset: DatasetResource):
     """For each class, how many of its false-positive images carry each true label (the seed's bar plots)."""
     return _distribution("fp", val_predictions, mistakes, dataset)
 
 
 @analysis_asset(code_version="1")
-def fn_class_distribution(val_predictions: Bundle, mistakes: Bundle, dataset: DatasetResource):
+def fn_class_distribution(val_predictions, mistakes: Bundle, dataset: DatasetResource):
     """For each class, how many of its false-negative images carry each true label."""
     return _distribution("fn", val_predictions, mistakes, dataset)
 
 
-@analysis_asset(code_version="2")
-def mask_attention(context: dg.AssetExecutionContext, saliency_maps: Bundle, val_masks: Bundle,
-                   image_cache: Bundle, dataset: DatasetResource):
+@analysis_asset(code_version="3", **shards.PER_IMAGE)
+def mask_attention(context: dg.AssetExecutionContext, saliency_maps, val_masks, image_cache,
+                   dataset: DatasetResource):
     """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
     class's mask, inside other classes' masks, outside every mask, on no-data pixels; pointing game."""
-    table = attention.attention_table(saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"),
-                                      val_masks.array("masks"), image_cache.array("val"), dataset.class_names,
-                                      saliency_maps.table("images")["image"],
-                                      report=progress_logger(context, "mask_attention"))
+    values, tables = {}, []
+    for key in shards.shard_keys(context):
+        maps, masks, cache = (shards.shard(v, key) for v in (saliency_maps, val_masks, image_cache))
+        positions = cache.array("positions_val") if key is not None else None
+        table = attention.attention_table(maps.array("gradcam"), maps.array("guided_backprop"), masks.array("masks"),
+                                          cache.array("val"), dataset.class_names, maps.table("images")["image"],
+                                          report=progress_logger(context, "mask_attention"), positions=positions)
+        values[key] = {"shares": table, **({"layout": {"arrays": {}, "tables": {}}} if key is not None else {})}
+        tables.append(table)
+    table = pd.concat(tables)
     summary = table.groupby("class", sort=False)[["cam_own", "cam_other", "cam_outside", "cam_nodata"]].mean()
-    return dg.Output({"shares": table}, metadata={
+    return dg.Output(shards.pack(values), metadata={
         "rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())})
 
 
 @analysis_asset(code_version="2")
-def label_issues(mask_attention: Bundle, val_predictions: Bundle, dataset: DatasetResource):
+def label_issues(mask_attention, val_predictions, dataset: DatasetResource):
     """Candidate label errors, most likely first: image, class, suspected kind, score, each signal."""
     y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
     health = label_issues_lib.cleanlab_summary(y_true, y_pred, dataset.class_names)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import ARRAY_BATCH
-from cloud_assets.defs import checks
+from cloud_assets.defs import checks, shards
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import dark, images, labels, rle
+from cloud_assets.lib import shards as shards_lib
 from cloud_assets.lib.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.store import Bundle, release
@@ -31,7 +32,7 @@ IMAGE_CHECKS = [
 ]
 
 
-@dg.asset(group_name="data", check_specs=LABEL_CHECKS)
+@dg.asset(group_name="data", check_specs=LABEL_CHECKS, **shards.WHOLE)
 def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
     """One row per labelled image: its classes and a one-hot vector in the model's class order."""
     path = dataset.train_csv
@@ -56,7 +57,7 @@ def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
                   "labels_per_image": md_table(per_image)})
 
 
-@dg.asset(group_name="data")
+@dg.asset(group_name="data", **shards.WHOLE)
 def train_val_split(label_table: Bundle):
     """The seed's split: stratified by label combination, test_size 0.2, random_state 10."""
     table = label_table.table("labels")
@@ -65,15 +66,17 @@ def train_val_split(label_table: Bundle):
     return dg.Output({"split": split}, metadata={"train": len(train), "val": len(val)})
 
 
-@dg.asset(group_name="data", check_specs=IMAGE_CHECKS)
+@dg.asset(group_name="data", check_specs=IMAGE_CHECKS, code_version="2", **shards.PER_IMAGE)
 def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir,
                 train_val_split: Bundle):
-    """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split."""
+    """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split;
+    with each image's black fraction (the share of pixels whose channel 0 is 0)."""
     split = train_val_split.table("split")
     names = {s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")}
     names["test"] = dataset.test_images()
+    chosen = {key: {s: shards.select(ns, key) for s, ns in names.items()} for key in shards.shard_keys(context)}
     expected = dataset.original_shape()
-    paths = [dataset.image_dir(s) / n for s, ns in names.items() for n in ns]
+    paths = [dataset.image_dir(s) / n for parts in chosen.values() for s, (ns, _) in parts.items() for n in ns]
     progress = Progress(len(paths), progress_logger(context, "image_cache checks"))
     problems = []
     for p in paths:
@@ -84,62 +87,73 @@ def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var
 
     h, w = dataset.input_shape
     start = time.monotonic()
-    with var.staging(context.asset_key) as staged:
-        for s, ns in names.items():
-            out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
-            images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w),
-                                progress_logger(context, f"image_cache {s}"))
-            out.flush()
-            staged.put(f"{s}_names", pd.DataFrame({"image": ns}))
-    n = sum(len(v) for v in names.values())
+    values = {}
+    for key, parts in chosen.items():
+        with var.staging(context.asset_key) as staged:
+            for s, (ns, _) in parts.items():
+                out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
+                images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w),
+                                    progress_logger(context, f"image_cache {s}" + (f" shard {key}" if key else "")))
+                out.flush()
+                staged.put(f"{s}_names", pd.DataFrame({"image": ns, "black_fraction": dark.black_fraction(out)}))
+            if key is not None:
+                shards_lib.describe(staged, {s: pos for s, (_, pos) in parts.items()},
+                                    arrays={s: (s, 0) for s in parts}, tables={f"{s}_names": s for s in parts})
+        values[key] = staged
+    n = len(paths)
     secs = time.monotonic() - start
-    yield dg.Output(staged, metadata={
-        **{f"{s}_images": len(v) for s, v in names.items()},
+    yield dg.Output(shards.pack(values), metadata={
+        **{f"{s}_images": sum(len(parts[s][0]) for parts in chosen.values()) for s in names},
         "shape": f"(n, {h}, {w}, 3) uint8 BGR", "images_per_second": round(n / max(secs, 1e-9), 1),
         "original_shape": f"{expected[0]}x{expected[1]}"})
 
 
-@dg.asset(group_name="data")
+@dg.asset(group_name="data", **shards.PER_IMAGE)
 def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
               train_val_split: Bundle):
     """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the seed's `make_mask`."""
     encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
     split = train_val_split.table("split")
-    val = list(split.loc[split["split"] == "val", "image"])
     shape = tuple(label_table.json("meta")["original_shape"])
     classes, chunk = dataset.class_names, ARRAY_BATCH
-    with_mask, cover = np.zeros(len(classes), np.int64), np.zeros(len(classes))
-    with var.staging(context.asset_key) as staged:
-        masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_shape), np.uint8)
-        for c, cls in enumerate(classes):
-            rles = encoded.reindex([f"{img}_{cls}" for img in val]).tolist()
-            for start in range(0, len(val), chunk):
-                part = rle.decode_resized(rles[start:start + chunk], shape, dataset.input_shape,
-                                          workers=os.cpu_count() or 1)
-                masks[c, start:start + len(part)] = part
-                with_mask[c] += int(part.any(axis=(1, 2)).sum())
-                cover[c] += float(part.sum())
-                release(masks)
-        masks.flush()
-        staged.put("images", pd.DataFrame({"image": val}))
+    with_mask, cover, values = np.zeros(len(classes), np.int64), np.zeros(len(classes)), {}
+    for key in shards.shard_keys(context):
+        val, positions = shards.select(list(split.loc[split["split"] == "val", "image"]), key)
+        with var.staging(context.asset_key) as staged:
+            masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_shape), np.uint8)
+            for c, cls in enumerate(classes):
+                rles = encoded.reindex([f"{img}_{cls}" for img in val]).tolist()
+                for start in range(0, len(val), chunk):
+                    part = rle.decode_resized(rles[start:start + chunk], shape, dataset.input_shape,
+                                              workers=os.cpu_count() or 1)
+                    masks[c, start:start + len(part)] = part
+                    with_mask[c] += int(part.any(axis=(1, 2)).sum())
+                    cover[c] += float(part.sum())
+                    release(masks)
+            masks.flush()
+            staged.put("images", pd.DataFrame({"image": val}))
+            if key is not None:
+                shards_lib.describe(staged, {"val": positions}, arrays={"masks": ("val", 1)}, tables={"images": "val"})
+        values[key] = staged
+    n = sum(v.array("masks").shape[1] for v in values.values())
     per_class = pd.DataFrame({"class": classes, "images_with_mask": with_mask,
-                              "mean_cover": np.round(cover / max(masks[0].size, 1), 3)})
-    context.log.info(f"val_masks: {masks.shape}")
-    return dg.Output(staged, metadata={"shape": str(masks.shape), "dtype": "uint8",
-                                       "per_class": md_table(per_class)})
+                              "mean_cover": np.round(cover / max(n * np.prod(dataset.input_shape), 1), 3)})
+    context.log.info(f"val_masks: {n} images")
+    return dg.Output(shards.pack(values), metadata={"shape": f"({len(classes)}, {n}, {dataset.input_shape[0]}, "
+                                                             f"{dataset.input_shape[1]})", "dtype": "uint8",
+                                                    "per_class": md_table(per_class)})
 
 
-@dg.asset(group_name="data")
-def dark_image_counts(label_table: Bundle, image_cache: Bundle, dataset: DatasetResource):
+@dg.asset(group_name="data", code_version="2", **shards.WHOLE)
+def dark_image_counts(label_table: Bundle, image_cache, dataset: DatasetResource):
     """Per image black fraction; per class dark-image counts over train+val; the test count."""
     table = label_table.table("labels").set_index("image")
     frames = []
+    pixels = int(np.prod(dataset.input_shape))
     for s in ("train", "val", "test"):
-        imgs = image_cache.array(s)
-        frac = dark.black_fraction(imgs)
-        frames.append(pd.DataFrame({"image": image_cache.table(f"{s}_names")["image"], "split": s,
-                                    "black_fraction": frac,
-                                    "dark": dark.is_dark(frac, imgs.shape[1] * imgs.shape[2])}))
+        names = image_cache.table(f"{s}_names")
+        frames.append(pd.DataFrame({"image": names["image"], "split": s, "black_fraction": names["black_fraction"],
+                                    "dark": dark.is_dark(names["black_fraction"].to_numpy(), pixels)}))
     per_image = pd.concat(frames, ignore_index=True)
     labelled = per_image[per_image["split"] != "test"]
     onehot = table.loc[labelled["image"], dataset.class_names].to_numpy()

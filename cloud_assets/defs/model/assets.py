@@ -9,9 +9,11 @@ import pandas as pd
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.gpu import GPU_OP_TAGS, GPU_POOL
+from cloud_assets.defs import shards
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
+from cloud_assets.lib import shards as shards_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Bundle
 
@@ -33,7 +35,7 @@ VAL_PREDICTIONS, SALIENCY_MAPS = dg.AssetKey("val_predictions"), dg.AssetKey("sa
 
 @dg.multi_asset(
     pool=GPU_POOL, op_tags=GPU_OP_TAGS, can_subset=True, deps=[model_file],
-    ins={"image_cache": dg.AssetIn(), "label_table": dg.AssetIn()},
+    ins={"image_cache": dg.AssetIn(), "label_table": dg.AssetIn()}, **shards.PER_IMAGE,
     outs={
         "val_predictions": dg.AssetOut(
             group_name="model", automation_condition=FOLLOWS_MODEL, code_version="1", is_required=False,
@@ -48,7 +50,7 @@ VAL_PREDICTIONS, SALIENCY_MAPS = dg.AssetKey("val_predictions"), dg.AssetKey("sa
     internal_asset_deps={"val_predictions": {dg.AssetKey(k) for k in ("model_file", "image_cache", "label_table")},
                          "saliency_maps": {dg.AssetKey(k) for k in ("model_file", "image_cache")}})
 def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource, var: VarDir,
-               image_cache: Bundle, label_table: Bundle):
+               image_cache, label_table: Bundle):
     """One pass of the model over the validation images: `val_predictions` and `saliency_maps`.
 
     The saliency pass computes the probabilities on its way (the same forward pass, bit for bit), so
@@ -57,53 +59,66 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
     float32; guided backprop at the image's, float16: three significant digits at every scale (the
     maps are mostly small values whose sums, the attention shares, uint8's fixed 1/255 step would
     round away). Both are written batch by batch into memory-mapped files while the next batch is
-    computed, so memory does not grow with the number of images.
+    computed, so memory does not grow with the number of images. Sharded, one step computes the
+    shards of its partitions one after the other, with one model load.
     """
     device = model_lib.configure_device()
     digest = model_lib.sha256(Path(model.path))
     net, info = model.load(dataset)
-    images = image_cache.array("val")
-    names = image_cache.table("val_names")
     classes = list(dataset.class_names)
-    report = progress_logger(context, "model_pass")
-    context.log.info(f"model_pass: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
-                     f"{len(images)} images; Keras backend {device}")
+    onehot = label_table.table("labels").set_index("image")
+    predictions, maps, metadata = {}, {}, {}
+    for key in shards.shard_keys(context):
+        cache = shards.shard(image_cache, key)
+        images, names = cache.array("val"), cache.table("val_names")[["image"]]
+        where = f" shard {key}" if key is not None else ""
+        report = progress_logger(context, f"model_pass{where}")
+        context.log.info(f"model_pass{where}: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
+                         f"{len(images)} images; Keras backend {device}")
+        layout = {"positions": {"val": cache.array("positions_val")}} if key is not None else None
+        start = time.monotonic()
+        if SALIENCY_MAPS in context.selected_asset_keys:
+            y_pred, maps[key] = _saliency_maps(context, net, info, images, names, classes, device, digest, var,
+                                               model.batch_size, report, layout)
+        else:
+            y_pred = model_lib.predict(net, images, model.batch_size, report)
+        secs = time.monotonic() - start
+        metadata[key] = {"images": len(images), "seconds": secs}
+        y_true = onehot.loc[names["image"], classes].to_numpy().astype(np.int8)
+        predictions[key] = {"probabilities": y_pred, "y_true": y_true, "images": names,
+                            "summary": {"model_path": str(Path(model.path).resolve()), "model_sha256": digest,
+                                        "device": device, "framework": info.framework,
+                                        "gradcam_layer": info.gradcam_layer}}
+        if layout:
+            predictions[key]["layout"] = {"arrays": {"probabilities": ["val", 0], "y_true": ["val", 0]},
+                                          "tables": {"images": "val"}}
+            predictions[key]["positions_val"] = layout["positions"]["val"]
+    n, secs = sum(m["images"] for m in metadata.values()), sum(m["seconds"] for m in metadata.values())
+    common = {"images": n, "model_sha256": digest, "device": device, "layer": info.gradcam_layer,
+              "images_per_s": round(n / max(secs, 1e-9), 1), "seconds_per_image": round(secs / max(n, 1), 4)}
     if SALIENCY_MAPS in context.selected_asset_keys:
-        y_pred, output = _saliency_maps(context, net, info, images, names, classes, device, digest, var,
-                                        model.batch_size, report)
-        yield output
-    else:
-        y_pred = model_lib.predict(net, images, model.batch_size, report)
+        yield dg.Output(shards.pack(maps), output_name="saliency_maps", metadata=common)
     if VAL_PREDICTIONS in context.selected_asset_keys:
-        y_true = label_table.table("labels").set_index("image").loc[names["image"], classes].to_numpy().astype(np.int8)
-        aucs = thresholds.pr_auc(y_true, y_pred)
+        y_true = np.concatenate([p["y_true"] for p in predictions.values()])
+        y_pred = np.concatenate([p["probabilities"] for p in predictions.values()])
+        aucs = thresholds.pr_auc(y_true, y_pred)  # the order of the images does not matter here
         table = pd.DataFrame({"class": classes, "pr_auc": np.round(aucs, 4), "positives": y_true.sum(0)})
-        summary = {"model_path": str(Path(model.path).resolve()), "model_sha256": digest, "device": device,
-                   "framework": info.framework, "gradcam_layer": info.gradcam_layer,
-                   "pr_auc": dict(zip(classes, map(float, aucs)))}
-        yield dg.Output(
-            {"probabilities": y_pred, "y_true": y_true, "images": names, "summary": summary},
-            output_name="val_predictions",
-            metadata={"images": len(y_pred), "model_sha256": digest, "device": device,
-                      "mean_pr_auc": float(np.nanmean(aucs)), "pr_auc": md_table(table),
-                      **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
+        yield dg.Output(shards.pack(predictions), output_name="val_predictions", metadata={
+            **common, "mean_pr_auc": float(np.nanmean(aucs)), "pr_auc": md_table(table),
+            **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
 
 
-def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report):
-    """(probabilities, the `saliency_maps` output) from one guided Grad-CAM pass."""
+def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report, layout):
+    """(probabilities, the `saliency_maps` value) from one guided Grad-CAM pass over `images`."""
     engine = saliency.engine_for(net, info.gradcam_layer)
     context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer} "
                      f"({engine.layer_size[0]}x{engine.layer_size[1]})")
     with var.staging(SALIENCY_MAPS) as staged:
-        start = time.monotonic()
         y_pred = saliency.write_maps(staged, engine, images, batch_size, report)
-        secs = time.monotonic() - start
         staged.put("images", names)
         staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
                             "model_sha256": digest})
-    n = len(images)
-    return y_pred, dg.Output(staged, output_name="saliency_maps", metadata={
-        "gradcam_shape": str(staged.array("gradcam").shape),
-        "guided_backprop_shape": str(staged.array("guided_backprop").shape),
-        "storage_mb": round(staged.nbytes() / 2 ** 20, 1), "seconds_per_image": round(secs / max(n, 1), 4),
-        "device": device, "layer": info.gradcam_layer, "images_per_s": round(n / max(secs, 1e-9), 1)})
+        if layout:
+            shards_lib.describe(staged, layout["positions"], arrays={"gradcam": ("val", 1), "guided_backprop": ("val", 0)},
+                                tables={"images": "val"})
+    return y_pred, staged

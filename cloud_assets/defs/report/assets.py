@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
+from cloud_assets.defs import shards
 from cloud_assets.defs.resources import DatasetResource, VarDir
-from cloud_assets.lib.store import Bundle
 from cloud_assets.report import pages, site
 
 def model_history(instance: dg.DagsterInstance, class_names) -> pd.DataFrame:
@@ -38,11 +38,12 @@ class ReportSources(dg.Config):
     sources: str = ""  # a folder with mkdocs.yml and site/ to build from; empty: the package's own
 
 
-@dg.asset(group_name="report", automation_condition=FOLLOWS_MODEL, code_version="1",
+@dg.asset(group_name="report", automation_condition=FOLLOWS_MODEL, code_version="1", **shards.WHOLE,
           ins={name: dg.AssetIn() for name in pages.INPUTS})
 def report_site(context: dg.AssetExecutionContext, config: ReportSources, dataset: DatasetResource, var: VarDir,
-                **inputs: Bundle):
-    """The MkDocs report site, built with `--strict` beside the live one and swapped in atomically."""
+                **inputs):
+    """The MkDocs report site, built with `--strict` beside the live one and swapped in atomically.
+    `inputs`: `Bundle`s, or `Shards` for the per-image assets of a sharded run."""
     data = pages.gather(inputs, dataset.class_names, dataset.root, model_history(context.instance, dataset.class_names))
     built = site.build(data, site.sources(config.sources), Path(var.path), log=context.log.info)
     index = built.path / "index.html"

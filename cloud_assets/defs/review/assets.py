@@ -4,7 +4,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from cloud_assets.defs import checks
+from cloud_assets.defs import checks, shards
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.metadata import md_table
 from cloud_assets.defs.resources import DatasetResource, VarDir
@@ -31,7 +31,7 @@ def label_review(dataset: DatasetResource):
 
 
 @dg.asset(group_name="review", deps=[label_review], check_specs=REVIEW_CHECKS, automation_condition=FOLLOWS_MODEL,
-          code_version="1")
+          code_version="1", **shards.WHOLE)
 def corrected_labels(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
                      label_issues: Bundle):
     """`train_corrected.csv` (Kaggle format, same rows and order as train.csv): the accepted decisions of
