@@ -24,6 +24,8 @@ EMPTY_LEVEL = 0.2      # evidence below this share of the map's maximum counts a
 BOX_LEVEL = 0.5        # the proposed box surrounds the largest region above this share of the maximum
 DETAIL_SIGMA = 1 / 37  # guided backprop's structure is smoothed over this share of the image side
 BOX_COLUMNS = ("box_top", "box_left", "box_bottom", "box_right")
+COLUMNS = ["index", "image", "class", "class_index", *(f"cam_{r}" for r in REGIONS), *(f"ggc_{r}" for r in REGIONS),
+           "pointing_hit", "other_class", "mask_area", "cam_empty", "detail_empty", *BOX_COLUMNS, "box_iou"]
 
 
 def empty_share(evidence: np.ndarray, own: np.ndarray, level: float = EMPTY_LEVEL) -> np.ndarray:
@@ -115,6 +117,8 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
     """
     rows = []
     n = gradcam.shape[1]
+    if n == 0:  # a shard without validation images
+        return pd.DataFrame(columns=COLUMNS)
     progress = Progress(n, report)
     for start in range(0, n, batch):
         sl = slice(start, min(start + batch, n))

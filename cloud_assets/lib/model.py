@@ -291,12 +291,9 @@ def predict(model, images: np.ndarray, batch_size: int = 32,
             report: Report | None = None) -> np.ndarray:
     """float32 `(n, outputs)` for uint8 BGR `(n, h, w, 3)` images (scaled by 1/255, as the seed),
     every image included (the seed's generator drops the last partial batch)."""
-    out = None
+    out = np.empty((len(images), int(model.outputs[0].shape[-1])), np.float32)
     progress = Progress(len(images), report)
     for start, n, batch in batches(images, batch_size):
-        probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)[:n]
-        if out is None:
-            out = np.empty((len(images), probs.shape[1]), np.float32)
-        out[start:start + n] = probs
+        out[start:start + n] = np.asarray(model.predict_on_batch(batch), dtype=np.float32)[:n]
         progress.advance(n)
-    return out if out is not None else np.empty((0, 0), np.float32)
+    return out

@@ -107,7 +107,8 @@ class Shards(Mapping):
     def table(self, name: str) -> pd.DataFrame:
         """The shards' tables as one: in the unsharded order for a table of a group of rows, else
         concatenated in shard order."""
-        frame = pd.concat([b.table(name) for b in self.bundles.values()], ignore_index=True)
+        frames = [b.table(name) for b in self.bundles.values()]
+        frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)  # a shard may be empty
         group = self.layout["tables"].get(name)
         if group is None:
             return frame

@@ -1,0 +1,104 @@
+"""Shards: the graph materialized in one run over four shards (`dg launch --partition-range`, as
+`make demo` does) gives the unsharded run's results; a new model re-runs only the model's shards
+(what follows them, once they are updated)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from cloud_assets.lib import shards
+from cloud_assets.lib.shards import Shards
+from cloud_assets.lib.store import Store
+from tests.helpers import tiny_keras
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PER_IMAGE = ("image_cache", "val_masks", "val_predictions", "saliency_maps", "mask_attention")
+
+
+def _env(data, model, out: Path, n: int) -> dict:
+    (out / "home").mkdir(parents=True)
+    (out / "home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    return {**os.environ, "DAGSTER_HOME": str(out / "home"), "CLOUD_ASSETS_DATA_DIR": str(data),
+            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(out / "var"),
+            "CLOUD_ASSETS_SHARDS": str(n), "VIRTUAL_ENV": str(BIN.parent)}
+
+
+def _launch(env, n: int, log: Path):
+    keys = shards.keys(n)
+    extra = ["--partition-range", f"{keys[0]}...{keys[-1]}"] if n > 1 else []
+    with open(log, "w") as f:
+        done = subprocess.run([str(BIN / "dg"), "launch", "--job", "observe_model_file"], cwd=ROOT, env=env,
+                              stdout=f, stderr=subprocess.STDOUT)
+        assert done.returncode == 0, log.read_text()[-3000:]
+        done = subprocess.run([str(BIN / "dg"), "launch", "--assets", "*", *extra], cwd=ROOT, env=env, stdout=f,
+                              stderr=subprocess.STDOUT)
+    assert done.returncode == 0, log.read_text()[-3000:]
+
+
+def _value(store: Store, name: str):
+    parts = sorted(p.name for p in store.root.iterdir() if p.name.startswith(f"{name}@"))
+    return Shards({p.split("@")[1]: store.get(p) for p in parts}) if parts else store.get(name)
+
+
+def test_four_shards_give_the_unsharded_results_and_a_new_model_reruns_only_its_shards(small_dataset, tmp_path):
+    model = tiny_keras(tmp_path / "model.keras")
+    env1, env4 = _env(small_dataset, model, tmp_path / "one", 1), _env(small_dataset, model, tmp_path / "four", 4)
+    _launch(env1, 1, tmp_path / "one.log")
+    _launch(env4, 4, tmp_path / "four.log")
+    one, four = Store(tmp_path / "one" / "var" / "store"), Store(tmp_path / "four" / "var" / "store")
+
+    # each per-image asset is four values, each holding the images of its shard only
+    for name in PER_IMAGE:
+        assert not (one.root / f"{name}@0").exists() and [(four.root / f"{name}@{k}").exists() for k in "0123"] == [True] * 4
+    for k in "0123":
+        names = four.get(f"image_cache@{k}").table("val_names")["image"]
+        assert (shards.assign(names, 4) == int(k)).all()
+
+    # read whole, the shards are the unsharded values: images, masks and guided backprop bit for bit
+    for name, arrays in (("image_cache", ("train", "val", "test")), ("val_masks", ("masks",)),
+                         ("saliency_maps", ("guided_backprop",))):
+        whole, sharded = one.get(name), _value(four, name)
+        for a in arrays:
+            u, v = whole.array(a), sharded.array(a)
+            assert u.shape == v.shape and np.array_equal(np.asarray(u), np.asarray(v)), (name, a)
+    assert _value(four, "val_predictions").table("images").equals(one.get("val_predictions").table("images"))
+    # the model's numbers within a float32 rounding: TensorFlow's CPU kernels sum an image's
+    # products in an order that depends on its row in the batch, and a shard's batches differ
+    for name, a, tol in (("val_predictions", "probabilities", 1e-6), ("saliency_maps", "gradcam", 1e-5)):
+        assert np.allclose(one.get(name).array(a), _value(four, name).array(a), rtol=0, atol=tol), (name, a)
+    assert np.array_equal(one.get("val_predictions").array("y_true"), _value(four, "val_predictions").array("y_true"))
+
+    # the dataset-wide assets: the same label issues in the same order, the same mistakes and counts
+    u, v = one.get("label_issues").table("issues"), four.get("label_issues").table("issues")
+    assert list(zip(u["image"], u["class"])) == list(zip(v["image"], v["class"]))
+    assert np.allclose(u["score"], v["score"], atol=1e-6) and (u["kind"] == v["kind"]).all()
+    cols = ["class", "outcome", "index", "image"]
+    assert one.get("mistakes").table("mistakes")[cols].equals(four.get("mistakes").table("mistakes")[cols])
+    for name, table in (("dark_image_counts", "images"), ("dark_image_counts", "per_class"),
+                        ("fp_class_distribution", "distribution"), ("fn_class_distribution", "distribution")):
+        assert one.get(name).table(table).equals(four.get(name).table(table)), name
+    assert (tmp_path / "four" / "var" / "site" / "issues.html").exists()
+
+    # a new model: the model's shards and what follows them, not the images or the masks
+    tiny_keras(model)
+    script = textwrap.dedent("""
+        import json, dagster as dg, cloud_assets.defs
+        defs = dg.load_defs(defs_root=cloud_assets.defs)
+        with dg.DagsterInstance.get() as instance:
+            first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+            assert defs.resolve_job_def("observe_model_file").execute_in_process(instance=instance).success
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+            print(json.dumps({r.key.to_user_string(): sorted(r.true_subset.expensively_compute_partition_keys())
+                              if r.true_subset.is_partitioned else [] for r in result.results
+                              if result.get_num_requested(r.key)}))
+        """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env4, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    requested = json.loads(done.stdout.strip().splitlines()[-1])
+    # every shard of the model's assets now; the dataset-wide ones follow once those are updated
+    assert requested == {k: ["0", "1", "2", "3"] for k in ("val_predictions", "saliency_maps", "mask_attention")}
