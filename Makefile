@@ -60,10 +60,13 @@ $(DEMO_DATA)/train.csv: | $(STAMP)
 $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
 	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL)
 
+# with CLOUD_ASSETS_SHARDS > 1, every shard of the per-image assets, in the same one run
+SHARD_RANGE = $(shell $(PY) -c 'from cloud_assets.defs.shards import launch_options; print(launch_options())' 2>/dev/null)
+
 demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 	# observe the model file first, so that the materializations record its version
 	$(DG) launch --job observe_model_file
-	$(DG) launch --assets '*'
+	$(DG) launch --assets '*' $(SHARD_RANGE)
 	@echo
 	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
 	@echo "Demo model:   $(DEMO_MODEL)"

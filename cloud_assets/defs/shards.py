@@ -29,6 +29,12 @@ PER_IMAGE = {"partitions_def": PARTITIONS, "backfill_policy": backfill_policy(Tr
 WHOLE = {"backfill_policy": backfill_policy(False)}
 
 
+def launch_options() -> str:
+    """What `dg launch --assets ...` needs to materialize every shard in one run ('' unsharded)."""
+    keys = shards.keys(COUNT)
+    return f"--partition-range {keys[0]}...{keys[-1]}" if COUNT > 1 else ""
+
+
 def shard_keys(context) -> list:
     """The shards this step computes: its partition keys, or [None] (every image) when unsharded."""
     return list(context.partition_keys) if PARTITIONS is not None else [None]

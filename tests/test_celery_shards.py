@@ -1,0 +1,129 @@
+"""A backfill of four shards over Celery: a real Redis on loopback, a worker on the `dagster` queue
+(two processes) and one on `gpu`, the Dagster daemon and webserver (`dg dev`). The backfill makes
+runs of two shards each (CLOUD_ASSETS_SHARDS_PER_RUN); their events show the shards computed at
+overlapping times in different worker processes, the GPU step on the gpu worker; the dataset-wide
+assets computed from the shards then equal those of one unsharded run."""
+import json
+import os
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from dagster._core.execution.backfill import BulkActionStatus
+import pytest
+import yaml
+
+from cloud_assets.lib.store import Store
+from tests.helpers import tiny_keras
+from tests.test_celery import BIN, ROOT, _free_port, _start, _stop
+from tests.test_ui_end_to_end import _up, _wait
+
+PER_IMAGE = ["image_cache", "val_masks", "val_predictions", "saliency_maps", "mask_attention"]
+DATASET_WIDE = ["threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution", "fn_class_distribution",
+                "label_issues", "corrected_labels", "report_site"]
+LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+def _launch(env, *args, log):
+    done = subprocess.run([str(BIN / "dg"), "launch", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    assert done.returncode == 0, f"dg launch {' '.join(args)} failed; see {log.name}"
+
+
+def _graphql(port, query, variables):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
+                                     data=json.dumps({"query": query, "variables": variables}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _steps(instance, run_id) -> dict:
+    """step key -> (start time, end time, pid) from the run's events."""
+    out = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event and event.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
+            start, end, pid = out.get(event.step_key, (None, None, None))
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                start, pid = record.timestamp, event.pid
+            else:
+                end = record.timestamp
+            out[event.step_key] = (start, end, pid)
+    return out
+
+
+def test_a_backfill_spreads_the_shards_over_celery_workers(small_dataset, tmp_path):
+    import redis as redis_client
+
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is missing: `make install` installs Debian's redis-server")
+    model = tiny_keras(tmp_path / "model.keras")
+    homes = {name: tmp_path / name / "home" for name in ("sharded", "one")}
+    for home in homes.values():
+        home.mkdir(parents=True)
+        (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    base = {**os.environ, "CLOUD_ASSETS_DATA_DIR": str(small_dataset), "CLOUD_ASSETS_MODEL_PATH": str(model),
+            "VIRTUAL_ENV": str(BIN.parent)}
+    local = {**base, "DAGSTER_HOME": str(homes["sharded"]), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "sharded" / "var"),
+             "CLOUD_ASSETS_SHARDS": "4"}
+    spread = {**local, "CLOUD_ASSETS_EXECUTOR": "celery", "CLOUD_ASSETS_SHARDS_PER_RUN": "2"}
+    port, ui_port = _free_port(), _free_port()
+    broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
+    log = open(tmp_path / "services.log", "w")
+    procs = [_start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                    base, log)]
+    try:
+        # upstream of the shards, on this machine
+        _launch(local, "--assets", "label_table,train_val_split", log=log)
+        celery = [str(BIN / "celery"), "-A", "dagster_celery.app", "-b", broker, "--result-backend", backend, "worker"]
+        gpu = _start([*celery, "-Q", "gpu", "--pool", "solo", "-n", "gpu@%h"], spread, log)
+        procs += [gpu, subprocess.Popen([str(BIN / "dg"), "dev", "--port", str(ui_port)], cwd=ROOT, env=spread,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)]
+        _wait(lambda: _up(ui_port), 120, "the webserver")
+        config = yaml.safe_load((ROOT / "deploy" / "celery" / "run_config.yaml").read_text())
+        config["execution"]["config"].update(broker=broker, backend=backend)
+        answer = _graphql(ui_port, LAUNCH, {"params": {
+            "partitionNames": ["0", "1", "2", "3"], "assetSelection": [{"path": [a]} for a in PER_IMAGE],
+            "runConfigData": config}})
+        launched = answer["data"]["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", answer
+        # the two runs' first steps wait in the queue; the worker then takes them at once, one per process
+        queue = redis_client.Redis.from_url(broker)
+        _wait(lambda: queue.llen("dagster") >= 2, 180, "both runs' first steps in the dagster queue", 0.5)
+        procs.append(_start([*celery, "-Q", "dagster", "--pool", "prefork", "--concurrency", "2", "-n", "dagster@%h"],
+                            spread, log))
+        with dg.instance_for_test(temp_dir=str(homes["sharded"])) as instance:
+            status = _wait(lambda: (s := instance.get_backfill(launched["backfillId"]).status) not in (
+                BulkActionStatus.REQUESTED,) and s, 420, "the backfill")
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]}))
+            assert status == BulkActionStatus.COMPLETED_SUCCESS, [r.status for r in runs]
+            steps = {r.run_id: _steps(instance, r.run_id) for r in runs}
+            ranges = sorted(r.tags.get("dagster/asset_partition_range_start", "") for r in runs)
+        assert len(runs) == 2 and ranges == ["0", "2"], ranges
+        a, b = (s["image_cache"] for s in steps.values())
+        assert a[0] < b[1] and b[0] < a[1], (a, b)  # the two runs' shards at overlapping times...
+        assert a[2] != b[2]                           # ...in different worker processes
+        assert {s["model_pass"][2] for s in steps.values()} == {gpu.pid}
+        assert gpu.pid not in {s[k][2] for s in steps.values() for k in ("image_cache", "val_masks", "mask_attention")}
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+    # the dataset-wide assets from the shards, then one unsharded run of everything: the same results
+    _launch(local, "--assets", ",".join(DATASET_WIDE), log=log)
+    one = {**base, "DAGSTER_HOME": str(homes["one"]), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "one" / "var")}
+    _launch(one, "--assets", "*", log=log)
+    log.close()
+    sharded, whole = Store(tmp_path / "sharded" / "var" / "store"), Store(tmp_path / "one" / "var" / "store")
+    u, v = whole.get("label_issues").table("issues"), sharded.get("label_issues").table("issues")
+    assert list(zip(u["image"], u["class"], u["kind"])) == list(zip(v["image"], v["class"], v["kind"]))
+    assert np.allclose(u["score"], v["score"], atol=1e-6)
+    cols = ["class", "outcome", "index", "image"]
+    assert whole.get("mistakes").table("mistakes")[cols].equals(sharded.get("mistakes").table("mistakes")[cols])
+    pages = {p: sorted(q.relative_to(p) for q in p.rglob("*.html"))
+             for p in (tmp_path / "one" / "var" / "site", tmp_path / "sharded" / "var" / "site")}
+    assert len(set(map(tuple, pages.values()))) == 1
