@@ -4,7 +4,8 @@
 1. Synthesizes the full-size dataset once (cached in bench/.cache/full/data, about 20 minutes on
    2 cores) and a half-size one from it (hard links); reuses the demo classifier (`make demo`'s,
    trained here if missing).
-2. Times a cold materialization of every asset at half and at full size, then, at full size, a
+2. Times a cold materialization of every asset at half and at full size, the same at full size
+   in 4 shards (`CLOUD_ASSETS_SHARDS=4`, every shard in the one run), then, at full size, a
    re-run of the model-dependent assets after the model file changes; samples the memory of the
    run's processes (the CLI, the fork server, the step processes) every 0.2 s.
 3. Measures, on samples of the same data and model in the same run, what the seed notebook's
@@ -13,7 +14,8 @@
 
 Prints wall time per step, images per second for the image cache and the model pass (predictions
 and saliency maps), and the peak memory; last line:
-`bench full_scale: cold_s=T rerun_s=R peak_rss_gib=M`.
+`bench full_scale: cold_s=T rerun_s=R peak_rss_gib=M sharded_s=S sharded_vs_one=X sharded_step_rss_gib=A
+step_rss_gib=B`.
 """
 import os
 import shutil
@@ -36,6 +38,7 @@ CACHE = ROOT / "bench" / ".cache" / "full"
 FULL, HALF = CACHE / "data", CACHE / "half-data"
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 MODEL_DEPENDENT = "val_predictions*,saliency_maps*"
+SHARDS = 4
 
 
 def ensure_data() -> None:
@@ -80,20 +83,25 @@ class MemorySampler(threading.Thread):
             time.sleep(0.2)
 
 
-def materialize(data: Path, model: Path, work: Path, select: str = "*") -> dict:
-    """One `dagster asset materialize` on a SQLite DAGSTER_HOME under `work`; wall time, peak
-    memory and per-step times from Dagster's event log."""
+def materialize(data: Path, model: Path, work: Path, select: str = "*", shards: int = 1) -> dict:
+    """One `dagster asset materialize` on a SQLite DAGSTER_HOME under `work`, every shard of the
+    per-image assets in the one run when `shards` > 1; wall time, peak memory and per-step times
+    from Dagster's event log."""
+    from cloud_assets.lib.shards import keys
+
     import dagster as dg
 
     home = work / "home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(data),
-           "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(work / "var")}
+           "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(work / "var"),
+           "CLOUD_ASSETS_SHARDS": str(shards)}
+    extra = ["--partition-range", f"{keys(shards)[0]}...{keys(shards)[-1]}"] if shards > 1 else []
     start = time.monotonic()
     with open(work / "run.log", "a") as log:
-        proc = subprocess.Popen([DAGSTER, "asset", "materialize", "-m", "cloud_assets.definitions", "--select", select],
-                                cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([DAGSTER, "asset", "materialize", "-m", "cloud_assets.definitions", "--select", select,
+                                 *extra], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
         sampler = MemorySampler(proc.pid)
         sampler.start()
         rc = proc.wait()
@@ -179,6 +187,8 @@ def main():
     half = materialize(HALF, model, runs / "half")
     print("bench full_scale: cold run at full size ...", flush=True)
     cold = materialize(FULL, model, runs / "full")
+    print(f"bench full_scale: cold run at full size in {SHARDS} shards (one run) ...", flush=True)
+    sharded = materialize(FULL, model, runs / "sharded", shards=SHARDS)
     change_model(MODEL, model)
     print("bench full_scale: re-run after the model file changed ...", flush=True)
     rerun = materialize(FULL, model, runs / "full", select=MODEL_DEPENDENT)
@@ -199,12 +209,19 @@ def main():
           f"{cold['peak_pss_gib']:.2f} GiB; re-run RSS {rerun['peak_rss_gib']:.2f} GiB")
     print(f"wall: half cold {half['wall_s']:.0f} s, full cold {cold['wall_s']:.0f} s, "
           f"re-run {rerun['wall_s']:.0f} s ({rerun['wall_s'] / cold['wall_s']:.2f} of cold)")
+    one_step, shard_step = max(cold["step_rss_gib"].values()), max(sharded["step_rss_gib"].values())
+    print(f"sharded: {SHARDS} shards in one run: wall {sharded['wall_s']:.0f} s "
+          f"({sharded['wall_s'] / cold['wall_s']:.2f} of the unsharded run); largest step process "
+          f"{shard_step:.2f} GiB RSS (unsharded {one_step:.2f}); per step: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(sharded["steps"].items(), key=lambda kv: -kv[1])[:4]))
     seed = seed_costs(FULL, model, n_val, n_all)
     print("seed notebook's dominant steps on the same data (per-unit cost measured here x count): "
           + ", ".join(f"{k} {v:.0f} s" for k, v in seed.items())
           + f"; total {sum(seed.values()):.0f} s = {sum(seed.values()) / cold['wall_s']:.1f}x our cold run")
     peak = max(half["peak_rss_gib"], cold["peak_rss_gib"], rerun["peak_rss_gib"])
-    print(f"bench full_scale: cold_s={cold['wall_s']:.0f} rerun_s={rerun['wall_s']:.0f} peak_rss_gib={peak:.2f}")
+    print(f"bench full_scale: cold_s={cold['wall_s']:.0f} rerun_s={rerun['wall_s']:.0f} peak_rss_gib={peak:.2f} "
+          f"sharded_s={sharded['wall_s']:.0f} sharded_vs_one={sharded['wall_s'] / cold['wall_s']:.2f} "
+          f"sharded_step_rss_gib={shard_step:.2f} step_rss_gib={one_step:.2f}")
 
 
 if __name__ == "__main__":

@@ -102,3 +102,30 @@ def test_four_shards_give_the_unsharded_results_and_a_new_model_reruns_only_its_
     requested = json.loads(done.stdout.strip().splitlines()[-1])
     # every shard of the model's assets now; the dataset-wide ones follow once those are updated
     assert requested == {k: ["0", "1", "2", "3"] for k in ("val_predictions", "saliency_maps", "mask_attention")}
+
+
+def test_shards_read_back_in_the_unsharded_order_in_memory_or_image_by_image(tmp_path, monkeypatch):
+    import pandas as pd
+
+    names = [f"{i:04d}.jpg" for i in range(23)]
+    rng = np.random.default_rng(0)
+    images, masks = rng.integers(0, 255, (23, 4, 5, 3), np.uint8), rng.integers(0, 2, (3, 23, 4, 5), np.uint8)
+    store = Store(tmp_path)
+    bundles = {}
+    for key in shards.keys(3):
+        subset, positions = shards.select(names, key, 3)
+        with store.staging("x") as staged:
+            staged.put("val", images[positions])
+            staged.put("masks", masks[:, positions])
+            staged.put("val_names", pd.DataFrame({"image": subset}))
+            shards.describe(staged, {"val": positions}, arrays={"val": ("val", 0), "masks": ("val", 1)},
+                            tables={"val_names": "val"})
+        bundles[key] = store.publish(f"x@{key}", staged)
+    whole = Shards(bundles)
+    assert list(whole.table("val_names")["image"]) == names
+    assert np.array_equal(whole.array("val"), images) and np.array_equal(whole.array("masks"), masks)
+    monkeypatch.setattr(shards, "IN_MEMORY", 0)  # large arrays: indexed image by image
+    val, m = whole.array("val"), whole.array("masks")
+    assert val.shape == images.shape and m.shape == masks.shape
+    assert all(np.array_equal(val[i], images[i]) and np.array_equal(m[:, i], masks[:, i]) and
+               np.array_equal(m[2, i], masks[2, i]) for i in range(23))
