@@ -38,12 +38,17 @@ def select(names, key: str | None, n: int) -> tuple[list, np.ndarray]:
     return [names[i] for i in positions], positions
 
 
-def describe(staged, positions: dict, arrays: dict, tables: dict) -> None:
-    """Record a shard's layout in the staging bundle `staged`: `positions` group -> positions in the
+def layout(positions: dict, arrays: dict, tables: dict) -> dict:
+    """A shard's layout, as values to store beside its own: `positions` group -> positions in the
     unsharded order, `arrays` name -> (group, image axis), `tables` name -> group."""
-    for group, pos in positions.items():
-        staged.put(f"positions_{group}", np.asarray(pos, np.int64))
-    staged.put("layout", {"arrays": {k: list(v) for k, v in arrays.items()}, "tables": tables})
+    return {**{f"positions_{group}": np.asarray(pos, np.int64) for group, pos in positions.items()},
+            "layout": {"arrays": {k: list(v) for k, v in arrays.items()}, "tables": tables}}
+
+
+def describe(staged, positions: dict, arrays: dict, tables: dict) -> None:
+    """Store a shard's `layout` in the staging bundle `staged`."""
+    for name, value in layout(positions, arrays, tables).items():
+        staged.put(name, value)
 
 
 class ShardedArray:

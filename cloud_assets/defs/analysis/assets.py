@@ -14,6 +14,7 @@ from cloud_assets.lib import attention
 from cloud_assets.lib import label_issues as label_issues_lib
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import saliency
+from cloud_assets.lib import shards as shards_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Bundle
 
@@ -105,7 +106,7 @@ def mask_attention(context: dg.AssetExecutionContext, saliency_maps, val_masks, 
         table = attention.attention_table(maps.array("gradcam"), maps.array("guided_backprop"), masks.array("masks"),
                                           cache.array("val"), dataset.class_names, maps.table("images")["image"],
                                           report=progress_logger(context, "mask_attention"), positions=positions)
-        values[key] = {"shares": table, **({"layout": {"arrays": {}, "tables": {}}} if key is not None else {})}
+        values[key] = {"shares": table, **(shards_lib.layout({}, {}, {}) if key is not None else {})}
         tables.append(table)
     table = pd.concat(tables)
     summary = table.groupby("class", sort=False)[["cam_own", "cam_other", "cam_outside", "cam_nodata"]].mean()

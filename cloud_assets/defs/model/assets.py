@@ -75,11 +75,11 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
         report = progress_logger(context, f"model_pass{where}")
         context.log.info(f"model_pass{where}: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
                          f"{len(images)} images; Keras backend {device}")
-        layout = {"positions": {"val": cache.array("positions_val")}} if key is not None else None
+        positions = {"val": cache.array("positions_val")} if key is not None else None
         start = time.monotonic()
         if SALIENCY_MAPS in context.selected_asset_keys:
             y_pred, maps[key] = _saliency_maps(context, net, info, images, names, classes, device, digest, var,
-                                               model.batch_size, report, layout)
+                                               model.batch_size, report, positions)
         else:
             y_pred = model_lib.predict(net, images, model.batch_size, report)
         secs = time.monotonic() - start
@@ -89,10 +89,10 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
                             "summary": {"model_path": str(Path(model.path).resolve()), "model_sha256": digest,
                                         "device": device, "framework": info.framework,
                                         "gradcam_layer": info.gradcam_layer}}
-        if layout:
-            predictions[key]["layout"] = {"arrays": {"probabilities": ["val", 0], "y_true": ["val", 0]},
-                                          "tables": {"images": "val"}}
-            predictions[key]["positions_val"] = layout["positions"]["val"]
+        if positions:
+            predictions[key].update(shards_lib.layout(positions, arrays={"probabilities": ("val", 0),
+                                                                         "y_true": ("val", 0)},
+                                                      tables={"images": "val"}))
     n, secs = sum(m["images"] for m in metadata.values()), sum(m["seconds"] for m in metadata.values())
     common = {"images": n, "model_sha256": digest, "device": device, "layer": info.gradcam_layer,
               "images_per_s": round(n / max(secs, 1e-9), 1), "seconds_per_image": round(secs / max(n, 1), 4)}
@@ -108,8 +108,9 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
             **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
 
 
-def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report, layout):
-    """(probabilities, the `saliency_maps` value) from one guided Grad-CAM pass over `images`."""
+def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report, positions):
+    """(probabilities, the `saliency_maps` value) from one guided Grad-CAM pass over `images`
+    (`positions`: a shard's, in the unsharded order; None unsharded)."""
     engine = saliency.engine_for(net, info.gradcam_layer)
     context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer} "
                      f"({engine.layer_size[0]}x{engine.layer_size[1]})")
@@ -118,7 +119,7 @@ def _saliency_maps(context, net, info, images, names, classes, device, digest, v
         staged.put("images", names)
         staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
                             "model_sha256": digest})
-        if layout:
-            shards_lib.describe(staged, layout["positions"], arrays={"gradcam": ("val", 1), "guided_backprop": ("val", 0)},
+        if positions:
+            shards_lib.describe(staged, positions, arrays={"gradcam": ("val", 1), "guided_backprop": ("val", 0)},
                                 tables={"images": "val"})
     return y_pred, staged
