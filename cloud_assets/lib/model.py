@@ -274,26 +274,38 @@ def _output_activation(model) -> str:
     return getattr(activation, "__name__", "") if activation is not None else ""
 
 
-def batches(images, batch_size: int):
-    """`(start, n, batch)` over uint8 BGR (scaled by 1/255, as the seed) or [0, 1] images: float32
-    batches of `batch_size`, the last padded with black images to the same shape, so that a backend
-    that compiles per shape (JAX, XLA) compiles once per model, not again for the last batch of
-    every shard."""
-    for start in range(0, len(images), batch_size):
-        part = np.asarray(images[start:start + batch_size])
+def batches(images, batch_size: int, positions=None):
+    """`(members, rows, batch)` over uint8 BGR (scaled by 1/255, as the seed) or [0, 1] images:
+    float32 batches of `batch_size`, `images[members]` at rows `rows`, the other rows black.
+
+    An image sits at row `position % batch_size` of its batch, its position being its index or,
+    for a shard's images, its entry in `positions` (its index in the unsharded order). TensorFlow's
+    CPU kernels sum an image's products in an order that depends on its row in the batch (not on
+    the other images), so a shard's images get the unsharded run's numbers bit for bit; and every
+    batch having one shape, a backend that compiles per shape (JAX) compiles once."""
+    n = len(images)
+    rows = (np.arange(n) if positions is None else np.asarray(positions)) % batch_size
+    rank = np.empty(n, np.int64)  # an image's batch: its rank among the images of its row
+    for r in range(batch_size):
+        same = np.flatnonzero(rows == r)
+        rank[same] = np.arange(len(same))
+    for b in range(int(rank.max()) + 1 if n else 0):
+        members = np.flatnonzero(rank == b)
+        part = np.asarray(images[members])
         release(images)
         batch = np.zeros((batch_size, *part.shape[1:]), np.float32)
-        batch[:len(part)] = part / np.float32(255.0) if part.dtype == np.uint8 else part
-        yield start, len(part), batch
+        batch[rows[members]] = part / np.float32(255.0) if part.dtype == np.uint8 else part
+        yield members, rows[members], batch
 
 
-def predict(model, images: np.ndarray, batch_size: int = 32,
-            report: Report | None = None) -> np.ndarray:
+def predict(model, images: np.ndarray, batch_size: int = 32, report: Report | None = None,
+            positions=None) -> np.ndarray:
     """float32 `(n, outputs)` for uint8 BGR `(n, h, w, 3)` images (scaled by 1/255, as the seed),
-    every image included (the seed's generator drops the last partial batch)."""
+    every image included (the seed's generator drops the last partial batch); `positions` as in
+    `batches`."""
     out = np.empty((len(images), int(model.outputs[0].shape[-1])), np.float32)
     progress = Progress(len(images), report)
-    for start, n, batch in batches(images, batch_size):
-        out[start:start + n] = np.asarray(model.predict_on_batch(batch), dtype=np.float32)[:n]
-        progress.advance(n)
+    for members, rows, batch in batches(images, batch_size, positions):
+        out[members] = np.asarray(model.predict_on_batch(batch), dtype=np.float32)[rows]
+        progress.advance(len(members))
     return out

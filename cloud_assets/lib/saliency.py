@@ -332,37 +332,39 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
 
 
 def iter_batches(model, images, layer_name: str | None = None, batch_size: int = 32,
-                 report: Report | None = None, engine: Engine | None = None):
-    """Yield `(start, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1]
-    images; Grad-CAM at the layer's resolution. Images are read one batch ahead, and each batch's
-    pass runs while the caller handles the previous one; every pass has the same batch shape
-    (`lib.model.batches`)."""
+                 report: Report | None = None, engine: Engine | None = None, positions=None):
+    """Yield `(members, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1]
+    images (`images[members]`, in order); Grad-CAM at the layer's resolution. Images are read one
+    batch ahead, and each batch's pass runs while the caller handles the previous one; batches as
+    `lib.model.batches` makes them (`positions`: a shard's, in the unsharded order)."""
     engine = engine or engine_for(model, layer_name)
     progress = Progress(len(images), report)
 
     def computed():
-        for start, n, batch in prefetch(batches(images, batch_size)):
+        for members, rows, batch in prefetch(batches(images, batch_size, positions)):
             gb, cams, probs = engine(batch)
-            yield start, gb[:n], cams[:, :n], probs[:n]
+            yield members, gb[rows], cams[:, rows], probs[rows]
 
-    for start, gb, cams, probs in prefetch(computed()):
-        yield start, gb, cams, probs
-        progress.advance(len(gb))
+    for members, gb, cams, probs in prefetch(computed()):
+        yield members, gb, cams, probs
+        progress.advance(len(members))
 
 
-def write_maps(staged, engine: Engine, images, batch_size: int = 32, report: Report | None = None) -> np.ndarray:
+def write_maps(staged, engine: Engine, images, batch_size: int = 32, report: Report | None = None,
+               positions=None) -> np.ndarray:
     """Fill `staged` (a store `Bundle`) with `gradcam` `(classes, n, h, w)` float32 at the layer's
     resolution and `guided_backprop` `(n, H, W)` float16 for uint8 BGR `images`, batch by batch into
     memory-mapped files, each batch written while the next is computed; returns the probabilities
-    `(n, classes)`."""
+    `(n, classes)`. `positions`: a shard's images' positions in the unsharded order."""
     n, h, w = images.shape[:3]
     cams = staged.new_array("gradcam", (engine.classes, n, *engine.layer_size), np.float32)
     guided = staged.new_array("guided_backprop", (n, h, w), np.float16)
     probabilities = np.empty((n, engine.classes), np.float32)
-    for i, gb, cam, probs in iter_batches(None, images, batch_size=batch_size, report=report, engine=engine):
-        guided[i:i + len(gb)] = gb
-        cams[:, i:i + len(gb)] = cam
-        probabilities[i:i + len(gb)] = probs
+    for members, gb, cam, probs in iter_batches(None, images, batch_size=batch_size, report=report, engine=engine,
+                                                positions=positions):
+        guided[members] = gb
+        cams[:, members] = cam
+        probabilities[members] = probs
         release(guided, cams)
     cams.flush()
     guided.flush()

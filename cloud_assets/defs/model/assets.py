@@ -81,7 +81,7 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
             y_pred, maps[key] = _saliency_maps(context, net, info, images, names, classes, device, digest, var,
                                                model.batch_size, report, positions)
         else:
-            y_pred = model_lib.predict(net, images, model.batch_size, report)
+            y_pred = model_lib.predict(net, images, model.batch_size, report, positions["val"] if positions else None)
         secs = time.monotonic() - start
         metadata[key] = {"images": len(images), "seconds": secs}
         y_true = onehot.loc[names["image"], classes].to_numpy().astype(np.int8)
@@ -115,7 +115,7 @@ def _saliency_maps(context, net, info, images, names, classes, device, digest, v
     context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer} "
                      f"({engine.layer_size[0]}x{engine.layer_size[1]})")
     with var.staging(SALIENCY_MAPS) as staged:
-        y_pred = saliency.write_maps(staged, engine, images, batch_size, report)
+        y_pred = saliency.write_maps(staged, engine, images, batch_size, report, positions["val"] if positions else None)
         staged.put("images", names)
         staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
                             "model_sha256": digest})
