@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus

@@ -2,7 +2,6 @@
 import functools
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import CONFUSION_LEVELS, ISSUES_LISTED, METADATA_ROWS, PRECISION_LEVEL, SUMMARY_LEVELS
