@@ -45,6 +45,12 @@ def shard(value, key):
     return value if key is None else value[key]
 
 
+def positions(value, key, group: str = "val"):
+    """Shard `key`'s rows of `group` in the unsharded order, from a per-image input's shard value
+    (None when unsharded)."""
+    return None if key is None else shards.positions_of(value, group)
+
+
 def pack(values: dict):
     """A per-image asset's output: shard key -> value, or the one value when unsharded."""
     return values[None] if list(values) == [None] else values

@@ -59,14 +59,27 @@ def proposed_box(cam: np.ndarray, level: float = BOX_LEVEL) -> tuple[float, floa
     return y / H, x / W, (y + h) / H, (x + w) / W
 
 
+def box_pixels(box, shape) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) in pixels of an image of `shape` (h, w, ...), for a box given as
+    shares of the side."""
+    h, w = shape[:2]
+    return tuple(int(round(v * n)) for v, n in zip(box, (h, w, h, w)))
+
+
+def box_mask(box, shape) -> np.ndarray:
+    """uint8 0/1 mask of `shape` (h, w) covering a box given as shares of the side."""
+    top, left, bottom, right = box_pixels(box, shape)
+    mask = np.zeros(shape[:2], np.uint8)
+    mask[top:bottom, left:right] = 1
+    return mask
+
+
 def box_iou(box, own: np.ndarray) -> float:
     """Intersection over union of a proposed box (shares of the side) and a mask `(H, W)`."""
     own = own.astype(bool)
     if box is None:
         return 0.0
-    H, W = own.shape
-    rect = np.zeros_like(own)
-    rect[int(round(box[0] * H)):int(round(box[2] * H)), int(round(box[1] * W)):int(round(box[3] * W))] = True
+    rect = box_mask(box, own.shape).astype(bool)
     union = (rect | own).sum()
     return float((rect & own).sum() / union) if union else 0.0
 

@@ -23,11 +23,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cloud_assets.lib import rle
-from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.lib.attention import BOX_COLUMNS, box_mask
 from cloud_assets.lib.labels import DatasetError, read_csv
 
 COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed_at")
@@ -78,15 +77,6 @@ def _raise(problems: list[tuple[str, str]]) -> None:
         more = f"\n... and {len(problems) - SHOWN_ERRORS} more" if len(problems) > SHOWN_ERRORS else ""
         raise ReviewError(f"{len(problems)} problem(s) in the review; nothing was written:\n"
                           + "\n".join(f"{w}: {m}" for w, m in problems[:SHOWN_ERRORS]) + more, problems)
-
-
-def box_mask(box, shape: tuple[int, int]) -> np.ndarray:
-    """uint8 `shape` mask of a box given as shares of the side (top, left, bottom, right)."""
-    h, w = shape
-    mask = np.zeros(shape, np.uint8)
-    top, left, bottom, right = (int(round(v * n)) for v, n in zip(box, (h, w, h, w)))
-    mask[top:bottom, left:right] = 1
-    return mask
 
 
 def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape: tuple[int, int],

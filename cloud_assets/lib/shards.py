@@ -38,6 +38,11 @@ def select(names, key: str | None, n: int) -> tuple[list, np.ndarray]:
     return [names[i] for i in positions], positions
 
 
+def positions_of(bundle, group: str) -> np.ndarray:
+    """A shard's rows of `group`, as their positions in the unsharded order."""
+    return bundle.array(f"positions_{group}")
+
+
 def layout(positions: dict, arrays: dict, tables: dict) -> dict:
     """A shard's layout, as values to store beside its own: `positions` group -> positions in the
     unsharded order, `arrays` name -> (group, image axis), `tables` name -> group."""
@@ -95,7 +100,7 @@ class Shards(Mapping):
         return len(self.bundles)
 
     def _positions(self, group: str) -> list[np.ndarray]:
-        return [b.array(f"positions_{group}") for b in self.bundles.values()]
+        return [positions_of(b, group) for b in self.bundles.values()]
 
     def array(self, name: str):
         """The unsharded array: in memory when small, else a ShardedArray."""

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from cloud_assets.constants import JPEG_QUALITY
+from cloud_assets.lib.attention import box_pixels
 
 FULL_WIDTH = 1050  # the "full size" view: the original image, at most this wide
 MASK_BGR = np.array([60, 220, 255], np.float32)  # yellow
@@ -69,7 +70,7 @@ def proposed_box(img: np.ndarray, box) -> np.ndarray:
     if box is None or np.isnan(box).any():
         return img
     h, w = img.shape[:2]
-    y0, x0, y1, x1 = (int(round(v * n)) for v, n in zip(box, (h, w, h, w)))
+    y0, x0, y1, x1 = box_pixels(box, img.shape)
     y1, x1 = min(y1, h - 1), min(x1, w - 1)
     out, t, dash = img.copy(), max(1, w // 200), max(4, w // 40)
     for a, b in (((x0, y0), (x1, y0)), ((x0, y1), (x1, y1)), ((x0, y0), (x0, y1)), ((x1, y0), (x1, y1))):

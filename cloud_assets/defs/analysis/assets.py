@@ -101,7 +101,7 @@ def mask_attention(context: dg.AssetExecutionContext, saliency_maps, val_masks, 
     values, tables = {}, []
     for key in shards.shard_keys(context):
         maps, masks, cache = (shards.shard(v, key) for v in (saliency_maps, val_masks, image_cache))
-        positions = cache.array("positions_val") if key is not None else None
+        positions = shards.positions(cache, key)
         table = attention.attention_table(maps.array("gradcam"), maps.array("guided_backprop"), masks.array("masks"),
                                           cache.array("val"), dataset.class_names, maps.table("images")["image"],
                                           report=progress_logger(context, "mask_attention"), positions=positions)

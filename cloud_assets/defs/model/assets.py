@@ -75,13 +75,13 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
         report = progress_logger(context, f"model_pass{where}")
         context.log.info(f"model_pass{where}: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
                          f"{len(images)} images; Keras backend {device}")
-        positions = {"val": cache.array("positions_val")} if key is not None else None
+        positions = shards.positions(cache, key)
         start = time.monotonic()
         if SALIENCY_MAPS in context.selected_asset_keys:
             y_pred, maps[key] = _saliency_maps(context, net, info, images, names, classes, device, digest, var,
                                                model.batch_size, report, positions)
         else:
-            y_pred = model_lib.predict(net, images, model.batch_size, report, positions["val"] if positions else None)
+            y_pred = model_lib.predict(net, images, model.batch_size, report, positions)
         secs = time.monotonic() - start
         metadata[key] = {"images": len(images), "seconds": secs}
         y_true = onehot.loc[names["image"], classes].to_numpy().astype(np.int8)
@@ -89,8 +89,8 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
                             "summary": {"model_path": str(Path(model.path).resolve()), "model_sha256": digest,
                                         "device": device, "framework": info.framework,
                                         "gradcam_layer": info.gradcam_layer}}
-        if positions:
-            predictions[key].update(shards_lib.layout(positions, arrays={"probabilities": ("val", 0),
+        if positions is not None:
+            predictions[key].update(shards_lib.layout({"val": positions}, arrays={"probabilities": ("val", 0),
                                                                          "y_true": ("val", 0)},
                                                       tables={"images": "val"}))
     n, secs = sum(m["images"] for m in metadata.values()), sum(m["seconds"] for m in metadata.values())
@@ -115,11 +115,11 @@ def _saliency_maps(context, net, info, images, names, classes, device, digest, v
     context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer} "
                      f"({engine.layer_size[0]}x{engine.layer_size[1]})")
     with var.staging(SALIENCY_MAPS) as staged:
-        y_pred = saliency.write_maps(staged, engine, images, batch_size, report, positions["val"] if positions else None)
+        y_pred = saliency.write_maps(staged, engine, images, batch_size, report, positions)
         staged.put("images", names)
         staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
                             "model_sha256": digest})
-        if positions:
-            shards_lib.describe(staged, positions, arrays={"gradcam": ("val", 1), "guided_backprop": ("val", 0)},
+        if positions is not None:
+            shards_lib.describe(staged, {"val": positions}, arrays={"gradcam": ("val", 1), "guided_backprop": ("val", 0)},
                                 tables={"images": "val"})
     return y_pred, staged

@@ -56,7 +56,6 @@ def corrected_labels(context: dg.AssetExecutionContext, dataset: DatasetResource
         yield from checks.results(REVIEW_CHECKS, [])
         decisions = pd.DataFrame(columns=[*review.COLUMNS, "line"])
         corrected, changes, proposed = review.apply(rows, decisions, issues, shape, path)
-    progress = review.progress(decisions, issues)
     injected = dataset.root / "label_noise.csv"
     matches = review.injected_matches(decisions, pd.read_csv(injected, dtype=str, keep_default_na=False)) \
         if injected.is_file() else {}
@@ -65,7 +64,6 @@ def corrected_labels(context: dg.AssetExecutionContext, dataset: DatasetResource
         proposed.to_csv(staged.path / "proposed_masks.csv", index=False)
         staged.put("review", decisions)
         staged.put("changes", changes)
-        staged.put("progress", progress)
         staged.put("summary", {"review_path": str(path), "reviewed": len(decisions),
                                "accepted": int((decisions["decision"] == "accept").sum()),
                                "rejected": int((decisions["decision"] == "reject").sum()),
@@ -76,4 +74,5 @@ def corrected_labels(context: dg.AssetExecutionContext, dataset: DatasetResource
         "train_corrected": dg.MetadataValue.path(str(csv.resolve())), "reviewed": len(decisions),
         "changes": len(changes), "proposed_masks": len(proposed),
         "changed_labels": md_table(changes.groupby("action").size().rename("labels").reset_index()),
+        "progress": md_table(review.progress(decisions, issues)),
         **({"accepted_matching_injected_errors": matches["accepted_injected"]} if matches else {})})
