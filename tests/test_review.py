@@ -1,11 +1,18 @@
 """The reviewer's decisions: read and checked line by line, applied to train.csv by kind, and the
-corrected_labels asset's blocking check (a bad review writes nothing)."""
+corrected_labels asset's blocking checks (a bad review writes nothing; corrections are never replaced
+by fewer unless the run config asks; every version is kept)."""
+import shutil
+
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from cloud_assets.lib import review, rle
 from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.defs.automation import definitions as automation
+from cloud_assets.defs.resources import build_resources
+from cloud_assets.defs.review import assets as review_assets
 from cloud_assets.lib.store import Store
 from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
 
@@ -71,11 +78,55 @@ def test_a_spurious_label_without_a_class_is_removed_and_a_move_merges(tmp_path)
     assert list(changes["action"]) == ["moved to Fish", "removed"]
 
 
-def test_the_last_decision_of_a_candidate_counts(tmp_path):
+def test_a_second_decision_for_one_candidate_is_refused_naming_both_lines(tmp_path):
     path = _review(tmp_path, [("a.jpg", "Fish", "accept", "", "spurious label"),
+                              ("b.jpg", "Fish", "reject", "", "missing label"),
                               ("a.jpg", "Fish", "reject", "", "spurious label")])
-    enc, changes, _ = _apply(path)
-    assert enc["a.jpg_Fish"] == FISH_A and changes.empty
+    with pytest.raises(review.ReviewError, match="line 4: a second decision for a.jpg Fish \\(the first is on line 2\\)"):
+        _apply(path)
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "is a folder; expected a CSV file"),
+    ("image,class,decision,new_class,score,kind,reviewed_at\na.jpg,Fish,accept,,0.9,spurious label,t\n"
+     "a.jpg,Sugar,reject,,0.8,loose mask,caf\xe9\n".encode("latin-1"), "line 3: byte 0xe9 is not UTF-8"),
+    (b"image,class,decision\na.jpg,Fish,accept\n", "missing column\\(s\\) new_class, score, kind, reviewed_at"),
+    (b"image,class,decision,new_class,score,kind,reviewed_at\na.jpg,Fish,accept,,high,spurious label,t\n",
+     "line 2: score 'high' is not a number"),
+])
+def test_a_damaged_review_file_is_named_with_its_line(tmp_path, content, message):
+    path = tmp_path / "label_review.csv"
+    path.mkdir() if content is None else path.write_bytes(content)
+    with pytest.raises(review.ReviewError, match=message) as e:
+        _apply(path)
+    assert str(path) in str(e.value)
+
+
+def test_a_review_that_would_lose_corrections_is_named(tmp_path):
+    empty = pd.DataFrame(columns=review.COLUMNS)
+    some = pd.DataFrame([("a.jpg", "Fish", "accept", "", "", "spurious label", "")], columns=review.COLUMNS)
+    previous = {"version": "abc-def", "changes": 4}
+    missing, present = tmp_path / "missing.csv", _review(tmp_path, [])
+    assert review.loss(missing, False, empty, 0, None) is None       # nothing reviewed yet, nothing to lose
+    assert "no review file at the configured path" in review.loss(missing, True, empty, 0, None)
+    assert "no review file; the latest corrections (abc-def, 4 label changes) stay" in \
+        review.loss(missing, False, empty, 0, previous)
+    assert "names no decision" in review.loss(present, False, empty, 0, None)
+    assert "gives 3 label changes, fewer than the 4" in review.loss(present, False, some, 3, previous)
+    assert review.loss(present, False, some, 4, previous) is None
+
+
+def test_every_version_of_the_corrections_is_kept_and_the_latest_found(tmp_path):
+    path = _review(tmp_path, [("a.jpg", "Fish", "accept", "", "spurious label")])
+    folder = tmp_path / "corrections"
+    for review_sha, changes in (("1" * 64, 1), ("2" * 64, 2)):
+        summary = {"version": review.version_name(review_sha, "f" * 64), "changes": changes}
+        review.keep(folder, TRAIN, TRAIN.head(0), path, summary)
+    review.keep(folder, TRAIN, TRAIN.head(0), path, {"version": review.version_name(None, "e" * 64), "changes": 0})
+    assert sorted(p.name for p in folder.iterdir()) == ["111111111111-ffffffffffff", "222222222222-ffffffffffff",
+                                                        "no-review-eeeeeeeeeeee"]
+    assert review.latest(folder, "f" * 64)["changes"] == 2 and review.latest(folder, "0" * 64) is None
+    assert (folder / "111111111111-ffffffffffff" / "label_review.csv").read_bytes() == path.read_bytes()
 
 
 @pytest.mark.parametrize("row,message", [
@@ -99,7 +150,7 @@ def test_bad_rows_are_named_by_file_and_line(tmp_path, row, message):
     (("a.jpg", "Flower", "accept", "Gravel", "class confusion"), "Gravel is not labelled on a.jpg"),
 ])
 def test_decisions_that_do_not_fit_the_labels_are_refused(tmp_path, row, message):
-    path = _review(tmp_path, [("a.jpg", "Fish", "reject", "", "spurious label"), row])
+    path = _review(tmp_path, [("b.jpg", "Flower", "reject", "", "spurious label"), row])
     with pytest.raises(review.ReviewError, match=f"line 3: .*{message}"):
         _apply(path)
 
@@ -144,5 +195,53 @@ def test_a_bad_review_fails_the_blocking_check_and_writes_nothing(audited, small
     assert not result.success
     assert f"{path} line 3: decision 'acept' is not one of accept, reject" in failure_message(result)
     checks = result.get_asset_check_evaluations()
-    assert [(c.check_name, c.passed) for c in checks] == [("review_applies", False)]
+    assert [(c.check_name, c.passed) for c in checks] == [("review_applies", False), ("keeps_corrections", True)]
     assert (tmp / "var" / "store" / "corrected_labels").resolve() == before
+
+
+def _corrected(var) -> str:
+    return (Store(var / "store").get("corrected_labels").path / "train_corrected.csv").read_text()
+
+
+def test_corrections_are_never_replaced_by_fewer_unless_asked(audited, dataset_copy, tmp_path):
+    """A review path that is a folder, mistyped, empty or missing, and a review with fewer changes, each
+    fail naming the path and keep the 4 corrections; allow_fewer_changes starts over; versions are kept."""
+    tmp, model = audited
+    var = tmp_path / "var"
+    shutil.copytree(tmp / "var", var, symlinks=True)
+    train = pd.read_csv(dataset_copy / "train.csv", keep_default_na=False)
+    labelled = train[train["EncodedPixels"] != ""]["Image_Label"].str.rpartition("_").head(4)
+    rows = [(image, cls, "accept", "", "spurious label") for image, cls in zip(labelled[0], labelled[2])]
+    full, fewer = _review(tmp_path, rows), _review(tmp_path, rows[:2], "fewer.csv")
+    empty = _review(tmp_path, [], "empty.csv")
+
+    def run(path=None, **config):
+        return materialize(dataset_copy, var, DATA_ASSETS + AUDIT, model, selection=["corrected_labels"],
+                           review_path=str(path) if path else None,
+                           run_config={"ops": {"corrected_labels": {"config": config}}})
+
+    assert run(full).success
+    four = _corrected(var)
+    assert four != (dataset_copy / "train.csv").read_text()
+    for path, message in [(tmp_path, "is a folder"), (tmp_path / "label_reveiw.csv", "no review file at the configured path"),
+                          (empty, "the review names no decision"), (None, "no review file; the latest corrections"),
+                          (fewer, "the review gives 2 label changes, fewer than the 4")]:
+        result = run(path)
+        assert not result.success, path
+        assert message in failure_message(result) and str(path or dataset_copy / "label_review.csv") in failure_message(result)
+        assert _corrected(var) == four, path
+    result = run(empty, allow_fewer_changes=True)  # asked for: start over
+    assert result.success and _corrected(var) == (dataset_copy / "train.csv").read_text()
+    versions = sorted((var / "corrections").iterdir())  # the first run's (no review), the review's, the empty one's
+    assert len(versions) == 3 and [(v / "train_corrected.csv").read_text() == four for v in versions].count(True) == 1
+
+
+def test_observing_a_damaged_review_fails_naming_the_file_and_line(small_dataset, tmp_path):
+    path = tmp_path / "label_review.csv"
+    path.write_bytes(b"image,class,decision,new_class,score,kind,reviewed_at\nx.jpg,Fish,accept,,0.9,\xff,t\n")
+    defs = dg.Definitions(assets=[review_assets.label_review], jobs=[automation.observe_label_review],
+                          resources=build_resources(str(small_dataset), "", str(tmp_path / "var"),
+                                                    review_path=str(path)))
+    result = defs.resolve_job_def("observe_label_review").execute_in_process(raise_on_error=False)
+    assert not result.success
+    assert f"{path} line 2: byte 0xff is not UTF-8" in failure_message(result)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from cloud_assets.defs import settings
+from cloud_assets.defs import settings, shards
 from cloud_assets.lib import images, labels
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib.labels import DatasetError
-from cloud_assets.lib.shards import Shards
+from cloud_assets.lib.shards import RECORD, Shards
 from cloud_assets.lib.store import Bundle, Store
 
 DEFAULT_VAR_DIR = "var"
@@ -143,10 +143,15 @@ class ArrayStore(dg.ConfigurableIOManager):
             bundle = self._publish(name, obj)
             context.add_output_metadata({"path": dg.MetadataValue.path(str(bundle.path.resolve())),
                                          "stored_mb": round(bundle.nbytes() / 2 ** 20, 2)})
-            return
-        # a shard's value is published as `<asset>@<shard>`; one step may compute several shards
-        sizes = [self._publish(f"{name}@{key}", obj[key]).nbytes() for key in context.asset_partition_keys]
-        context.add_output_metadata({"stored_mb": round(sum(sizes) / 2 ** 20, 2)})
+        else:
+            # a shard's value is published as `<asset>@<shard>`; one step may compute several shards
+            bundles = [self._publish(f"{name}@{key}", obj[key]) for key in context.asset_partition_keys]
+            bundle = bundles[0]
+            context.add_output_metadata({"stored_mb": round(sum(b.nbytes() for b in bundles) / 2 ** 20, 2)})
+        if bundle.has(RECORD):  # a per-image asset: the values of another shard count are stale now
+            for stale in shards.stale(name, self.var.store.stored(name)):
+                context.log.info(f"{name}: removing {stale}, computed with another shard count")
+                self.var.store.remove(stale)
 
     def _publish(self, name: str, obj) -> Bundle:
         store = self.var.store
@@ -160,11 +165,27 @@ class ArrayStore(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext):
         """A Bundle; for a partitioned asset, its shards (`lib.shards.Shards`): those of the step's
-        partitions, or all of them for a dataset-wide step."""
+        partitions, or all of them for a dataset-wide step. PartitioningError when the values of a
+        per-image asset were computed with another shard count than the current one."""
         name = context.upstream_output.asset_key.to_python_identifier()
-        if context.has_asset_partitions:
-            return Shards({key: self.var.store.get(f"{name}@{key}") for key in context.asset_partition_keys})
-        return self.var.store.get(name)
+        store = self.var.store
+        keys = context.asset_partition_keys if context.has_asset_partitions else [None]
+        bundles = {}
+        for key in keys:
+            stored = name if key is None else f"{name}@{key}"
+            try:
+                bundles[key] = store.get(stored)
+            except FileNotFoundError:
+                shards.check_stored(name, self._records(name))
+                raise
+            if bundles[key].has(RECORD):
+                shards.check_stored(name, {stored: bundles[key].json(RECORD)})
+        return Shards(bundles) if context.has_asset_partitions else bundles[None]
+
+    def _records(self, name: str) -> dict:
+        """Stored name -> partitioning record (None: not a per-image value) of every value of `name`."""
+        values = {stored: self.var.store.get(stored) for stored in self.var.store.stored(name)}
+        return {stored: b.json(RECORD) if b.has(RECORD) else None for stored, b in values.items()}
 
 
 def build_resources(data_dir=None, model_path=None, var_dir=None, **dataset_config) -> dict:
@@ -184,7 +205,7 @@ def executor():
     server that has imported the definitions and scikit-learn's metrics (which the analysis steps,
     cleanlab and the report use) once: seconds saved per step; `k8s`, a pod per step
     (deploy/helm/); `celery`, Celery workers behind a Redis broker (deploy/celery/)."""
-    kind = settings.value(settings.EXECUTOR)
+    kind = settings.load_time(settings.EXECUTOR)
     if kind == "k8s":
         from dagster_k8s import k8s_job_executor
 
@@ -193,8 +214,6 @@ def executor():
         from dagster_celery import celery_executor
 
         return celery_executor
-    if kind:
-        raise ValueError(f"{settings.EXECUTOR}={kind!r}: expected 'k8s', 'celery' or nothing (multiprocess)")
     preload = ["cloud_assets.definitions", "sklearn.metrics"]
     return dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": preload}}},
                                                name="multiprocess")

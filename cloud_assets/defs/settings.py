@@ -1,11 +1,15 @@
-"""The one place that reads the environment: which CLOUD_ASSETS_* variable fills which field.
+"""The one place that reads the environment: which CLOUD_ASSETS_* variable fills which field, and
+the variables read when the definitions load.
 
 A variable that is set reaches its resource field as a Dagster `EnvVar`, so the UI shows where the
-value came from; one that is unset leaves the field's default. The executor, the schedule's cron and
-the shards are chosen when the definitions load, so their variables are read here as plain values.
+value came from; one that is unset leaves the field's default. The executor, the schedules' cron and
+the shards are chosen when the definitions load, so their variables are read here as plain values
+and checked at once: a bad value fails the load naming the variable, the value and what is allowed.
 `.env.example` and the README's table list the same variables.
 """
+import dataclasses
 import os
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -26,19 +30,77 @@ SHARDS_PER_RUN = "CLOUD_ASSETS_SHARDS_PER_RUN"
 MODEL_CHECK_CRON = "CLOUD_ASSETS_MODEL_CHECK_CRON"
 
 
+class SettingError(ValueError):
+    """A variable whose value is not allowed; the message names the variable, the value and what is allowed."""
+
+
+def _at_least_one(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise ValueError(text)
+    return n
+
+
+def _one_of(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(text)
+        return text
+    return parse
+
+
+def _cron(text: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(text):
+        raise ValueError(text)
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadTime:
+    """A variable read when the definitions load: its default (when unset or empty), what is allowed
+    (in words, for the error) and its parser (ValueError on a value that is not allowed)."""
+    default: str
+    allowed: str
+    parse: Callable[[str], object]
+
+
+LOAD_TIME = {
+    SHARDS: LoadTime("1", "a whole number of shards, at least 1 (1: nothing partitioned) and at most the "
+                          "number of images in train.csv", _at_least_one),
+    SHARDS_PER_RUN: LoadTime("2", "a whole number of shards per backfill run, at least 1", _at_least_one),
+    EXECUTOR: LoadTime("", "'k8s', 'celery' or unset (multiprocess)", _one_of("", "k8s", "celery")),
+    MODEL_CHECK_CRON: LoadTime("*/5 * * * *", "a cron expression of five fields, e.g. '*/5 * * * *'", _cron),
+}
+
+
+def load_time(variable: str):
+    """The parsed value of a variable read when the definitions load; SettingError if it is not allowed."""
+    setting = LOAD_TIME[variable]
+    text = os.environ.get(variable, "").strip() or setting.default
+    try:
+        return setting.parse(text)
+    except ValueError:
+        raise SettingError(f"{variable}={os.environ.get(variable)!r}: expected {setting.allowed}") from None
+
+
 def fields(resource: str) -> dict:
-    """The fields of `resource` whose variable is set (or required), as EnvVars."""
+    """The fields of `resource` whose variable is set (or required), as EnvVars; SettingError, naming
+    the field and the variable, for a whole-number field whose variable is not a whole number."""
     out = {}
     for key, (variable, kind) in FIELDS.items():
         owner, _, name = key.partition(".")
-        if owner == resource and (variable in os.environ or key in REQUIRED):
-            out[name] = dg.EnvVar.int(variable) if kind is int else dg.EnvVar(variable)
+        if owner != resource or (variable not in os.environ and key not in REQUIRED):
+            continue
+        if kind is int:
+            try:
+                int(os.environ[variable])
+            except ValueError:
+                raise SettingError(naming_variables(f"{key}={os.environ[variable]!r}: expected a whole number")) \
+                    from None
+        out[name] = dg.EnvVar.int(variable) if kind is int else dg.EnvVar(variable)
     return out
-
-
-def value(variable: str, default: str = "") -> str:
-    """A variable read when the definitions load (the executor's kind, the schedule's cron)."""
-    return os.environ.get(variable, default)
 
 
 def naming_variables(message: str) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -28,11 +29,27 @@ class Problem:
 
 
 def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
-    """`columns` of the CSV file `path`, as strings, with a `line` column (the file's line number,
-    header = 1); `error` (naming the file) when it cannot be read or lacks a column."""
+    """`columns` of the UTF-8 CSV file `path`, as strings, with a `line` column (the file's line
+    number, header = 1); `error` (naming the file, and the line where there is one) when it is not a
+    file, cannot be read, is not UTF-8 or CSV, or lacks a column."""
+    path = Path(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder; expected a CSV file") from None
+    except FileNotFoundError:
+        raise error(f"{path}: not found; expected a CSV file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise error(f"{path} line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; expected a UTF-8 CSV file "
+                    f"(save it as UTF-8)") from None
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise error(f"{path}: not a readable CSV ({e})") from None
     missing = [c for c in columns if c not in df.columns]
     if missing:

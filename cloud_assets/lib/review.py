@@ -2,8 +2,8 @@
 Label issues page) and the corrected `train.csv` they give.
 
 One row per reviewed candidate: `image,class,decision,new_class,score,kind,reviewed_at`, decision
-`accept` or `reject`; the last row of a candidate counts. An accepted candidate changes the labels
-by its kind:
+`accept` or `reject`; a second row for one candidate is an error. An accepted candidate changes the
+labels by its kind:
 
 | kind             | accept                                                                     |
 |------------------|----------------------------------------------------------------------------|
@@ -17,15 +17,22 @@ A mask that moves to a class that has one already is merged with it (their union
 box is the bounding box of the largest region where the class's Grad-CAM exceeds half its maximum
 (`lib.attention.proposed_box`), drawn dashed red on the page, as rectangular as the annotators'
 own boxes; every proposed mask is listed in a side file so that it can be redrawn by hand.
+
+Corrections are data: every version written is kept in its own folder, named by the review's and
+train.csv's versions (`keep`), and a review that would give fewer label changes than the latest
+corrections of the same train.csv is refused unless asked for (`loss`).
 """
 from __future__ import annotations
 
+import json
 import math
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from cloud_assets.lib import rle
+from cloud_assets.lib.files import written_folder
 from cloud_assets.lib.attention import BOX_COLUMNS, box_mask
 from cloud_assets.lib.labels import DatasetError, read_csv
 
@@ -46,16 +53,24 @@ class ReviewError(DatasetError):
 
 def read(path: Path, images, class_names) -> pd.DataFrame:
     """The decisions in `path`, checked against the dataset's `images` and `class_names`, with a
-    `line` column (header = 1); the last decision per (image, class). ReviewError lists every bad line."""
+    `line` column (header = 1), one per (image, class). ReviewError lists every bad line: the file
+    missing or a folder, not UTF-8 or CSV, a column missing, an unknown image or class, a decision or
+    kind not allowed, a score that is not a number, a second decision for one candidate."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ReviewError(f"{path}: no review file; download it from the report's Label issues page "
                           f"('Download review') and place it here")
     df = read_csv(path, COLUMNS, ReviewError)
     known_images, known_classes = set(images), set(class_names)
-    problems = []
+    problems, first = [], {}
     for r in df.itertuples(index=False):
         where = f"{path} line {r.line}"
+        if (r.image, r[1]) in first:
+            problems.append((where, f"a second decision for {r.image} {r[1]} (the first is on line "
+                                    f"{first[r.image, r[1]]}); keep one row per candidate"))
+        first.setdefault((r.image, r[1]), r.line)
+        if r.score and not _is_number(r.score):
+            problems.append((where, f"score {r.score!r} is not a number"))
         if r.image not in known_images:
             problems.append((where, f"image {r.image!r} is not in the dataset's train.csv"))
         if r[1] not in known_classes:
@@ -69,7 +84,15 @@ def read(path: Path, images, class_names) -> pd.DataFrame:
         elif r.decision == "accept" and r.kind == "class confusion" and not r.new_class:
             problems.append((where, "an accepted class confusion needs new_class, the class whose mask moves"))
     _raise(problems)
-    return df.drop_duplicates(["image", "class"], keep="last").reset_index(drop=True)
+    return df
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _raise(problems: list[tuple[str, str]]) -> None:
@@ -164,3 +187,47 @@ def injected_matches(review: pd.DataFrame, manifest: pd.DataFrame) -> dict:
     missed = sum((i, c) in injected for i, c in zip(rejected["image"], rejected["class"]))
     return {"accepted": len(accepted), "accepted_injected": int(hits), "rejected": len(rejected),
             "rejected_injected": int(missed), "injected": len(manifest)}
+
+
+def version_name(review_sha256: str | None, train_sha256: str) -> str:
+    """The name of a version of the corrections: the review file's and train.csv's versions."""
+    return f"{review_sha256[:12] if review_sha256 else 'no-review'}-{train_sha256[:12]}"
+
+
+def latest(folder: Path, train_sha256: str) -> dict | None:
+    """The summary of the latest corrections of train.csv version `train_sha256` kept in `folder`."""
+    summaries = [json.loads(p.read_text()) for p in Path(folder).glob(f"*-{train_sha256[:12]}/summary.json")]
+    return max(summaries, key=lambda s: s["written_at"], default=None)
+
+
+def keep(folder: Path, corrected: pd.DataFrame, proposed: pd.DataFrame, review_path: Path, summary: dict) -> Path:
+    """Write a version of the corrections, `folder/<summary['version']>/` (train_corrected.csv,
+    proposed_masks.csv, the review applied as label_review.csv, summary.json), whole or not at all."""
+    final = Path(folder) / summary["version"]
+    with written_folder(final) as tmp:
+        corrected.to_csv(tmp / "train_corrected.csv", index=False)
+        proposed.to_csv(tmp / "proposed_masks.csv", index=False)
+        if Path(review_path).is_file():
+            (tmp / "label_review.csv").write_bytes(Path(review_path).read_bytes())
+        (tmp / "summary.json").write_text(json.dumps({**summary, "written_at": time.time()}, indent=1))
+    return final
+
+
+def loss(path: Path, configured: bool, decisions: pd.DataFrame, changes: int, previous: dict | None) -> str | None:
+    """Why applying the review at `path` (`configured`: a path the user set) would replace the latest
+    corrections of this train.csv (`previous`, from `latest`) by fewer, or apply a review that is not
+    there or names no decision; None when it would not."""
+    before = previous["changes"] if previous else 0
+    kept = f"; the latest corrections ({previous['version']}, {before} label changes) stay" if previous else ""
+    if not Path(path).exists():
+        if configured:
+            return f"no review file at the configured path{kept}"
+        if before:
+            return f"no review file{kept}"
+        return None
+    if decisions.empty:
+        return f"the review names no decision{kept}"
+    if changes < before:
+        return f"the review gives {changes} label changes, fewer than the {before} of the latest corrections " \
+               f"({previous['version']}), which stay"
+    return None

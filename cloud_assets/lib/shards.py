@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+RECORD = "partitioning"  # the JSON document in which a per-image value records its shard count
 IN_MEMORY = 64 * 2 ** 20  # arrays up to this size are read whole; larger ones are indexed image by image
 
 

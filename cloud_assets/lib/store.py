@@ -34,6 +34,9 @@ class Bundle:
     def __repr__(self) -> str:
         return f"Bundle({self.path})"
 
+    def has(self, name: str) -> bool:
+        return any((self.path / f"{name}{suffix}").is_file() for suffix in (".npy", ".parquet", ".json"))
+
     def names(self) -> list[str]:
         return sorted(p.stem for p in self.path.iterdir() if p.suffix in (".npy", ".parquet", ".json"))
 
@@ -142,7 +145,8 @@ class Store:
                     os.fsync(fh.fileno())
         versions = self.root / ".versions"
         versions.mkdir(parents=True, exist_ok=True)
-        final = versions / staged.path.name
+        # named after `name`, which a shard's value extends (`<asset>@<shard>`), for the sweep below
+        final = versions / SEP.join([name, staged.path.name.split(SEP, 1)[1]])
         os.replace(staged.path, final)
         link = self.root / name
         previous = link.resolve() if link.is_symlink() else None
@@ -159,6 +163,17 @@ class Store:
         if not link.exists():
             raise FileNotFoundError(f"{link}: '{name}' has not been materialized yet")
         return Bundle(link.resolve())
+
+    def stored(self, name: str) -> list[str]:
+        """The stored names of asset `name`: itself and its shards' (`<name>@<shard>`)."""
+        return sorted(p.name for p in self.root.glob(f"{name}*") if p.is_symlink()
+                      and (p.name == name or p.name.startswith(f"{name}@")))
+
+    def remove(self, name: str) -> None:
+        """Remove the value `name` and its kept versions."""
+        (self.root / name).unlink(missing_ok=True)
+        for old in (self.root / ".versions").glob(f"{name}{SEP}*"):
+            shutil.rmtree(old, ignore_errors=True)
 
     def discard(self, staged: Bundle) -> None:
         shutil.rmtree(staged.path, ignore_errors=True)

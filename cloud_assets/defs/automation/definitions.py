@@ -25,7 +25,7 @@ report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.group
 
 def _observation_schedule(name: str, job, what: str, follows: str) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
-        name=name, job=job, cron_schedule=settings.value(settings.MODEL_CHECK_CRON, "*/5 * * * *"),
+        name=name, job=job, cron_schedule=settings.load_time(settings.MODEL_CHECK_CRON),
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Observe {what} (CLOUD_ASSETS_MODEL_CHECK_CRON, default every 5 minutes); a new SHA-256 makes "
                     f"{follows} re-materialize through their automation conditions.")

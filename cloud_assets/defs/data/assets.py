@@ -46,6 +46,7 @@ def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
     checks.raise_blocking(LABEL_CHECKS, problems)
 
     table = labels.label_table(rows, dataset.class_names)
+    shards.check_count(len(table))
     freq = pd.DataFrame({"class": dataset.class_names,
                          "images": [int(table[c].sum()) for c in dataset.class_names]})
     per_image = table["n_labels"].value_counts().sort_index().rename_axis("labels").reset_index(name="images")
@@ -72,6 +73,7 @@ def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var
     """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split;
     with each image's black fraction (the share of pixels whose channel 0 is 0)."""
     split = train_val_split.table("split")
+    shards.check_count(len(split))
     names = {s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")}
     names["test"] = dataset.test_images()
     chosen = {key: {s: shards.select(ns, key) for s, ns in names.items()} for key in shards.shard_keys(context)}
@@ -114,6 +116,7 @@ def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, var: 
     """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the seed's `make_mask`."""
     encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
     split = train_val_split.table("split")
+    shards.check_count(len(split))
     shape = tuple(label_table.json("meta")["original_shape"])
     classes, chunk = dataset.class_names, ARRAY_BATCH
     with_mask, cover, values = np.zeros(len(classes), np.int64), np.zeros(len(classes)), {}

@@ -1,0 +1,29 @@
+"""Folders written whole or not at all: filled under a temporary name beside their final one, then
+renamed, so that a failure leaves the previous folder (or none), never a half-written one."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def written_folder(final: Path):
+    """A new temporary folder beside `final` to fill; when the block succeeds it replaces `final`
+    (two renames), when it fails it is removed and `final` stays as it was."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.old"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
