@@ -1,10 +1,14 @@
-"""`cloud-assets` console script."""
+"""`cloud-assets` console script. Arguments are checked before anything is written, and every
+command writes its folder or file under a temporary name renamed at the end: a failure leaves the
+previous result, or nothing."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from cloud_assets.lib.labels import SEED_CLASS_ORDER
+
+MIN_SIDE = 32  # the smallest synthetic image side whose patterns are still regions of texture
 
 
 def _synth(args) -> int:
@@ -53,6 +57,30 @@ def _device(args) -> int:
     return 0
 
 
+def _at_least(minimum: float, kind=int):
+    """An argparse type: a number of `kind` at least `minimum`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a {'whole ' if kind is int else ''}number, "
+                                             f"at least {minimum:g}")
+        return value
+    return parse
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share between 0 and 1")
+    return value
+
+
 def _size(text: str) -> tuple[int, int]:
     from cloud_assets.lib.images import parse_size
 
@@ -67,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic dataset in the Kaggle layout, with label_noise.csv")
     p.add_argument("--out", required=True, help="dataset folder to write")
-    p.add_argument("--train", type=int, default=5546, help="labelled images (default 5546, the real count)")
-    p.add_argument("--test", type=int, default=3698, help="unlabelled images (default 3698)")
-    p.add_argument("--height", type=int, default=1400)
-    p.add_argument("--width", type=int, default=2100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
-    p.add_argument("--twin-rate", type=float, default=0.0,
+    p.add_argument("--train", type=_at_least(1), default=5546, help="labelled images (default 5546, the real count)")
+    p.add_argument("--test", type=_at_least(0), default=3698, help="unlabelled images (default 3698)")
+    p.add_argument("--height", type=_at_least(MIN_SIDE), default=1400)
+    p.add_argument("--width", type=_at_least(MIN_SIDE), default=2100)
+    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--workers", type=_at_least(0), default=0, help="processes (default: one per core)")
+    p.add_argument("--twin-rate", type=_share, default=0.0,
                    help="share of patterns drawn as two separate patches of their class (default 0)")
     p.set_defaults(func=_synth)
     p = sub.add_parser("renoise", help="copy a synthetic dataset with its labels re-noised from train_clean.csv")
@@ -82,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise", required=True, metavar="SPEC",
                    help="a mix (classic, boxes, crowd, all) or kind=rate[:lo-hi],... with kinds missing, "
                         "spurious, swapped, shifted, wide, small, merged")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.set_defaults(func=_renoise)
     p = sub.add_parser("train", help="train the demo classifier on a dataset's train split")
     p.add_argument("--data", required=True, help="dataset folder in the Kaggle layout")
@@ -91,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=_size, default=(224, 224), metavar="HxW",
                    help="model input, height x width (default 224x224; the pipeline needs the same "
                         "CLOUD_ASSETS_INPUT_SIZE)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--minutes", type=float, default=None,
+    p.add_argument("--epochs", type=_at_least(1), default=20)
+    p.add_argument("--minutes", type=_at_least(0.1, float), default=None,
                    help="stop before an epoch would pass this budget (default: none, every epoch runs)")
     p.set_defaults(func=_train)
     p = sub.add_parser("convert-model", help="write a Keras 3 .keras copy of a Keras 2 .h5 model, for every backend")
@@ -105,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         print(f"cloud-assets {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -51,7 +51,8 @@ def test_asset_specs_snapshot():
     # one step computes both, from one read of the images
     assert graph.get(dg.AssetKey("val_predictions")).assets_def is graph.get(dg.AssetKey("saliency_maps")).assets_def
     checks = {key.name for key in graph.asset_check_keys}
-    assert checks == {"train_csv_schema", "rle_valid", "images_readable", "image_size", "image_color", "review_applies"}
+    assert checks == {"train_csv_schema", "rle_valid", "images_readable", "image_size", "image_color", "review_applies",
+                      "keeps_corrections"}
 
 
 def test_definitions_validate_without_importing_tensorflow(tmp_path):

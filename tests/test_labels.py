@@ -63,7 +63,7 @@ def test_check_rows_names_file_line_and_problem(tmp_path):
     (b"Image,Pixels\na.jpg_Fish,\n", "missing column(s) Image_Label, EncodedPixels"),
     (b"Image_Label,EncodedPixels\n", "no rows after the header"),
     (b"", "empty file; expected the header 'Image_Label,EncodedPixels'"),
-    (b"Image_Label,EncodedPixels\n\xff\xfe\xfa,1 2\n", "not a readable CSV"),
+    (b"Image_Label,EncodedPixels\n\xff\xfe\xfa,1 2\n", "line 2: byte 0xff is not UTF-8"),
 ])
 def test_read_train_csv_errors(tmp_path, content, message):
     path = tmp_path / "train.csv"

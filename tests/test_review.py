@@ -107,13 +107,13 @@ def test_a_review_that_would_lose_corrections_is_named(tmp_path):
     some = pd.DataFrame([("a.jpg", "Fish", "accept", "", "", "spurious label", "")], columns=review.COLUMNS)
     previous = {"version": "abc-def", "changes": 4}
     missing, present = tmp_path / "missing.csv", _review(tmp_path, [])
-    assert review.loss(missing, False, empty, 0, None) is None       # nothing reviewed yet, nothing to lose
-    assert "no review file at the configured path" in review.loss(missing, True, empty, 0, None)
-    assert "no review file; the latest corrections (abc-def, 4 label changes) stay" in \
-        review.loss(missing, False, empty, 0, previous)
-    assert "names no decision" in review.loss(present, False, empty, 0, None)
-    assert "gives 3 label changes, fewer than the 4" in review.loss(present, False, some, 3, previous)
-    assert review.loss(present, False, some, 4, previous) is None
+    assert review.loss(missing, empty, 0, None) is None          # nothing corrected yet, nothing to lose
+    assert review.loss(missing, empty, 0, {"version": "x", "changes": 0}) is None
+    assert review.loss(missing, empty, 0, previous) == \
+        "there is no review file, fewer than the 4 label changes of the latest corrections (abc-def), which stay"
+    assert review.loss(present, empty, 0, previous).startswith("the review names no decision, fewer than the 4")
+    assert review.loss(present, some, 3, previous).startswith("the review gives 3 label changes, fewer than the 4")
+    assert review.loss(present, some, 4, previous) is None
 
 
 def test_every_version_of_the_corrections_is_kept_and_the_latest_found(tmp_path):
@@ -223,8 +223,9 @@ def test_corrections_are_never_replaced_by_fewer_unless_asked(audited, dataset_c
     assert run(full).success
     four = _corrected(var)
     assert four != (dataset_copy / "train.csv").read_text()
-    for path, message in [(tmp_path, "is a folder"), (tmp_path / "label_reveiw.csv", "no review file at the configured path"),
-                          (empty, "the review names no decision"), (None, "no review file; the latest corrections"),
+    for path, message in [(tmp_path, "is a folder"), (tmp_path / "label_reveiw.csv", "there is no review file, fewer "
+                                                                                      "than the 4 label changes"),
+                          (empty, "the review names no decision"), (None, "there is no review file"),
                           (fewer, "the review gives 2 label changes, fewer than the 4")]:
         result = run(path)
         assert not result.success, path

@@ -10,10 +10,19 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def written_folder(final: Path):
+def written_folder(final: Path, replaces: set[str] | None = None):
     """A new temporary folder beside `final` to fill; when the block succeeds it replaces `final`
-    (two renames), when it fails it is removed and `final` stays as it was."""
+    (two renames), when it fails it is removed and `final` stays as it was. With `replaces` (the
+    names the writer makes), a `final` that is a file or holds anything else is refused (ValueError)
+    before anything is written: it holds what someone else made."""
     final = Path(final)
+    if replaces is not None and final.exists():
+        if not final.is_dir():
+            raise ValueError(f"{final}: is a file; expected a folder to write (or none)")
+        foreign = sorted(p.name for p in final.iterdir() if p.name not in replaces)
+        if foreign:
+            raise ValueError(f"{final}: holds {', '.join(foreign[:5])}, which this command did not write; move "
+                             f"{'them' if len(foreign) > 1 else 'it'} away or choose another output folder")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.mkdir()

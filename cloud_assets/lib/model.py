@@ -171,8 +171,10 @@ def convert(src, dst, safe_mode: bool = True, atol: float = 1e-5) -> float:
     from keras.src.legacy.saving import saving_utils
 
     dst = Path(dst)
-    if dst.suffix != ".keras":
-        raise ModelError(f"{dst}: the converted model is written as a .keras file")
+    if dst.suffix != ".keras" or dst.is_dir():
+        raise ModelError(f"{dst}: expected the name of a .keras file to write (the converted model)")
+    if not dst.parent.is_dir():
+        raise ModelError(f"{dst.parent}: no such folder to write the converted model in")
     old = load(src, safe_mode)
     if framework(old) == "keras":
         new = old
@@ -200,8 +202,11 @@ def convert(src, dst, safe_mode: bool = True, atol: float = 1e-5) -> float:
         raise ModelError(f"{src}: the Keras 3 copy predicts differently (largest difference {diff:.2e} > {atol}); "
                          f"nothing written")
     tmp = dst.with_name(f".{dst.name}.tmp.keras")
-    new.save(tmp)
-    tmp.replace(dst)
+    try:
+        new.save(tmp)
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     return diff
 
 

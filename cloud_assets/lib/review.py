@@ -213,21 +213,13 @@ def keep(folder: Path, corrected: pd.DataFrame, proposed: pd.DataFrame, review_p
     return final
 
 
-def loss(path: Path, configured: bool, decisions: pd.DataFrame, changes: int, previous: dict | None) -> str | None:
-    """Why applying the review at `path` (`configured`: a path the user set) would replace the latest
-    corrections of this train.csv (`previous`, from `latest`) by fewer, or apply a review that is not
-    there or names no decision; None when it would not."""
+def loss(path: Path, decisions: pd.DataFrame, changes: int, previous: dict | None) -> str | None:
+    """Why applying the review at `path` (its `decisions`, giving `changes` label changes) would
+    replace the latest corrections of this train.csv (`previous`, from `latest`) by fewer: a review
+    missing, naming no decision or giving fewer changes; None when it would not."""
     before = previous["changes"] if previous else 0
-    kept = f"; the latest corrections ({previous['version']}, {before} label changes) stay" if previous else ""
-    if not Path(path).exists():
-        if configured:
-            return f"no review file at the configured path{kept}"
-        if before:
-            return f"no review file{kept}"
+    if changes >= before:
         return None
-    if decisions.empty:
-        return f"the review names no decision{kept}"
-    if changes < before:
-        return f"the review gives {changes} label changes, fewer than the {before} of the latest corrections " \
-               f"({previous['version']}), which stay"
-    return None
+    what = ("there is no review file" if not Path(path).exists() else
+            "the review names no decision" if decisions.empty else f"the review gives {changes} label changes")
+    return f"{what}, fewer than the {before} label changes of the latest corrections ({previous['version']}), which stay"

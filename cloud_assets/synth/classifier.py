@@ -67,8 +67,12 @@ def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=(224, 224), e
 
     The learning rate decays (cosine) to nearly zero over `epochs`, so the last epochs settle;
     with `minutes`, training stops early when another epoch would pass that budget (the model then
-    depends on the machine's speed). Returns the best epoch's per-class PR-AUC.
+    depends on the machine's speed). Returns the best epoch's per-class PR-AUC. `out` is written
+    once, at the end: a failure leaves the previous file, or none.
     """
+    data_dir, out = Path(data_dir), Path(out)
+    if out.suffix != ".keras" or out.is_dir():
+        raise ValueError(f"{out}: expected the name of a .keras file to write")
     import keras
     import tensorflow as tf
 
@@ -79,7 +83,6 @@ def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=(224, 224), e
     # that `make demo` reproduces the README's label-audit figures
     tf.config.experimental.enable_op_determinism()
     log(f"train: {model_lib.configure_device()}")
-    data_dir, out = Path(data_dir), Path(out)
     (x_train, y_train), (x_val, y_val) = (v for v in _load_split(data_dir, class_names, size, log).values())
     log(f"train: {len(x_train)} train / {len(x_val)} val images, classes {list(class_names)}")
 
@@ -97,24 +100,30 @@ def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=(224, 224), e
 
     best, best_auc, start, epoch_s = -1.0, None, time.monotonic(), 0.0
     out.parent.mkdir(parents=True, exist_ok=True)
-    for epoch in range(1, epochs + 1):
-        t = time.monotonic()
-        history = net.fit(ds, epochs=1, verbose=0)
-        y_pred = model_lib.predict(net, x_val, batch_size=64)
-        aucs = thresholds.pr_auc(y_val, y_pred)
-        epoch_s = time.monotonic() - t
-        mark = ""
-        if np.nanmean(aucs) > best:
-            best, best_auc, mark = float(np.nanmean(aucs)), aucs, " (best, saved)"
-            tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-            net.save(tmp)
-            os.replace(tmp, out)
-        per_class = " ".join(f"{c}={a:.3f}" for c, a in zip(class_names, aucs))
-        log(f"train: epoch {epoch}: loss={history.history['loss'][-1]:.4f} val PR-AUC {per_class} "
-            f"mean={np.nanmean(aucs):.3f} [{epoch_s:.0f}s]{mark}")
-        if minutes is not None and time.monotonic() - start + epoch_s > minutes * 60:
-            log(f"train: stopping after epoch {epoch}: the {minutes:g}-minute budget is spent")
-            break
+    best_file = out.with_name(f".{out.stem}.best{out.suffix}")  # renamed to `out` once training ends
+    try:
+        for epoch in range(1, epochs + 1):
+            t = time.monotonic()
+            history = net.fit(ds, epochs=1, verbose=0)
+            y_pred = model_lib.predict(net, x_val, batch_size=64)
+            aucs = thresholds.pr_auc(y_val, y_pred)
+            epoch_s = time.monotonic() - t
+            mark = ""
+            if np.nanmean(aucs) > best:
+                best, best_auc, mark = float(np.nanmean(aucs)), aucs, " (best, kept)"
+                net.save(best_file)
+            per_class = " ".join(f"{c}={a:.3f}" for c, a in zip(class_names, aucs))
+            log(f"train: epoch {epoch}: loss={history.history['loss'][-1]:.4f} val PR-AUC {per_class} "
+                f"mean={np.nanmean(aucs):.3f} [{epoch_s:.0f}s]{mark}")
+            if minutes is not None and time.monotonic() - start + epoch_s > minutes * 60:
+                log(f"train: stopping after epoch {epoch}: the {minutes:g}-minute budget is spent")
+                break
+        if best_auc is None:
+            raise ValueError(f"{data_dir}: no epoch gave a validation PR-AUC (no class is present in the val "
+                             f"split); nothing written")
+        os.replace(best_file, out)
+    finally:
+        best_file.unlink(missing_ok=True)
     result = dict(zip(class_names, map(float, best_auc)))
     log("train: best val PR-AUC " + " ".join(f"{c}={a:.3f}" for c, a in result.items()) + f" mean={best:.3f}")
     log(f"train: saved {out}")

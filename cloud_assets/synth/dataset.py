@@ -25,10 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cloud_assets.lib.files import written_folder
 from cloud_assets.synth import textures
 
 log = logging.getLogger(__name__)
 
+DATASET_FILES = {"train.csv", "train_clean.csv", "label_noise.csv", "train_images", "test_images"}  # what synth writes
 CSV_CLASSES = ("Fish", "Flower", "Gravel", "Sugar")  # the row order within an image in train.csv
 CLASS_WEIGHT = {"Fish": 0.50, "Flower": 0.43, "Gravel": 0.53, "Sugar": 0.68}
 LABELS_PER_IMAGE = ((1, 0.243), (2, 0.428), (3, 0.281), (4, 0.048))
@@ -295,8 +297,14 @@ def _write_csv(path: Path, header, rows):
 
 
 def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=print) -> dict:
-    """Write the dataset to `out`; returns counts. Uses every core; reports progress every few seconds."""
-    out = Path(out)
+    """Write the dataset to `out`, whole or not at all (a dataset written before is replaced only at
+    the end; a folder holding anything else is refused); returns counts. Uses every core; reports
+    progress every few seconds."""
+    with written_folder(out, replaces=DATASET_FILES) as tmp:
+        return _synthesize(tmp, cfg, progress)
+
+
+def _synthesize(out: Path, cfg: SynthConfig, progress) -> dict:
     specs = plan(cfg)
     shape = (cfg.height, cfg.width)
     for split in ("train", "test"):

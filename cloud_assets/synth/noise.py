@@ -251,9 +251,10 @@ def _link_tree(src: Path, dst: Path):
 
 def renoise_dataset(data: str | Path, out: str | Path, spec: str, seed: int) -> pd.DataFrame:
     """Write `out`: `data`'s images (hard links), its `train_clean.csv`, and `train.csv` plus
-    `label_noise.csv` re-noised by `spec`. Returns the manifest."""
+    `label_noise.csv` re-noised by `spec`, whole or not at all. Returns the manifest."""
+    from cloud_assets.lib.files import written_folder
     from cloud_assets.lib.images import jpeg_size
-    from cloud_assets.synth.dataset import _write_csv
+    from cloud_assets.synth.dataset import DATASET_FILES, _write_csv
 
     data, out = Path(data), Path(out)
     clean_path = data / "train_clean.csv"
@@ -269,10 +270,11 @@ def renoise_dataset(data: str | Path, out: str | Path, spec: str, seed: int) -> 
         raise FileNotFoundError(f"{data / 'train_images'}: no .jpg images")
     shape = jpeg_size(first)
     rows, manifest = renoise(clean, noise, seed, shape)
-    for split in ("train_images", "test_images"):
-        if (data / split).is_dir():
-            _link_tree(data / split, out / split)
-    _write_csv(out / "train_clean.csv", rows.columns, clean[list(rows.columns)].itertuples(index=False))
-    _write_csv(out / "train.csv", rows.columns, rows.itertuples(index=False))
-    _write_csv(out / "label_noise.csv", manifest.columns, manifest.itertuples(index=False))
+    with written_folder(out, replaces=DATASET_FILES) as tmp:
+        for split in ("train_images", "test_images"):
+            if (data / split).is_dir():
+                _link_tree(data / split, tmp / split)
+        _write_csv(tmp / "train_clean.csv", rows.columns, clean[list(rows.columns)].itertuples(index=False))
+        _write_csv(tmp / "train.csv", rows.columns, rows.itertuples(index=False))
+        _write_csv(tmp / "label_noise.csv", manifest.columns, manifest.itertuples(index=False))
     return manifest

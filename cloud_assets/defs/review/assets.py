@@ -17,8 +17,8 @@ REVIEW_CHECKS = [
                 "label_review.csv is a UTF-8 CSV file whose every row names an image and class of the dataset "
                 "(once) and an allowed decision, and every accepted decision fits the current labels."),
     checks.spec("corrected_labels", "keeps_corrections",
-                "The review gives at least as many label changes as the latest corrections of this train.csv; "
-                "a missing or empty review is applied only when the run config says allow_fewer_changes."),
+                "The review gives at least as many label changes as the latest corrections of this train.csv (a "
+                "missing or empty review gives none), unless the run config says allow_fewer_changes."),
 ]
 CORRECTIONS = "corrections"  # under CLOUD_ASSETS_VAR_DIR: every version of the corrections
 
@@ -52,9 +52,9 @@ def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, da
     """`train_corrected.csv` (Kaggle format, same rows and order as train.csv): the accepted decisions of
     label_review applied to train.csv; `proposed_masks.csv` lists the masks proposed by the classifier
     (boxes) that it contains. Every version is also kept in `var/corrections/<review>-<train.csv>/`. A bad
-    review fails the check `review_applies`, naming the file and line; a review that is missing (at a
-    configured path, or after corrections), empty, or gives fewer changes than the latest corrections
-    fails `keeps_corrections` unless the run config says `allow_fewer_changes`. Then nothing is written."""
+    review fails the check `review_applies`, naming the file and line; a review that gives fewer label
+    changes than the latest corrections of this train.csv (missing or empty, after corrections) fails
+    `keeps_corrections` unless the run config says `allow_fewer_changes`. Then nothing is written."""
     path = dataset.review_file
     rows = label_table.table("rows")
     shape = tuple(label_table.json("meta")["original_shape"])
@@ -70,8 +70,7 @@ def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, da
     except review.ReviewError as e:
         problems = [Problem("review_applies", where, what) for where, what in e.problems]
     else:
-        lost = None if config.allow_fewer_changes else \
-            review.loss(path, bool(dataset.review_path), decisions, len(changes), previous)
+        lost = None if config.allow_fewer_changes else review.loss(path, decisions, len(changes), previous)
         if lost:
             problems = [Problem("keeps_corrections", str(path), f"{lost}; nothing was written (every version is "
                                 f"kept in {kept}). To apply it on purpose, launch corrected_labels with the run "

@@ -1,0 +1,100 @@
+"""Every `cloud-assets` command that writes checks its arguments first and writes under a temporary
+name renamed at the end: a bad argument or a failure leaves the previous result, or nothing."""
+import shutil
+
+import pytest
+
+from cloud_assets import cli
+from cloud_assets.synth import dataset as synth_dataset
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["synth", "--train", "0"], "argument --train: '0': expected a whole number, at least 1"),
+    (["synth", "--test", "-1"], "argument --test: '-1': expected a whole number, at least 0"),
+    (["synth", "--height", "8"], "argument --height: '8': expected a whole number, at least 32"),
+    (["synth", "--width", "wide"], "argument --width: 'wide': expected a whole number, at least 32"),
+    (["synth", "--seed", "-3"], "argument --seed: '-3': expected a whole number, at least 0"),
+    (["synth", "--twin-rate", "1.5"], "argument --twin-rate: '1.5': expected a share between 0 and 1"),
+    (["renoise", "--data", "d", "--noise", "classic", "--seed", "x"], "argument --seed: 'x': expected a whole number"),
+    (["train", "--data", "d", "--epochs", "0"], "argument --epochs: '0': expected a whole number, at least 1"),
+    (["train", "--data", "d", "--minutes", "0"], "argument --minutes: '0': expected a number, at least 0.1"),
+])
+def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        cli.main([*argv, "--out", str(out)])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--data", "{data}", "--out", "{tmp}/model.h5"], "model.h5: expected the name of a .keras file to write"),
+    (["train", "--data", "{tmp}/none", "--out", "{tmp}/m.keras"], "train.csv not found"),
+    (["convert-model", "{tmp}/a.h5", "{tmp}/none/b.keras"], "no such folder to write the converted model in"),
+    (["renoise", "--data", "{data}", "--out", "{tmp}/n", "--noise", "missing=2"], "missing=2"),
+    (["synth", "--out", "{tmp}/file.txt"], "file.txt: is a file; expected a folder to write"),
+])
+def test_bad_paths_and_values_are_named_and_nothing_is_written(small_dataset, tmp_path, capsys, argv, message):
+    (tmp_path / "file.txt").write_text("mine")
+    argv = [a.format(data=small_dataset, tmp=tmp_path) for a in argv]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+    assert (tmp_path / "file.txt").read_text() == "mine"
+
+
+def _synth(out, *extra):
+    return cli.main(["synth", "--out", str(out), "--train", "6", "--test", "2", "--height", "64", "--width", "96",
+                     "--workers", "1", *extra])
+
+
+def test_a_failed_synth_leaves_the_previous_dataset_and_no_temporary_folder(tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    assert _synth(out) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    written = []
+
+    def fail_on_the_third(job, write=synth_dataset._write_image):
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        written.append(job)
+        return write(job)
+
+    monkeypatch.setattr(synth_dataset, "_write_image", fail_on_the_third)
+    assert _synth(out, "--seed", "1") == 2
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    shutil.rmtree(out)
+    written.clear()
+    assert _synth(out, "--seed", "1") == 2 and list(tmp_path.iterdir()) == []  # none before: none after
+
+
+def test_synth_and_renoise_refuse_to_replace_a_folder_holding_what_they_did_not_write(tmp_path, capsys):
+    out = tmp_path / "data"
+    assert _synth(out) == 0
+    (out / "label_review.csv").write_text("a reviewer's work\n")
+    assert _synth(out) == 2
+    assert "holds label_review.csv, which this command did not write" in capsys.readouterr().err
+    assert _synth(tmp_path / "other") == 0
+    assert cli.main(["renoise", "--data", str(tmp_path / "other"), "--out", str(out), "--noise", "classic"]) == 2
+    assert "holds label_review.csv, which this command did not write" in capsys.readouterr().err
+    assert (out / "label_review.csv").read_text() == "a reviewer's work\n"
+    # a dataset renoise wrote itself is replaced
+    assert cli.main(["renoise", "--data", str(out), "--out", str(tmp_path / "noisy"), "--noise", "classic"]) == 0
+    assert cli.main(["renoise", "--data", str(out), "--out", str(tmp_path / "noisy"), "--noise", "boxes"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "noisy", "other"]
+
+
+def test_a_failed_training_leaves_the_previous_model(small_dataset, tmp_path, monkeypatch):
+    from cloud_assets.synth import classifier
+
+    out = tmp_path / "m.keras"
+    out.write_bytes(b"the previous model")
+
+    def stop_after_the_first_epoch(message):
+        if message.startswith("train: epoch 1:"):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        classifier.train(small_dataset, out, size=(32, 48), epochs=3, log=stop_after_the_first_epoch)
+    assert out.read_bytes() == b"the previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]

@@ -1,0 +1,87 @@
+"""A change of the shard count, and settings read at load time: a dataset-wide step that finds
+per-image values of another shard count fails naming both counts and the command that re-runs them;
+that re-run removes the stale shards; bad values and too many shards fail naming the variable."""
+import re
+import subprocess
+
+import pytest
+
+from cloud_assets.defs import settings
+from cloud_assets.lib.store import Store
+from tests.test_shards import BIN, ROOT, _env
+
+DATA = "label_table,train_val_split,image_cache,dark_image_counts"
+
+
+def _dg(env, *args) -> tuple[int, str]:
+    """(exit status, everything printed, whitespace collapsed)."""
+    done = subprocess.run([str(BIN / "dg"), *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    return done.returncode, " ".join((done.stdout + done.stderr).split())
+
+
+def test_a_new_shard_count_is_detected_and_the_rerun_removes_the_stale_shards(small_dataset, tmp_path):
+    env3 = _env(small_dataset, "", tmp_path, 3)
+    env2, env1 = {**env3, "CLOUD_ASSETS_SHARDS": "2"}, {**env3, "CLOUD_ASSETS_SHARDS": "1"}
+    store = Store(tmp_path / "var" / "store")
+    status, out = _dg(env3, "launch", "--assets", DATA, "--partition-range", "0...2")
+    assert status == 0, out[-3000:]
+    assert store.stored("image_cache") == ["image_cache@0", "image_cache@1", "image_cache@2"]
+
+    # three shards stored, two configured: the dataset-wide step fails, naming both and the command
+    status, out = _dg(env2, "launch", "--assets", "dark_image_counts")
+    assert status != 0
+    assert ("image_cache: its stored values were computed with 3 shard(s) (image_cache@0), but CLOUD_ASSETS_SHARDS "
+            "is now 2; re-run the per-image assets with the new count: dg launch --assets '*' --partition-range "
+            "0...1 (make demo does), which also removes the stale shards") in out, out[-3000:]
+    assert "IndexError" not in out
+
+    # the re-run with two shards replaces them and removes the third
+    status, out = _dg(env2, "launch", "--assets", "image_cache", "--partition-range", "0...1")
+    assert status == 0, out[-3000:]
+    assert store.stored("image_cache") == ["image_cache@0", "image_cache@1"]
+    assert not [p for p in (store.root / ".versions").iterdir() if p.name.startswith("image_cache@2")]
+    status, out = _dg(env2, "launch", "--assets", "dark_image_counts")
+    assert status == 0, out[-3000:]
+
+    # and back to one: no unsharded value, two shards stored
+    status, out = _dg(env1, "launch", "--assets", "dark_image_counts")
+    assert status != 0
+    assert "computed with 2 shard(s) (image_cache@0, image_cache@1), but CLOUD_ASSETS_SHARDS is now 1" in out, out[-3000:]
+
+
+def test_bad_settings_fail_the_load_and_more_shards_than_images_fail_before_anything_is_written(small_dataset,
+                                                                                                tmp_path):
+    env = _env(small_dataset, "", tmp_path, 1)
+    status, out = _dg({**env, "CLOUD_ASSETS_SHARDS": "abc"}, "check", "defs")
+    assert status != 0
+    assert ("CLOUD_ASSETS_SHARDS='abc': expected a whole number of shards, at least 1 (1: nothing partitioned) and "
+            "at most the number of images in train.csv") in out, out[-3000:]
+    status, out = _dg({**env, "CLOUD_ASSETS_SHARDS": "5000"}, "launch", "--assets", "label_table")
+    assert status != 0
+    assert "CLOUD_ASSETS_SHARDS=5000: expected at most 48, the number of images in train.csv" in out, out[-3000:]
+    assert not (tmp_path / "var" / "store" / "label_table").exists()
+    assert not list((tmp_path / "var" / "store" / ".staging").glob("*"))
+
+
+@pytest.mark.parametrize("variable,value,allowed", [
+    (settings.SHARDS, "abc", "a whole number of shards, at least 1"),
+    (settings.SHARDS, "0", "a whole number of shards, at least 1"),
+    (settings.SHARDS, "-1", "a whole number of shards, at least 1"),
+    (settings.SHARDS_PER_RUN, "2.5", "a whole number of shards per backfill run, at least 1"),
+    (settings.EXECUTOR, "dask", "'k8s', 'celery' or unset (multiprocess)"),
+    (settings.MODEL_CHECK_CRON, "every 5 minutes", "a cron expression of five fields"),
+    (settings.MODEL_CHECK_CRON, "61 * * * *", "a cron expression of five fields"),
+])
+def test_a_load_time_value_that_is_not_allowed_names_the_variable(monkeypatch, variable, value, allowed):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(settings.SettingError, match="^" + re.escape(f"{variable}={value!r}: expected {allowed}")):
+        settings.load_time(variable)
+
+
+def test_unset_or_empty_load_time_values_take_their_defaults(monkeypatch):
+    for variable, setting in settings.LOAD_TIME.items():
+        monkeypatch.setenv(variable, "")
+        assert settings.load_time(variable) == setting.parse(setting.default)
+    monkeypatch.setenv("CLOUD_ASSETS_BATCH_SIZE", "eight")
+    with pytest.raises(settings.SettingError, match=r"model.batch_size \(CLOUD_ASSETS_BATCH_SIZE\)='eight': expected a whole number"):
+        settings.fields("model")
