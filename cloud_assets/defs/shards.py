@@ -4,7 +4,7 @@ where Celery workers or Kubernetes pods can take several at once.
 
 With one shard (the default) nothing is partitioned: every asset is one step over every image.
 Every value of a per-image asset records the shard count it was computed with (`partitioning`),
-so that a reader finds out when the count has changed since (the IO manager, `lib.shards.check`).
+so that a reader finds out when the count has changed since (the IO manager, `check_stored`).
 """
 import dagster as dg
 
