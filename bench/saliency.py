@@ -33,17 +33,34 @@ def build(classes=4):
     return keras.Model(base.input, keras.layers.Dense(classes, activation="sigmoid")(base.output))
 
 
+def normalize_guided_backprop(gb):
+    """The notebook's normalisation of a guided backprop gradient `(n, H, W, channels)` -> `(n, H, W)`, in NumPy."""
+    gb = gb.mean(axis=3)
+    mean = gb.mean(axis=(1, 2), keepdims=True)
+    std = gb.std(axis=(1, 2), keepdims=True) + 1e-5
+    return np.clip((gb - mean) / std * 0.1 + 0.5, 0, 1).astype(np.float32)
+
+
+def gradcam_from_gradients(a, grads, size):
+    """The notebook's batch Grad-CAM in NumPy, from A `(n, h, w, k)` and `grads` `(classes, n, h, w, k)`, at `size`."""
+    from cloud_assets.lib.saliency import upsample
+
+    weights = grads.mean(axis=(2, 3))
+    cams = np.einsum("nhwk,cnk->cnhw", a, weights)
+    cams = cams - cams.mean(axis=(2, 3), keepdims=True)
+    norms = np.linalg.norm(cams.astype(np.float64), ord=2, axis=(2, 3)).astype(cams.dtype)
+    return upsample((cams + 1e-10) / (norms[..., None, None] + 1e-10), size)
+
+
 def seed_batch(model, engine, x):
     """The notebook's structure on one batch: predict, then per class a guided backprop call and a
     Grad-CAM call, each copied to the host and post-processed in NumPy at full resolution."""
-    from cloud_assets.lib import saliency
-
     model.predict_on_batch(x)
     out = []
     for c in range(engine.classes):
-        gb = saliency.normalize_guided_backprop(engine.input_gradient(x))
+        gb = normalize_guided_backprop(engine.input_gradient(x))
         a, grads = engine.class_gradient(x, c)
-        out.append(saliency.gradcam_from_gradients(a, grads[None], x.shape[1:3])[0] * gb)
+        out.append(gradcam_from_gradients(a, grads[None], x.shape[1:3])[0] * gb)
     return out
 
 

@@ -137,3 +137,50 @@ def test_one_engine_per_model_and_layer_serves_every_call(densenet, images):
     saliency.gradcam(densenet, images[:2])
     assert saliency.engine_for(densenet) is first
     assert saliency.engine_for(densenet, "conv4_block2_concat") is not first
+
+
+def gradcam_plus_plus_reference(model, images, layer_name):
+    """Grad-CAM++ as pytorch-grad-cam's `GradCAMPlusPlus.get_cam_weights` computes the weights, in
+    NumPy, per class from TensorFlow's gradients; then the seed's Grad-CAM normalisation."""
+    import keras
+    import tensorflow as tf
+
+    sub = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.outputs[0]])
+    h, w = images.shape[1:3]
+    out = []
+    for class_i in range(model.outputs[0].shape[-1]):
+        x = tf.constant(images)
+        with tf.GradientTape() as tape:
+            a, y = sub(x, training=False)
+            score = tf.reduce_sum(y[:, class_i])
+        a, grads = a.numpy().transpose(0, 3, 1, 2), tape.gradient(score, a).numpy().transpose(0, 3, 1, 2)
+        g2, g3 = grads ** 2, grads ** 3
+        aij = g2 / (2 * g2 + a.sum(axis=(2, 3))[:, :, None, None] * g3 + 1e-7)
+        aij = np.where(grads != 0, aij, 0)
+        weights = (np.maximum(grads, 0) * aij).sum(axis=(2, 3))
+        cams = np.einsum("nkhw,nk->nhw", a, weights)
+        maps = []
+        for cam in cams:
+            cam = cam - cam.mean()
+            cam = cv2.resize((cam + 1e-10) / (np.linalg.norm(cam, 2) + 1e-10), (w, h), cv2.INTER_LINEAR)
+            cam = np.maximum(cam, 0)
+            maps.append(cam / cam.max() if cam.max() > 0 else cam)
+        out.append(maps)
+    return np.array(out, np.float32)
+
+
+def test_gradcam_plus_plus_equals_pytorch_grad_cams_weights_on_the_same_engine(densenet, images):
+    layer = saliency.gradcam_layer(densenet)
+    ours = saliency.gradcam(densenet, images, method="gradcam++")
+    reference = gradcam_plus_plus_reference(densenet, images, layer)
+    assert ours.shape == reference.shape == (4, 5, 64, 64)
+    assert np.abs(ours - reference).max() < 1e-4
+    default = saliency.gradcam(densenet, images)
+    assert np.abs(ours - default).max() > 1e-2  # another method, other maps
+    engine = saliency.engine_for(densenet, method="gradcam++")
+    assert engine is not saliency.engine_for(densenet) and engine.method.guided == "Guided Grad-CAM++"
+
+
+def test_an_unknown_method_names_the_registered_ones(densenet):
+    with pytest.raises(ValueError, match="saliency method 'scorecam': expected one of guided-gradcam, gradcam\\+\\+"):
+        saliency.engine_for(densenet, method="scorecam")

@@ -2,8 +2,9 @@
 the variables read when the definitions load.
 
 A variable that is set reaches its resource field as a Dagster `EnvVar`, so the UI shows where the
-value came from; one that is unset leaves the field's default. The executor, the schedules' cron and
-the shards are chosen when the definitions load, so their variables are read here as plain values
+value came from; one that is unset leaves the field's default. The executor, the schedules' cron,
+the shards and the saliency method are chosen when the definitions load (the method is part of
+`saliency_maps`' code version, so that changing it re-runs the maps), so their variables are read here as plain values
 and checked at once: a bad value fails the load naming the variable, the value and what is allowed.
 `.env.example` and the README's table list the same variables.
 """
@@ -12,6 +13,8 @@ import os
 from collections.abc import Callable
 
 import dagster as dg
+
+from cloud_assets.lib import saliency_methods
 
 # resource field -> (variable, type); the README's Configuration table says what each means
 FIELDS = {
@@ -28,6 +31,7 @@ EXECUTOR = "CLOUD_ASSETS_EXECUTOR"
 SHARDS = "CLOUD_ASSETS_SHARDS"
 SHARDS_PER_RUN = "CLOUD_ASSETS_SHARDS_PER_RUN"
 MODEL_CHECK_CRON = "CLOUD_ASSETS_MODEL_CHECK_CRON"
+SALIENCY_METHOD = "CLOUD_ASSETS_SALIENCY_METHOD"
 
 
 class SettingError(ValueError):
@@ -72,6 +76,8 @@ LOAD_TIME = {
     SHARDS_PER_RUN: LoadTime("2", "a whole number of shards per backfill run, at least 1", _at_least_one),
     EXECUTOR: LoadTime("", "'k8s', 'celery' or unset (multiprocess)", _one_of("", "k8s", "celery")),
     MODEL_CHECK_CRON: LoadTime("*/5 * * * *", "a cron expression of five fields, e.g. '*/5 * * * *'", _cron),
+    SALIENCY_METHOD: LoadTime(saliency_methods.DEFAULT, "one of " + ", ".join(saliency_methods.METHODS),
+                              _one_of(*saliency_methods.METHODS)),
 }
 
 

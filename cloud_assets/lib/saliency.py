@@ -1,5 +1,6 @@
 """Guided Grad-CAM for every class from one forward and one guided backward pass per batch, on
-Keras 3's TensorFlow or JAX backend (and Keras 2 models through tf_keras, on TensorFlow).
+Keras 3's TensorFlow or JAX backend (and Keras 2 models through tf_keras, on TensorFlow). Another
+saliency method (`lib.saliency_methods`: Grad-CAM++) changes the channel weights alone.
 
 Same definitions as the seed notebook:
 - guided backprop: gradient of the Grad-CAM layer's output (summed) with respect to the input,
@@ -17,8 +18,8 @@ copy whose ReLUs have the guided gradient; its forward pass is the model's) give
 backward pass from sum(A), guided backprop; the head (A -> outputs, ordinary ReLUs) gives the
 probabilities and d(y_c)/dA for every class. Every per-image reduction above, up to the Grad-CAM at
 the layer's resolution, runs in the same compiled function on the device (`tf.function` or
-`jax.jit`); the host receives probabilities, guided backprop `(n, H, W)` and Grad-CAM
-`(classes, n, h, w)`. The loaded model is never modified.
+`jax.jit`; `SaliencyMethod.reduce`); the host receives probabilities, guided backprop `(n, H, W)`
+and Grad-CAM `(classes, n, h, w)`. The loaded model is never modified.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import numpy as np
 from cloud_assets.constants import ARRAY_BATCH
 from cloud_assets.lib.model import ModelError, batches, framework, gradcam_layer, keras_backend
 from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.saliency_methods import DEFAULT, SaliencyMethod, method as saliency_method
 from cloud_assets.lib.store import release
 
 
@@ -105,34 +107,17 @@ def _cut(model, layer_name: str):
     return body, head
 
 
-def reduce_on_device(a, grads, input_grad):
-    """The seed's per-image reductions, in `keras.ops` (run inside the compiled pass):
-    guided backprop `(n, H, W)` from the input gradient `(n, H, W, 3)`, and Grad-CAM at the layer's
-    resolution `(classes, n, h, w)` from A `(n, h, w, k)` and d(y_c)/dA `(classes, n, h, w, k)`,
-    before `upsample`."""
-    from keras import ops
-
-    g = ops.mean(input_grad, axis=3)
-    mean = ops.mean(g, axis=(1, 2), keepdims=True)
-    std = ops.std(g, axis=(1, 2), keepdims=True) + 1e-5
-    guided = ops.clip((g - mean) / std * 0.1 + 0.5, 0, 1)
-    weights = ops.mean(grads, axis=(2, 3))                                     # (classes, n, k)
-    cams = ops.einsum("nhwk,cnk->cnhw", a, weights)
-    cams = cams - ops.mean(cams, axis=(2, 3), keepdims=True)
-    norms = ops.max(ops.svd(cams, compute_uv=False), axis=-1)                 # spectral norm
-    return guided, (cams + 1e-10) / (norms[..., None, None] + 1e-10)
-
-
 class Engine:
-    """Compiled guided Grad-CAM for one (model, layer); build once, call per batch.
+    """Compiled guided Grad-CAM for one (model, layer, saliency method); build once, call per batch.
 
     `__call__` is the pass the assets use; `floor` (a bare guided forward and backward),
     `input_gradient` (the same, copied to the host) and `class_gradient` (one class's d(y_c)/dA) let
     the benchmark time the floor and the seed's cost structure on the same compiled pieces.
     """
 
-    def __init__(self, model, layer_name: str | None = None):
+    def __init__(self, model, layer_name: str | None = None, method: str = DEFAULT):
         self.layer_name = gradcam_layer(model, layer_name)
+        self.method: SaliencyMethod = saliency_method(method)
         self.backend = keras_backend()
         if framework(model) == "tf_keras" and self.backend != "tensorflow":
             raise ModelError(f"model {model.name!r} is a Keras 2 (tf_keras) model, which runs on TensorFlow only; "
@@ -143,7 +128,8 @@ class Engine:
         build = {"tensorflow": _tensorflow_passes, "jax": _jax_passes}.get(self.backend)
         if build is None:
             raise ModelError(f"KERAS_BACKEND={self.backend!r} is not supported; use tensorflow or jax")
-        self._passes, self._floor, self._class_gradient, self._host, self._sync = build(body, head, self.classes)
+        self._passes, self._floor, self._class_gradient, self._host, self._sync = build(body, head, self.classes,
+                                                                                          self.method.reduce)
 
     def __call__(self, images: np.ndarray):
         """(guided backprop `(n, H, W)`, Grad-CAM at the layer's resolution `(classes, n, h, w)`,
@@ -166,16 +152,16 @@ class Engine:
 _ENGINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def engine_for(model, layer_name: str | None = None) -> Engine:
-    """The one Engine of (`model`, layer), built on first use and kept while the model lives."""
+def engine_for(model, layer_name: str | None = None, method: str = DEFAULT) -> Engine:
+    """The one Engine of (`model`, layer, method), built on first use and kept while the model lives."""
     engines = _ENGINES.setdefault(model, {})
-    layer = gradcam_layer(model, layer_name)
-    if layer not in engines:
-        engines[layer] = Engine(model, layer)
-    return engines[layer]
+    key = (gradcam_layer(model, layer_name), method)
+    if key not in engines:
+        engines[key] = Engine(model, *key)
+    return engines[key]
 
 
-def _tensorflow_passes(body, head, classes):
+def _tensorflow_passes(body, head, classes, reduce):
     import tensorflow as tf
 
     spec = [tf.TensorSpec([None, *body.inputs[0].shape[1:]], tf.float32)]
@@ -200,7 +186,7 @@ def _tensorflow_passes(body, head, classes):
             out = head(a, training=False)
             per_class = [tf.reduce_sum(out[:, c]) for c in range(classes)]
         grads = tf.stack([tape.gradient(y, a) for y in per_class])
-        guided, cams = reduce_on_device(a, grads, input_grad)
+        guided, cams = reduce(a, grads, input_grad)
         return guided, cams, out
 
     @tf.function(input_signature=[*spec, tf.TensorSpec([], tf.int32)])
@@ -220,7 +206,7 @@ def _tensorflow_passes(body, head, classes):
             host, lambda t: tf.reduce_sum(t).numpy())
 
 
-def _jax_passes(body, head, classes):
+def _jax_passes(body, head, classes, reduce):
     import jax
     import jax.numpy as jnp
 
@@ -244,7 +230,7 @@ def _jax_passes(body, head, classes):
         out, head_back = jax.vjp(lambda a: run(head, weights[1], a), a)
         one_hot = jnp.broadcast_to(jnp.eye(classes, dtype=out.dtype)[:, None, :], (classes, *out.shape))
         grads = jax.vmap(lambda ct: head_back(ct)[0])(one_hot)             # (classes, n, h, w, k)
-        guided, cams = reduce_on_device(a, grads, input_grad)
+        guided, cams = reduce(a, grads, input_grad)
         return guided, cams, out
 
     @jax.jit
@@ -277,24 +263,6 @@ def upsample(gradcam: np.ndarray, size) -> np.ndarray:
     top = out.max(axis=(1, 2), keepdims=True)
     np.divide(out, top, out=out, where=top > 0)  # where the maximum is 0, every value is 0 already
     return out.reshape(*lead, H, W)
-
-
-def normalize_guided_backprop(gb: np.ndarray) -> np.ndarray:
-    """The seed's normalisation of a guided backprop gradient `(n, H, W, channels)` -> `(n, H, W)`, on the host."""
-    gb = gb.mean(axis=3)
-    mean = gb.mean(axis=(1, 2), keepdims=True)
-    std = gb.std(axis=(1, 2), keepdims=True) + 1e-5
-    return np.clip((gb - mean) / std * 0.1 + 0.5, 0, 1).astype(np.float32)
-
-
-def gradcam_from_gradients(a: np.ndarray, grads: np.ndarray, size) -> np.ndarray:
-    """The seed's batch Grad-CAM on the host, from A `(n, h, w, k)` and `grads` `(classes, n, h, w, k)`,
-    at `size`."""
-    weights = grads.mean(axis=(2, 3))
-    cams = np.einsum("nhwk,cnk->cnhw", a, weights)
-    cams = cams - cams.mean(axis=(2, 3), keepdims=True)
-    norms = np.linalg.norm(cams.astype(np.float64), ord=2, axis=(2, 3)).astype(cams.dtype)
-    return upsample((cams + 1e-10) / (norms[..., None, None] + 1e-10), size)
 
 
 def prefetch(items: Iterable, depth: int = 2) -> Iterator:
@@ -371,8 +339,8 @@ def write_maps(staged, engine: Engine, images, batch_size: int = 32, report: Rep
     return probabilities
 
 
-def _collect(model, images, layer_name, batch_size):
-    parts = list(iter_batches(model, images, layer_name, batch_size))
+def _collect(model, images, layer_name, batch_size, method=DEFAULT):
+    parts = list(iter_batches(model, images, layer_name, batch_size, engine=engine_for(model, layer_name, method)))
     return (np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts], axis=1))
 
 
@@ -381,14 +349,17 @@ def guided_backprop(model, images, layer_name: str | None = None, batch_size: in
     return _collect(model, images, layer_name, batch_size)[0]
 
 
-def gradcam(model, images, layer_name: str | None = None, batch_size: int = 32) -> np.ndarray:
-    """float32 `(classes, images, H, W)`: the seed's batch Grad-CAM at the image's size, 0 where it gives NaN."""
-    return upsample(_collect(model, images, layer_name, batch_size)[1], np.shape(images)[1:3])
+def gradcam(model, images, layer_name: str | None = None, batch_size: int = 32, method: str = DEFAULT) -> np.ndarray:
+    """float32 `(classes, images, H, W)`: the seed's batch Grad-CAM (or `method`'s class activation
+    map) at the image's size, 0 where it gives NaN."""
+    return upsample(_collect(model, images, layer_name, batch_size, method)[1], np.shape(images)[1:3])
 
 
-def guided_gradcam(model, images, layer_name: str | None = None, batch_size: int = 32) -> np.ndarray:
-    """float32 `(classes, images, H, W)`: Grad-CAM x guided backprop, every class from one pass."""
-    gb, cams = _collect(model, images, layer_name, batch_size)
+def guided_gradcam(model, images, layer_name: str | None = None, batch_size: int = 32,
+                   method: str = DEFAULT) -> np.ndarray:
+    """float32 `(classes, images, H, W)`: Grad-CAM (or `method`'s map) x guided backprop, every class
+    from one pass."""
+    gb, cams = _collect(model, images, layer_name, batch_size, method)
     return combine(cams, gb)
 
 

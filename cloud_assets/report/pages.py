@@ -15,6 +15,7 @@ from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUE
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import review, saliency, thresholds
 from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.lib.saliency_methods import DEFAULT, SaliencyMethod, method as saliency_method
 from cloud_assets.report import charts, images
 
 
@@ -38,6 +39,7 @@ class ReportData:
     cache: dict                     # split -> uint8 (n, h, w, 3) images
     val_masks: np.ndarray           # (classes, n, h, w)
     gradcam: np.ndarray             # (classes, n, h, w) at the Grad-CAM layer's resolution
+    method: SaliencyMethod          # the saliency method the maps were computed with
     guided_backprop: np.ndarray     # (n, h, w)
     data_dir: Path
     model: dict                     # path, sha256, modified, pr_auc {class: value}, device
@@ -286,12 +288,12 @@ def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator
                              zip(data.class_names, images.mask_colors(len(data.class_names))))
     page.add(f"## True positives at {level}% precision")
     page.add(f"{name} true positives with the {name} mask (yellow). "
-             f'<label><input type="checkbox" class="toggle-alt"> show their Guided Grad-CAM for {esc(name)} instead'
+             f'<label><input type="checkbox" class="toggle-alt"> show their {data.method.guided} for {esc(name)} instead'
              f"</label>, to compare where the classifier looks on images whose label it confirms. Click for the "
              f"full-size image.")
     page.add(_outcome_gallery(data, c, ms, "tp", img_dir, rng))
     page.add(f"## False positives at {level}% precision")
-    page.add(f"{name} false positives with the classifier's Guided Grad-CAM for {name} (jet; red frame) and the "
+    page.add(f"{name} false positives with the classifier's {data.method.guided} for {name} (jet; red frame) and the "
              f"masks the image does carry outlined ({masks_legend}); the caption gives the probability.")
     page.add(_outcome_gallery(data, c, ms, "fp", img_dir, rng))
 
@@ -418,7 +420,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
     page.add("# Label issues")
     page.add("Candidate label errors in the validation split, most likely first. Each (image, class) label is "
              "scored from confident learning (cleanlab: how plausible the label is given the classifier's "
-             "probability), **mask attention** (where the classifier's Grad-CAM energy for the class falls: "
+             f"probability), **mask attention** (where the classifier's {data.method.cam} energy for the class falls: "
              "inside the class's mask, inside another class's mask, outside every mask, on no-data pixels) and "
              "**mask evidence** (how much of the mask holds none of it, and how well the box the classifier "
              "proposes matches the mask); the score estimates the probability that the label is wrong. "
@@ -446,7 +448,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         t, f = images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
         other = f" ({r['other_class']})" if r["other_class"] else ""
         caption = (f"#{k + 1} {r['image']} {r['class']}: {r['kind']}{other}; score {r['score']:.2f}, "
-                   f"p={r['probability']:.2f}, labelled {'yes' if r['label'] else 'no'}; Grad-CAM own "
+                   f"p={r['probability']:.2f}, labelled {'yes' if r['label'] else 'no'}; {data.method.cam} own "
                    f"{r['cam_own']:.0%} / other {r['cam_other']:.0%} / outside {r['cam_outside']:.0%} / "
                    f"no-data {r['cam_nodata']:.0%}")
         if r["label"]:
@@ -454,7 +456,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "kind": "issue", "caption": caption,
                       "data": {"image": r["image"], "class": r["class"], "kind": r["kind"], "score": f"{r['score']:.4f}"},
                       "controls": _review_controls(r, data.class_names)})
-    page.add("Grad-CAM of the class (jet) with every mask outlined (" + ", ".join(
+    page.add(f"{data.method.cam} of the class (jet) with every mask outlined (" + ", ".join(
         f"{esc(name)}: {esc(color)}" for name, (_, color) in zip(data.class_names,
                                                                 images.mask_colors(len(data.class_names)))) +
         "); the box the classifier proposes for the class, dashed red, beside the labelled one (its outline).")
@@ -541,6 +543,7 @@ def gather(inputs: dict, class_names, data_dir: Path, history: pd.DataFrame) -> 
         dark_per_class=inputs["dark_image_counts"].table("per_class"),
         cache={s: cache.array(s) for s in ("train", "val", "test")}, val_masks=inputs["val_masks"].array("masks"),
         gradcam=saliency_maps.array("gradcam"), guided_backprop=saliency_maps.array("guided_backprop"),
+        method=saliency_method(saliency_maps.json("meta").get("method", DEFAULT)),
         data_dir=data_dir,
         model={"path": summary["model_path"], "sha256": summary["model_sha256"], "modified": modified,
                "device": summary["device"],

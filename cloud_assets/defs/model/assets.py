@@ -9,7 +9,7 @@ import pandas as pd
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.gpu import GPU_OP_TAGS, GPU_POOL
-from cloud_assets.defs import shards
+from cloud_assets.defs import settings, shards
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
@@ -31,6 +31,7 @@ def model_file(model: ModelResource):
 
 
 VAL_PREDICTIONS, SALIENCY_MAPS = dg.AssetKey("val_predictions"), dg.AssetKey("saliency_maps")
+METHOD = settings.load_time(settings.SALIENCY_METHOD)  # lib.saliency_methods: the notebook's Guided Grad-CAM by default
 
 
 @dg.multi_asset(
@@ -42,10 +43,12 @@ VAL_PREDICTIONS, SALIENCY_MAPS = dg.AssetKey("val_predictions"), dg.AssetKey("sa
             description="Probabilities and ground truth for every validation image (the seed drops the last "
                         "partial batch)."),
         "saliency_maps": dg.AssetOut(
-            group_name="model", automation_condition=FOLLOWS_MODEL, code_version="2", is_required=False,
-            description="Grad-CAM at its layer's resolution `(classes, val images, h, w)` float32 and guided "
-                        "backprop `(val images, H, W)` float16; `lib.saliency.upsample` brings Grad-CAM to the "
-                        "image's size as the seed does, Guided Grad-CAM is their product (`lib.saliency.combine`)."),
+            group_name="model", automation_condition=FOLLOWS_MODEL, is_required=False,
+            code_version="2" if METHOD == saliency.DEFAULT else f"2-{METHOD}",  # a new method re-runs the maps
+            description="Grad-CAM (or CLOUD_ASSETS_SALIENCY_METHOD's map, recorded in `meta`) at its layer's "
+                        "resolution `(classes, val images, h, w)` float32 and guided backprop `(val images, H, W)` "
+                        "float16; `lib.saliency.upsample` brings the map to the image's size as the seed does, the "
+                        "guided map is their product (`lib.saliency.combine`)."),
     },
     internal_asset_deps={"val_predictions": {dg.AssetKey(k) for k in ("model_file", "image_cache", "label_table")},
                          "saliency_maps": {dg.AssetKey(k) for k in ("model_file", "image_cache")}})
@@ -94,7 +97,7 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
                                                                          "y_true": ("val", 0)},
                                                       tables={"images": "val"}))
     n, secs = sum(m["images"] for m in metadata.values()), sum(m["seconds"] for m in metadata.values())
-    common = {"images": n, "model_sha256": digest, "device": device, "layer": info.gradcam_layer,
+    common = {"images": n, "model_sha256": digest, "device": device, "layer": info.gradcam_layer, "method": METHOD,
               "images_per_s": round(n / max(secs, 1e-9), 1), "seconds_per_image": round(secs / max(n, 1), 4)}
     if SALIENCY_MAPS in context.selected_asset_keys:
         yield dg.Output(shards.pack(maps), output_name="saliency_maps", metadata=common)
@@ -111,14 +114,14 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
 def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report, positions):
     """(probabilities, the `saliency_maps` value) from one guided Grad-CAM pass over `images`
     (`positions`: a shard's, in the unsharded order; None unsharded)."""
-    engine = saliency.engine_for(net, info.gradcam_layer)
-    context.log.info(f"model_pass: saliency for {len(classes)} classes, layer {info.gradcam_layer} "
+    engine = saliency.engine_for(net, info.gradcam_layer, METHOD)
+    context.log.info(f"model_pass: {engine.method.guided} for {len(classes)} classes, layer {info.gradcam_layer} "
                      f"({engine.layer_size[0]}x{engine.layer_size[1]})")
     with var.staging(SALIENCY_MAPS) as staged:
         y_pred = saliency.write_maps(staged, engine, images, batch_size, report, positions)
         staged.put("images", names)
         staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
-                            "model_sha256": digest})
+                            "model_sha256": digest, "method": METHOD})
         if positions is not None:
             shards_lib.describe(staged, {"val": positions}, arrays={"gradcam": ("val", 1), "guided_backprop": ("val", 0)},
                                 tables={"images": "val"})
