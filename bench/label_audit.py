@@ -17,6 +17,7 @@ AUROC; and the recall at 2k of every kind of error. Everything is cached in benc
     .venv/bin/python bench/label_audit.py                         the grid (about 15 min cold on 2 cores)
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --fit                    refit the weights on TUNING, print them
+    .venv/bin/python bench/label_audit.py --method gradcam++       the grid with another saliency method
 
 Last line: `bench label_audit: precision_at_k=P auroc=A min_kind_recall_at_2k=R seed_precision_at_k=S
 cleanlab_precision_at_k=C`.
@@ -34,12 +35,16 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# the saliency method is read when the definitions load (CLOUD_ASSETS_SALIENCY_METHOD): set it first
+if "--method" in sys.argv[:-1]:
+    os.environ["CLOUD_ASSETS_SALIENCY_METHOD"] = sys.argv[sys.argv.index("--method") + 1]
 
 import dagster as dg  # noqa: E402
 
 from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
 from cloud_assets.defs.data import assets as data  # noqa: E402
 from cloud_assets.defs.model import assets as model_assets  # noqa: E402
+from cloud_assets.lib import saliency_methods  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib import attention, label_issues, mistakes, rle, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
@@ -51,10 +56,12 @@ TUNING = (10, 14, 15, 16)
 MIXES = ("classic", "boxes", "crowd", "all")
 TRAIN_MIX = "all"
 SYNTH = ["--train", "1200", "--test", "20", "--height", "350", "--width", "525", "--twin-rate", "0.15"]
-METHODS = {"seed: FP at 90% precision": "seed_fp90", "cleanlab alone": "cleanlab",
+RANKINGS = {"seed: FP at 90% precision": "seed_fp90", "cleanlab alone": "cleanlab",
            "mask attention alone": "attention_score", "mask evidence alone": "mask_evidence",
            "fixed weights: 0.3 cleanlab + 0.7 attention": "fixed_weights", "combined (label_issues)": "score"}
 CLI = [sys.executable, "-m", "cloud_assets.cli"]
+# each saliency method's pipeline in its own folder; the data, the noise and the classifiers are shared
+VAR = "var" if model_assets.METHOD == saliency_methods.DEFAULT else f"var-{model_assets.METHOD}"
 
 
 def prepare(seed: int) -> Path:
@@ -69,7 +76,7 @@ def prepare(seed: int) -> Path:
                               "--seed", str(seed + 100)], check=True)
     if not model.exists():
         subprocess.run(CLI + ["train", "--data", str(noisy), "--out", str(model)], check=True)
-    pipeline(noisy, model, folder / "var")
+    pipeline(noisy, model, folder / VAR)
     return folder
 
 
@@ -118,7 +125,7 @@ def rank_labels(store: Store, rows: pd.DataFrame, manifest: pd.DataFrame, shape)
 def cell(seed: int, mix: str, noise_seed: int) -> pd.DataFrame:
     """One grid cell: dataset `seed`'s validation labels re-noised by `mix`, ranked."""
     folder = prepare(seed)
-    store = Store(folder / "var" / "store")
+    store = Store(folder / VAR / "store")
     clean = pd.read_csv(folder / "base" / "train_clean.csv", dtype=str, keep_default_na=False)
     shape = tuple(store.get("label_table").json("meta")["original_shape"])
     names = store.get("val_predictions").table("images")["image"]
@@ -129,7 +136,7 @@ def cell(seed: int, mix: str, noise_seed: int) -> pd.DataFrame:
 def scores(ranked: pd.DataFrame) -> pd.DataFrame:
     errors = set(zip(ranked.loc[ranked["truth"], "image"], ranked.loc[ranked["truth"], "class"]))
     return pd.DataFrame({name: label_issues.scores_against(ranked, errors, col)
-                         for name, col in METHODS.items()}).T[["precision_at_k", "recall_at_2k", "auroc", "k"]]
+                         for name, col in RANKINGS.items()}).T[["precision_at_k", "recall_at_2k", "auroc", "k"]]
 
 
 def found(ranked: pd.DataFrame) -> pd.DataFrame:
@@ -163,13 +170,13 @@ def grid():
             c = cells[(seed, mix)].loc["combined (label_issues)"]
             print(f"dataset {seed}, mix {mix}: {int(c['k'])} errors among {len(ranked)} labels; combined "
                   f"precision at k {c['precision_at_k']:.3f}, AUROC {c['auroc']:.3f}", flush=True)
-    table = pd.concat(cells, names=["dataset", "mix", "method"])
+    table = pd.concat(cells, names=["dataset", "mix", "ranking"])
     print("\nPer cell:")
     print(table.round(3).to_markdown())
-    by_mix = table.groupby(level=["mix", "method"], sort=False)[["precision_at_k", "auroc"]].mean().unstack("mix")
+    by_mix = table.groupby(level=["mix", "ranking"], sort=False)[["precision_at_k", "auroc"]].mean().unstack("mix")
     print("\nPer mix, averaged over the datasets:")
     print(by_mix.round(3).to_markdown())
-    mean = table.groupby(level="method", sort=False).mean()
+    mean = table.groupby(level="ranking", sort=False).mean()
     print("\nAveraged over the grid:")
     print(mean.round(3).to_markdown())
     # pooled: every error counts once, whichever cell it is in
@@ -183,13 +190,14 @@ def grid():
                                                              t.loc["seed: FP at 90% precision", col])
                for t in cells.values() for col in ("precision_at_k", "auroc"))
     print(f"\ncombined above cleanlab and the seed on precision at k and AUROC in every cell: {wins}")
-    print(f"bench label_audit: precision_at_k={combined['precision_at_k']:.3f} auroc={combined['auroc']:.3f} "
+    print(f"bench label_audit: method={model_assets.METHOD} precision_at_k={combined['precision_at_k']:.3f} "
+          f"auroc={combined['auroc']:.3f} "
           f"min_kind_recall_at_2k={kinds.min():.3f} seed_precision_at_k={seed_fp['precision_at_k']:.3f} "
           f"cleanlab_precision_at_k={clean['precision_at_k']:.3f}")
 
 
 def one_dataset(data_dir: Path, model: Path):
-    store = pipeline(data_dir, model, CACHE / "datasets" / data_dir.resolve().name)
+    store = pipeline(data_dir, model, CACHE / "datasets" / data_dir.resolve().name / VAR)
     rows = pd.read_csv(data_dir / "train.csv", dtype=str, keep_default_na=False)
     manifest = pd.read_csv(data_dir / "label_noise.csv", dtype=str, keep_default_na=False)
     shape = tuple(store.get("label_table").json("meta")["original_shape"])
@@ -224,6 +232,8 @@ def main():
     parser.add_argument("--data", type=Path, help="score one dataset against its own label_noise.csv")
     parser.add_argument("--model", type=Path, help="its classifier (with --data)")
     parser.add_argument("--fit", action="store_true", help="refit the ranking's weights on the tuning datasets")
+    parser.add_argument("--method", choices=list(saliency_methods.METHODS), default=saliency_methods.DEFAULT,
+                        help="the saliency method of the maps (default: the notebook's Guided Grad-CAM)")
     args = parser.parse_args()
     if args.fit:
         fit()

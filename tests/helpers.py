@@ -1,4 +1,8 @@
-"""What several test files share: asset lists, a tiny model, the browser, materialize() with real resources."""
+"""What several test files share: asset lists, a tiny model, the browser, materialize() with real
+resources, a temporary Dagster home and the environment of a run on it."""
+import os
+from pathlib import Path
+
 import dagster as dg
 
 from cloud_assets.defs.analysis import assets as analysis
@@ -12,6 +16,7 @@ DATA_ASSETS = [data_assets.label_table, data_assets.train_val_split, data_assets
 AUDIT = [model_assets.model_pass, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
          analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
          analysis.label_issues, review_assets.corrected_labels]
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright: no browser download
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
@@ -52,3 +57,29 @@ def failure_message(result) -> str:
 
 def checks(result) -> dict:
     return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+def dagster_home(folder, extra: str = "") -> Path:
+    """A new DAGSTER_HOME, `folder/home`, with the project's dagster.yaml (SQLite storage, the `gpu`
+    pool) and `extra` YAML appended."""
+    home = Path(folder) / "home"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text() + extra)
+    return home
+
+
+def run_env(home: Path, data, model="", inherit_settings: bool = True, **variables) -> dict:
+    """The environment of a run on `home`: this process's (without its CLOUD_ASSETS_* variables unless
+    `inherit_settings`), DAGSTER_HOME, the data folder and the model file (None leaves one out), the
+    var folder beside the home, and CLOUD_ASSETS_<NAME>=value for each NAME=value of `variables`
+    (None leaves it out)."""
+    env = {k: v for k, v in os.environ.items() if inherit_settings or not k.startswith("CLOUD_ASSETS_")}
+    env["DAGSTER_HOME"] = str(home)
+    given = {"data_dir": data, "model_path": model, "var_dir": Path(home).parent / "var", **variables}
+    for name, value in given.items():
+        key = f"CLOUD_ASSETS_{name.upper()}"
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env

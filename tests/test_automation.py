@@ -11,9 +11,8 @@ from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.defs.resources import build_resources
 from cloud_assets.defs.review import assets as review_assets
-from tests.helpers import AUDIT, DATA_ASSETS, tiny_keras
+from tests.helpers import AUDIT, DATA_ASSETS, dagster_home, tiny_keras
 
-ROOT = Path(__file__).resolve().parents[1]
 ALL = DATA_ASSETS + AUDIT + [report_assets.report_site]
 MODEL_DEPENDENT = {k.to_user_string() for a in AUDIT + [report_assets.report_site] for k in a.keys}
 
@@ -34,9 +33,7 @@ def _requested(result) -> set:
 @pytest.fixture(scope="module")
 def world(small_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("auto")
-    (tmp / "home").mkdir()
-    (tmp / "home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
+    with dg.instance_for_test(temp_dir=str(dagster_home(tmp))) as instance:
         model = tiny_keras(tmp / "model.keras")
         resources = build_resources(str(small_dataset), str(model), str(tmp / "var"),
                                     review_path=str(tmp / "label_review.csv"))

@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from tests.helpers import tiny_keras
+from tests.helpers import dagster_home, run_env, tiny_keras
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +43,10 @@ def _stop(proc):
 def test_gpu_steps_run_on_the_gpu_worker(small_dataset, tmp_path):
     if not shutil.which("redis-server"):
         pytest.fail("redis-server is missing: `make install` installs Debian's redis-server")
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    home = dagster_home(tmp_path)
     port = _free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
-           "CLOUD_ASSETS_MODEL_PATH": str(tiny_keras(tmp_path / "model.keras")),
-           "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var"), "CLOUD_ASSETS_EXECUTOR": "celery"}
+    env = run_env(home, small_dataset, tiny_keras(tmp_path / "model.keras"), executor="celery")
     log = open(tmp_path / "services.log", "w")
     redis = _start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                    env, log)

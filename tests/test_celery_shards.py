@@ -4,7 +4,6 @@ runs of two shards each (CLOUD_ASSETS_SHARDS_PER_RUN); their events show the sha
 overlapping times in different worker processes (the `dagster` worker has four), the GPU step on the gpu worker; the dataset-wide
 assets computed from the shards then equal those of one unsharded run."""
 import json
-import os
 import shutil
 import subprocess
 import urllib.request
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from cloud_assets.lib.store import Store
-from tests.helpers import tiny_keras
+from tests.helpers import dagster_home, run_env, tiny_keras
 from tests.test_celery import BIN, ROOT, _free_port, _start, _stop
 from tests.test_ui_end_to_end import _up, _wait
 
@@ -60,20 +59,14 @@ def test_a_backfill_spreads_the_shards_over_celery_workers(small_dataset, tmp_pa
     if not shutil.which("redis-server"):
         pytest.fail("redis-server is missing: `make install` installs Debian's redis-server")
     model = tiny_keras(tmp_path / "model.keras")
-    homes = {name: tmp_path / name / "home" for name in ("sharded", "one")}
-    for home in homes.values():
-        home.mkdir(parents=True)
-        (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    base = {**os.environ, "CLOUD_ASSETS_DATA_DIR": str(small_dataset), "CLOUD_ASSETS_MODEL_PATH": str(model),
-            "VIRTUAL_ENV": str(BIN.parent)}
-    local = {**base, "DAGSTER_HOME": str(homes["sharded"]), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "sharded" / "var"),
-             "CLOUD_ASSETS_SHARDS": "4"}
+    homes = {name: dagster_home(tmp_path / name) for name in ("sharded", "one")}
+    local = {**run_env(homes["sharded"], small_dataset, model, shards=4), "VIRTUAL_ENV": str(BIN.parent)}
     spread = {**local, "CLOUD_ASSETS_EXECUTOR": "celery", "CLOUD_ASSETS_SHARDS_PER_RUN": "2"}
     port, ui_port = _free_port(), _free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
     log = open(tmp_path / "services.log", "w")
     procs = [_start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                    base, log)]
+                    local, log)]
     try:
         # upstream of the shards, on this machine
         _launch(local, "--assets", "label_table,train_val_split", log=log)
@@ -118,7 +111,7 @@ def test_a_backfill_spreads_the_shards_over_celery_workers(small_dataset, tmp_pa
 
     # the dataset-wide assets from the shards, then one unsharded run of everything: the same results
     _launch(local, "--assets", ",".join(DATASET_WIDE), log=log)
-    one = {**base, "DAGSTER_HOME": str(homes["one"]), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "one" / "var")}
+    one = {**run_env(homes["one"], small_dataset, model), "VIRTUAL_ENV": str(BIN.parent)}
     _launch(one, "--assets", "*", log=log)
     log.close()
     sharded, whole = Store(tmp_path / "sharded" / "var" / "store"), Store(tmp_path / "one" / "var" / "store")

@@ -1,24 +1,17 @@
 """The CLOUD_ASSETS_* variables, as a user sets them for the `dagster` command: each one that points
 nowhere, or at a file where a folder is expected (or the reverse), stops the run with a message
 that names the variable's value and what was expected."""
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import dagster_home, run_env
 
-ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
 def _start(folder, args, **env):
-    home = folder / "home"
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    full = {k: v for k, v in os.environ.items() if not k.startswith("CLOUD_ASSETS_")}
-    full.update({"DAGSTER_HOME": str(home), "CLOUD_ASSETS_VAR_DIR": str(folder / "var"),
-                 "CLOUD_ASSETS_MODEL_PATH": str(folder / "model.keras"), **env})
-    full = {k: v for k, v in full.items() if v is not None}
+    full = {**run_env(dagster_home(folder), None, folder / "model.keras", inherit_settings=False), **env}
     return subprocess.Popen([DAGSTER, *args, "-m", "cloud_assets.definitions"], env=full, cwd=folder,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -24,7 +24,6 @@ import pytest
 
 from tests.test_ui_end_to_end import _free_port, _wait, webserver
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN, TEST = 1000, 40          # 200 validation images
 BATCH = 4                       # saliency batches of 4 images: about 0.1 s each here
 DONE = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
@@ -65,15 +64,10 @@ def server(small_dataset, tmp_path_factory):
     data = _replicate(small_dataset, tmp / "data")
     model = tmp / "model.keras"
     classifier.build().save(model)
-    home = tmp / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text() +
-                                       "run_coordinator:\n  module: dagster._core.run_coordinator\n"
-                                       "  class: DefaultRunCoordinator\n")
+    home = dagster_home(tmp, "run_coordinator:\n  module: dagster._core.run_coordinator\n"
+                             "  class: DefaultRunCoordinator\n")
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(data),
-           "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp / "var"),
-           "CLOUD_ASSETS_BATCH_SIZE": str(BATCH)}
+    env = run_env(home, data, model, batch_size=BATCH)
     command = [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "cloud_assets.definitions",
                "-h", "127.0.0.1", "-p", str(port)]
     with webserver(command, port, tmp / "webserver.log", cwd=tmp, env=env):

@@ -1,15 +1,13 @@
 """The GPU pool on a real SQLite DAGSTER_HOME: two runs started at once each compute val_predictions
 and saliency_maps (one step, `model_pass`), and their GPU steps never run at the same time."""
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
 
-from tests.helpers import tiny_keras
+from tests.helpers import dagster_home, run_env, tiny_keras
 
-ROOT = Path(__file__).resolve().parents[1]
 GPU_STEP = "model_pass"
 
 
@@ -27,12 +25,8 @@ def _step_window(instance, run_id):
 
 
 def test_gpu_steps_of_two_runs_never_overlap(small_dataset, tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    model = tiny_keras(tmp_path / "model.keras")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
-           "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var")}
+    home = dagster_home(tmp_path)
+    env = run_env(home, small_dataset, tiny_keras(tmp_path / "model.keras"))
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "cloud_assets.definitions",
            "--select", "label_table,train_val_split,image_cache,val_predictions,saliency_maps"]
     # create the storage and the pool's limit (dagster.yaml's default) once: two runs that start on a new

@@ -2,7 +2,6 @@
 `make demo` does) gives the unsharded run's results; a new model re-runs only the model's shards
 (what follows them, once they are updated)."""
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ import numpy as np
 from cloud_assets.lib import shards
 from cloud_assets.lib.shards import Shards
 from cloud_assets.lib.store import Store
-from tests.helpers import tiny_keras
+from tests.helpers import dagster_home, run_env, tiny_keras
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -21,11 +20,7 @@ PER_IMAGE = ("image_cache", "val_masks", "val_predictions", "saliency_maps", "ma
 
 
 def _env(data, model, out: Path, n: int) -> dict:
-    (out / "home").mkdir(parents=True)
-    (out / "home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    return {**os.environ, "DAGSTER_HOME": str(out / "home"), "CLOUD_ASSETS_DATA_DIR": str(data),
-            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(out / "var"),
-            "CLOUD_ASSETS_SHARDS": str(n), "VIRTUAL_ENV": str(BIN.parent)}
+    return {**run_env(dagster_home(out), data, model, shards=n), "VIRTUAL_ENV": str(BIN.parent)}
 
 
 def _launch(env, n: int, log: Path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.helpers import CHROMIUM, FLAGS, tiny_keras
+from tests.helpers import CHROMIUM, FLAGS, dagster_home, run_env, tiny_keras
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +42,10 @@ def _wait(predicate, timeout: float, what: str, every: float = 2.0):
 
 @pytest.fixture
 def dev(small_dataset, tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    home = dagster_home(tmp_path)
     model = tiny_keras(tmp_path / "model.keras")
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
-           "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var"),
-           "CLOUD_ASSETS_MODEL_CHECK_CRON": "* * * * *"}
+    env = run_env(home, small_dataset, model, model_check_cron="* * * * *")
     # started as a user does
     with webserver(["make", "-s", "ui", f"UI_PORT={port}"], port, tmp_path / "dagster-dev.log", cwd=ROOT, env=env):
         with dg.instance_for_test(temp_dir=str(home)) as instance:

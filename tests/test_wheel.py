@@ -1,14 +1,13 @@
 """The package installed as a wheel (not editable) into a fresh environment, used from a folder
 outside the repository: every asset materializes and the report site is built from the site
 sources the wheel carries."""
-import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
-from tests.helpers import tiny_keras
+from tests.helpers import dagster_home, run_env, tiny_keras
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,12 +35,9 @@ def test_wheel_installs_and_builds_the_site_outside_the_repository(small_dataset
     (site_packages / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
 
     work = tmp_path / "elsewhere"
-    (work / "home").mkdir(parents=True)
-    shutil.copy(ROOT / "dagster.yaml", work / "home" / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUD_ASSETS_", "PYTHONPATH"))}
-    env.update({"DAGSTER_HOME": str(work / "home"), "CLOUD_ASSETS_DATA_DIR": str(small_dataset),
-                "CLOUD_ASSETS_MODEL_PATH": str(tiny_keras(work / "model.keras")),
-                "CLOUD_ASSETS_VAR_DIR": str(work / "var")})
+    home = dagster_home(work)
+    env = run_env(home, small_dataset, tiny_keras(work / "model.keras"), inherit_settings=False)
+    env.pop("PYTHONPATH", None)
     where = subprocess.run([str(python), "-c", "import cloud_assets; print(cloud_assets.__file__)"], cwd=work, env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(site_packages)), where
