@@ -149,7 +149,7 @@ def seed_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
     from cloud_assets.lib import model as model_lib
     from cloud_assets.lib.saliency import Engine
     from saliency import seed_batch
-    from tests.seed_reference import make_mask
+    from cloud_assets.eval.notebook import make_mask
 
     paths = sorted((data / "train_images").iterdir())[:24]
     start = time.perf_counter()

@@ -44,6 +44,7 @@ import dagster as dg  # noqa: E402
 from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
 from cloud_assets.defs.data import assets as data  # noqa: E402
 from cloud_assets.defs.model import assets as model_assets  # noqa: E402
+from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib import saliency_methods  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib import attention, label_issues, mistakes, rle, thresholds  # noqa: E402
@@ -135,7 +136,7 @@ def cell(seed: int, mix: str, noise_seed: int) -> pd.DataFrame:
 
 def scores(ranked: pd.DataFrame) -> pd.DataFrame:
     errors = set(zip(ranked.loc[ranked["truth"], "image"], ranked.loc[ranked["truth"], "class"]))
-    return pd.DataFrame({name: label_issues.scores_against(ranked, errors, col)
+    return pd.DataFrame({name: scoring.scores_against(ranked, errors, col)
                          for name, col in RANKINGS.items()}).T[["precision_at_k", "recall_at_2k", "auroc", "k"]]
 
 
@@ -223,7 +224,7 @@ def fit():
     note = (f"fitted by bench/label_audit.py --fit on synthetic datasets {list(TUNING)} x mixes {list(MIXES)}, "
             f"three noise draws each (noise seeds 5000 + 100 x dataset + 10 x draw + mix index): "
             f"{len(frame)} labels, {int(frame['truth'].sum())} injected errors")
-    label_issues.WEIGHTS_PATH.write_text(json.dumps(label_issues.fit_weights(frame, note), separators=(",", ":")))
+    label_issues.WEIGHTS_PATH.write_text(json.dumps(weights.fit_weights(frame, note), separators=(",", ":")))
     print(f"wrote {label_issues.WEIGHTS_PATH}: {note}")
 
 

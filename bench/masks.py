@@ -16,8 +16,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cloud_assets.lib import labels, rle  # noqa: E402
 from cloud_assets.synth import SynthConfig  # noqa: E402
-from cloud_assets.synth.dataset import _write_csv, label_rows, plan  # noqa: E402
-from tests import seed_reference as seed  # noqa: E402
+from cloud_assets.synth.dataset import label_rows, plan, write_csv  # noqa: E402
+from cloud_assets.eval import notebook as seed  # noqa: E402
 
 CLASSES = list(labels.SEED_CLASS_ORDER)
 SAMPLE = 250  # validation images decoded by both methods (x4 classes)
@@ -28,7 +28,7 @@ def main():
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        _write_csv(cache, ("Image_Label", "EncodedPixels"), label_rows(plan(SynthConfig(test=0)), (1400, 2100)))
+        write_csv(cache, ("Image_Label", "EncodedPixels"), label_rows(plan(SynthConfig(test=0)), (1400, 2100)))
         print(f"wrote {cache} in {time.perf_counter() - t:.0f}s")
     train_df_orig = pd.read_csv(cache)
     table = labels.label_table(labels.read_train_csv(cache), CLASSES)

@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import multilabel_confusion_matrix
 
 from cloud_assets.lib import mistakes, thresholds
-from tests import seed_reference as seed
+from cloud_assets.eval import notebook as seed
 
 
 def _data(n, rng, classes=4):

@@ -4,7 +4,7 @@ import pandas as pd
 
 from cloud_assets.lib import rle
 from cloud_assets.lib.store import Store
-from tests import seed_reference as seed
+from cloud_assets.eval import notebook as seed
 from tests.helpers import DATA_ASSETS, checks, failure_message, materialize
 
 

@@ -38,10 +38,20 @@ def test_asset_specs_snapshot(snapshot):
 def test_definitions_validate_without_importing_tensorflow(tmp_path):
     code = ("import sys, os; os.environ['CLOUD_ASSETS_DATA_DIR']='/x'; import dagster as dg, cloud_assets.defs;"
             "from cloud_assets.definitions import defs; dg.load_defs(defs_root=cloud_assets.defs).resolve_all_asset_specs();"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported at load time'")
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported at load time';"
+            "assert 'cloud_assets.eval' not in sys.modules, 'the production path imports the evaluation'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     out = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
                           "-m", "cloud_assets.definitions"], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "CLOUD_ASSETS_DATA_DIR": str(tmp_path)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Validation successful" in out.stderr + out.stdout
+
+
+def test_the_production_path_never_imports_the_evaluation_and_bench_no_test_module():
+    root = Path(__file__).resolve().parents[1]
+    for folder, banned in (("cloud_assets/defs", "cloud_assets.eval"), ("cloud_assets/lib", "cloud_assets.eval"),
+                           ("cloud_assets/report", "cloud_assets.eval"), ("bench", "tests")):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text()
+            assert f"from {banned}" not in text and f"import {banned}" not in text, path

@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cloud_assets.eval import scoring, weights as weights_lib
 from cloud_assets.lib import attention, label_issues
 
 CLASSES = ["Fish", "Flower", "Sugar", "Gravel"]
@@ -114,7 +115,7 @@ def test_fitted_trees_are_exported_exactly():
                          "cam_empty": rng.random() * 0.5 + 0.5 * truth, "detail_empty": rng.random(),
                          "box_iou": rng.random(), "attention_score": rng.random(), "truth": truth})
     frame = pd.DataFrame(rows)
-    weights = label_issues.fit_weights(frame, "test")  # asserts equality with scikit-learn's predictions
+    weights = weights_lib.fit_weights(frame, "test")  # asserts equality with scikit-learn's predictions
     p = label_issues.error_probability(frame, weights)
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(frame["truth"], p) > 0.8
@@ -144,13 +145,13 @@ def test_cleanlab_summary_and_per_class_issues():
 def test_injected_errors_and_scores():
     manifest = pd.DataFrame({"image": ["a", "b", "z"], "class": ["Fish", "Sugar", "Fish"],
                              "kind": ["missing", "swapped", "missing"], "labelled_as": ["", "Gravel", ""]})
-    errors = label_issues.injected_errors(manifest, ["a", "b"])
+    errors = scoring.injected_errors(manifest, ["a", "b"])
     assert errors == {("a", "Fish"), ("b", "Sugar"), ("b", "Gravel")}
     ranked = pd.DataFrame({"image": ["a", "b", "b", "c", "d", "e"], "class": ["Fish", "Sugar", "Gravel", "Fish",
                                                                               "Fish", "Fish"],
                            "perfect": [6, 5, 4, 3, 2, 1], "flag": [1, 1, 0, 1, 0, 0]})
-    assert label_issues.scores_against(ranked, errors, "perfect") == {"precision_at_k": 1.0, "recall_at_2k": 1.0,
+    assert scoring.scores_against(ranked, errors, "perfect") == {"precision_at_k": 1.0, "recall_at_2k": 1.0,
                                                                       "auroc": 1.0, "k": 3}
     # a 0/1 flag gets the expectation over its ties, not the order of the rows
-    got = label_issues.scores_against(ranked, errors, "flag")
+    got = scoring.scores_against(ranked, errors, "flag")
     assert got["precision_at_k"] == pytest.approx(2 / 3) and got["recall_at_2k"] == pytest.approx(1.0)

@@ -3,16 +3,16 @@ import pandas as pd
 import pytest
 
 from cloud_assets.lib import labels
-from tests import seed_reference as seed
+from cloud_assets.eval import notebook as seed
 
 
 def test_label_table_and_split_match_the_seed(tmp_path):
     from cloud_assets.synth import SynthConfig
-    from cloud_assets.synth.dataset import _write_csv, label_rows, plan
+    from cloud_assets.synth.dataset import write_csv, label_rows, plan
 
     cfg = SynthConfig(train=600, test=0, height=140, width=210, seed=5)
     path = tmp_path / "train.csv"
-    _write_csv(path, ("Image_Label", "EncodedPixels"), label_rows(plan(cfg), (cfg.height, cfg.width)))
+    write_csv(path, ("Image_Label", "EncodedPixels"), label_rows(plan(cfg), (cfg.height, cfg.width)))
     rows = labels.read_train_csv(path)
     table = labels.label_table(rows, labels.SEED_CLASS_ORDER)
     seed_df, seed_classes = seed.seed_label_table(pd.read_csv(path))

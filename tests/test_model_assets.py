@@ -9,7 +9,7 @@ from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Store
-from tests import seed_reference as seed
+from cloud_assets.eval import notebook as seed
 from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 

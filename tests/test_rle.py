@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from cloud_assets.lib import rle
-from tests import seed_reference as seed
+from cloud_assets.eval import notebook as seed
 
 
 def _random_masks(rng, n, shape):

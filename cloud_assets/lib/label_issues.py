@@ -141,7 +141,7 @@ SIGNALS = {
 WEIGHTS_PATH = Path(__file__).with_name("label_issue_weights.json")
 
 
-def _signals(frame: pd.DataFrame, state: str) -> np.ndarray:
+def signals(frame: pd.DataFrame, state: str) -> np.ndarray:
     p = np.clip(frame["probability"].to_numpy(np.float64), 1e-6, 1 - 1e-6)
     columns = {**{k: frame[k].to_numpy(np.float64) for k in SIGNALS[state] if k != "logit"},
                "logit": np.log(p / (1 - p))}
@@ -153,7 +153,7 @@ def _weights() -> dict:
     return json.loads(WEIGHTS_PATH.read_text())
 
 
-def _trees_raw(model: dict, x: np.ndarray) -> np.ndarray:
+def log_odds(model: dict, x: np.ndarray) -> np.ndarray:
     """The ensemble's log-odds for rows `x`: its baseline plus the value of the leaf each tree sends a row to."""
     raw = np.full(len(x), model["baseline"])
     rows = np.arange(len(x))
@@ -175,75 +175,5 @@ def error_probability(frame: pd.DataFrame, weights: dict | None = None) -> np.nd
     for state, labelled in (("labelled", 1), ("unlabelled", 0)):
         rows = (frame["label"] == labelled).to_numpy()
         if rows.any():
-            out[rows] = 1 / (1 + np.exp(-_trees_raw(weights[state], _signals(frame[rows], state))))
+            out[rows] = 1 / (1 + np.exp(-log_odds(weights[state], signals(frame[rows], state))))
     return out
-
-
-def fit_weights(frame: pd.DataFrame, note: str) -> dict:
-    """Fit the trees on a `rank` frame with a boolean `truth` column (injected errors); the result
-    is what `label_issue_weights.json` holds, checked against scikit-learn's own predictions."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    weights = {"note": note}
-    for state, labelled in (("labelled", 1), ("unlabelled", 0)):
-        part = frame[frame["label"] == labelled]
-        x = _signals(part, state)
-        model = HistGradientBoostingClassifier(max_iter=120, learning_rate=0.06, max_leaf_nodes=12,
-                                               min_samples_leaf=40, monotonic_cst=list(SIGNALS[state].values()),
-                                               random_state=0).fit(x, part["truth"].to_numpy())
-        trees = []
-        for (predictor,) in model._predictors:
-            n = predictor.nodes
-            trees.append({"feature": n["feature_idx"].tolist(), "threshold": n["num_threshold"].tolist(),
-                          "left": n["left"].tolist(), "right": n["right"].tolist(),
-                          "missing_left": n["missing_go_to_left"].astype(bool).tolist(),
-                          "leaf": n["is_leaf"].astype(bool).tolist(), "value": n["value"].tolist()})
-        weights[state] = {"signals": list(SIGNALS[state]), "baseline": float(model._baseline_prediction.ravel()[0]),
-                          "trees": trees}
-        ours = 1 / (1 + np.exp(-_trees_raw(weights[state], x)))
-        assert np.allclose(ours, model.predict_proba(x)[:, 1], atol=1e-9), "the exported trees disagree"
-    return weights
-
-
-def injected_errors(manifest: pd.DataFrame, images) -> set[tuple[str, str]]:
-    """The (image, class) labels a synth manifest made wrong, restricted to `images`."""
-    keep = set(images)
-    errors = set()
-    for image, cls, kind, labelled_as in manifest[["image", "class", "kind", "labelled_as"]].itertuples(index=False):
-        if image in keep:
-            errors.add((image, cls))
-            if kind == "swapped" and labelled_as:
-                errors.add((image, labelled_as))
-    return errors
-
-
-def expected_hits(score: np.ndarray, truth: np.ndarray, n: int) -> float:
-    """How many true errors the top `n` by `score` hold, ties broken at random (the expectation):
-    a flag-style score (0/1, as the seed's FP set) gets no help from the order of its ties."""
-    order = np.argsort(-score, kind="stable")
-    s, t = score[order], truth[order]
-    levels, starts = np.unique(-s, return_index=True)
-    hits, taken = 0.0, 0
-    for start, end in zip(starts, list(starts[1:]) + [len(s)]):
-        size = end - start
-        if taken + size <= n:
-            hits, taken = hits + t[start:end].sum(), taken + size
-        else:
-            hits += t[start:end].sum() * (n - taken) / size
-            break
-    return float(hits)
-
-
-def scores_against(ranked: pd.DataFrame, errors: set, score: str) -> dict:
-    """precision at k (k = number of errors), recall at 2k (ties broken at random, in expectation)
-    and AUROC of one score column."""
-    from sklearn.metrics import roc_auc_score
-
-    truth = np.array([(i, c) in errors for i, c in zip(ranked["image"], ranked["class"])])
-    values = ranked[score].to_numpy(dtype=float)
-    k = int(truth.sum())
-    if not 0 < k < len(truth):
-        return {"precision_at_k": float("nan"), "recall_at_2k": float("nan"), "auroc": float("nan"), "k": k}
-    return {"precision_at_k": expected_hits(values, truth, k) / k,
-            "recall_at_2k": expected_hits(values, truth, 2 * k) / k,
-            "auroc": float(roc_auc_score(truth, values)), "k": k}

@@ -287,7 +287,8 @@ def _write_image(job):
     return len(buf)
 
 
-def _write_csv(path: Path, header, rows):
+def write_csv(path: Path, header, rows):
+    """A CSV file of `header` and `rows`, written under a temporary name and renamed."""
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -309,9 +310,9 @@ def _synthesize(out: Path, cfg: SynthConfig, progress) -> dict:
     shape = (cfg.height, cfg.width)
     for split in ("train", "test"):
         (out / f"{split}_images").mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "train.csv", ("Image_Label", "EncodedPixels"), label_rows(specs, shape))
-    _write_csv(out / "train_clean.csv", ("Image_Label", "EncodedPixels"), label_rows(specs, shape, clean=True))
-    _write_csv(out / "label_noise.csv", ("image", "class", "kind", "labelled_as"), noise_rows(specs))
+    write_csv(out / "train.csv", ("Image_Label", "EncodedPixels"), label_rows(specs, shape))
+    write_csv(out / "train_clean.csv", ("Image_Label", "EncodedPixels"), label_rows(specs, shape, clean=True))
+    write_csv(out / "label_noise.csv", ("image", "class", "kind", "labelled_as"), noise_rows(specs))
     jobs = [(s, out / f"{s.split}_images", cfg.height, cfg.width, cfg.quality) for s in specs]
     workers = cfg.workers or os.cpu_count() or 1
     start, last, total_bytes = time.monotonic(), 0.0, 0

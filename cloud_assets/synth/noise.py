@@ -254,7 +254,7 @@ def renoise_dataset(data: str | Path, out: str | Path, spec: str, seed: int) -> 
     `label_noise.csv` re-noised by `spec`, whole or not at all. Returns the manifest."""
     from cloud_assets.lib.files import written_folder
     from cloud_assets.lib.images import jpeg_size
-    from cloud_assets.synth.dataset import DATASET_FILES, _write_csv
+    from cloud_assets.synth.dataset import DATASET_FILES, write_csv
 
     data, out = Path(data), Path(out)
     clean_path = data / "train_clean.csv"
@@ -274,7 +274,7 @@ def renoise_dataset(data: str | Path, out: str | Path, spec: str, seed: int) -> 
         for split in ("train_images", "test_images"):
             if (data / split).is_dir():
                 _link_tree(data / split, tmp / split)
-        _write_csv(tmp / "train_clean.csv", rows.columns, clean[list(rows.columns)].itertuples(index=False))
-        _write_csv(tmp / "train.csv", rows.columns, rows.itertuples(index=False))
-        _write_csv(tmp / "label_noise.csv", manifest.columns, manifest.itertuples(index=False))
+        write_csv(tmp / "train_clean.csv", rows.columns, clean[list(rows.columns)].itertuples(index=False))
+        write_csv(tmp / "train.csv", rows.columns, rows.itertuples(index=False))
+        write_csv(tmp / "label_noise.csv", manifest.columns, manifest.itertuples(index=False))
     return manifest
