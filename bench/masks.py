@@ -19,7 +19,7 @@ from cloud_assets.synth import SynthConfig  # noqa: E402
 from cloud_assets.synth.dataset import label_rows, plan, write_csv  # noqa: E402
 from cloud_assets.eval import notebook as seed  # noqa: E402
 
-CLASSES = list(labels.SEED_CLASS_ORDER)
+CLASSES = list(labels.NOTEBOOK_CLASS_ORDER)
 SAMPLE = 250  # validation images decoded by both methods (x4 classes)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cloud_assets.lib.labels import SEED_CLASS_ORDER
+from cloud_assets.lib.labels import NOTEBOOK_CLASS_ORDER
 
 MIN_SIDE = 32  # the smallest synthetic image side whose patterns are still regions of texture
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train the demo classifier on a dataset's train split")
     p.add_argument("--data", required=True, help="dataset folder in the Kaggle layout")
     p.add_argument("--out", required=True, help="model file to write (.keras)")
-    p.add_argument("--classes", default=",".join(SEED_CLASS_ORDER), help="output order (default: the seed's)")
+    p.add_argument("--classes", default=",".join(NOTEBOOK_CLASS_ORDER), help="output order (default: the seed's)")
     p.add_argument("--size", type=_size, default=(224, 224), metavar="HxW",
                    help="model input, height x width (default 224x224; the pipeline needs the same "
                         "CLOUD_ASSETS_INPUT_SIZE)")

@@ -14,11 +14,11 @@ def test_label_table_and_split_match_the_seed(tmp_path):
     path = tmp_path / "train.csv"
     write_csv(path, ("Image_Label", "EncodedPixels"), label_rows(plan(cfg), (cfg.height, cfg.width)))
     rows = labels.read_train_csv(path)
-    table = labels.label_table(rows, labels.SEED_CLASS_ORDER)
+    table = labels.label_table(rows, labels.NOTEBOOK_CLASS_ORDER)
     seed_df, seed_classes = seed.seed_label_table(pd.read_csv(path))
     # the synthetic data keeps a label on every image, so the seed drops none
     assert list(table["image"]) == list(seed_df["Image"])
-    for cls in labels.SEED_CLASS_ORDER:
+    for cls in labels.NOTEBOOK_CLASS_ORDER:
         assert np.array_equal(table[cls].to_numpy(), seed_df[cls].to_numpy()), cls
     train, val = labels.stratified_split(table)
     seed_train, seed_val = seed.seed_split(seed_df)
@@ -49,7 +49,7 @@ def test_check_rows_names_file_line_and_problem(tmp_path):
                     "bjpg,\n"                    # no _Class
                     "../c.jpg_Fish,\n"           # escapes the folder
                     "d.jpg_Sugar,1 2 3\n")       # odd RLE
-    problems = labels.check_rows(labels.read_train_csv(path), path, labels.SEED_CLASS_ORDER, (10, 10))
+    problems = labels.check_rows(labels.read_train_csv(path), path, labels.NOTEBOOK_CLASS_ORDER, (10, 10))
     text = "\n".join(map(str, problems))
     assert f"{path} line 3 ('a.jpg_Fish'): duplicate of line 2" in text
     assert "line 4 ('b.jpg_Cumulus'): unknown class 'Cumulus'" in text

@@ -71,6 +71,10 @@ def test_bad_settings_fail_the_load_and_more_shards_than_images_fail_before_anyt
     (settings.EXECUTOR, "dask", "'k8s', 'celery' or unset (multiprocess)"),
     (settings.MODEL_CHECK_CRON, "every 5 minutes", "a cron expression of five fields"),
     (settings.MODEL_CHECK_CRON, "61 * * * *", "a cron expression of five fields"),
+    (settings.CLASSES, "Fish,,Sugar", "the classes in the model's output order, comma-separated, each once"),
+    (settings.CLASSES, "Fish,Sugar,Fish", "the classes in the model's output order, comma-separated, each once"),
+    (settings.CLASSES, "Fish_1,Sugar", "the classes in the model's output order, comma-separated, each once"),
+    (settings.SALIENCY_METHOD, "scorecam", "one of guided-gradcam, gradcam++"),
 ])
 def test_a_load_time_value_that_is_not_allowed_names_the_variable(monkeypatch, variable, value, allowed):
     monkeypatch.setenv(variable, value)
@@ -85,3 +89,12 @@ def test_unset_or_empty_load_time_values_take_their_defaults(monkeypatch):
     monkeypatch.setenv("CLOUD_ASSETS_BATCH_SIZE", "eight")
     with pytest.raises(settings.SettingError, match=r"model.batch_size \(CLOUD_ASSETS_BATCH_SIZE\)='eight': expected a whole number"):
         settings.fields("model")
+
+
+def test_the_class_list_reaches_the_dataset_resource(monkeypatch):
+    from cloud_assets.defs.resources import build_resources
+
+    monkeypatch.setenv(settings.CLASSES, "Sugar, Gravel,Fish")
+    assert build_resources("/data")["dataset"].class_names == ["Sugar", "Gravel", "Fish"]
+    monkeypatch.delenv(settings.CLASSES)
+    assert build_resources("/data")["dataset"].class_names == ["Fish", "Flower", "Sugar", "Gravel"]

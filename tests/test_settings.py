@@ -39,3 +39,25 @@ def test_a_missing_model_file_names_its_variable_once(tmp_path):
             assert str(e).count("CLOUD_ASSETS_MODEL_PATH") == 1, str(e)
         else:
             raise AssertionError("a missing model file was accepted")
+
+
+def _documented(text: str, pattern: str) -> dict:
+    """variable -> its value, for every line of `text` matching `pattern` (groups: name, value)."""
+    import re
+
+    return {m.group(1): m.group(2).strip() for m in re.finditer(pattern, text, re.MULTILINE)}
+
+
+def test_env_example_and_the_readme_list_every_setting_with_its_default():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    known = {v for v, _ in settings.FIELDS.values()} | set(settings.LOAD_TIME) | {"DAGSTER_HOME", "KERAS_BACKEND"}
+    example = _documented((root / ".env.example").read_text(), r"^#? ?([A-Z_]+)=(.*)$")
+    table = _documented((root / "README.md").read_text(), r"^\| `([A-Z_]+)` \|.*\| ([^|]*) \|$")
+    assert set(example) | {"KERAS_BACKEND"} == known, set(example) ^ known
+    assert set(table) == known, set(table) ^ known
+    for variable, setting in settings.LOAD_TIME.items():
+        assert example[variable] == setting.default, variable
+        assert table[variable].startswith(f"`{setting.default}`") if setting.default else table[variable] == "unset", \
+            (variable, table[variable])

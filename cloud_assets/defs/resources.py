@@ -20,7 +20,7 @@ class DatasetResource(dg.ConfigurableResource):
     """A dataset folder in the Kaggle layout: train.csv, train_images/, test_images/."""
 
     data_dir: str
-    class_names: list[str] = list(labels.SEED_CLASS_ORDER)  # the model's output order, never sorted
+    class_names: list[str] = list(labels.NOTEBOOK_CLASS_ORDER)  # the model's output order (CLOUD_ASSETS_CLASSES)
     input_size: str = "224x224"  # HEIGHTxWIDTH: the model input the images and masks are resized to
     image_height: int = 0     # original image size; 0: the most common size among train_images/
     image_width: int = 0
@@ -191,7 +191,8 @@ class ArrayStore(dg.ConfigurableIOManager):
 def build_resources(data_dir=None, model_path=None, var_dir=None, **dataset_config) -> dict:
     """The resources of the definitions, their fields filled from the environment (`settings`);
     tests pass real folders and files, which take precedence."""
-    given = {"dataset": {"data_dir": data_dir, **dataset_config}, "model": {"path": model_path},
+    given = {"dataset": {"data_dir": data_dir, "class_names": settings.load_time(settings.CLASSES), **dataset_config},
+             "model": {"path": model_path},
              "var": {"path": var_dir}}
     config = {name: {**settings.fields(name), **{k: v for k, v in values.items() if v is not None}}
               for name, values in given.items()}

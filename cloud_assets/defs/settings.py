@@ -3,7 +3,7 @@ the variables read when the definitions load.
 
 A variable that is set reaches its resource field as a Dagster `EnvVar`, so the UI shows where the
 value came from; one that is unset leaves the field's default. The executor, the schedules' cron,
-the shards and the saliency method are chosen when the definitions load (the method is part of
+the shards, the class list and the saliency method are chosen when the definitions load (the method is part of
 `saliency_maps`' code version, so that changing it re-runs the maps), so their variables are read here as plain values
 and checked at once: a bad value fails the load naming the variable, the value and what is allowed.
 `.env.example` and the README's table list the same variables.
@@ -15,6 +15,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from cloud_assets.lib import saliency_methods
+from cloud_assets.lib.labels import NOTEBOOK_CLASS_ORDER
 
 # resource field -> (variable, type); the README's Configuration table says what each means
 FIELDS = {
@@ -32,6 +33,7 @@ SHARDS = "CLOUD_ASSETS_SHARDS"
 SHARDS_PER_RUN = "CLOUD_ASSETS_SHARDS_PER_RUN"
 MODEL_CHECK_CRON = "CLOUD_ASSETS_MODEL_CHECK_CRON"
 SALIENCY_METHOD = "CLOUD_ASSETS_SALIENCY_METHOD"
+CLASSES = "CLOUD_ASSETS_CLASSES"
 
 
 class SettingError(ValueError):
@@ -51,6 +53,13 @@ def _one_of(*allowed: str) -> Callable[[str], str]:
             raise ValueError(text)
         return text
     return parse
+
+
+def _classes(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names) or len(set(names)) < len(names) or any("_" in n for n in names):
+        raise ValueError(text)
+    return names
 
 
 def _cron(text: str) -> str:
@@ -76,6 +85,8 @@ LOAD_TIME = {
     SHARDS_PER_RUN: LoadTime("2", "a whole number of shards per backfill run, at least 1", _at_least_one),
     EXECUTOR: LoadTime("", "'k8s', 'celery' or unset (multiprocess)", _one_of("", "k8s", "celery")),
     MODEL_CHECK_CRON: LoadTime("*/5 * * * *", "a cron expression of five fields, e.g. '*/5 * * * *'", _cron),
+    CLASSES: LoadTime(",".join(NOTEBOOK_CLASS_ORDER), "the classes in the model's output order, comma-separated, "
+                      "each once and without '_' (train.csv's Image_Label is <image>_<class>)", _classes),
     SALIENCY_METHOD: LoadTime(saliency_methods.DEFAULT, "one of " + ", ".join(saliency_methods.METHODS),
                               _one_of(*saliency_methods.METHODS)),
 }

@@ -11,7 +11,7 @@ import pandas as pd
 
 from cloud_assets.lib import rle
 
-SEED_CLASS_ORDER = ("Fish", "Flower", "Sugar", "Gravel")  # the seed classifier's output order
+NOTEBOOK_CLASS_ORDER = ("Fish", "Flower", "Sugar", "Gravel")  # the notebook classifier's output order
 
 
 class DatasetError(ValueError):

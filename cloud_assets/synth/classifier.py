@@ -61,7 +61,7 @@ def _load_split(data_dir: Path, class_names, size, log):
     return arrays
 
 
-def train(data_dir, out, class_names=labels.SEED_CLASS_ORDER, size=(224, 224), epochs: int = 20,
+def train(data_dir, out, class_names=labels.NOTEBOOK_CLASS_ORDER, size=(224, 224), epochs: int = 20,
           minutes: float | None = None, batch_size: int = 32, seed: int = 10, log=print) -> dict:
     """Train on `data_dir`'s train split, keep the epoch with the best mean val PR-AUC in `out`.
 
