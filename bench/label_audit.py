@@ -46,6 +46,7 @@ from cloud_assets.defs.data import assets as data  # noqa: E402
 from cloud_assets.defs.model import assets as model_assets  # noqa: E402
 from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib import saliency_methods  # noqa: E402
+from cloud_assets.lib.kinds import ISSUE_OF_NOISE  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib import attention, label_issues, mistakes, rle, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
@@ -141,18 +142,21 @@ def scores(ranked: pd.DataFrame) -> pd.DataFrame:
 
 
 def found(ranked: pd.DataFrame) -> pd.DataFrame:
-    """The injected errors, each with `found`: in the top 2k of the combined score (k = errors)."""
+    """The injected errors, each with `found`: in the top 2k of the combined score (k = errors), and
+    `kind_right`: suspected as the issue kind that undoes its noise kind (`lib.kinds.ISSUE_OF_NOISE`)."""
     k = int(ranked["truth"].sum())
     top = set(ranked.sort_values("score", ascending=False, kind="stable").head(2 * k).index)
     errors = ranked[ranked["truth"]].copy()
     errors["found"] = errors.index.isin(top)
+    errors["kind_right"] = errors["kind"] == errors["true_kind"].map(ISSUE_OF_NOISE)
     return errors
 
 
 def kind_recall(errors: pd.DataFrame) -> pd.DataFrame:
     """Per true kind: errors and the share found (recall at 2k); for the kinds with a severity, per
     third of their severity range as well."""
-    rows = errors.groupby("true_kind")["found"].agg(errors="size", recall_at_2k="mean")
+    rows = errors.groupby("true_kind").agg(errors=("found", "size"), recall_at_2k=("found", "mean"),
+                                           kind_right=("kind_right", "mean"))
     graded = errors.dropna(subset=["true_severity"]).copy()
     graded["third"] = graded.groupby("true_kind")["true_severity"].transform(
         lambda v: pd.qcut(v, 3, duplicates="drop").astype(str))

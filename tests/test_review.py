@@ -164,8 +164,10 @@ def test_progress_and_injected_matches():
     assert table.loc[("loose mask", "Sugar")].tolist() == [1, 0, 0, 0]
     manifest = pd.DataFrame({"image": ["a.jpg", "b.jpg", "b.jpg"], "class": ["Flower", "Sugar", "Fish"],
                              "kind": ["missing", "swapped", "missing"], "labelled_as": ["", "Gravel", ""]})
+    decisions["kind"] = ["missing label", "loose mask", "missing label"]
     assert review.injected_matches(decisions, manifest) == {
-        "accepted": 2, "accepted_injected": 2, "rejected": 1, "rejected_injected": 1, "injected": 3}
+        "accepted": 2, "accepted_injected": 2, "accepted_injected_same_kind": 1, "rejected": 1,
+        "rejected_injected": 1, "injected": 3}
 
 
 @pytest.fixture(scope="module")

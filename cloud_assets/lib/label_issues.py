@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.lib.kinds import CONFUSION, LOOSE, MISSING, NODATA, SPURIOUS
 
 
 def _labels_list(y_true: np.ndarray) -> list[list[int]]:
@@ -74,15 +75,15 @@ def attention_score(label: np.ndarray, prob: np.ndarray, own: np.ndarray, other:
     label = label.astype(bool)
     candidates = {
         # an unlabelled class the model sees, looking where no mask is
-        "missing label": np.where(~label, prob * outside, 0.0),
+        MISSING: np.where(~label, prob * outside, 0.0),
         # an unlabelled class the model sees inside another class's mask: a swapped label, or the
         # model's own confusion between the two, so weaker evidence than energy where no mask is
-        "class confusion": np.where(~label, CONFUSION_WEIGHT * prob * other, 0.0),
+        CONFUSION: np.where(~label, CONFUSION_WEIGHT * prob * other, 0.0),
         # a labelled class the model does not see, or whose mask holds another class
-        "spurious label": np.where(label, np.maximum(0.5 * (1 - prob) * (1 - own), swap), 0.0),
+        SPURIOUS: np.where(label, np.maximum(0.5 * (1 - prob) * (1 - own), swap), 0.0),
         # a labelled class the model sees, but not inside its mask, or a mask that holds none of it
-        "loose mask": np.where(label, prob * np.maximum(other + outside, empty), 0.0),
-        "no-data artefact": prob * nodata,
+        LOOSE: np.where(label, prob * np.maximum(other + outside, empty), 0.0),
+        NODATA: prob * nodata,
     }
     names = list(candidates)
     stacked = np.stack([candidates[k] for k in names], axis=1)
@@ -118,7 +119,7 @@ def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_
     att, kind = attention_score(label, prob, t["cam_own"].to_numpy(), t["cam_other"].to_numpy(),
                                 t["cam_outside"].to_numpy(), t["cam_nodata"].to_numpy(), swap,
                                 t["cam_empty"].to_numpy())
-    other = np.where(kind == "class confusion", t["other_class"], np.where(kind == "spurious label", swap_by, ""))
+    other = np.where(kind == CONFUSION, t["other_class"], np.where(kind == SPURIOUS, swap_by, ""))
     out = pd.DataFrame({"image": t["image"], "class": t["class"], "index": idx, "kind": kind, "other_class": other,
                         "label": label, "probability": prob, "cleanlab": 1 - quality, "attention_score": att,
                         "mask_evidence": np.where(label == 1, prob * (1 - t["box_iou"].to_numpy()), 0.0),

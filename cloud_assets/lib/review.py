@@ -33,12 +33,13 @@ import pandas as pd
 
 from cloud_assets.lib import rle
 from cloud_assets.lib.files import written_folder
+from cloud_assets.lib.kinds import CONFUSION, ISSUE_KINDS, ISSUE_OF_NOISE, LOOSE, MISSING, SPURIOUS
 from cloud_assets.lib.attention import BOX_COLUMNS, box_mask
 from cloud_assets.lib.labels import DatasetError, read_csv
 
 COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed_at")
 DECISIONS = ("accept", "reject")
-KINDS = ("spurious label", "class confusion", "missing label", "loose mask", "no-data artefact")
+KINDS = ISSUE_KINDS
 SHOWN_ERRORS = 20
 
 
@@ -81,7 +82,7 @@ def read(path: Path, images, class_names) -> pd.DataFrame:
             problems.append((where, f"new_class {r.new_class!r} is not one of the dataset's classes"))
         if r.kind not in KINDS:
             problems.append((where, f"kind {r.kind!r} is not one of {', '.join(KINDS)}"))
-        elif r.decision == "accept" and r.kind == "class confusion" and not r.new_class:
+        elif r.decision == "accept" and r.kind == CONFUSION and not r.new_class:
             problems.append((where, "an accepted class confusion needs new_class, the class whose mask moves"))
     _raise(problems)
     return df
@@ -123,10 +124,10 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
     for r in review[review["decision"] == "accept"].itertuples(index=False):
         image, cls, where = r.image, r[1], f"{path} line {r.line}"
         key = f"{image}_{cls}"
-        if r.kind in ("spurious label", "loose mask") and not labelled(image, cls):
+        if r.kind in (SPURIOUS, LOOSE) and not labelled(image, cls):
             problems.append((where, f"{cls} is not labelled on {image}; the label has changed since the review"))
             continue
-        if r.kind == "spurious label":
+        if r.kind == SPURIOUS:
             if r.new_class and r.new_class != cls:
                 target = f"{image}_{r.new_class}"
                 enc[target] = union(enc[key], enc.get(target, ""))
@@ -134,7 +135,7 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
             else:
                 changes.append((image, cls, "removed", r.line))
             enc[key] = ""
-        elif r.kind == "class confusion":
+        elif r.kind == CONFUSION:
             source = f"{image}_{r.new_class}"
             if not labelled(image, r.new_class):
                 problems.append((where, f"{r.new_class} is not labelled on {image}, so it has no mask to move"))
@@ -142,8 +143,8 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
             enc[key] = union(enc[source], enc.get(key, ""))
             enc[source] = ""
             changes.append((image, r.new_class, f"moved to {cls}", r.line))
-        elif r.kind in ("missing label", "loose mask"):
-            if r.kind == "missing label" and labelled(image, cls):
+        elif r.kind in (MISSING, LOOSE):
+            if r.kind == MISSING and labelled(image, cls):
                 problems.append((where, f"{cls} is labelled on {image} already"))
                 continue
             box = boxes.loc[(image, cls)].to_numpy(float) if (image, cls) in boxes.index else None
@@ -152,7 +153,7 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
                                 f"Grad-CAM is empty); draw the mask by hand"))
                 continue
             enc[key] = rle.encode(box_mask(box, shape))
-            changes.append((image, cls, "added (proposed box)" if r.kind == "missing label"
+            changes.append((image, cls, "added (proposed box)" if r.kind == MISSING
                             else "mask replaced (proposed box)", r.line))
             proposed.append((image, cls, r.kind, *box, r.line))
     _raise(problems)
@@ -176,17 +177,22 @@ def progress(review: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
 
 def injected_matches(review: pd.DataFrame, manifest: pd.DataFrame) -> dict:
     """On a synthetic dataset: of the accepted decisions, how many name an injected error
-    (`label_noise.csv`: image, class, kind, labelled_as; a swap counts from either class)."""
+    (`label_noise.csv`: image, class, kind, labelled_as; a swap counts from either class), and how
+    many of those with the issue kind that undoes it (`lib.kinds.ISSUE_OF_NOISE`)."""
     accepted = review[review["decision"] == "accept"]
-    injected = set(zip(manifest["image"], manifest["class"]))
-    injected |= {(i, c) for i, c in zip(manifest["image"], manifest.get("labelled_as", pd.Series(dtype=str)))
+    injected = {(i, c): ISSUE_OF_NOISE.get(k, "") for i, c, k in zip(manifest["image"], manifest["class"],
+                                                                     manifest["kind"])}
+    injected |= {(i, c): ISSUE_OF_NOISE.get(k, "") for i, c, k in
+                 zip(manifest["image"], manifest.get("labelled_as", pd.Series(dtype=str)), manifest["kind"])
                  if isinstance(c, str) and c}
-    hits = sum((i, c) in injected or (i, n) in injected
-               for i, c, n in zip(accepted["image"], accepted["class"], accepted["new_class"]))
+    named = [injected.get((i, c)) or injected.get((i, n)) for i, c, n in
+             zip(accepted["image"], accepted["class"], accepted["new_class"])]
+    hits = sum(1 for k in named if k is not None)
+    same_kind = sum(k == kind for k, kind in zip(named, accepted["kind"]))
     rejected = review[review["decision"] == "reject"]
     missed = sum((i, c) in injected for i, c in zip(rejected["image"], rejected["class"]))
-    return {"accepted": len(accepted), "accepted_injected": int(hits), "rejected": len(rejected),
-            "rejected_injected": int(missed), "injected": len(manifest)}
+    return {"accepted": len(accepted), "accepted_injected": int(hits), "accepted_injected_same_kind": int(same_kind),
+            "rejected": len(rejected), "rejected_injected": int(missed), "injected": len(manifest)}
 
 
 def version_name(review_sha256: str | None, train_sha256: str) -> str:

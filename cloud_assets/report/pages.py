@@ -15,6 +15,7 @@ from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUE
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import review, saliency, thresholds
 from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.lib.kinds import CONFUSION, SPURIOUS
 from cloud_assets.lib.saliency_methods import DEFAULT, SaliencyMethod, method as saliency_method
 from cloud_assets.report import charts, images
 
@@ -395,7 +396,7 @@ REVIEW_HELP = (
     "changes nothing. Keys: `a` accept, `r` reject, `n`/`j` next, `p`/`k` previous. Decisions stay in this "
     "browser; **Download review** writes `label_review.csv`: place it in the dataset folder and materialize "
     "`corrected_labels` for `train_corrected.csv` (see the README).")
-CLASS_CHANGE = {"spurious label": "move mask to", "class confusion": "mask of"}
+CLASS_CHANGE = {SPURIOUS: "move mask to", CONFUSION: "mask of"}
 
 
 def _review_controls(r: dict, class_names) -> str:
@@ -403,7 +404,7 @@ def _review_controls(r: dict, class_names) -> str:
     html_ = '<button class="accept" type="button">Accept</button> <button class="reject" type="button">Reject</button>'
     if r["kind"] in CLASS_CHANGE:
         others = [c for c in class_names if c != r["class"]]
-        blank = '<option value="">(remove)</option>' if r["kind"] == "spurious label" else ""
+        blank = '<option value="">(remove)</option>' if r["kind"] == SPURIOUS else ""
         options = "".join(f'<option value="{esc(c)}"{" selected" if c == r["other_class"] else ""}>{esc(c)}</option>'
                           for c in others)
         html_ += f' <label>{CLASS_CHANGE[r["kind"]]} <select class="new-class">{blank}{options}</select></label>'

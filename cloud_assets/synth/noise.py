@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib import rle
+from cloud_assets.lib.kinds import NOISE_KINDS
 
-LABEL_KINDS = ("missing", "swapped", "shifted", "wide", "small")  # drawn from one uniform per label
-KINDS = LABEL_KINDS + ("merged", "spurious")
+LABEL_KINDS = ("missing", "swapped", "shifted", "wide", "small")  # drawn from one uniform per label, in this order
+KINDS = NOISE_KINDS  # lib.kinds: what each is, and which issue kind finds it
 SEVERITY = {"shifted": (0.1, 0.6), "wide": (1.2, 2.5), "small": (0.3, 0.7)}
 MIXES = {
     # drops, boxes where no pattern is, swaps between any two classes, partly shifted boxes
