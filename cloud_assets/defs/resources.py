@@ -206,12 +206,12 @@ def executor():
     server that has imported the definitions and scikit-learn's metrics (which the analysis steps,
     cleanlab and the report use) once: seconds saved per step; `k8s`, a pod per step
     (deploy/helm/); `celery`, Celery workers behind a Redis broker (deploy/celery/)."""
-    kind = settings.load_time(settings.EXECUTOR)
-    if kind == "k8s":
+    spread_over = settings.load_time(settings.EXECUTOR)
+    if spread_over == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
-    if kind == "celery":
+    if spread_over == "celery":
         from dagster_celery import celery_executor
 
         return celery_executor

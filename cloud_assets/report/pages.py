@@ -88,7 +88,7 @@ def table_md(df: pd.DataFrame) -> str:
 
 
 def gallery(items: list[dict], css: str = "") -> str:
-    """Thumbnails that open full size; `items` have thumb, full, caption, kind ('tp'|'fp'|'dark'|'issue')
+    """Thumbnails that open full size; `items` have thumb, full, caption, style ('tp'|'fp'|'dark'|'issue')
     and optionally `data` (data-* attributes, for filtering), `controls` (HTML below the caption) and
     `alt_thumb`/`alt_full` (a second view that a `.toggle-alt` checkbox of the page switches to)."""
     figures = []
@@ -96,7 +96,7 @@ def gallery(items: list[dict], css: str = "") -> str:
         data = "".join(f' data-{k}="{esc(v)}"' for k, v in it.get("data", {}).items())
         alt = (f' data-alt-src="{esc(it["alt_thumb"])}" data-alt-href="{esc(it["alt_full"])}"'
                if "alt_thumb" in it else "")
-        figures.append(f'<figure class="thumb {it["kind"]}"{data}><a href="{esc(it["full"])}" target="_blank">'
+        figures.append(f'<figure class="thumb {it["style"]}"{data}><a href="{esc(it["full"])}" target="_blank">'
                        f'<img src="{esc(it["thumb"])}" alt="{esc(it["caption"])}" loading="eager"{alt}></a>'
                        f'<figcaption>{esc(it["caption"])}</figcaption>{it.get("controls", "")}</figure>')
     return f'<div class="gallery {css}">' + "".join(figures) + "</div>"
@@ -306,14 +306,14 @@ def class_page(data: ReportData, c: int, img_dir: Path, rng: np.random.Generator
     return page
 
 
-def _outcome_gallery(data: ReportData, c: int, ms: pd.DataFrame, kind: str, img_dir: Path,
+def _outcome_gallery(data: ReportData, c: int, ms: pd.DataFrame, outcome: str, img_dir: Path,
                      rng: np.random.Generator) -> str:
-    """Up to GALLERY sampled true (`kind`='tp') or false ('fp') positives of class `c`."""
+    """Up to GALLERY sampled true (`outcome`='tp') or false ('fp') positives of class `c`."""
     name = data.class_names[c]
-    rows = ms[ms["outcome"] == kind]
+    rows = ms[ms["outcome"] == outcome]
     idx, probs = rows["index"].to_numpy(), dict(zip(rows["index"], rows["probability"]))
     if not len(idx):
-        return f"No {esc(name)} {'true' if kind == 'tp' else 'false'} positives at this level."
+        return f"No {esc(name)} {'true' if outcome == 'tp' else 'false'} positives at this level."
     items = []
     for k, i in enumerate(np.sort(rng.choice(idx, min(GALLERY, len(idx)), replace=False))):
         img_name = data.val_images[i]
@@ -321,8 +321,8 @@ def _outcome_gallery(data: ReportData, c: int, ms: pd.DataFrame, kind: str, img_
         full = images.original(data.data_dir / "train_images" / img_name, small)
         ggc = saliency.combine(data.gradcam[c, i], data.guided_backprop[i])
         caption = f"{img_name} ({', '.join(_true_classes(data, i)) or 'no label'}); p={probs[i]:.3f}"
-        item = {"kind": kind, "caption": caption}
-        if kind == "tp":
+        item = {"style": outcome, "caption": caption}
+        if outcome == "tp":
             mask = data.val_masks[c, i]
             t, f = images.write_pair(img_dir / name, f"tp_{k}", images.mask_overlay(small, mask),
                                      images.mask_overlay(full, mask))
@@ -362,7 +362,7 @@ def dark_page(data: ReportData, img_dir: Path, file: str) -> Page:
         full = images.original(data.data_dir / folder / r.image, small)
         t, f = images.write_pair(img_dir / "dark", f"dark_{k}", small, full)
         classes = "test" if r.split == "test" else (labels.get(r.image, "") or "no label")
-        items.append({"thumb": f"img/dark/{t}", "full": f"img/dark/{f}", "kind": "dark",
+        items.append({"thumb": f"img/dark/{t}", "full": f"img/dark/{f}", "style": "dark",
                       "caption": f"{r.image} ({classes}; {r.black_fraction:.0%} black)"})
     page.add("## Gallery")
     page.add(gallery(items) if items else "No dark images.")
@@ -454,7 +454,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
                    f"no-data {r['cam_nodata']:.0%}")
         if r["label"]:
             caption += f"; mask without evidence {r['cam_empty']:.0%}, proposed box IoU {r['box_iou']:.2f}"
-        items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "kind": "issue", "caption": caption,
+        items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "style": "issue", "caption": caption,
                       "data": {"image": r["image"], "class": r["class"], "kind": r["kind"], "score": f"{r['score']:.4f}"},
                       "controls": _review_controls(r, data.class_names)})
     page.add(f"{data.method.cam} of the class (jet) with every mask outlined (" + ", ".join(
