@@ -22,6 +22,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from tests.helpers import dagster_home, run_env
 from tests.test_ui_end_to_end import _free_port, _wait, webserver
 
 TRAIN, TEST = 1000, 40          # 200 validation images
