@@ -106,8 +106,9 @@ def test_shards_read_back_in_the_unsharded_order_in_memory_or_image_by_image(tmp
             staged.put("val", images[positions])
             staged.put("masks", masks[:, positions])
             staged.put("val_names", pd.DataFrame({"image": subset}))
-            shards.describe(staged, {"val": positions}, arrays={"val": ("val", 0), "masks": ("val", 1)},
-                            tables={"val_names": "val"})
+            for name, value in shards.layout({"val": positions}, arrays={"val": ("val", 0), "masks": ("val", 1)},
+                                             tables={"val_names": "val"}).items():
+                staged.put(name, value)
         bundles[key] = store.publish(f"x@{key}", staged)
     whole = Shards(bundles)
     assert list(whole.table("val_names")["image"]) == names

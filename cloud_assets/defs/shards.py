@@ -6,9 +6,14 @@ With one shard (the default) nothing is partitioned: every asset is one step ove
 Every value of a per-image asset records the shard count it was computed with (`partitioning`),
 so that a reader finds out when the count has changed since (the IO manager, `check_stored`).
 """
+import dataclasses
+import functools
+import inspect
+import time
+
 import dagster as dg
 
-from cloud_assets.defs import settings
+from cloud_assets.defs import checks, settings
 from cloud_assets.lib import shards
 
 COUNT = settings.load_time(settings.SHARDS)
@@ -73,33 +78,100 @@ def stale(name: str, stored: list[str]) -> list[str]:
     return [s for s in stored if s not in current]
 
 
+@dataclasses.dataclass
+class Shard:
+    """One shard of a step's images, as a per-image asset's body sees it (key None: every image,
+    unsharded). It remembers the positions, in the unsharded order, of the rows it selects or reads,
+    for the layout record; `once` keeps what the step's shards share (a loaded model)."""
+    key: str | None
+    shared: dict
+    positions: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """' shard <key>' for log lines ('' unsharded)."""
+        return f" shard {self.key}" if self.key is not None else ""
+
+    def select(self, names: list, group: str) -> list:
+        """This shard's names among `names`, the rows of `group` in the unsharded order."""
+        chosen, positions = shards.select(names, self.key, COUNT)
+        if self.key is not None:
+            self.positions[group] = positions
+        return chosen
+
+    def rows(self, value, group: str = "val"):
+        """The positions, in the unsharded order, of the rows of `group` in this shard's `value` of a
+        per-image input (None unsharded)."""
+        if self.key is None:
+            return None
+        self.positions[group] = shards.positions_of(value, group)
+        return self.positions[group]
+
+    def once(self, name: str, make):
+        """`make()`, computed by the step's first shard that asks and shared with the others."""
+        if name not in self.shared:
+            self.shared[name] = make()
+        return self.shared[name]
+
+
+def per_image(decorator, layouts: dict, summarize=None, check=None, **definition):
+    """Make `compute(context, shard, **inputs) -> (values, facts)`, which computes one `Shard`, a
+    per-image asset: `decorator(**definition)` (`dg.asset` or `dg.multi_asset`) with the shards'
+    partitions and backfill policy. The step runs `compute` once per
+    shard of its partitions, each per-image input given as that shard's value; `values` is output
+    name -> a staging Bundle or a dict (only the selected outputs of a multi-asset). Each value gets
+    its layout record (`layouts`: output name -> (arrays: name -> (group, image axis), tables: name ->
+    group)) and its partitioning record, and the shards' values are packed into one output.
+    `summarize(facts, seconds)`, from every shard's `facts`, gives the metadata (output name ->
+    metadata). `check = (specs, find)`: `find(context, shard, **inputs)` lists the problems of a
+    shard, found for every shard before anything is written and reported as those checks."""
+    def wrap(compute):
+        signature = inspect.signature(compute)
+
+        @functools.wraps(compute)
+        def step(context, **inputs):
+            shared: dict = {}
+            steps = [Shard(key, shared) for key in shard_keys(context)]
+
+            def own(shard):
+                return {k: v[shard.key] if isinstance(v, shards.Shards) else v for k, v in inputs.items()}
+            if check is not None:
+                specs, find = check
+                problems = [p for shard in steps for p in find(context, shard, **own(shard))]
+                yield from checks.results(specs, problems)
+                checks.raise_blocking(specs, problems)
+            start, values, facts = time.monotonic(), {}, []
+            for shard in steps:
+                out, fact = compute(context, shard, **own(shard))
+                for name, value in out.items():
+                    arrays, tables = layouts[name]
+                    if shard.key is not None:
+                        groups = {g for g, _ in arrays.values()} | set(tables.values())
+                        record = shards.layout({g: p for g, p in shard.positions.items() if g in groups}, arrays,
+                                               tables)
+                        _put(value, record)
+                    _put(value, {shards.RECORD: RECORD})
+                    values.setdefault(name, {})[shard.key] = value
+                facts.append(fact)
+            metadata = summarize(facts, time.monotonic() - start) if summarize else {}
+            for name, by_key in values.items():
+                yield dg.Output(by_key[None] if list(by_key) == [None] else by_key, output_name=name,
+                                metadata=metadata.get(name, {}))
+
+        step.__signature__ = signature.replace(parameters=[p for n, p in signature.parameters.items() if n != "shard"])
+        return decorator(**definition, **PER_IMAGE)(step)
+    return wrap
+
+
+def _put(value, records: dict) -> None:
+    """Store `records` (name -> array or JSON document) in a staging Bundle or a dict value."""
+    for name, record in records.items():
+        if isinstance(value, dict):
+            value[name] = record
+        else:
+            value.put(name, record)
+
+
 def shard_keys(context) -> list:
     """The shards this step computes: its partition keys, or [None] (every image) when unsharded."""
     return list(context.partition_keys) if PARTITIONS is not None else [None]
-
-
-def shard(value, key):
-    """A per-image input's value for shard `key` (the whole value when unsharded)."""
-    return value if key is None else value[key]
-
-
-def positions(value, key, group: str = "val"):
-    """Shard `key`'s rows of `group` in the unsharded order, from a per-image input's shard value
-    (None when unsharded)."""
-    return None if key is None else shards.positions_of(value, group)
-
-
-def pack(values: dict):
-    """A per-image asset's output: shard key -> value, or the one value when unsharded; each value
-    (a staging Bundle or a dict) records the shard count it was computed with."""
-    for value in values.values():
-        if isinstance(value, dict):
-            value[shards.RECORD] = RECORD
-        else:
-            value.put(shards.RECORD, RECORD)
-    return values[None] if list(values) == [None] else values
-
-
-def select(names, key):
-    """(the names of shard `key` among `names`, their positions in `names`)."""
-    return shards.select(names, key, COUNT)

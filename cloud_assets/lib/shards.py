@@ -51,12 +51,6 @@ def layout(positions: dict, arrays: dict, tables: dict) -> dict:
             "layout": {"arrays": {k: list(v) for k, v in arrays.items()}, "tables": tables}}
 
 
-def describe(staged, positions: dict, arrays: dict, tables: dict) -> None:
-    """Store a shard's `layout` in the staging bundle `staged`."""
-    for name, value in layout(positions, arrays, tables).items():
-        staged.put(name, value)
-
-
 class ShardedArray:
     """A large array spread over shards, indexed by its unsharded position on its image axis
     (`a[i]`, `a[c, i]`, `a[:, i]`); other indexing is refused."""

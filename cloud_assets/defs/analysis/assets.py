@@ -13,7 +13,6 @@ from cloud_assets.lib import attention
 from cloud_assets.lib import label_issues as label_issues_lib
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import saliency
-from cloud_assets.lib import shards as shards_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Bundle
 
@@ -93,24 +92,23 @@ def fn_class_distribution(val_predictions, mistakes: Bundle, dataset: DatasetRes
     return _distribution("fn", val_predictions, mistakes, dataset)
 
 
-@analysis_asset(code_version="3", **shards.PER_IMAGE)
-def mask_attention(context: dg.AssetExecutionContext, saliency_maps, val_masks, image_cache,
+def _attention_summary(facts: list, seconds: float) -> dict:
+    table = pd.concat(facts)
+    summary = table.groupby("class", sort=False)[["cam_own", "cam_other", "cam_outside", "cam_nodata"]].mean()
+    return {"result": {"rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())}}
+
+
+@shards.per_image(dg.asset, layouts={"result": ({}, {})}, summarize=_attention_summary, group_name="analysis",
+                  automation_condition=FOLLOWS_MODEL, code_version="3")
+def mask_attention(context: dg.AssetExecutionContext, shard: shards.Shard, saliency_maps, val_masks, image_cache,
                    dataset: DatasetResource):
     """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
     class's mask, inside other classes' masks, outside every mask, on no-data pixels; pointing game."""
-    values, tables = {}, []
-    for key in shards.shard_keys(context):
-        maps, masks, cache = (shards.shard(v, key) for v in (saliency_maps, val_masks, image_cache))
-        positions = shards.positions(cache, key)
-        table = attention.attention_table(maps.array("gradcam"), maps.array("guided_backprop"), masks.array("masks"),
-                                          cache.array("val"), dataset.class_names, maps.table("images")["image"],
-                                          report=progress_logger(context, "mask_attention"), positions=positions)
-        values[key] = {"shares": table, **(shards_lib.layout({}, {}, {}) if key is not None else {})}
-        tables.append(table)
-    table = pd.concat(tables)
-    summary = table.groupby("class", sort=False)[["cam_own", "cam_other", "cam_outside", "cam_nodata"]].mean()
-    return dg.Output(shards.pack(values), metadata={
-        "rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())})
+    table = attention.attention_table(
+        saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"), val_masks.array("masks"),
+        image_cache.array("val"), dataset.class_names, saliency_maps.table("images")["image"],
+        report=progress_logger(context, f"mask_attention{shard.where}"), positions=shard.rows(image_cache))
+    return {"result": {"shares": table}}, table
 
 
 @analysis_asset(code_version="2")

@@ -1,7 +1,6 @@
 """Data assets: labels, split, image cache, masks, dark images. None depends on the model."""
 
 import os
-import time
 
 import dagster as dg
 import numpy as np
@@ -12,7 +11,6 @@ from cloud_assets.defs import checks, shards
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import dark, images, labels, rle
-from cloud_assets.lib import shards as shards_lib
 from cloud_assets.lib.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.store import Bundle, release
@@ -67,84 +65,92 @@ def train_val_split(label_table: Bundle):
     return dg.Output({"split": split}, metadata={"train": len(train), "val": len(val)})
 
 
-@dg.asset(group_name="data", check_specs=IMAGE_CHECKS, code_version="2", **shards.PER_IMAGE)
-def image_cache(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir,
-                train_val_split: Bundle):
-    """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split;
-    with each image's black fraction (the share of pixels whose channel 0 is 0)."""
+SPLITS = ("train", "val", "test")
+
+
+def _split_names(dataset: DatasetResource, train_val_split: Bundle) -> dict:
+    """split -> image names, in the unsharded order."""
     split = train_val_split.table("split")
     shards.check_count(len(split))
-    names = {s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")}
-    names["test"] = dataset.test_images()
-    chosen = {key: {s: shards.select(ns, key) for s, ns in names.items()} for key in shards.shard_keys(context)}
-    expected = dataset.original_shape()
-    paths = [dataset.image_dir(s) / n for parts in chosen.values() for s, (ns, _) in parts.items() for n in ns]
-    progress = Progress(len(paths), progress_logger(context, "image_cache checks"))
-    problems = []
+    return {**{s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")},
+            "test": dataset.test_images()}
+
+
+def _image_problems(context, shard: shards.Shard, dataset: DatasetResource, var: VarDir, train_val_split: Bundle):
+    paths = [dataset.image_dir(s) / n for s, names in _split_names(dataset, train_val_split).items()
+             for n in shard.select(names, s)]
+    progress = Progress(len(paths), progress_logger(context, f"image_cache checks{shard.where}"))
+    expected, problems = dataset.original_shape(), []
     for p in paths:
         problems += images.check_image(p, expected)
         progress.advance()
-    yield from checks.results(IMAGE_CHECKS, problems)
-    checks.raise_blocking(IMAGE_CHECKS, problems)
+    return problems
 
+
+def _image_cache_summary(facts: list, seconds: float) -> dict:
+    counts = {s: sum(f[s] for f in facts) for s in SPLITS}
+    h, w = facts[0]["size"]
+    return {"result": {**{f"{s}_images": n for s, n in counts.items()}, "shape": f"(n, {h}, {w}, 3) uint8 BGR",
+                       "images_per_second": round(sum(counts.values()) / max(seconds, 1e-9), 1),
+                       "original_shape": "{}x{}".format(*facts[0]["original"])}}
+
+
+@shards.per_image(dg.asset, layouts={"result": ({s: (s, 0) for s in SPLITS}, {f"{s}_names": s for s in SPLITS})},
+                  summarize=_image_cache_summary, check=(IMAGE_CHECKS, _image_problems), group_name="data",
+                  check_specs=IMAGE_CHECKS, code_version="2")
+def image_cache(context: dg.AssetExecutionContext, shard: shards.Shard, dataset: DatasetResource, var: VarDir,
+                train_val_split: Bundle):
+    """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split;
+    with each image's black fraction (the share of pixels whose channel 0 is 0)."""
     h, w = dataset.input_shape
-    start = time.monotonic()
-    values = {}
-    for key, parts in chosen.items():
-        with var.staging(context.asset_key) as staged:
-            for s, (ns, _) in parts.items():
-                out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
-                images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w),
-                                    progress_logger(context, f"image_cache {s}" + (f" shard {key}" if key else "")))
-                out.flush()
-                staged.put(f"{s}_names", pd.DataFrame({"image": ns, "black_fraction": dark.black_fraction(out)}))
-            if key is not None:
-                shards_lib.describe(staged, {s: pos for s, (_, pos) in parts.items()},
-                                    arrays={s: (s, 0) for s in parts}, tables={f"{s}_names": s for s in parts})
-        values[key] = staged
-    n = len(paths)
-    secs = time.monotonic() - start
-    yield dg.Output(shards.pack(values), metadata={
-        **{f"{s}_images": sum(len(parts[s][0]) for parts in chosen.values()) for s in names},
-        "shape": f"(n, {h}, {w}, 3) uint8 BGR", "images_per_second": round(n / max(secs, 1e-9), 1),
-        "original_shape": f"{expected[0]}x{expected[1]}"})
+    counts = {}
+    with var.staging(context.asset_key) as staged:
+        for s, names in _split_names(dataset, train_val_split).items():
+            ns = shard.select(names, s)
+            out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
+            images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w),
+                                progress_logger(context, f"image_cache {s}{shard.where}"))
+            out.flush()
+            staged.put(f"{s}_names", pd.DataFrame({"image": ns, "black_fraction": dark.black_fraction(out)}))
+            counts[s] = len(ns)
+    return {"result": staged}, {**counts, "size": (h, w), "original": dataset.original_shape()}
 
 
-@dg.asset(group_name="data", **shards.PER_IMAGE)
-def val_masks(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
-              train_val_split: Bundle):
+def _val_masks_summary(facts: list, seconds: float) -> dict:
+    n, classes, (h, w) = sum(f["images"] for f in facts), facts[0]["classes"], facts[0]["size"]
+    per_class = pd.DataFrame({"class": classes, "images_with_mask": sum(f["with_mask"] for f in facts),
+                              "mean_cover": np.round(sum(f["cover"] for f in facts) / max(n * h * w, 1), 3)})
+    return {"result": {"shape": f"({len(classes)}, {n}, {h}, {w})", "dtype": "uint8", "per_class": md_table(per_class)}}
+
+
+@shards.per_image(dg.asset, layouts={"result": ({"masks": ("val", 1)}, {"images": "val"})},
+                  summarize=_val_masks_summary, group_name="data")
+def val_masks(context: dg.AssetExecutionContext, shard: shards.Shard, dataset: DatasetResource, var: VarDir,
+              label_table: Bundle, train_val_split: Bundle):
     """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the seed's `make_mask`."""
     encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
     split = train_val_split.table("split")
     shards.check_count(len(split))
     shape = tuple(label_table.json("meta")["original_shape"])
     classes, chunk = dataset.class_names, ARRAY_BATCH
-    with_mask, cover, values = np.zeros(len(classes), np.int64), np.zeros(len(classes)), {}
-    for key in shards.shard_keys(context):
-        val, positions = shards.select(list(split.loc[split["split"] == "val", "image"]), key)
-        with var.staging(context.asset_key) as staged:
-            masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_shape), np.uint8)
-            for c, cls in enumerate(classes):
-                rles = encoded.reindex([f"{img}_{cls}" for img in val]).tolist()
-                for start in range(0, len(val), chunk):
-                    part = rle.decode_resized(rles[start:start + chunk], shape, dataset.input_shape,
-                                              workers=os.cpu_count() or 1)
-                    masks[c, start:start + len(part)] = part
-                    with_mask[c] += int(part.any(axis=(1, 2)).sum())
-                    cover[c] += float(part.sum())
-                    release(masks)
-            masks.flush()
-            staged.put("images", pd.DataFrame({"image": val}))
-            if key is not None:
-                shards_lib.describe(staged, {"val": positions}, arrays={"masks": ("val", 1)}, tables={"images": "val"})
-        values[key] = staged
-    n = sum(v.array("masks").shape[1] for v in values.values())
-    per_class = pd.DataFrame({"class": classes, "images_with_mask": with_mask,
-                              "mean_cover": np.round(cover / max(n * np.prod(dataset.input_shape), 1), 3)})
-    context.log.info(f"val_masks: {n} images")
-    return dg.Output(shards.pack(values), metadata={"shape": f"({len(classes)}, {n}, {dataset.input_shape[0]}, "
-                                                             f"{dataset.input_shape[1]})", "dtype": "uint8",
-                                                    "per_class": md_table(per_class)})
+    with_mask, cover = np.zeros(len(classes), np.int64), np.zeros(len(classes))
+    val = shard.select(list(split.loc[split["split"] == "val", "image"]), "val")
+    with var.staging(context.asset_key) as staged:
+        masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_shape), np.uint8)
+        for c, cls in enumerate(classes):
+            rles = encoded.reindex([f"{img}_{cls}" for img in val]).tolist()
+            for start in range(0, len(val), chunk):
+                part = rle.decode_resized(rles[start:start + chunk], shape, dataset.input_shape,
+                                          workers=os.cpu_count() or 1)
+                masks[c, start:start + len(part)] = part
+                with_mask[c] += int(part.any(axis=(1, 2)).sum())
+                cover[c] += float(part.sum())
+                release(masks)
+        masks.flush()
+        staged.put("images", pd.DataFrame({"image": val}))
+    context.log.info(f"val_masks{shard.where}: {len(val)} images")
+    return {"result": staged}, {"images": len(val), "classes": classes, "size": dataset.input_shape,
+                                "with_mask": with_mask, "cover": cover}
 
 
 @dg.asset(group_name="data", code_version="2", **shards.WHOLE)

@@ -13,7 +13,6 @@ from cloud_assets.defs import settings, shards
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
-from cloud_assets.lib import shards as shards_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Bundle
 
@@ -34,9 +33,25 @@ VAL_PREDICTIONS, SALIENCY_MAPS = dg.AssetKey("val_predictions"), dg.AssetKey("sa
 METHOD = settings.load_time(settings.SALIENCY_METHOD)  # lib.saliency_methods: the notebook's Guided Grad-CAM by default
 
 
-@dg.multi_asset(
+def _model_pass_summary(facts: list, seconds: float) -> dict:
+    n, secs, first = sum(f["images"] for f in facts), sum(f["seconds"] for f in facts), facts[0]
+    common = {"images": n, "model_sha256": first["digest"], "device": first["device"], "layer": first["layer"],
+              "method": METHOD, "images_per_s": round(n / max(secs, 1e-9), 1),
+              "seconds_per_image": round(secs / max(n, 1), 4)}
+    y_true, y_pred = (np.concatenate([f[k] for f in facts]) for k in ("y_true", "y_pred"))
+    aucs = thresholds.pr_auc(y_true, y_pred)  # the order of the images does not matter here
+    table = pd.DataFrame({"class": first["classes"], "pr_auc": np.round(aucs, 4), "positives": y_true.sum(0)})
+    return {"saliency_maps": common, "val_predictions": {
+        **common, "mean_pr_auc": float(np.nanmean(aucs)), "pr_auc": md_table(table),
+        **{f"pr_auc_{c}": float(a) for c, a in zip(first["classes"], aucs)}}}
+
+
+@shards.per_image(
+    dg.multi_asset, summarize=_model_pass_summary,
+    layouts={"val_predictions": ({"probabilities": ("val", 0), "y_true": ("val", 0)}, {"images": "val"}),
+             "saliency_maps": ({"gradcam": ("val", 1), "guided_backprop": ("val", 0)}, {"images": "val"})},
     pool=GPU_POOL, op_tags=GPU_OP_TAGS, can_subset=True, deps=[model_file],
-    ins={"image_cache": dg.AssetIn(), "label_table": dg.AssetIn()}, **shards.PER_IMAGE,
+    ins={"image_cache": dg.AssetIn(), "label_table": dg.AssetIn()},
     outs={
         "val_predictions": dg.AssetOut(
             group_name="model", automation_condition=FOLLOWS_MODEL, code_version="1", is_required=False,
@@ -52,8 +67,8 @@ METHOD = settings.load_time(settings.SALIENCY_METHOD)  # lib.saliency_methods: t
     },
     internal_asset_deps={"val_predictions": {dg.AssetKey(k) for k in ("model_file", "image_cache", "label_table")},
                          "saliency_maps": {dg.AssetKey(k) for k in ("model_file", "image_cache")}})
-def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset: DatasetResource, var: VarDir,
-               image_cache, label_table: Bundle):
+def model_pass(context: dg.AssetExecutionContext, shard: shards.Shard, model: ModelResource, dataset: DatasetResource,
+               var: VarDir, image_cache, label_table: Bundle):
     """One pass of the model over the validation images: `val_predictions` and `saliency_maps`.
 
     The saliency pass computes the probabilities on its way (the same forward pass, bit for bit), so
@@ -65,54 +80,35 @@ def model_pass(context: dg.AssetExecutionContext, model: ModelResource, dataset:
     computed, so memory does not grow with the number of images. Sharded, one step computes the
     shards of its partitions one after the other, with one model load.
     """
-    device = model_lib.configure_device()
-    digest = model_lib.sha256(Path(model.path))
-    net, info = model.load(dataset)
+    device = shard.once("device", model_lib.configure_device)
+    digest = shard.once("digest", lambda: model_lib.sha256(Path(model.path)))
+    net, info = shard.once("model", lambda: model.load(dataset))
     classes = list(dataset.class_names)
-    onehot = label_table.table("labels").set_index("image")
-    predictions, maps, metadata = {}, {}, {}
-    for key in shards.shard_keys(context):
-        cache = shards.shard(image_cache, key)
-        images, names = cache.array("val"), cache.table("val_names")[["image"]]
-        where = f" shard {key}" if key is not None else ""
-        report = progress_logger(context, f"model_pass{where}")
-        context.log.info(f"model_pass{where}: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
-                         f"{len(images)} images; Keras backend {device}")
-        positions = shards.positions(cache, key)
-        start = time.monotonic()
-        if SALIENCY_MAPS in context.selected_asset_keys:
-            y_pred, maps[key] = _saliency_maps(context, net, info, images, names, classes, device, digest, var,
-                                               model.batch_size, report, positions)
-        else:
-            y_pred = model_lib.predict(net, images, model.batch_size, report, positions)
-        secs = time.monotonic() - start
-        metadata[key] = {"images": len(images), "seconds": secs}
-        y_true = onehot.loc[names["image"], classes].to_numpy().astype(np.int8)
-        predictions[key] = {"probabilities": y_pred, "y_true": y_true, "images": names,
-                            "summary": {"model_path": str(Path(model.path).resolve()), "model_sha256": digest,
-                                        "device": device, "framework": info.framework,
-                                        "gradcam_layer": info.gradcam_layer}}
-        if positions is not None:
-            predictions[key].update(shards_lib.layout({"val": positions}, arrays={"probabilities": ("val", 0),
-                                                                         "y_true": ("val", 0)},
-                                                      tables={"images": "val"}))
-    n, secs = sum(m["images"] for m in metadata.values()), sum(m["seconds"] for m in metadata.values())
-    common = {"images": n, "model_sha256": digest, "device": device, "layer": info.gradcam_layer, "method": METHOD,
-              "images_per_s": round(n / max(secs, 1e-9), 1), "seconds_per_image": round(secs / max(n, 1), 4)}
+    images, names = image_cache.array("val"), image_cache.table("val_names")[["image"]]
+    report = progress_logger(context, f"model_pass{shard.where}")
+    context.log.info(f"model_pass{shard.where}: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
+                     f"{len(images)} images; Keras backend {device}")
+    positions = shard.rows(image_cache)
+    start = time.monotonic()
+    out = {}
     if SALIENCY_MAPS in context.selected_asset_keys:
-        yield dg.Output(shards.pack(maps), output_name="saliency_maps", metadata=common)
+        y_pred, out["saliency_maps"] = _saliency_maps(context, net, info, images, names, classes, device, digest,
+                                                      var, model.batch_size, report, positions)
+    else:
+        y_pred = model_lib.predict(net, images, model.batch_size, report, positions)
+    secs = time.monotonic() - start
+    y_true = label_table.table("labels").set_index("image").loc[names["image"], classes].to_numpy().astype(np.int8)
     if VAL_PREDICTIONS in context.selected_asset_keys:
-        y_true = np.concatenate([p["y_true"] for p in predictions.values()])
-        y_pred = np.concatenate([p["probabilities"] for p in predictions.values()])
-        aucs = thresholds.pr_auc(y_true, y_pred)  # the order of the images does not matter here
-        table = pd.DataFrame({"class": classes, "pr_auc": np.round(aucs, 4), "positives": y_true.sum(0)})
-        yield dg.Output(shards.pack(predictions), output_name="val_predictions", metadata={
-            **common, "mean_pr_auc": float(np.nanmean(aucs)), "pr_auc": md_table(table),
-            **{f"pr_auc_{c}": float(a) for c, a in zip(classes, aucs)}})
+        out["val_predictions"] = {"probabilities": y_pred, "y_true": y_true, "images": names,
+                                  "summary": {"model_path": str(Path(model.path).resolve()), "model_sha256": digest,
+                                              "device": device, "framework": info.framework,
+                                              "gradcam_layer": info.gradcam_layer}}
+    return out, {"images": len(images), "seconds": secs, "digest": digest, "device": device,
+                 "layer": info.gradcam_layer, "classes": classes, "y_true": y_true, "y_pred": y_pred}
 
 
 def _saliency_maps(context, net, info, images, names, classes, device, digest, var, batch_size, report, positions):
-    """(probabilities, the `saliency_maps` value) from one guided Grad-CAM pass over `images`
+    """(probabilities, the `saliency_maps` value) from one guided saliency pass over `images`
     (`positions`: a shard's, in the unsharded order; None unsharded)."""
     engine = saliency.engine_for(net, info.gradcam_layer, METHOD)
     context.log.info(f"model_pass: {engine.method.guided} for {len(classes)} classes, layer {info.gradcam_layer} "
@@ -122,7 +118,4 @@ def _saliency_maps(context, net, info, images, names, classes, device, digest, v
         staged.put("images", names)
         staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
                             "model_sha256": digest, "method": METHOD})
-        if positions is not None:
-            shards_lib.describe(staged, {"val": positions}, arrays={"gradcam": ("val", 1), "guided_backprop": ("val", 0)},
-                                tables={"images": "val"})
     return y_pred, staged
