@@ -1,4 +1,5 @@
-"""The saliency engine on Keras 3's JAX backend against TensorFlow, and Keras 2 files converted for it.
+"""The saliency engine on Keras 3's JAX backend against TensorFlow (Guided Grad-CAM and Grad-CAM++),
+and Keras 2 files converted for it.
 
 The JAX side runs in a fresh interpreter (Keras picks its backend once, at import) in which
 TensorFlow, tf_keras and Dagster cannot be imported, as on a machine that has only JAX.
@@ -45,7 +46,7 @@ x = np.load("{images}")
 engine = saliency.Engine(net)
 gb, cams, probs = engine(x)
 np.savez("{out}", gb=gb, cams=cams, probs=probs, ggc=saliency.guided_gradcam(net, x, batch_size=2),
-         device=model_lib.configure_device())
+         plus_plus=saliency.gradcam(net, x, method="gradcam++"), device=model_lib.configure_device())
 """
 
 
@@ -64,6 +65,7 @@ def assert_same_maps(net, images, jax_maps):
     assert np.abs(saliency.upsample(cams, images.shape[1:3]) - saliency.upsample(jax_maps["cams"], images.shape[1:3])).max() < 1e-4
     assert np.abs(probs - jax_maps["probs"]).max() < 1e-5
     assert np.abs(saliency.guided_gradcam(net, images, batch_size=2) - jax_maps["ggc"]).max() < 1e-4
+    assert np.abs(saliency.gradcam(net, images, method="gradcam++") - jax_maps["plus_plus"]).max() < 1e-4
 
 
 @pytest.fixture(scope="module")
