@@ -15,12 +15,15 @@ export CLOUD_ASSETS_MODEL_PATH ?= $(DEMO_MODEL)
 # the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
 DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
 
-.PHONY: install gpu test demo ui site review serve definitions clean bench
+.PHONY: install test-packages gpu test demo ui site review serve definitions clean bench
 
-install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml /usr/bin/chromium /usr/bin/redis-server
+# Python packages only, into .venv: no root needed (make demo, ui, site, review, serve)
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
-# Debian packages the tests use: chromium (the report's browser test, driven by Playwright; no
-# browser download) and redis-server (the Celery executor's broker)
+# Debian packages that only the tests use (the test target installs them, with sudo when not root):
+# chromium (the report's browser tests, driven by Playwright; no browser download) and redis-server
+# (the Celery executor's broker)
+test-packages: /usr/bin/chromium /usr/bin/redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 /usr/bin/chromium /usr/bin/redis-server:
 	$(SUDO) apt-get update -q
@@ -48,7 +51,7 @@ gpu: install
 	$(PY) -m pip install --quiet -r requirements-gpu-$(GPU_BACKEND).lock
 	KERAS_BACKEND=$(GPU_BACKEND) $(VENV)/bin/cloud-assets device
 
-test: install
+test: install test-packages
 	$(PY) -m pytest -n 2 --dist loadfile --durations=12
 
 definitions: install
