@@ -3,6 +3,7 @@ per-image values of another shard count fails naming both counts and the command
 that re-run removes the stale shards; bad values and too many shards fail naming the variable."""
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -42,6 +43,10 @@ def test_a_new_shard_count_is_detected_and_the_rerun_removes_the_stale_shards(sm
     assert not [p for p in (store.root / ".versions").iterdir() if p.name.startswith("image_cache@2")]
     status, out = _dg(env2, "launch", "--assets", "dark_image_counts")
     assert status == 0, out[-3000:]
+    # cloud_assets.load reads the sharded value back as one
+    code = "import cloud_assets; v = cloud_assets.load('image_cache'); print(sorted(v), len(v.table('val_names')))"
+    done = subprocess.run([sys.executable, "-c", code], env=env2, cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.strip() == "['0', '1'] 10", done.stderr[-2000:]
 
     # and back to one: no unsharded value, two shards stored
     status, out = _dg(env1, "launch", "--assets", "dark_image_counts")

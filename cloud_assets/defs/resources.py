@@ -147,7 +147,8 @@ class ArrayStore(dg.ConfigurableIOManager):
             # a shard's value is published as `<asset>@<shard>`; one step may compute several shards
             bundles = [self._publish(f"{name}@{key}", obj[key]) for key in context.asset_partition_keys]
             bundle = bundles[0]
-            context.add_output_metadata({"stored_mb": round(sum(b.nbytes() for b in bundles) / 2 ** 20, 2)})
+            context.add_output_metadata({"stored_mb": round(sum(b.nbytes() for b in bundles) / 2 ** 20, 2),
+                                         "stored_in": dg.MetadataValue.path(str(self.var.store.root.resolve()))})
         if bundle.has(RECORD):  # a per-image asset: the values of another shard count are stale now
             for stale in shards.stale(name, self.var.store.stored(name)):
                 context.log.info(f"{name}: removing {stale}, computed with another shard count")
