@@ -111,7 +111,7 @@ def overview(data: ReportData, file: str) -> Page:
     counts = data.split["split"].value_counts()
     onehot = data.labels[data.class_names]
     page.add("# Overview")
-    page.add(f"Label audit of **{len(data.labels)} labelled images** ({counts.get('train', 0)} train, "
+    page.add(f"Label audit of the **{len(data.labels)} images of train.csv** ({counts.get('train', 0)} train, "
              f"{counts.get('val', 0)} validation) and **{len(data.test_images)} test images**, through the "
              f"mistakes of the classifier below. Pages: "
              + ", ".join(f"[{esc(title)}]({esc(f)})" for title, f in pages_of(data.class_names)[1:]) + ". "

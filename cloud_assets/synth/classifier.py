@@ -1,7 +1,9 @@
-"""The demo classifier: a small DenseNet trained from scratch with the seed author's recipe.
+"""The demo classifier: a small DenseNet trained from scratch, with the notebook's inputs and
+this project's training choices.
 
-BGR images scaled by 1/255, random flips and small rotations, binary cross-entropy, per-class
-PR-AUC on the validation split after every epoch, and the best mean PR-AUC checkpointed. Layer
+BGR images scaled by 1/255 (as the notebook's generator made them); random flips and small
+rotations, binary cross-entropy with a cosine-decayed Adam, per-class PR-AUC on the validation
+split after every epoch, and the epoch with the best mean PR-AUC kept. Layer
 names follow Keras' DenseNets (`conv<stage>_block<i>_concat`), so Grad-CAM finds the same kind of
 layer as in the seed's DenseNet121.
 """

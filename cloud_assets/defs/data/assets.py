@@ -32,7 +32,8 @@ IMAGE_CHECKS = [
 
 @dg.asset(group_name="data", check_specs=LABEL_CHECKS, **shards.WHOLE)
 def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
-    """One row per labelled image: its classes and a one-hot vector in the model's class order."""
+    """One row per image of train.csv (an image whose rows are all empty is kept, with no class): its
+    classes and a one-hot vector in the model's class order."""
     path = dataset.train_csv
     shape = dataset.original_shape()
     try:
