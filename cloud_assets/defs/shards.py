@@ -117,9 +117,9 @@ class Shard:
 def per_image(decorator, layouts: dict, summarize=None, check=None, **definition):
     """Make `compute(context, shard, **inputs) -> (values, facts)`, which computes one `Shard`, a
     per-image asset: `decorator(**definition)` (`dg.asset` or `dg.multi_asset`) with the shards'
-    partitions and backfill policy. The step runs `compute` once per
-    shard of its partitions, each per-image input given as that shard's value; `values` is output
-    name -> a staging Bundle or a dict (only the selected outputs of a multi-asset). Each value gets
+    partitions and backfill policy. The step runs `compute` once per shard of its partitions, each
+    per-image input given as that shard's value; `values` is output name -> a staging Bundle or a
+    dict (only the selected outputs of a multi-asset). Each value gets
     its layout record (`layouts`: output name -> (arrays: name -> (group, image axis), tables: name ->
     group)) and its partitioning record, and the shards' values are packed into one output.
     `summarize(facts, seconds)`, from every shard's `facts`, gives the metadata (output name ->
