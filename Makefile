@@ -6,16 +6,29 @@ PY := $(VENV)/bin/python
 # dg, the Dagster command line, in this project's virtual environment
 DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 STAMP := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/var/dagster
-export CLOUD_ASSETS_VAR_DIR ?= $(CURDIR)/var
-DEMO_DATA ?= $(CURDIR)/var/demo-data
-DEMO_MODEL ?= $(CURDIR)/var/demo-model.keras
+# .env in this folder, if there is one: its KEY=value lines (no quotes) are defaults, which the
+# environment and make's command line override; `make ui` starts Dagster here, which reads it too
+ifneq ($(wildcard .env),)
+include .env.mk
+.env.mk: .env
+	sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=\(.*\)$$/\1 ?= \2\nexport \1/p' .env > $@
+endif
+DEMO_DATA := $(CURDIR)/var/demo-data
+DEMO_MODEL := $(CURDIR)/var/demo-model.keras
 export CLOUD_ASSETS_DATA_DIR ?= $(DEMO_DATA)
 export CLOUD_ASSETS_MODEL_PATH ?= $(DEMO_MODEL)
+# each dataset has its own array store, site and Dagster instance: the demo's in var/, another's in
+# var/datasets/<its folder's name>/
+DATASET_VAR := $(if $(subst $(DEMO_DATA),,$(CLOUD_ASSETS_DATA_DIR)),$(CURDIR)/var/datasets/$(shell basename "$(CLOUD_ASSETS_DATA_DIR)"),$(CURDIR)/var)
+export CLOUD_ASSETS_VAR_DIR ?= $(DATASET_VAR)
+# Dagster wants an absolute DAGSTER_HOME
+export DAGSTER_HOME ?= $(if $(filter /%,$(CLOUD_ASSETS_VAR_DIR)),,$(CURDIR)/)$(CLOUD_ASSETS_VAR_DIR)/dagster
+# where `make review REVIEW=FILE` puts the reviewer's file: where corrected_labels reads it
+REVIEW_FILE = $(or $(CLOUD_ASSETS_REVIEW_PATH),$(CLOUD_ASSETS_DATA_DIR)/label_review.csv)
 # the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
 DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
 
-.PHONY: install test-packages gpu test demo ui site review serve definitions clean bench
+.PHONY: install test-packages gpu test demo run where ui site review serve definitions clean bench
 
 # Python packages only, into .venv: no root needed (make demo, ui, site, review, serve)
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -66,13 +79,24 @@ $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
 # with CLOUD_ASSETS_SHARDS > 1, every shard of the per-image assets, in the same one run
 SHARD_RANGE = $(shell $(PY) -c 'from cloud_assets.defs.shards import launch_options; print(launch_options())' 2>/dev/null)
 
+# the demo: its dataset and classifier, then every asset, whatever .env or the environment configure
 demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
+	@$(MAKE) --no-print-directory run CLOUD_ASSETS_DATA_DIR=$(DEMO_DATA) CLOUD_ASSETS_MODEL_PATH=$(DEMO_MODEL) \
+		CLOUD_ASSETS_VAR_DIR=$(CURDIR)/var DAGSTER_HOME=$(CURDIR)/var/dagster
+	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
+
+# every asset of the configured dataset and model (CLOUD_ASSETS_DATA_DIR, CLOUD_ASSETS_MODEL_PATH)
+run: install
 	# observe the model file first, so that the materializations record its version
 	$(DG) launch --job observe_model_file
 	$(DG) launch --assets '*' $(SHARD_RANGE)
 	@echo
-	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
-	@echo "Demo model:   $(DEMO_MODEL)"
+	@$(MAKE) --no-print-directory where
+
+# where the configured dataset's data, model, assets, site and Dagster instance are
+where:
+	@echo "Dataset:      $(CLOUD_ASSETS_DATA_DIR)"
+	@echo "Model:        $(CLOUD_ASSETS_MODEL_PATH)"
 	@echo "Assets:       $(CLOUD_ASSETS_VAR_DIR)/store/<asset>/  (.npy, .parquet, .json)"
 	@echo "Report site:  $(CLOUD_ASSETS_VAR_DIR)/site/index.html  (make serve: http://127.0.0.1:8000)"
 	@echo "Dagster home: $(DAGSTER_HOME)"
@@ -88,11 +112,13 @@ site: install
 	$(DG) launch --assets corrected_labels,report_site
 	@echo "Report site: $(CLOUD_ASSETS_VAR_DIR)/site/index.html"
 
-# apply the reviewer's label_review.csv (downloaded from the Label issues page, placed in the data folder)
+# apply the reviewer's decisions: REVIEW=FILE (downloaded from the Label issues page) is copied to
+# REVIEW_FILE first; without it, the file already there
 review: install
+	$(if $(REVIEW),install -m 644 "$(REVIEW)" "$(REVIEW_FILE)")
 	$(DG) launch --job observe_label_review
 	$(DG) launch --assets corrected_labels,report_site
-	@echo "Corrected labels: $(CLOUD_ASSETS_VAR_DIR)/store/corrected_labels/train_corrected.csv"
+	@echo "Corrected labels: $(CLOUD_ASSETS_VAR_DIR)/store/corrected_labels/train_corrected.csv (every version: $(CLOUD_ASSETS_VAR_DIR)/corrections/)"
 
 serve:
 	$(PY) -m http.server --bind 127.0.0.1 --directory $(CLOUD_ASSETS_VAR_DIR)/site 8000

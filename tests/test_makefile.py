@@ -1,0 +1,40 @@
+"""The Makefile, as a user drives it: .env and the environment choose the dataset, each dataset gets
+its own store, site and Dagster instance, and `make review REVIEW=FILE` puts the file where it is read."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make(folder: Path, *args, **env) -> str:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUD_ASSETS_", "DAGSTER_HOME", "MAKE"))}
+    done = subprocess.run(["make", "-s", *args], cwd=folder, env={**clean, **env}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _where(folder: Path, **env) -> dict:
+    return dict(line.split(":", 1)[0:1] + [line.split(":", 1)[1].strip()] for line in _make(folder, "where", **env).splitlines())
+
+
+def test_each_dataset_has_its_own_var_folder_chosen_by_env_or_dot_env(tmp_path):
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    demo = _where(tmp_path)
+    assert demo["Dataset"] == f"{tmp_path}/var/demo-data" and demo["Dagster home"] == f"{tmp_path}/var/dagster"
+    assert demo["Report site"].startswith(f"{tmp_path}/var/site/index.html")
+
+    (tmp_path / ".env").write_text("CLOUD_ASSETS_DATA_DIR=/data/clouds\nCLOUD_ASSETS_MODEL_PATH=/models/m.h5\n"
+                                   "CLOUD_ASSETS_MODEL_CHECK_CRON=*/2 * * * *\n")
+    own = _where(tmp_path)
+    assert own["Dataset"] == "/data/clouds" and own["Model"] == "/models/m.h5"
+    assert own["Assets"].startswith(f"{tmp_path}/var/datasets/clouds/store/")
+    assert own["Dagster home"] == f"{tmp_path}/var/datasets/clouds/dagster"
+    # the environment overrides .env
+    other = _where(tmp_path, CLOUD_ASSETS_DATA_DIR="/data/other")
+    assert other["Dataset"] == "/data/other" and other["Dagster home"] == f"{tmp_path}/var/datasets/other/dagster"
+    # and the review goes where corrected_labels reads it
+    commands = _make(tmp_path, "-n", "-o", "install", "review", "REVIEW=/home/me/Downloads/label_review.csv")
+    assert 'install -m 644 "/home/me/Downloads/label_review.csv" "/data/clouds/label_review.csv"' in commands
+    assert "CLOUD_ASSETS_MODEL_CHECK_CRON = */2 * * * *" in _make(tmp_path, "-p", "where")
