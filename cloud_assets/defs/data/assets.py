@@ -69,19 +69,21 @@ def train_val_split(label_table: Bundle):
 SPLITS = ("train", "val", "test")
 
 
-def _split_names(dataset: DatasetResource, train_val_split: Bundle) -> dict:
-    """split -> image names, in the unsharded order."""
-    split = train_val_split.table("split")
-    shards.check_count(len(split))
-    return {**{s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")},
-            "test": dataset.test_images()}
+def _split_names(shard: shards.Shard, dataset: DatasetResource, train_val_split: Bundle) -> dict:
+    """split -> image names, in the unsharded order (read once per step)."""
+    def read():
+        split = train_val_split.table("split")
+        shards.check_count(len(split))
+        return {**{s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")},
+                "test": dataset.test_images()}
+    return shard.once("split names", read)
 
 
 def _image_problems(context, shard: shards.Shard, dataset: DatasetResource, var: VarDir, train_val_split: Bundle):
-    paths = [dataset.image_dir(s) / n for s, names in _split_names(dataset, train_val_split).items()
+    paths = [dataset.image_dir(s) / n for s, names in _split_names(shard, dataset, train_val_split).items()
              for n in shard.select(names, s)]
     progress = Progress(len(paths), progress_logger(context, f"image_cache checks{shard.where}"))
-    expected, problems = dataset.original_shape(), []
+    expected, problems = shard.once("original shape", dataset.original_shape), []
     for p in paths:
         problems += images.check_image(p, expected)
         progress.advance()
@@ -106,7 +108,7 @@ def image_cache(context: dg.AssetExecutionContext, shard: shards.Shard, dataset:
     h, w = dataset.input_shape
     counts = {}
     with var.staging(context.asset_key) as staged:
-        for s, names in _split_names(dataset, train_val_split).items():
+        for s, names in _split_names(shard, dataset, train_val_split).items():
             ns = shard.select(names, s)
             out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
             images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w),
@@ -114,7 +116,8 @@ def image_cache(context: dg.AssetExecutionContext, shard: shards.Shard, dataset:
             out.flush()
             staged.put(f"{s}_names", pd.DataFrame({"image": ns, "black_fraction": dark.black_fraction(out)}))
             counts[s] = len(ns)
-    return {"result": staged}, {**counts, "size": (h, w), "original": dataset.original_shape()}
+    return {"result": staged}, {**counts, "size": (h, w), "original": shard.once("original shape",
+                                                                                 dataset.original_shape)}
 
 
 def _val_masks_summary(facts: list, seconds: float) -> dict:
@@ -129,8 +132,8 @@ def _val_masks_summary(facts: list, seconds: float) -> dict:
 def val_masks(context: dg.AssetExecutionContext, shard: shards.Shard, dataset: DatasetResource, var: VarDir,
               label_table: Bundle, train_val_split: Bundle):
     """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the seed's `make_mask`."""
-    encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
-    split = train_val_split.table("split")
+    encoded = shard.once("rows", lambda: label_table.table("rows").set_index("Image_Label")["EncodedPixels"])
+    split = shard.once("split", lambda: train_val_split.table("split"))
     shards.check_count(len(split))
     shape = tuple(label_table.json("meta")["original_shape"])
     classes, chunk = dataset.class_names, ARRAY_BATCH

@@ -97,7 +97,8 @@ def model_pass(context: dg.AssetExecutionContext, shard: shards.Shard, model: Mo
     else:
         y_pred = model_lib.predict(net, images, model.batch_size, report, positions)
     secs = time.monotonic() - start
-    y_true = label_table.table("labels").set_index("image").loc[names["image"], classes].to_numpy().astype(np.int8)
+    labels = shard.once("labels", lambda: label_table.table("labels").set_index("image"))
+    y_true = labels.loc[names["image"], classes].to_numpy().astype(np.int8)
     if VAL_PREDICTIONS in context.selected_asset_keys:
         out["val_predictions"] = {"probabilities": y_pred, "y_true": y_true, "images": names,
                                   "summary": {"model_path": str(Path(model.path).resolve()), "model_sha256": digest,
