@@ -34,21 +34,17 @@ def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
     file, cannot be read, is not UTF-8 or CSV, or lacks a column."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except IsADirectoryError:
         raise error(f"{path}: is a folder; expected a CSV file") from None
     except FileNotFoundError:
         raise error(f"{path}: not found; expected a CSV file") from None
+    except UnicodeDecodeError:
+        line, byte = _first_not_utf8(path)
+        raise error(f"{path} line {line}: byte 0x{byte:02x} is not UTF-8; expected a UTF-8 CSV file (save it as "
+                    f"UTF-8)") from None
     except OSError as e:
         raise error(f"{path}: cannot be read ({e.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise error(f"{path} line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; expected a UTF-8 CSV file "
-                    f"(save it as UTF-8)") from None
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise error(f"{path}: not a readable CSV ({e})") from None
     missing = [c for c in columns if c not in df.columns]
@@ -58,6 +54,16 @@ def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
     df = df[list(columns)].copy()
     df["line"] = np.arange(2, len(df) + 2)
     return df
+
+
+def _first_not_utf8(path: Path) -> tuple[int, int]:
+    """(line, byte) of the first byte of `path` that is not UTF-8; read again, on that error only."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return raw[:e.start].count(b"\n") + 1, raw[e.start]
+    raise AssertionError(f"{path}: pandas found a byte that is not UTF-8, Python none")
 
 
 def read_train_csv(path: Path) -> pd.DataFrame:
