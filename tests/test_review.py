@@ -119,14 +119,17 @@ def test_a_review_that_would_lose_corrections_is_named(tmp_path):
 def test_every_version_of_the_corrections_is_kept_and_the_latest_found(tmp_path):
     path = _review(tmp_path, [("a.jpg", "Fish", "accept", "", "spurious label")])
     folder = tmp_path / "corrections"
+    written = tmp_path / "train_corrected.csv"
+    TRAIN.to_csv(written, index=False)
     for review_sha, changes in (("1" * 64, 1), ("2" * 64, 2)):
         summary = {"version": review.version_name(review_sha, "f" * 64), "changes": changes}
-        review.keep(folder, TRAIN, TRAIN.head(0), path, summary)
-    review.keep(folder, TRAIN, TRAIN.head(0), path, {"version": review.version_name(None, "e" * 64), "changes": 0})
+        review.keep(folder, [written], path, summary)
+    review.keep(folder, [written], path, {"version": review.version_name(None, "e" * 64), "changes": 0})
     assert sorted(p.name for p in folder.iterdir()) == ["111111111111-ffffffffffff", "222222222222-ffffffffffff",
                                                         "no-review-eeeeeeeeeeee"]
     assert review.latest(folder, "f" * 64)["changes"] == 2 and review.latest(folder, "0" * 64) is None
     assert (folder / "111111111111-ffffffffffff" / "label_review.csv").read_bytes() == path.read_bytes()
+    assert (folder / "111111111111-ffffffffffff" / "train_corrected.csv").read_bytes() == written.read_bytes()
 
 
 @pytest.mark.parametrize("row,message", [

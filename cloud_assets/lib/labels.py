@@ -34,7 +34,8 @@ def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
     file, cannot be read, is not UTF-8 or CSV, or lacks a column."""
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        wanted = set(columns)  # only these are parsed into memory
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=lambda c: c in wanted)
     except IsADirectoryError:
         raise error(f"{path}: is a folder; expected a CSV file") from None
     except FileNotFoundError:

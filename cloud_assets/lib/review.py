@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -206,13 +207,14 @@ def latest(folder: Path, train_sha256: str) -> dict | None:
     return max(summaries, key=lambda s: s["written_at"], default=None)
 
 
-def keep(folder: Path, corrected: pd.DataFrame, proposed: pd.DataFrame, review_path: Path, summary: dict) -> Path:
-    """Write a version of the corrections, `folder/<summary['version']>/` (train_corrected.csv,
-    proposed_masks.csv, the review applied as label_review.csv, summary.json), whole or not at all."""
+def keep(folder: Path, files: list[Path], review_path: Path, summary: dict) -> Path:
+    """Write a version of the corrections, `folder/<summary['version']>/` (copies of `files`: the
+    written train_corrected.csv and proposed_masks.csv; the review applied as label_review.csv;
+    summary.json), whole or not at all."""
     final = Path(folder) / summary["version"]
     with written_folder(final) as tmp:
-        corrected.to_csv(tmp / "train_corrected.csv", index=False)
-        proposed.to_csv(tmp / "proposed_masks.csv", index=False)
+        for file in files:
+            shutil.copyfile(file, tmp / Path(file).name)
         if Path(review_path).is_file():
             (tmp / "label_review.csv").write_bytes(Path(review_path).read_bytes())
         (tmp / "summary.json").write_text(json.dumps({**summary, "written_at": time.time()}, indent=1))

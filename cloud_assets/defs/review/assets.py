@@ -38,7 +38,7 @@ def label_review(dataset: DatasetResource):
     if not path.exists():
         return dg.ObserveResult(data_version=dg.DataVersion("absent"),
                                 metadata={"path": dg.MetadataValue.path(str(path)), "decisions": 0})
-    images = labels.read_train_csv(dataset.train_csv)["Image_Label"].str.rpartition("_")[0]
+    images = labels.read_csv(dataset.train_csv, ["Image_Label"])["Image_Label"].str.rpartition("_")[0]
     decisions = review.read(path, images, dataset.class_names)
     return dg.ObserveResult(data_version=dg.DataVersion(model_lib.sha256(path)), metadata={
         "path": dg.MetadataValue.path(str(path.resolve())), "decisions": len(decisions),
@@ -88,13 +88,14 @@ def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, da
                "accepted": int((decisions["decision"] == "accept").sum()),
                "rejected": int((decisions["decision"] == "reject").sum()),
                "changes": len(changes), "proposed_masks": len(proposed), "injected": matches}
-    version = review.keep(kept, corrected, proposed, path, summary)
     with var.staging(dg.AssetKey("corrected_labels")) as staged:
         corrected.to_csv(staged.path / "train_corrected.csv", index=False)
         proposed.to_csv(staged.path / "proposed_masks.csv", index=False)
         staged.put("review", decisions)
         staged.put("changes", changes)
         staged.put("summary", summary)
+        version = review.keep(kept, [staged.path / "train_corrected.csv", staged.path / "proposed_masks.csv"], path,
+                              summary)
     csv = Path(var.path) / "store" / "corrected_labels" / "train_corrected.csv"
     context.log.info(f"corrected_labels: {len(decisions)} decisions, {len(changes)} labels changed; {csv}; "
                      f"version {summary['version']} kept in {version}")
