@@ -3,7 +3,9 @@ and one on `gpu`, the Dagster daemon and webserver (`dg dev`). The backfill make
 runs of two shards each (CLOUD_ASSETS_SHARDS_PER_RUN); their events show the shards computed at
 overlapping times in different worker processes (the `dagster` worker has four), the GPU step on the gpu worker; the dataset-wide
 assets computed from the shards then equal those of one unsharded run."""
+import dataclasses
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import urllib.request
@@ -14,6 +16,8 @@ import pytest
 import yaml
 
 from cloud_assets.lib.store import Store
+from cloud_assets.synth import synthesize
+from tests.conftest import SMALL
 from tests.helpers import dagster_home, run_env, tiny_keras
 from tests.test_celery import BIN, ROOT, _free_port, _start, _stop
 from tests.test_ui_end_to_end import _up, _wait
@@ -53,14 +57,24 @@ def _steps(instance, run_id) -> dict:
     return out
 
 
-def test_a_backfill_spreads_the_shards_over_celery_workers(small_dataset, tmp_path):
+@pytest.fixture
+def large_images(tmp_path) -> Path:
+    """The small dataset at four times the pixels: a shard's image_cache step lasts a few seconds,
+    longer than the spread of the worker processes' start-up, so two runs' steps overlap whenever
+    they are computed together."""
+    out = tmp_path / "data"
+    synthesize(out, dataclasses.replace(SMALL, height=2 * SMALL.height, width=2 * SMALL.width), progress=lambda m: None)
+    return out
+
+
+def test_a_backfill_spreads_the_shards_over_celery_workers(large_images, tmp_path):
     import redis as redis_client
 
     if not shutil.which("redis-server"):
         pytest.fail("redis-server is missing: `make install` installs Debian's redis-server")
     model = tiny_keras(tmp_path / "model.keras")
     homes = {name: dagster_home(tmp_path / name) for name in ("sharded", "one")}
-    local = {**run_env(homes["sharded"], small_dataset, model, shards=4), "VIRTUAL_ENV": str(BIN.parent)}
+    local = {**run_env(homes["sharded"], large_images, model, shards=4), "VIRTUAL_ENV": str(BIN.parent)}
     spread = {**local, "CLOUD_ASSETS_EXECUTOR": "celery", "CLOUD_ASSETS_SHARDS_PER_RUN": "2"}
     port, ui_port = _free_port(), _free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
@@ -111,7 +125,7 @@ def test_a_backfill_spreads_the_shards_over_celery_workers(small_dataset, tmp_pa
 
     # the dataset-wide assets from the shards, then one unsharded run of everything: the same results
     _launch(local, "--assets", ",".join(DATASET_WIDE), log=log)
-    one = {**run_env(homes["one"], small_dataset, model), "VIRTUAL_ENV": str(BIN.parent)}
+    one = {**run_env(homes["one"], large_images, model), "VIRTUAL_ENV": str(BIN.parent)}
     _launch(one, "--assets", "*", log=log)
     log.close()
     sharded, whole = Store(tmp_path / "sharded" / "var" / "store"), Store(tmp_path / "one" / "var" / "store")
