@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 # dg, the Dagster command line, in this project's virtual environment
 DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 STAMP := $(VENV)/.installed
+LAUNCH := $(VENV)/bin/cloud-assets launch
 # .env in this folder, if there is one: its KEY=value lines (no quotes) are defaults, which the
 # environment and make's command line override; `make ui` starts Dagster here, which reads it too
 ifneq ($(wildcard .env),)
@@ -27,20 +28,25 @@ export DAGSTER_HOME ?= $(if $(filter /%,$(CLOUD_ASSETS_VAR_DIR)),,$(CURDIR)/)$(C
 REVIEW_FILE = $(or $(CLOUD_ASSETS_REVIEW_PATH),$(CLOUD_ASSETS_DATA_DIR)/label_review.csv)
 # the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
 DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
+# options of the demo classifier's training (cloud-assets train --help), e.g. --epochs 5
+DEMO_TRAIN ?=
 
-.PHONY: install test-packages gpu test demo run where ui site review serve definitions clean bench
+.PHONY: install instance test-packages gpu test demo run where ui site review serve definitions clean bench
 
 # Python packages only, into .venv: no root needed (make demo, ui, site, review, serve)
-install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+install: $(STAMP) instance
 
 # Debian packages that only the tests use (the test target installs them, with sudo when not root):
-# chromium (the report's browser tests, driven by Playwright; no browser download) and redis-server
-# (the Celery executor's broker)
-test-packages: /usr/bin/chromium /usr/bin/redis-server
+# chromium (the report's browser tests, driven by Playwright; no browser download), redis-server
+# (the Celery executor's broker) and postgresql (a team's instance; the tests start their own server)
+PG_CTL := /usr/lib/postgresql/15/bin/pg_ctl
+test-packages: /usr/bin/chromium /usr/bin/redis-server $(PG_CTL)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_GET = $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 /usr/bin/chromium /usr/bin/redis-server:
-	$(SUDO) apt-get update -q
-	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(notdir $@)
+	$(APT_GET) $(notdir $@)
+$(PG_CTL):
+	$(APT_GET) postgresql
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -50,12 +56,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# the instance, with the gpu pool's limit created up front: two runs that start together on a new
-# instance race to create it, and both GPU steps can pass before it exists
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml | $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
-	$(PY) -c 'import dagster as dg; i = dg.DagsterInstance.get(); i.event_log_storage.initialize_concurrency_limit_to_default("gpu"); i.dispose()'
+# the instance: dagster.yaml, on SQLite in DAGSTER_HOME or on PostgreSQL (CLOUD_ASSETS_POSTGRES_URL or
+# DAGSTER_POSTGRES_*), checked on every call as the variables may have changed; the gpu pool's limit
+# is created up front: two runs that start together on a new instance race to create it
+instance: | $(STAMP)
+	@$(VENV)/bin/cloud-assets instance
 
 # the CUDA build of a Keras backend (jax or tensorflow), pinned; then run with KERAS_BACKEND set to
 # it. `cloud-assets device` says which device the backend computes on.
@@ -74,7 +79,7 @@ $(DEMO_DATA)/train.csv: | $(STAMP)
 	$(VENV)/bin/cloud-assets synth --out $(DEMO_DATA) $(DEMO_SIZE)
 
 $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
-	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL)
+	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL) $(DEMO_TRAIN)
 
 # with CLOUD_ASSETS_SHARDS > 1, every shard of the per-image assets, in the same one run
 SHARD_RANGE = $(shell $(PY) -c 'from cloud_assets.defs.shards import launch_options; print(launch_options())' 2>/dev/null)
@@ -86,10 +91,12 @@ demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
 
 # every asset of the configured dataset and model (CLOUD_ASSETS_DATA_DIR, CLOUD_ASSETS_MODEL_PATH)
+# (cloud-assets launch: dg launch with its console in $(CLOUD_ASSETS_VAR_DIR)/logs/dg-launch.log and
+# the progress in the terminal)
 run: install
-	# observe the model file first, so that the materializations record its version
-	$(DG) launch --job observe_model_file
-	$(DG) launch --assets '*' $(SHARD_RANGE)
+	@# observe the model file first, so that the materializations record its version
+	@$(LAUNCH) --job observe_model_file
+	@$(LAUNCH) --assets '*' $(SHARD_RANGE)
 	@echo
 	@$(MAKE) --no-print-directory where
 
@@ -98,7 +105,7 @@ where:
 	@echo "Dataset:      $(CLOUD_ASSETS_DATA_DIR)"
 	@echo "Model:        $(CLOUD_ASSETS_MODEL_PATH)"
 	@echo "Assets:       $(CLOUD_ASSETS_VAR_DIR)/store/<asset>/  (.npy, .parquet, .json)"
-	@echo "Report site:  $(CLOUD_ASSETS_VAR_DIR)/site/index.html  (make serve: http://127.0.0.1:8000)"
+	@echo "Report site:  $(CLOUD_ASSETS_VAR_DIR)/site/index.html  (make serve: http://127.0.0.1:$(SERVE_PORT))"
 	@echo "Dagster home: $(DAGSTER_HOME)"
 	@echo "Open the UI:  make ui   (then http://127.0.0.1:3000)"
 
@@ -109,19 +116,20 @@ ui: install
 	$(DG) dev --host $(UI_HOST) --port $(UI_PORT)
 
 site: install
-	$(DG) launch --assets corrected_labels,report_site
+	@$(LAUNCH) --assets corrected_labels,report_site
 	@echo "Report site: $(CLOUD_ASSETS_VAR_DIR)/site/index.html"
 
 # apply the reviewer's decisions: REVIEW=FILE (downloaded from the Label issues page) is copied to
 # REVIEW_FILE first; without it, the file already there
 review: install
 	$(if $(REVIEW),install -m 644 "$(REVIEW)" "$(REVIEW_FILE)")
-	$(DG) launch --job observe_label_review
-	$(DG) launch --assets corrected_labels,report_site
+	@$(LAUNCH) --job observe_label_review
+	@$(LAUNCH) --assets corrected_labels,report_site
 	@echo "Corrected labels: $(CLOUD_ASSETS_VAR_DIR)/store/corrected_labels/train_corrected.csv (every version: $(CLOUD_ASSETS_VAR_DIR)/corrections/)"
 
+SERVE_PORT ?= 8000
 serve:
-	$(PY) -m http.server --bind 127.0.0.1 --directory $(CLOUD_ASSETS_VAR_DIR)/site 8000
+	$(PY) -m http.server --bind 127.0.0.1 --directory $(CLOUD_ASSETS_VAR_DIR)/site $(SERVE_PORT)
 
 bench: install
 	$(PY) bench/masks.py

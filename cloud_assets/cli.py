@@ -4,6 +4,9 @@ previous result, or nothing."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from pathlib import Path
 import sys
 
 from cloud_assets.lib.labels import NOTEBOOK_CLASS_ORDER
@@ -32,12 +35,39 @@ def _renoise(args) -> int:
     return 0
 
 
+def _logs() -> Path:
+    """Where the commands' logs go: $CLOUD_ASSETS_VAR_DIR/logs (var/logs without it)."""
+    return Path(os.environ.get("CLOUD_ASSETS_VAR_DIR", "var")) / "logs"
+
+
+@contextlib.contextmanager
+def _native_stderr_to(path: Path):
+    """Appends what native code writes to file descriptor 2 (TensorFlow's C++ lines, printed before its
+    logging starts) to `path`; Python's sys.stderr (warnings, errors) still reaches the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 2)
+    saved, sys.stderr = sys.stderr, open(terminal, "w", buffering=1, closefd=False)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        sys.stderr = saved
+
+
 def _train(args) -> int:
     from cloud_assets.synth.classifier import train
 
     classes = [c.strip() for c in args.classes.split(",")]
-    train(args.data, args.out, class_names=classes, size=args.size, epochs=args.epochs, minutes=args.minutes,
-          log=lambda m: print(m, flush=True))
+    log = _logs() / "train.log"
+    print(f"train: TensorFlow's own console in {log}")
+    with _native_stderr_to(log):
+        train(args.data, args.out, class_names=classes, size=args.size, epochs=args.epochs, minutes=args.minutes,
+              log=lambda m: print(m, flush=True))
     return 0
 
 
@@ -54,6 +84,45 @@ def _device(args) -> int:
     from cloud_assets.lib.model import configure_device
 
     print(configure_device())
+    return 0
+
+
+def _launch(args) -> int:
+    from cloud_assets.launch import launch
+
+    dg_args = args.dg_args
+    if not dg_args:
+        raise ValueError("give dg launch's arguments, e.g. cloud-assets launch --assets '*'")
+    log = args.log or _logs() / "dg-launch.log"
+    return launch(dg_args, log)
+
+
+def _score_review(args) -> int:
+    import pandas as pd
+
+    from cloud_assets.eval.scoring import review_matches
+    from cloud_assets.lib import labels, review
+
+    noise = args.data / "label_noise.csv"
+    if not noise.is_file():
+        raise ValueError(f"{noise}: not found; score-review scores a synthetic dataset against its injected errors")
+    train = labels.read_csv(args.data / "train.csv", ["Image_Label"])["Image_Label"].str.rpartition("_")
+    path = args.review or args.data / "label_review.csv"
+    m = review_matches(review.read(path, set(train[0]), sorted(set(train[2]))),
+                       pd.read_csv(noise, dtype=str, keep_default_na=False))
+    print(f"score-review: {path}: {m['accepted_injected']} of the {m['accepted']} accepted decisions name one of the "
+          f"{m['injected']} injected errors ({m['accepted_injected_same_kind']} with the kind that undoes it); "
+          f"{m['rejected_injected']} of the {m['rejected']} rejected ones do")
+    return 0
+
+
+def _instance(args) -> int:
+    from cloud_assets import instance
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise ValueError("DAGSTER_HOME is not set: it names the instance's folder")
+    print(f"Dagster instance: {instance.write(Path(home), args.template)}")
     return 0
 
 
@@ -128,9 +197,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dst", help="the .keras file to write")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers, whose stored code runs on loading")
     p.set_defaults(func=_convert_model)
+    p = sub.add_parser("launch", usage="cloud-assets launch [--log FILE] DG_LAUNCH_ARGS (--assets SELECTION or --job NAME, "
+                                       "and --partition-range; not --config)",
+                       help="dg launch, its console to a log file; the terminal shows progress and errors")
+    p.add_argument("--log", type=Path, default=None,
+                   help="file the run's console is appended to (default $CLOUD_ASSETS_VAR_DIR/logs/dg-launch.log)")
+    p.set_defaults(func=_launch)
+    p = sub.add_parser("score-review", help="on a synthetic dataset: how many of a review's decisions name an "
+                                            "injected error (label_noise.csv)")
+    p.add_argument("--data", type=Path, required=True, help="a folder cloud-assets synth or renoise wrote")
+    p.add_argument("--review", type=Path, default=None, help="the review (default: label_review.csv in --data)")
+    p.set_defaults(func=_score_review)
+    p = sub.add_parser("instance", help="write $DAGSTER_HOME/dagster.yaml: SQLite there, or PostgreSQL with "
+                                        "CLOUD_ASSETS_POSTGRES_URL or DAGSTER_POSTGRES_*; create the gpu pool's limit")
+    p.add_argument("--template", type=Path, default=Path("dagster.yaml"),
+                   help="the project's instance settings (default ./dagster.yaml)")
+    p.set_defaults(func=_instance)
     p = sub.add_parser("device", help="print the Keras backend (KERAS_BACKEND) and the device it computes on")
     p.set_defaults(func=_device)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # launch passes the arguments it does not know to dg launch
+    if extra and args.command != "launch":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.dg_args = extra
     try:
         return args.func(args)
     except (ValueError, OSError) as e:

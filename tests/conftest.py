@@ -1,9 +1,13 @@
+import os
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from cloud_assets.synth import SynthConfig, synthesize
+from tests.helpers import free_port
 
 SMALL = SynthConfig(train=48, test=8, height=350, width=525, seed=3, workers=1, dark_rate=0.08, band_rate=0.2)
 
@@ -22,3 +26,41 @@ def dataset_copy(small_dataset, tmp_path) -> Path:
     out = tmp_path / "data"
     shutil.copytree(small_dataset, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL server (Debian's postgresql: initdb and pg_ctl) in a temporary folder,
+    listening on loopback only, user `dagster` trusted; run as the `postgres` user when the tests run
+    as root (initdb refuses root). Yields a function that creates a new database and returns its URL."""
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not binaries:
+        pytest.fail("PostgreSQL is missing: `make test` installs Debian's postgresql")
+    bin_dir = binaries[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="cloud-assets-pg-"))
+    as_user = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+
+    def run(*cmd):
+        done = subprocess.run([*as_user, *cmd], capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(cmd)}: {done.stdout}{done.stderr}"
+
+    run(str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", "dagster", "--auth=trust", "-E", "UTF8")
+    run(str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-w", "start",
+        "-o", f"-h 127.0.0.1 -p {port} -k {folder} -c max_connections=200")
+    databases = iter(range(1, 1000))
+
+    def new_database() -> str:
+        name = f"dagster_{next(databases)}"
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", name)
+        return f"postgresql://dagster@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,7 +1,12 @@
 """What several test files share: asset lists, a tiny model, the browser, materialize() with real
 resources, a temporary Dagster home and the environment of a run on it."""
+import contextlib
+import json
 import os
 from pathlib import Path
+import socket
+from unittest import mock
+import urllib.request
 
 import dagster as dg
 
@@ -9,6 +14,7 @@ from cloud_assets.defs.analysis import assets as analysis
 from cloud_assets.defs.data import assets as data_assets
 from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.resources import build_resources
+from cloud_assets.instance import POSTGRES_URL, text as instance_yaml
 from cloud_assets.defs.review import assets as review_assets
 
 DATA_ASSETS = [data_assets.label_table, data_assets.train_val_split, data_assets.image_cache,
@@ -59,13 +65,25 @@ def checks(result) -> dict:
     return {c.check_name: c for c in result.get_asset_check_evaluations()}
 
 
-def dagster_home(folder, extra: str = "") -> Path:
-    """A new DAGSTER_HOME, `folder/home`, with the project's dagster.yaml (SQLite storage, the `gpu`
-    pool) and `extra` YAML appended."""
+def dagster_home(folder, extra: str = "", env: dict | None = None) -> Path:
+    """A new DAGSTER_HOME, `folder/home`, with the project's dagster.yaml (the `gpu` pool; SQLite
+    storage, or PostgreSQL when `env` holds CLOUD_ASSETS_POSTGRES_URL: `cloud_assets.instance`) and
+    `extra` YAML appended."""
     home = Path(folder) / "home"
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text() + extra)
+    (home / "dagster.yaml").write_text(instance_yaml((ROOT / "dagster.yaml").read_text(), env or {}) + extra)
     return home
+
+
+@contextlib.contextmanager
+def open_instance(home: Path, env: dict | None = None):
+    """The Dagster instance of `home`, its `env:` settings (the PostgreSQL URL) read from `env`."""
+    with mock.patch.dict(os.environ, {k: v for k, v in (env or {}).items() if k == POSTGRES_URL}):
+        opened = dg.DagsterInstance.from_config(str(home))
+    try:
+        yield opened
+    finally:
+        opened.dispose()
 
 
 def run_env(home: Path, data, model="", inherit_settings: bool = True, **variables) -> dict:
@@ -83,3 +101,19 @@ def run_env(home: Path, data, model="", inherit_settings: bool = True, **variabl
         else:
             env[key] = str(value)
     return env
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    """The answer of the webserver on loopback `port` to a GraphQL query, as the UI sends it."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
+                                     data=json.dumps({"query": query, "variables": variables}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())

@@ -3,7 +3,6 @@ runs, and the run's events show the GPU steps on the gpu worker, the others on t
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,19 +12,13 @@ import dagster as dg
 import pytest
 import yaml
 
-from tests.helpers import dagster_home, run_env, tiny_keras
+from tests.helpers import dagster_home, free_port, run_env, tiny_keras
 
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GPU_STEPS = {"model_pass"}  # val_predictions and saliency_maps
 CPU_STEPS = {"label_table", "train_val_split", "image_cache"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(cmd, env, log):
@@ -42,9 +35,9 @@ def _stop(proc):
 
 def test_gpu_steps_run_on_the_gpu_worker(small_dataset, tmp_path):
     if not shutil.which("redis-server"):
-        pytest.fail("redis-server is missing: `make install` installs Debian's redis-server")
+        pytest.fail("redis-server is missing: `make test` installs Debian's redis-server")
     home = dagster_home(tmp_path)
-    port = _free_port()
+    port = free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
     env = run_env(home, small_dataset, tiny_keras(tmp_path / "model.keras"), executor="celery")
     log = open(tmp_path / "services.log", "w")

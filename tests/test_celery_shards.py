@@ -1,14 +1,13 @@
 """A backfill of four shards over Celery: a real Redis on loopback, a worker on the `dagster` queue
-and one on `gpu`, the Dagster daemon and webserver (`dg dev`). The backfill makes
+and one on `gpu`, the Dagster daemon and webserver (`dg dev`), an instance on a real PostgreSQL
+server (a team's: runs, events and the pool's slots in the database). The backfill makes
 runs of two shards each (CLOUD_ASSETS_SHARDS_PER_RUN); their events show the shards computed at
 overlapping times in different worker processes (the `dagster` worker has four), the GPU step on the gpu worker; the dataset-wide
 assets computed from the shards then equal those of one unsharded run."""
 import dataclasses
-import json
 from pathlib import Path
 import shutil
 import subprocess
-import urllib.request
 
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus
@@ -18,8 +17,8 @@ import yaml
 from cloud_assets.lib.store import Store
 from cloud_assets.synth import synthesize
 from tests.conftest import SMALL
-from tests.helpers import dagster_home, run_env, tiny_keras
-from tests.test_celery import BIN, ROOT, _free_port, _start, _stop
+from tests.helpers import dagster_home, free_port, graphql, open_instance, run_env, tiny_keras
+from tests.test_celery import BIN, ROOT, _start, _stop
 from tests.test_ui_end_to_end import _up, _wait
 
 PER_IMAGE = ["image_cache", "val_masks", "val_predictions", "saliency_maps", "mask_attention"]
@@ -32,14 +31,6 @@ LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(b
 def _launch(env, *args, log):
     done = subprocess.run([str(BIN / "dg"), "launch", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     assert done.returncode == 0, f"dg launch {' '.join(args)} failed; see {log.name}"
-
-
-def _graphql(port, query, variables):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
-                                     data=json.dumps({"query": query, "variables": variables}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 def _steps(instance, run_id) -> dict:
@@ -67,16 +58,17 @@ def large_images(tmp_path) -> Path:
     return out
 
 
-def test_a_backfill_spreads_the_shards_over_celery_workers(large_images, tmp_path):
+def test_a_backfill_spreads_the_shards_over_celery_workers(large_images, tmp_path, postgres_server):
     import redis as redis_client
 
     if not shutil.which("redis-server"):
-        pytest.fail("redis-server is missing: `make install` installs Debian's redis-server")
+        pytest.fail("redis-server is missing: `make test` installs Debian's redis-server")
     model = tiny_keras(tmp_path / "model.keras")
-    homes = {name: dagster_home(tmp_path / name) for name in ("sharded", "one")}
-    local = {**run_env(homes["sharded"], large_images, model, shards=4), "VIRTUAL_ENV": str(BIN.parent)}
+    local = {**run_env(tmp_path / "sharded" / "home", large_images, model, shards=4, postgres_url=postgres_server()),
+             "VIRTUAL_ENV": str(BIN.parent)}
+    homes = {"sharded": dagster_home(tmp_path / "sharded", env=local), "one": dagster_home(tmp_path / "one")}
     spread = {**local, "CLOUD_ASSETS_EXECUTOR": "celery", "CLOUD_ASSETS_SHARDS_PER_RUN": "2"}
-    port, ui_port = _free_port(), _free_port()
+    port, ui_port = free_port(), free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
     log = open(tmp_path / "services.log", "w")
     procs = [_start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -91,7 +83,7 @@ def test_a_backfill_spreads_the_shards_over_celery_workers(large_images, tmp_pat
         _wait(lambda: _up(ui_port), 120, "the webserver")
         config = yaml.safe_load((ROOT / "deploy" / "celery" / "run_config.yaml").read_text())
         config["execution"]["config"].update(broker=broker, backend=backend)
-        answer = _graphql(ui_port, LAUNCH, {"params": {
+        answer = graphql(ui_port, LAUNCH, {"params": {
             "partitionNames": ["0", "1", "2", "3"], "assetSelection": [{"path": [a]} for a in PER_IMAGE],
             "runConfigData": config}})
         launched = answer["data"]["launchPartitionBackfill"]
@@ -106,7 +98,8 @@ def test_a_backfill_spreads_the_shards_over_celery_workers(large_images, tmp_pat
         _wait(lambda: queued() >= 4, 180, "both runs' first steps in the dagster queue", 0.5)
         procs.append(_start([*celery, "-Q", "dagster", "--pool", "prefork", "--concurrency", "4", "-n", "dagster@%h"],
                             spread, log))
-        with dg.instance_for_test(temp_dir=str(homes["sharded"])) as instance:
+        with open_instance(homes["sharded"], local) as instance:
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             status = _wait(lambda: (s := instance.get_backfill(launched["backfillId"]).status) not in (
                 BulkActionStatus.REQUESTED,) and s, 420, "the backfill")
             runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]}))

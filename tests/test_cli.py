@@ -98,3 +98,20 @@ def test_a_failed_training_leaves_the_previous_model(small_dataset, tmp_path, mo
         classifier.train(small_dataset, out, size=(32, 48), epochs=3, log=stop_after_the_first_epoch)
     assert out.read_bytes() == b"the previous model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+def test_score_review_counts_the_decisions_that_name_injected_errors(small_dataset, tmp_path, capsys):
+    import pandas as pd
+
+    noise = pd.read_csv(small_dataset / "label_noise.csv", dtype=str, keep_default_na=False)
+    first, second = noise.iloc[0], noise.iloc[1]
+    review = tmp_path / "label_review.csv"
+    review.write_text("image,class,decision,new_class,score,kind,reviewed_at\n"
+                      f"{first['image']},{first['class']},accept,,0.9,missing label,2026-12-01T00:00:00Z\n"
+                      f"{second['image']},{second['class']},reject,,0.8,loose mask,2026-12-01T00:00:00Z\n")
+    assert cli.main(["score-review", "--data", str(small_dataset), "--review", str(review)]) == 0
+    out = capsys.readouterr().out
+    assert f"1 of the 1 accepted decisions name one of the {len(noise)} injected errors" in out
+    assert "1 of the 1 rejected ones do" in out
+    assert cli.main(["score-review", "--data", str(tmp_path)]) == 2
+    assert "label_noise.csv: not found" in capsys.readouterr().err

@@ -39,3 +39,5 @@ def test_helm_values_serve_the_definitions_with_the_k8s_executor():
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "cloud_assets.definitions"]
     env = {e["name"]: e["value"] for e in deployment["env"]}
     assert env["CLOUD_ASSETS_EXECUTOR"] == "k8s" and values["runLauncher"]["type"] == "K8sRunLauncher"
+    # the instance on the team's PostgreSQL server, not one the chart would deploy
+    assert values["postgresql"]["enabled"] is False and values["postgresql"]["postgresqlHost"]

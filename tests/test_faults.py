@@ -1,10 +1,12 @@
 """Faults in the middle of real runs, launched through the webserver's GraphQL API as the UI does,
-on a SQLite DAGSTER_HOME:
+on an instance whose storage is a real PostgreSQL server (a team's instance, `cloud_assets.instance`):
 
 - two runs of every asset at once both succeed and leave consistent values and a valid site;
 - SIGKILL to the step process in the middle of `image_cache`, `model_pass` (val_predictions and
   saliency_maps) or `report_site` leaves the previous values and site in place and loadable, and
-  the next run succeeds and sweeps the dead processes' staging folders;
+  the killed model run, re-executed from its failure (the UI's "Re-execute from failure"), computes
+  the killed step again and succeeds; the next run succeeds and sweeps the dead processes' staging
+  folders;
 - terminating a run (the UI's Terminate button) stops `model_pass` within a few batches and leaves
   the previous values in place.
 
@@ -22,12 +24,14 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from tests.helpers import dagster_home, run_env
-from tests.test_ui_end_to_end import _free_port, _wait, webserver
+from tests.helpers import dagster_home, free_port, graphql, open_instance, run_env
+from tests.test_ui_end_to_end import _wait, webserver
 
 TRAIN, TEST = 1000, 40          # 200 validation images
 BATCH = 4                       # saliency batches of 4 images: about 0.1 s each here
 DONE = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+REEXECUTE = """mutation($parent: String!) { launchRunReexecution(reexecutionParams: {parentRunId: $parent,
+  strategy: FROM_FAILURE}) { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 
 
 def _replicate(small: Path, out: Path) -> Path:
@@ -56,7 +60,7 @@ def _replicate(small: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(small_dataset, tmp_path_factory):
+def server(small_dataset, tmp_path_factory, postgres_server):
     from dagster_graphql import DagsterGraphQLClient
 
     from cloud_assets.synth import classifier
@@ -65,15 +69,16 @@ def server(small_dataset, tmp_path_factory):
     data = _replicate(small_dataset, tmp / "data")
     model = tmp / "model.keras"
     classifier.build().save(model)
+    env = run_env(tmp / "home", data, model, batch_size=BATCH, postgres_url=postgres_server())
     home = dagster_home(tmp, "run_coordinator:\n  module: dagster._core.run_coordinator\n"
-                             "  class: DefaultRunCoordinator\n")
-    port = _free_port()
-    env = run_env(home, data, model, batch_size=BATCH)
+                             "  class: DefaultRunCoordinator\n", env)
+    port = free_port()
     command = [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "cloud_assets.definitions",
                "-h", "127.0.0.1", "-p", str(port)]
     with webserver(command, port, tmp / "webserver.log", cwd=tmp, env=env):
-        with dg.instance_for_test(temp_dir=str(home)) as instance:
-            yield DagsterGraphQLClient("127.0.0.1", port_number=port), instance, tmp / "var"
+        with open_instance(home, env) as instance:
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            yield DagsterGraphQLClient("127.0.0.1", port_number=port), instance, tmp / "var", port
 
 
 def _finish(client, run_id, timeout=600):
@@ -108,6 +113,11 @@ def _check_values(var: Path, links: dict) -> None:
         assert "</html>" in (site / page).read_text(), page
 
 
+def _succeeded(instance, run_id) -> set:
+    return {e.dagster_event.step_key for e in instance.all_logs(run_id)
+            if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS}
+
+
 def _staging_pid(folder: Path, prefix: str, timeout: float) -> int:
     """The process writing a `prefix` staging folder (its name ends in __<host>__<pid>__<random>)."""
     def find():
@@ -118,7 +128,7 @@ def _staging_pid(folder: Path, prefix: str, timeout: float) -> int:
 
 @pytest.mark.timeout(1500)
 def test_two_runs_at_once_then_kills_and_a_cancel_lose_nothing(server):
-    client, instance, var = server
+    client, instance, var, port = server
     # two runs of every asset at once
     runs = [client.submit_job_execution("__ASSET_JOB") for _ in range(2)]
     assert [_finish(client, r) for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
@@ -154,6 +164,15 @@ def test_two_runs_at_once_then_kills_and_a_cancel_lose_nothing(server):
         after = _links(var)
         assert {n: after[n] for n in changes} == {n: before[n] for n in changes}, prefix
         _check_values(var, after)
+        if job == "model_audit_job":  # resumed: re-executed from the failure, the killed step only
+            answer = graphql(port, REEXECUTE, {"parent": run_id})["data"]["launchRunReexecution"]
+            assert answer["__typename"] == "LaunchRunSuccess", answer
+            resumed = answer["run"]["runId"]
+            assert _finish(client, resumed) == dg.DagsterRunStatus.SUCCESS
+            done_before, done_now = (_succeeded(instance, r) for r in (run_id, resumed))
+            assert "model_pass" in done_now and not done_now & done_before, (done_before, done_now)
+            assert all(_links(var)[n] != after[n] for n in changes)
+            _check_values(var, _links(var))
 
     # the next run succeeds, and the dead processes' staging folders are gone
     before = _links(var)

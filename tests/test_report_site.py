@@ -95,7 +95,7 @@ def test_every_page_renders_offline_in_chromium(built, served, origin):
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium")
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     site = (built[0] / "site").resolve()
     base = site.as_uri() if origin == "file" else served
     ARTIFACTS.mkdir(exist_ok=True)

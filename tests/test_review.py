@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cloud_assets.eval import scoring
 from cloud_assets.lib import review, rle
 from cloud_assets.lib.attention import BOX_COLUMNS
 from cloud_assets.defs.automation import definitions as automation
@@ -158,7 +159,7 @@ def test_decisions_that_do_not_fit_the_labels_are_refused(tmp_path, row, message
         _apply(path)
 
 
-def test_progress_and_injected_matches():
+def test_progress_and_the_matches_with_injected_errors():
     decisions = pd.DataFrame({"image": ["a.jpg", "b.jpg", "b.jpg"], "class": ["Flower", "Sugar", "Fish"],
                               "decision": ["accept", "accept", "reject"], "new_class": ["", "Gravel", ""]})
     table = review.progress(decisions, ISSUES).set_index(["kind", "class"])
@@ -168,7 +169,7 @@ def test_progress_and_injected_matches():
     manifest = pd.DataFrame({"image": ["a.jpg", "b.jpg", "b.jpg"], "class": ["Flower", "Sugar", "Fish"],
                              "kind": ["missing", "swapped", "missing"], "labelled_as": ["", "Gravel", ""]})
     decisions["kind"] = ["missing label", "loose mask", "missing label"]
-    assert review.injected_matches(decisions, manifest) == {
+    assert scoring.review_matches(decisions, manifest) == {
         "accepted": 2, "accepted_injected": 2, "accepted_injected_same_kind": 1, "rejected": 1,
         "rejected_injected": 1, "injected": 3}
 

@@ -23,7 +23,7 @@ def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium")
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     model = tiny_keras(tmp_path / "model.keras")
     var = tmp_path / "var"
     instance = dg.DagsterInstance.ephemeral()

@@ -52,7 +52,10 @@ def test_env_example_and_the_readme_list_every_setting_with_its_default():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    known = {v for v, _ in settings.FIELDS.values()} | set(settings.LOAD_TIME) | {"DAGSTER_HOME", "KERAS_BACKEND"}
+    from cloud_assets.instance import POSTGRES_URL
+
+    known = {v for v, _ in settings.FIELDS.values()} | set(settings.LOAD_TIME) | {"DAGSTER_HOME", "KERAS_BACKEND",
+                                                                                 POSTGRES_URL}
     example = _documented((root / ".env.example").read_text(), r"^#? ?([A-Z_]+)=(.*)$")
     table = _documented((root / "README.md").read_text(), r"^\| `([A-Z_]+)` \|.*\| ([^|]*) \|$")
     assert set(example) | {"KERAS_BACKEND"} == known, set(example) ^ known

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.helpers import CHROMIUM, FLAGS, dagster_home, run_env, tiny_keras
+from tests.helpers import CHROMIUM, FLAGS, dagster_home, free_port, run_env, tiny_keras
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,12 +22,6 @@ DATA = ["label_table", "train_val_split", "image_cache", "val_masks", "dark_imag
 MODEL_DEPENDENT = ["val_predictions", "saliency_maps", "threshold_maps", "confusion_matrices", "mistakes",
                    "fp_class_distribution", "fn_class_distribution", "mask_attention", "label_issues",
                    "corrected_labels", "report_site"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(predicate, timeout: float, what: str, every: float = 2.0):
@@ -44,7 +38,7 @@ def _wait(predicate, timeout: float, what: str, every: float = 2.0):
 def dev(small_dataset, tmp_path):
     home = dagster_home(tmp_path)
     model = tiny_keras(tmp_path / "model.keras")
-    port = _free_port()
+    port = free_port()
     env = run_env(home, small_dataset, model, model_check_cron="* * * * *")
     # started as a user does
     with webserver(["make", "-s", "ui", f"UI_PORT={port}"], port, tmp_path / "dagster-dev.log", cwd=ROOT, env=env):

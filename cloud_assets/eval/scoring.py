@@ -1,9 +1,12 @@
-"""A ranking of labels scored against the label errors injected into a synthetic dataset
-(`label_noise.csv`): precision at k, recall at 2k and AUROC."""
+"""A ranking of labels, and a reviewer's decisions, scored against the label errors injected into a
+synthetic dataset (`label_noise.csv`): precision at k, recall at 2k and AUROC; decisions that name
+an injected error."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from cloud_assets.lib.kinds import ISSUE_OF_NOISE
 
 
 def injected_errors(manifest: pd.DataFrame, images) -> set[tuple[str, str]]:
@@ -48,3 +51,23 @@ def scores_against(ranked: pd.DataFrame, errors: set, score: str) -> dict:
     return {"precision_at_k": expected_hits(values, truth, k) / k,
             "recall_at_2k": expected_hits(values, truth, 2 * k) / k,
             "auroc": float(roc_auc_score(truth, values)), "k": k}
+
+
+def review_matches(review: pd.DataFrame, manifest: pd.DataFrame) -> dict:
+    """On a synthetic dataset: of the accepted decisions, how many name an injected error
+    (`label_noise.csv`: image, class, kind, labelled_as; a swap counts from either class), and how
+    many of those with the issue kind that undoes it (`lib.kinds.ISSUE_OF_NOISE`)."""
+    accepted = review[review["decision"] == "accept"]
+    injected = {(i, c): ISSUE_OF_NOISE.get(k, "") for i, c, k in zip(manifest["image"], manifest["class"],
+                                                                     manifest["kind"])}
+    injected |= {(i, c): ISSUE_OF_NOISE.get(k, "") for i, c, k in
+                 zip(manifest["image"], manifest.get("labelled_as", pd.Series(dtype=str)), manifest["kind"])
+                 if isinstance(c, str) and c}
+    named = [injected.get((i, c)) or injected.get((i, n)) for i, c, n in
+             zip(accepted["image"], accepted["class"], accepted["new_class"])]
+    hits = sum(1 for k in named if k is not None)
+    same_kind = sum(k == kind for k, kind in zip(named, accepted["kind"]))
+    rejected = review[review["decision"] == "reject"]
+    missed = sum((i, c) in injected for i, c in zip(rejected["image"], rejected["class"]))
+    return {"accepted": len(accepted), "accepted_injected": int(hits), "accepted_injected_same_kind": int(same_kind),
+            "rejected": len(rejected), "rejected_injected": int(missed), "injected": len(manifest)}

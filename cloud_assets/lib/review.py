@@ -34,7 +34,7 @@ import pandas as pd
 
 from cloud_assets.lib import rle
 from cloud_assets.lib.files import written_folder
-from cloud_assets.lib.kinds import CONFUSION, ISSUE_KINDS, ISSUE_OF_NOISE, LOOSE, MISSING, SPURIOUS
+from cloud_assets.lib.kinds import CONFUSION, ISSUE_KINDS, LOOSE, MISSING, SPURIOUS
 from cloud_assets.lib.attention import BOX_COLUMNS, box_mask
 from cloud_assets.lib.labels import DatasetError, read_csv
 
@@ -174,26 +174,6 @@ def progress(review: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
                           rejected=merged["decision"] == "reject")
             .groupby(["kind", "class"], sort=True)[["listed", "reviewed", "accepted", "rejected"]].sum()
             .astype(int).reset_index())
-
-
-def injected_matches(review: pd.DataFrame, manifest: pd.DataFrame) -> dict:
-    """On a synthetic dataset: of the accepted decisions, how many name an injected error
-    (`label_noise.csv`: image, class, kind, labelled_as; a swap counts from either class), and how
-    many of those with the issue kind that undoes it (`lib.kinds.ISSUE_OF_NOISE`)."""
-    accepted = review[review["decision"] == "accept"]
-    injected = {(i, c): ISSUE_OF_NOISE.get(k, "") for i, c, k in zip(manifest["image"], manifest["class"],
-                                                                     manifest["kind"])}
-    injected |= {(i, c): ISSUE_OF_NOISE.get(k, "") for i, c, k in
-                 zip(manifest["image"], manifest.get("labelled_as", pd.Series(dtype=str)), manifest["kind"])
-                 if isinstance(c, str) and c}
-    named = [injected.get((i, c)) or injected.get((i, n)) for i, c, n in
-             zip(accepted["image"], accepted["class"], accepted["new_class"])]
-    hits = sum(1 for k in named if k is not None)
-    same_kind = sum(k == kind for k, kind in zip(named, accepted["kind"]))
-    rejected = review[review["decision"] == "reject"]
-    missed = sum((i, c) in injected for i, c in zip(rejected["image"], rejected["class"]))
-    return {"accepted": len(accepted), "accepted_injected": int(hits), "accepted_injected_same_kind": int(same_kind),
-            "rejected": len(rejected), "rejected_injected": int(missed), "injected": len(manifest)}
 
 
 def version_name(review_sha256: str | None, train_sha256: str) -> str:

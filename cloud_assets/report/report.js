@@ -1,5 +1,13 @@
-// The report's behaviour, static and offline: the galleries' second view, and the review of the
-// label-issue candidates.
+// The report's behaviour, static and offline: the charts, the galleries' second view, and the
+// review of the label-issue candidates.
+
+// Charts: each page carries its Vega-Lite specs as JSON blocks (script.chart-spec, data-chart naming
+// the div to draw in); the Vega bundle loads before this script.
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("script.chart-spec").forEach((block) => {
+    vegaEmbed("#" + block.dataset.chart, JSON.parse(block.textContent), {actions: false, renderer: "svg"});
+  });
+});
 
 // Galleries with a second view (true positives: their mask, or their Guided Grad-CAM): a
 // `.toggle-alt` checkbox swaps every thumbnail and its full-size link.

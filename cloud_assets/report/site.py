@@ -14,28 +14,9 @@ import yaml
 
 from cloud_assets.constants import SAMPLE_SEED
 from cloud_assets.lib.store import Bundle, Store
-from cloud_assets.report import pages
+from cloud_assets.report import registry
+from cloud_assets.report.gather import ReportData
 
-CSS = """
-.chart { margin: 1em 0; }
-.gallery { display: grid; grid-template-columns: repeat(4, 1fr); gap: 8px; }
-.gallery figure { margin: 0; }
-.gallery img { width: 100%; display: block; }
-.gallery figure.fp img { outline: 3px solid #d00; outline-offset: -3px; }
-.gallery figcaption { font-size: 0.65rem; line-height: 1.2; word-break: break-all; }
-.filters { margin: 0.5em 0 1em; font-size: 0.8rem; }
-.filters select { margin: 0 1em 0 0.3em; }
-.review-bar { position: sticky; top: 2.4rem; z-index: 2; background: #fff; padding: 0.4em 0; font-size: 0.8rem; }
-.review-bar button, .review-controls button { font-size: 0.7rem; border: 1px solid #999; border-radius: 3px;
-  padding: 0.1em 0.6em; margin-right: 0.3em; cursor: pointer; background: #f5f5f5; }
-.review-controls { font-size: 0.65rem; margin-top: 0.2em; }
-.gallery figure.current { outline: 3px solid #3f51b5; outline-offset: 2px; }
-.gallery figure.accepted { background: #e3f4e3; }
-.gallery figure.accepted button.accept { background: #2e7d32; color: #fff; }
-.gallery figure.rejected { background: #f6e3e3; }
-.gallery figure.rejected button.reject { background: #c62828; color: #fff; }
-.reading { font-size: 0.9rem; background: #f5f7fa; padding: 0.6em 0.8em; border-left: 3px solid #3f51b5; }
-"""
 
 
 VL_VERSION = "6.4"
@@ -69,7 +50,7 @@ def sources(folder: str | Path = "") -> Path:
     return root
 
 
-def build(data: pages.ReportData, source_dir: Path, var_dir: Path, log=print) -> Bundle:
+def build(data: ReportData, source_dir: Path, var_dir: Path, log=print) -> Bundle:
     """Write every page, build with mkdocs (strict) beside the live site, and swap it in."""
     store = Store(var_dir)
     with store.staging("site-src") as work, store.staging("site") as built:
@@ -77,16 +58,16 @@ def build(data: pages.ReportData, source_dir: Path, var_dir: Path, log=print) ->
         shutil.copytree(source_dir / "site", docs)
         (docs / "assets").mkdir(exist_ok=True)
         (docs / "assets" / "vega-bundle.js").write_text(vega_bundle(var_dir / ".cache"))
-        (docs / "assets" / "report.css").write_text(CSS)
-        shutil.copy(Path(__file__).with_name("report.js"), docs / "assets" / "report.js")
-        for page in pages.generate(data, docs / "img", np.random.default_rng(SAMPLE_SEED), log):
+        for asset in ("report.css", "report.js"):
+            shutil.copy(Path(__file__).with_name(asset), docs / "assets" / asset)
+        for page in registry.generate(data, docs / "img", np.random.default_rng(SAMPLE_SEED), log):
             (docs / page.name).parent.mkdir(parents=True, exist_ok=True)
-            (docs / page.name).write_text(page.text())
+            (docs / page.name).write_text(page.text)
         config = yaml.safe_load((source_dir / "mkdocs.yml").read_text())
         config.update({
             "docs_dir": str(docs), "site_dir": str(built.path), "use_directory_urls": False,
             "extra_javascript": ["assets/vega-bundle.js", "assets/report.js"], "extra_css": ["assets/report.css"],
-            "nav": pages.navigation(data.class_names),
+            "nav": registry.navigation(data.class_names),
         })
         config["theme"]["font"] = False  # no Google Fonts: the site works offline
         (work.path / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -8,7 +8,7 @@ import pandas as pd
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs import shards
 from cloud_assets.defs.resources import DatasetResource, VarDir
-from cloud_assets.report import pages, site
+from cloud_assets.report import gather, site
 
 def model_history(instance: dg.DagsterInstance, class_names) -> pd.DataFrame:
     """Per model version (SHA-256) and class: the latest PR-AUC and FP count recorded in the
@@ -39,12 +39,12 @@ class ReportSources(dg.Config):
 
 
 @dg.asset(group_name="report", automation_condition=FOLLOWS_MODEL, code_version="1", **shards.WHOLE,
-          ins={name: dg.AssetIn() for name in pages.INPUTS})
+          ins={name: dg.AssetIn() for name in gather.INPUTS})
 def report_site(context: dg.AssetExecutionContext, config: ReportSources, dataset: DatasetResource, var: VarDir,
                 **inputs):
     """The MkDocs report site, built with `--strict` beside the live one and swapped in atomically.
     `inputs`: `Bundle`s, or `Shards` for the per-image assets of a sharded run."""
-    data = pages.gather(inputs, dataset.class_names, dataset.root, model_history(context.instance, dataset.class_names))
+    data = gather.gather(inputs, dataset.class_names, dataset.root, model_history(context.instance, dataset.class_names))
     built = site.build(data, site.sources(config.sources), Path(var.path), log=context.log.info)
     index = built.path / "index.html"
     context.log.info(f"report_site: built {index}")

@@ -80,14 +80,11 @@ def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, da
     if not path.exists():
         context.log.warning(f"corrected_labels: no review file at {path}; train_corrected.csv is train.csv unchanged")
 
-    injected = dataset.root / "label_noise.csv"
-    matches = review.injected_matches(decisions, pd.read_csv(injected, dtype=str, keep_default_na=False)) \
-        if injected.is_file() else {}
     summary = {"version": review.version_name(model_lib.sha256(path) if path.is_file() else None, train_sha),
                "review_path": str(path), "train_csv_sha256": train_sha, "reviewed": len(decisions),
                "accepted": int((decisions["decision"] == "accept").sum()),
                "rejected": int((decisions["decision"] == "reject").sum()),
-               "changes": len(changes), "proposed_masks": len(proposed), "injected": matches}
+               "changes": len(changes), "proposed_masks": len(proposed)}
     with var.staging(dg.AssetKey("corrected_labels")) as staged:
         corrected.to_csv(staged.path / "train_corrected.csv", index=False)
         proposed.to_csv(staged.path / "proposed_masks.csv", index=False)
@@ -104,5 +101,4 @@ def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, da
         "version": dg.MetadataValue.path(str(version.resolve())), "reviewed": len(decisions),
         "changes": len(changes), "proposed_masks": len(proposed),
         "changed_labels": md_table(changes.groupby("action").size().rename("labels").reset_index()),
-        "progress": md_table(review.progress(decisions, issues)),
-        **({"accepted_matching_injected_errors": matches["accepted_injected"]} if matches else {})})
+        "progress": md_table(review.progress(decisions, issues))})
