@@ -83,6 +83,8 @@ $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
 
 # with CLOUD_ASSETS_SHARDS > 1, every shard of the per-image assets, in the same one run
 SHARD_RANGE = $(shell $(PY) -c 'from cloud_assets.defs.shards import launch_options; print(launch_options())' 2>/dev/null)
+# the audit's folds, in one run
+FOLD_RANGE = $(shell $(PY) -c 'from cloud_assets.defs.audit.assets import launch_options; print(launch_options())' 2>/dev/null)
 
 # the demo: its dataset and classifier, then every asset, whatever .env or the environment configure
 demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
@@ -96,7 +98,9 @@ demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 run: install
 	@# observe the model file first, so that the materializations record its version
 	@$(LAUNCH) --job observe_model_file
-	@$(LAUNCH) --assets '*' $(SHARD_RANGE)
+	@$(LAUNCH) --assets 'not group:audit' $(SHARD_RANGE)
+	@# the audit of every label: folds, a model per fold, out-of-sample predictions
+	@$(LAUNCH) --assets 'group:audit' $(FOLD_RANGE)
 	@echo
 	@$(MAKE) --no-print-directory where
 

@@ -26,6 +26,9 @@ def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) 
     if any(a in ("-c", "--config", "--config-json") or a.startswith("--config") for a in args):
         raise ValueError("cloud-assets launch sets the run's logging config itself; run dg launch directly "
                          "for a run with its own config")
+    if not os.environ.get("DAGSTER_HOME"):
+        raise ValueError("DAGSTER_HOME is not set: it names the Dagster instance's folder (make sets it; "
+                         "make where prints it)")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     dg_bin = Path(sys.executable).parent / "dg"
     env = {**os.environ, "VIRTUAL_ENV": sys.prefix}

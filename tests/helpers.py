@@ -43,10 +43,11 @@ def tiny_keras(path, outputs=4, input_shape=(224, 224, 3)):
 
 
 def materialize(data_dir, var_dir, assets=DATA_ASSETS, model_path="", run_config=None, selection=None,
-                instance=None, **dataset_config):
+                instance=None, partition_key=None, **dataset_config):
     return dg.materialize(assets, resources=build_resources(str(data_dir), str(model_path), str(var_dir),
                                                             **dataset_config),
-                          raise_on_error=False, run_config=run_config, selection=selection, instance=instance)
+                          raise_on_error=False, run_config=run_config, selection=selection, instance=instance,
+                          partition_key=partition_key)
 
 
 def failure_message(result) -> str:

@@ -42,7 +42,7 @@ def test_wheel_installs_and_builds_the_site_outside_the_repository(small_dataset
                            capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(site_packages)), where
     run = subprocess.run([str(python), "-m", "dagster", "asset", "materialize", "-m", "cloud_assets.definitions",
-                          "--select", "*"], cwd=work, env=env, capture_output=True, text=True)
+                          "--select", "not group:audit"], cwd=work, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     built = work / "var" / "site"
     assert (built / "index.html").is_file() and (built / "methods.html").is_file()

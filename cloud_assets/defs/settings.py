@@ -3,8 +3,9 @@ the variables read when the definitions load.
 
 A variable that is set reaches its resource field as a Dagster `EnvVar`, so the UI shows where the
 value came from; one that is unset leaves the field's default. The executor, the schedules' cron,
-the shards, the class list and the saliency method are chosen when the definitions load (the method is part of
-`saliency_maps`' code version, so that changing it re-runs the maps), so their variables are read here as plain values
+the shards, the class list, the saliency method and the audit's folds and size are chosen when the definitions
+load (the method is part of `saliency_maps`' code version, the audit size of the audit assets', so that changing
+either re-runs them), so their variables are read here as plain values
 and checked at once: a bad value fails the load naming the variable, the value and what is allowed.
 `.env.example` and the README's table list the same variables.
 """
@@ -34,6 +35,8 @@ SHARDS_PER_RUN = "CLOUD_ASSETS_SHARDS_PER_RUN"
 MODEL_CHECK_CRON = "CLOUD_ASSETS_MODEL_CHECK_CRON"
 SALIENCY_METHOD = "CLOUD_ASSETS_SALIENCY_METHOD"
 CLASSES = "CLOUD_ASSETS_CLASSES"
+AUDIT_FOLDS = "CLOUD_ASSETS_AUDIT_FOLDS"
+AUDIT_SIZE = "CLOUD_ASSETS_AUDIT_SIZE"
 
 
 class SettingError(ValueError):
@@ -60,6 +63,20 @@ def _classes(text: str) -> list[str]:
     if not all(names) or len(set(names)) < len(names) or any("_" in n for n in names):
         raise ValueError(text)
     return names
+
+
+def _at_least_two(text: str) -> int:
+    n = int(text)
+    if n < 2:
+        raise ValueError(text)
+    return n
+
+
+def _audit_size(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.lower().split("x"))
+    if height < 16 or width < 16 or height % 16 or width % 16:
+        raise ValueError(text)
+    return height, width
 
 
 def _cron(text: str) -> str:
@@ -89,6 +106,9 @@ LOAD_TIME = {
                       "each once and without '_' (train.csv's Image_Label is <image>_<class>)", _classes),
     SALIENCY_METHOD: LoadTime(saliency_methods.DEFAULT, "one of " + ", ".join(saliency_methods.METHODS),
                               _one_of(*saliency_methods.METHODS)),
+    AUDIT_FOLDS: LoadTime("5", "a whole number of folds, at least 2", _at_least_two),
+    AUDIT_SIZE: LoadTime("64x96", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), "
+                                  "e.g. 64x96", _audit_size),
 }
 
 

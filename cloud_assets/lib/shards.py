@@ -77,13 +77,13 @@ class ShardedArray:
 
 
 class Shards(Mapping):
-    """The values of a partitioned asset: shard key -> Bundle; read as a whole (`array`, `table`,
-    `json`), the unsharded value."""
+    """The values of a partitioned asset: partition key -> Bundle; a per-image asset's read as a
+    whole (`array`, `table`, `json`: the unsharded value, from each shard's layout record)."""
 
     def __init__(self, bundles: Mapping):
         self.bundles = dict(sorted(bundles.items()))
         first = next(iter(self.bundles.values()))
-        self.layout = first.json("layout")
+        self.layout = first.json("layout") if first.has("layout") else None  # None: not per-image
 
     def __getitem__(self, key):
         return self.bundles[key]

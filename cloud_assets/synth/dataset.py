@@ -6,8 +6,9 @@
     DIR/train_clean.csv    train.csv as it would be without the injected errors
 
 Frequencies follow the real data (DESIGN.md): images carrying Sugar/Gravel/Fish/Flower about
-68/53/50/43 %, labels per image 1/2/3/4 about 24/43/28/5 %. Each pattern is one rectangle of
-texture; its mask is the union of 1-3 boxes drawn around it by "labellers" who each miss a little.
+68/53/50/43 %, labels per image 1/2/3/4 about 24/43/28/5 %. Each pattern is an irregular,
+soft-edged region of texture filling most of its box; its mask is the union of 1-3 boxes drawn
+around that box by "labellers" who each miss a little, so a mask covers its region only roughly.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ DATASET_FILES = {"train.csv", "train_clean.csv", "label_noise.csv", "train_image
 CSV_CLASSES = ("Fish", "Flower", "Gravel", "Sugar")  # the row order within an image in train.csv
 CLASS_WEIGHT = {"Fish": 0.50, "Flower": 0.43, "Gravel": 0.53, "Sugar": 0.68}
 LABELS_PER_IMAGE = ((1, 0.243), (2, 0.428), (3, 0.281), (4, 0.048))
+IRREGULARITY = 0.3  # how far a pattern's outline wanders from the ellipse in its box (0: an ellipse)
 CONFUSABLE = {"Gravel": ("Sugar", "Fish"), "Sugar": ("Gravel",), "Fish": ("Gravel",), "Flower": ("Sugar",)}
 
 
@@ -169,13 +171,22 @@ def plan(cfg: SynthConfig) -> list[ImageSpec]:
     return specs
 
 
-def _region(shape, box, feather_px):
-    """The box as a 0..1 field with edges feathered over `feather_px` (blurred at 1/8 size: cheap)."""
+def _region(shape, box, feather_px, rng):
+    """The pattern's area as a 0..1 field: an irregular region that fills most of its box and is cut
+    by it (an ellipse inscribed in the box whose outline wanders with smooth noise, so that it bulges
+    to the box's edges in places and falls short in others), its edges feathered over `feather_px`.
+    Drawn at 1/8 size (cheap); the labellers' boxes are drawn around the box, so a mask covers the
+    region only roughly, as the real annotators' boxes do."""
     h, w = shape
     sh, sw = max(2, h // 8), max(2, w // 8)
     y0, x0, y1, x1 = box
+    ys, xs = y0 * sh // h, x0 * sw // w
+    ye, xe = max(ys + 1, y1 * sh // h), max(xs + 1, x1 * sw // w)
+    bh, bw = ye - ys, xe - xs
+    ny, nx = np.meshgrid((np.arange(bh) + 0.5) / bh * 2 - 1, (np.arange(bw) + 0.5) / bw * 2 - 1, indexing="ij")
+    wobble = textures.smooth_noise((bh, bw), max(2.0, min(bh, bw) / 3), rng)
     small = np.zeros((sh, sw), np.float32)
-    small[y0 * sh // h:max(y0 * sh // h + 1, y1 * sh // h), x0 * sw // w:max(x0 * sw // w + 1, x1 * sw // w)] = 1
+    small[ys:ye, xs:xe] = np.hypot(ny, nx) + IRREGULARITY * wobble < 1.05
     small = cv2.GaussianBlur(small, (0, 0), max(0.5, feather_px / 8))
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -205,7 +216,7 @@ def render(spec: ImageSpec, height: int, width: int) -> np.ndarray:
         # brightness and cover drawn from one distribution for every class: only texture tells them apart
         field = textures.TEXTURES[p.cls](shape, km, rng) * rng.uniform(0.55, 0.95)
         box = tuple(int(round(v * f)) for v in p.box)
-        cloud = np.maximum(cloud, field * _region(shape, box, 25 * km))
+        cloud = np.maximum(cloud, field * _region(shape, box, 25 * km, rng))
     cloud = np.maximum(cloud, textures.sugar(shape, km, rng) * 0.12)[..., None]
     sun = 1 + 0.08 * textures.smooth_noise(shape, 700 * km, rng)[..., None]
     white = np.array([235, 238, 240], np.float32)

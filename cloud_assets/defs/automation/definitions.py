@@ -1,6 +1,7 @@
 """When things run: the model file is observed on a schedule and the model-dependent assets follow
 its data version by themselves (automation conditions); a cursor-based sensor is the alternative
-where no automation daemon runs; the report is rebuilt nightly; one job per group for the UI."""
+where no automation daemon runs; the report is rebuilt nightly; jobs for the UI: one per group, every
+asset but the fold audit's, and the fold audit."""
 import dagster as dg
 
 from cloud_assets.defs import settings
@@ -9,6 +10,7 @@ from cloud_assets.lib import model_watch
 
 MODEL_DEPENDENT = (dg.AssetSelection.assets("model_file").downstream(include_self=False))
 DATA = dg.AssetSelection.groups("data")
+AUDIT = dg.AssetSelection.groups("audit")
 
 observe_model_file = dg.define_asset_job("observe_model_file", selection=dg.AssetSelection.assets("model_file"),
                                          description="Observe the model file: its data version is its SHA-256.")
@@ -20,6 +22,12 @@ model_audit_job = dg.define_asset_job("model_audit_job", selection=MODEL_DEPENDE
                                       description="Predictions, saliency and the analysis of the mistakes.")
 report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.groups("report"),
                                  description="Rebuild the report site from the last materializations.")
+classifier_job = dg.define_asset_job("classifier_job", selection=dg.AssetSelection.all() - AUDIT,
+                                     description="Every asset but the fold audit's: from the labels and images "
+                                                 "through the classifier's mistakes to the report.")
+fold_audit_job = dg.define_asset_job("fold_audit_job", selection=AUDIT,
+                                     description="The audit of every label: folds, a model per fold (one partition "
+                                                 "each), every image's out-of-sample predictions.")
 
 
 
@@ -58,6 +66,7 @@ def model_file_sensor(context: dg.SensorEvaluationContext, model: ModelResource)
 
 @dg.definitions
 def automation() -> dg.Definitions:
-    return dg.Definitions(jobs=[observe_model_file, observe_label_review, data_job, model_audit_job, report_job],
+    return dg.Definitions(jobs=[observe_model_file, observe_label_review, data_job, model_audit_job, report_job,
+                                classifier_job, fold_audit_job],
                           schedules=[model_file_schedule, label_review_schedule, nightly_report],
                           sensors=[model_automation, model_file_sensor])

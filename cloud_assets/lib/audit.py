@@ -1,0 +1,143 @@
+"""The audit models: a small U-Net with an image-level head, one per fold, trained from scratch on the
+images and current labels of the other folds, so that every labelled image gets out-of-sample
+evidence from the model that never saw it: each class's probability (the head) and each pixel's
+probability of each class (one sigmoid per class and pixel: the classes' masks overlap).
+
+Keras 3, so it trains on TensorFlow and on JAX. Inputs are the image cache's BGR images scaled by
+1/255 and resized to the audit size; targets the masks at that size and the image's labels. Early
+stopping on a share of the training folds' images (the best epoch's weights are kept); fixed seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    size: tuple[int, int]                         # height x width (CLOUD_ASSETS_AUDIT_SIZE)
+    widths: tuple[int, ...] = (16, 32, 48, 64)   # filters per U-Net level, the last the bottleneck
+    epochs: int = 10                              # at most; early stopping ends sooner
+    patience: int = 2                             # epochs without a better validation loss
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    held_out: float = 0.1                         # share of the training images that early stopping watches
+    seed: int = 0
+
+
+def config_digest(config: TrainingConfig) -> str:
+    """12 hex digits that change with any training setting (a model is kept per setting)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def build(n_classes: int, config: TrainingConfig):
+    """The U-Net: a stride-2 stem, then `widths` levels of two 3x3 convolutions (batch norm, ReLU),
+    max-pooled on the way down, upsampled and joined with the skip connection on the way up, all at
+    half the input size or less (the full size costs the most and adds little at this scale); outputs
+    `pixels` (a sigmoid per class, upsampled bilinearly to the input size) and `classes` (a sigmoid per
+    class, from the bottleneck's global pool)."""
+    import keras
+    from keras import layers
+
+    def conv(x, width, name, strides=1):
+        x = layers.Conv2D(width, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        return layers.Activation("relu", name=f"{name}_relu")(x)
+
+    inputs = keras.Input((*config.size, 3), name="image")
+    x, skips = conv(inputs, config.widths[0], "stem", strides=2), []
+    for level, width in enumerate(config.widths[:-1]):
+        x = conv(conv(x, width, f"down{level}a"), width, f"down{level}b")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = conv(conv(x, config.widths[-1], "bottleneck_a"), config.widths[-1], "bottleneck_b")
+    head = layers.GlobalAveragePooling2D(name="gap")(x)
+    classes = layers.Dense(n_classes, activation="sigmoid", name="classes")(head)
+    for level in reversed(range(len(skips))):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
+        x = layers.Concatenate(name=f"join{level}")([x, skips[level]])
+        x = conv(conv(x, config.widths[level], f"decode{level}a"), config.widths[level], f"decode{level}b")
+    logits = layers.Conv2D(n_classes, 1, name="pixel_logits")(x)
+    logits = layers.UpSampling2D(2, interpolation="bilinear", name="full_size")(logits)
+    pixels = layers.Activation("sigmoid", name="pixels")(logits)
+    return keras.Model(inputs, {"pixels": pixels, "classes": classes}, name="audit_unet")
+
+
+def check_size(size: tuple[int, int], levels: int) -> None:
+    """The audit size must halve cleanly `levels` times (the stem and the U-Net's poolings)."""
+    step = 2 ** levels
+    if size[0] % step or size[1] % step or min(size) < step:
+        raise ValueError(f"audit size {size[0]}x{size[1]}: each side must be a multiple of {step} (the U-Net "
+                         f"halves it {levels} times), e.g. 64x96")
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 `(n, h, w, 3)` images (the image cache's) at the audit size (INTER_AREA)."""
+    out = np.empty((len(images), *size, 3), np.uint8)
+    for k, img in enumerate(images):
+        out[k] = cv2.resize(np.asarray(img), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _inputs(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / 255.0
+
+
+def train(images: np.ndarray, masks: np.ndarray, labels: np.ndarray, config: TrainingConfig,
+          log: Callable[[str], None] = print):
+    """A model trained on uint8 `images (n, h, w, 3)` at the audit size, uint8 `masks (n, h, w,
+    classes)` and 0/1 `labels (n, classes)`; returns (model, history: one dict per epoch)."""
+    import keras
+
+    n, n_classes = len(images), labels.shape[1]
+    if n < 4:
+        raise ValueError(f"{n} training images: too few to train an audit model")
+    check_size(config.size, len(config.widths))
+    keras.utils.set_random_seed(config.seed)
+    order = np.random.default_rng(config.seed).permutation(n)
+    n_val = max(1, int(round(n * config.held_out)))
+    val, fit = order[:n_val], order[n_val:]
+    model = build(n_classes, config)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss={"pixels": "binary_crossentropy", "classes": "binary_crossentropy"})
+    x, y_pix, y_cls = _inputs(images), masks.astype(np.float32), labels.astype(np.float32)
+    best, best_weights, waited, history = np.inf, None, 0, []
+    for epoch in range(1, config.epochs + 1):
+        start = time.monotonic()
+        shuffled = np.random.default_rng(config.seed + epoch).permutation(fit)
+        result = model.fit(x[shuffled], {"pixels": y_pix[shuffled], "classes": y_cls[shuffled]},
+                           batch_size=config.batch_size, epochs=1, verbose=0, shuffle=False)
+        val_loss = model.evaluate(x[val], {"pixels": y_pix[val], "classes": y_cls[val]},
+                                  batch_size=config.batch_size, verbose=0, return_dict=True)["loss"]
+        seconds = time.monotonic() - start
+        entry = {"epoch": epoch, "loss": float(result.history["loss"][-1]), "val_loss": float(val_loss),
+                 "images_per_s": round(len(fit) / seconds, 1), "seconds": round(seconds, 1)}
+        history.append(entry)
+        improved = val_loss < best - 1e-4
+        log(f"epoch {epoch}/{config.epochs}: loss {entry['loss']:.4f}, held-out loss {entry['val_loss']:.4f}"
+            f"{' (best)' if improved else ''}, {entry['images_per_s']} images/s")
+        if improved:
+            best, best_weights, waited = val_loss, model.get_weights(), 0
+        else:
+            waited += 1
+            if waited >= config.patience:
+                log(f"early stop after epoch {epoch}: no better held-out loss for {config.patience} epochs")
+                break
+    model.set_weights(best_weights)
+    return model, history
+
+
+def predict(model, images: np.ndarray, batch_size: int = 32):
+    """Yields (start, class probabilities `(b, classes)`, pixel probabilities `(b, classes, h, w)`
+    float16) batch by batch, so that a caller can stream them to disk."""
+    for start in range(0, len(images), batch_size):
+        out = model.predict_on_batch(_inputs(np.asarray(images[start:start + batch_size])))
+        pixels = np.asarray(out["pixels"], np.float32).transpose(0, 3, 1, 2)
+        yield start, np.asarray(out["classes"], np.float32), pixels.astype(np.float16)

@@ -1,0 +1,98 @@
+"""Each label's out-of-sample evidence from the fold audit: for every (image, class) of train.csv,
+what the audit model that never saw the image says of it.
+
+- `audit_probability`, `audit_cleanlab`: the model's class probability, and cleanlab's label quality
+  of the label given it (multi-label, per class, as for the classifier);
+- `mask_quality`: cleanlab.segmentation's label quality score of the class's mask, binary (the mask
+  against the pixels' probability of the class; masks of different classes overlap), a soft minimum
+  over the pixels (Lad & Mueller 2023): low when some pixels' labels are confidently contradicted;
+- `predicted_area`: the share of the image the model predicts the class on (probability >= 0.5);
+- `outside_mass`: the share of the predicted probability mass that lies outside the labelled mask
+  (a missing label: nearly all of it; a loose or shifted box: much of it);
+- `uncovered`: the share of the labelled mask where the predicted probability is below 0.2 (a box
+  drawn too wide, or beside its pattern);
+- `region_iou`: the overlap of the predicted region's box (the largest connected region at or above
+  0.5) with the labelled mask's box; `regions`: how many regions of at least 2% of the image the
+  prediction has (a pattern drawn as one box over two patches: 2);
+- `audit_box_*`: the predicted region's box (shares of the side), the mask a fix would propose,
+  drawn as a box like the annotators drew.
+"""
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from cloud_assets.lib.attention import proposed_box
+from cloud_assets.lib.label_issues import cleanlab_scores
+
+LOW = 0.2            # a predicted probability below this counts as "not the class"
+REGION_LEVEL = 0.5   # the predicted region: pixels at or above this probability
+MIN_REGION = 0.02    # regions smaller than this share of the image are not counted
+AUDIT_BOX = ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")
+COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
+           "outside_mass", "uncovered", "region_iou", "regions", *AUDIT_BOX]
+
+
+def _mask_box(mask: np.ndarray):
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return None
+    h, w = mask.shape
+    return ys.min() / h, xs.min() / w, (ys.max() + 1) / h, (xs.max() + 1) / w
+
+
+def _iou(a, b) -> float:
+    if a is None or b is None:
+        return 0.0
+    top, left, bottom, right = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, bottom - top) * max(0.0, right - left)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _regions(prob: np.ndarray) -> int:
+    n, _, stats, _ = cv2.connectedComponentsWithStats((prob >= REGION_LEVEL).astype(np.uint8), connectivity=8)
+    return int((stats[1:, cv2.CC_STAT_AREA] >= MIN_REGION * prob.size).sum())
+
+
+def mask_quality(masks: np.ndarray, pixels: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """float `(n,)`: cleanlab.segmentation's softmin label quality of each binary mask `(n, h, w)`
+    given its pixels' probabilities of the class `(n, h, w)`, `chunk` images at a time."""
+    from cleanlab.segmentation.rank import get_label_quality_scores
+
+    out = np.empty(len(masks), np.float64)
+    for start in range(0, len(masks), chunk):
+        p = np.clip(np.asarray(pixels[start:start + chunk], np.float32), 1e-6, 1 - 1e-6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores, _ = get_label_quality_scores(np.asarray(masks[start:start + chunk], np.int64),
+                                                 np.stack([1 - p, p], axis=1), method="softmin", verbose=False)
+        out[start:start + len(p)] = scores
+    return out
+
+
+def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: np.ndarray,
+             pixels: np.ndarray) -> pd.DataFrame:
+    """One row per (image, class): `labels (n, classes)` 0/1, `masks (n, h, w, classes)` 0/1, the
+    audit models' `probs (n, classes)` and `pixels (classes, n, h, w)`, all in `images`' order."""
+    n, k = labels.shape
+    quality = cleanlab_scores(labels, probs)
+    rows = []
+    for c, cls in enumerate(class_names):
+        own = np.asarray(masks[..., c]).astype(bool)
+        p = np.asarray(pixels[c], np.float32)
+        seg = mask_quality(own, p)
+        mass = p.sum(axis=(1, 2))
+        outside = np.where(mass > 0, (p * ~own).sum(axis=(1, 2)) / np.maximum(mass, 1e-12), 0.0)
+        predicted = (p >= REGION_LEVEL).mean(axis=(1, 2))
+        area = own.sum(axis=(1, 2))
+        uncovered = np.where(area > 0, ((p < LOW) & own).sum(axis=(1, 2)) / np.maximum(area, 1), 0.0)
+        for i in range(n):
+            box = proposed_box(p[i], REGION_LEVEL)
+            rows.append((images[i], cls, int(labels[i, c]), float(probs[i, c]), float(quality[i, c]), float(seg[i]),
+                         float(predicted[i]), float(outside[i]), float(uncovered[i]), _iou(box, _mask_box(own[i])), _regions(p[i]),
+                         *(box if box is not None else (np.nan,) * 4)))
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,102 @@
+"""The audit's folds and models, without Dagster: folds stratified, deterministic and sticky; the
+U-Net learns where a class is from images and masks, on TensorFlow (and JAX: tests/test_backends.py
+runs the engine there; the audit model is plain Keras 3)."""
+import collections
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cloud_assets.lib import audit, folds
+
+
+def _dataset(n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    images = [f"{v:07x}.jpg" for v in rng.choice(2 ** 28, n, replace=False)]
+    combos = list(rng.choice(["Fish", "Sugar", "Fish+Sugar", "Flower+Gravel", "Flower"], n, p=[.3, .3, .2, .15, .05]))
+    return images, combos
+
+
+def test_folds_are_stratified_by_label_combination_and_deterministic():
+    images, combos = _dataset()
+    assigned = folds.assign(images, combos, 5)
+    assert sorted(collections.Counter(assigned).values()) == [200] * 5
+    for combo in set(combos):
+        per_fold = np.bincount(assigned[np.array(combos) == combo], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 1, (combo, per_fold)
+    shuffled = np.random.default_rng(1).permutation(len(images))
+    again = folds.assign([images[i] for i in shuffled], [combos[i] for i in shuffled], 5)
+    assert dict(zip(images, assigned)) == dict(zip([images[i] for i in shuffled], again))  # not the row order
+
+
+def test_a_changed_label_keeps_every_fold_and_changes_the_other_folds_training_sets_only():
+    images, combos = _dataset(200)
+    assigned = folds.assign(images, combos, 4)
+    table = pd.DataFrame({"image": images, "fold": assigned, "labels": combos})
+    before = [folds.training_digest(table, f, ["labels"]) for f in range(4)]
+    combos[7] = "Gravel"
+    again = folds.assign(images, combos, 4, previous=dict(zip(images, assigned)))
+    assert (again == assigned).all()
+    table["labels"] = combos
+    after = [folds.training_digest(table, f, ["labels"]) for f in range(4)]
+    assert [b == a for b, a in zip(before, after)] == [f == assigned[7] for f in range(4)]
+    # a new image is dealt to the fold with fewest of its combination
+    grown = folds.assign(images + ["new.jpg"], combos + ["Gravel"], 4, previous=dict(zip(images, assigned)))
+    assert (grown[:-1] == assigned).all() and grown[-1] != assigned[7]
+
+
+def test_fewer_than_two_folds_are_refused():
+    with pytest.raises(ValueError, match="at least 2"):
+        folds.assign(["a"], ["Fish"], 1)
+
+
+def test_the_unet_learns_where_a_bright_class_is():
+    """Class 0 is a bright square, class 1 a dark one; after a few epochs the pixel probabilities
+    separate them and the head tells present from absent."""
+    rng = np.random.default_rng(0)
+    n, size = 160, (32, 48)
+    images = rng.integers(60, 120, (n, *size, 3)).astype(np.uint8)
+    masks = np.zeros((n, *size, 2), np.uint8)
+    labels = np.zeros((n, 2), np.uint8)
+    for k in range(n):
+        for c, value in enumerate((250, 5)):
+            if rng.random() < 0.5:
+                y, x = rng.integers(0, size[0] - 12), rng.integers(0, size[1] - 12)
+                images[k, y:y + 12, x:x + 12] = value
+                masks[k, y:y + 12, x:x + 12, c], labels[k, c] = 1, 1
+    config = audit.TrainingConfig(size=size, widths=(8, 16, 24), epochs=8, patience=8, learning_rate=5e-3)
+    log = []
+    model, history = audit.train(images[:128], masks[:128], labels[:128], config, log=log.append)
+    assert len(history) == 8 and "images/s" in log[0]
+    probs = np.concatenate([c for _, c, _ in audit.predict(model, images[128:])])
+    pixels = np.concatenate([p for _, _, p in audit.predict(model, images[128:])]).astype(np.float32)
+    truth = masks[128:].transpose(0, 3, 1, 2).astype(bool)
+    assert pixels[truth].mean() > 0.5 > pixels[~truth].mean()
+    assert ((probs > 0.5) == labels[128:].astype(bool)).mean() > 0.8
+
+
+def test_an_audit_size_the_unet_cannot_halve_is_refused():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        audit.train(np.zeros((8, 60, 96, 3), np.uint8), np.zeros((8, 60, 96, 1), np.uint8), np.zeros((8, 1)),
+                    audit.TrainingConfig(size=(60, 96)))
+
+
+def test_the_evidence_names_a_shifted_mask_and_a_missing_label():
+    """Image a: the Fish mask where the model predicts Fish; b: the Fish mask beside the prediction;
+    c: Sugar predicted but not labelled."""
+    from cloud_assets.lib import audit_evidence
+
+    h, w = 64, 96
+    masks, labels = np.zeros((3, h, w, 2), np.uint8), np.zeros((3, 2), np.uint8)
+    pixels = np.full((2, 3, h, w), 0.02, np.float32)
+    pixels[0, 0, 10:40, 10:50] = masks[0, 10:40, 10:50, 0] = labels[0, 0] = 1
+    pixels[0, 1, 10:40, 10:50], masks[1, 30:60, 50:90, 0], labels[1, 0] = 0.95, 1, 1
+    pixels[1, 2, 20:50, 30:70] = 0.95
+    table = audit_evidence.evidence(["a", "b", "c"], ["Fish", "Sugar"], labels, masks,
+                                    np.array([[.9, .1], [.8, .1], [.1, .9]]), pixels).set_index(["image", "class"])
+    good, shifted, missing = table.loc[("a", "Fish")], table.loc[("b", "Fish")], table.loc[("c", "Sugar")]
+    assert good["mask_quality"] > 0.9 and good["region_iou"] == 1 and good["uncovered"] == 0
+    assert shifted["mask_quality"] < 0.1 and shifted["uncovered"] == 1 and shifted["region_iou"] == 0
+    assert shifted["outside_mass"] > 0.9 and shifted["regions"] == 1
+    assert missing["label"] == 0 and missing["audit_cleanlab"] < 0.2 and missing["mask_quality"] < 0.1
+    assert np.allclose(missing[list(audit_evidence.AUDIT_BOX)].to_numpy(float), [20 / 64, 30 / 96, 50 / 64, 70 / 96])
