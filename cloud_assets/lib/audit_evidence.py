@@ -12,8 +12,9 @@ what the audit model that never saw the image says of it.
 - `uncovered`: the share of the labelled mask where the predicted probability is below 0.2 (a box
   drawn too wide, or beside its pattern);
 - `region_iou`: the overlap of the predicted region's box (the largest connected region at or above
-  0.5) with the labelled mask's box; `regions`: how many regions of at least 2% of the image the
-  prediction has (a pattern drawn as one box over two patches: 2);
+  0.5) with the labelled mask (`lib.attention.box_iou`, as for the classifier's proposed box);
+  `regions`: how many regions of at least 2% of the image the prediction has (a pattern drawn as
+  one box over two patches: 2);
 - `audit_box_*`: the predicted region's box (shares of the side), the mask a fix would propose,
   drawn as a box like the annotators drew.
 """
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.attention import proposed_box
+from cloud_assets.lib.attention import box_iou, proposed_box
 from cloud_assets.lib.label_issues import cleanlab_scores
 
 LOW = 0.2            # a predicted probability below this counts as "not the class"
@@ -34,23 +35,6 @@ MIN_REGION = 0.02    # regions smaller than this share of the image are not coun
 AUDIT_BOX = ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")
 COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
            "outside_mass", "uncovered", "region_iou", "regions", *AUDIT_BOX]
-
-
-def _mask_box(mask: np.ndarray):
-    ys, xs = np.nonzero(mask)
-    if not len(ys):
-        return None
-    h, w = mask.shape
-    return ys.min() / h, xs.min() / w, (ys.max() + 1) / h, (xs.max() + 1) / w
-
-
-def _iou(a, b) -> float:
-    if a is None or b is None:
-        return 0.0
-    top, left, bottom, right = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, bottom - top) * max(0.0, right - left)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _regions(prob: np.ndarray) -> int:
@@ -93,6 +77,6 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
         for i in range(n):
             box = proposed_box(p[i], REGION_LEVEL)
             rows.append((images[i], cls, int(labels[i, c]), float(probs[i, c]), float(quality[i, c]), float(seg[i]),
-                         float(predicted[i]), float(outside[i]), float(uncovered[i]), _iou(box, _mask_box(own[i])), _regions(p[i]),
-                         *(box if box is not None else (np.nan,) * 4)))
+                         float(predicted[i]), float(outside[i]), float(uncovered[i]), box_iou(box, own[i]),
+                         _regions(p[i]), *(box if box is not None else (np.nan,) * 4)))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -57,8 +57,8 @@ def audit_folds(context: dg.AssetExecutionContext, dataset: DatasetResource, var
     masks = pd.DataFrame({"image": parts[0], "class": parts[2], "rle": rows["EncodedPixels"]}).pivot(
         index="image", columns="class", values="rle").reindex(index=table["image"], columns=classes).fillna("")
     out = pd.DataFrame({"image": table["image"], "fold": assigned, "combination": combos})
-    digests = {key: folds_lib.training_digest(pd.concat([out, masks.reset_index(drop=True)], axis=1), f, classes)
-               for f, key in enumerate(FOLD_KEYS)}
+    with_masks = pd.concat([out, masks.reset_index(drop=True)], axis=1)
+    digests = {key: folds_lib.training_digest(with_masks, f, classes) for f, key in enumerate(FOLD_KEYS)}
     counts = out.pivot_table(index="combination", columns="fold", values="image", aggfunc="count", fill_value=0)
     kept = sum(1 for i in table["image"] if previous and i in previous)
     context.log.info(f"audit_folds: {len(out)} images in {FOLDS} folds ({kept} kept their fold)")
@@ -197,7 +197,7 @@ def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, 
     """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
     (`lib.audit_evidence`): the class probability and cleanlab's label quality from the model that
     never saw the image, cleanlab.segmentation's quality of the mask, the predicted mass outside it,
-    the mask's share without prediction, the predicted region's box and its overlap with the mask's,
+    the mask's share without prediction, the predicted region's box and its overlap with the mask,
     how many regions the prediction has; the input of the ranking of every label."""
     folds = audit_folds.table("folds")
     position = {image: k for k, image in enumerate(folds["image"])}
