@@ -47,7 +47,7 @@ document.addEventListener("DOMContentLoaded", () => {
       f.classList.toggle("accepted", !!d && d.decision === "accept");
       f.classList.toggle("rejected", !!d && d.decision === "reject");
       const select = f.querySelector("select.new-class");
-      if (d && select) select.value = d.new_class;
+      if (d && select && d.decision === "accept") select.value = d.new_class;
       if (d) (d.decision === "accept" ? accepted++ : rejected++);
     });
     const left = figures.length - accepted - rejected;
@@ -81,7 +81,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const decisions = load();
     const select = f.querySelector("select.new-class");
     decisions[id(f)] = {image: f.dataset.image, class: f.dataset.class, decision,
-                        new_class: select ? select.value : "", score: f.dataset.score, kind: f.dataset.kind,
+                        new_class: select && decision === "accept" ? select.value : "", score: f.dataset.score, kind: f.dataset.kind,
                         reviewed_at: new Date().toISOString()};
     save(decisions);
     show();
@@ -96,7 +96,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const select = f.querySelector("select.new-class");
     if (select) select.addEventListener("change", () => {
       const decisions = load();
-      if (decisions[id(f)]) { decisions[id(f)].new_class = select.value; save(decisions); }
+      const d = decisions[id(f)];
+      if (d && d.decision === "accept") { d.new_class = select.value; save(decisions); }
     });
   });
 
