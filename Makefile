@@ -98,9 +98,12 @@ demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
 run: install
 	@# observe the model file first, so that the materializations record its version
 	@$(LAUNCH) --job observe_model_file
-	@$(LAUNCH) --assets 'not group:audit' $(SHARD_RANGE)
+	@# the data and the classifier's audit, up to what reads the fold audit
+	@$(LAUNCH) --assets 'not group:audit+' $(SHARD_RANGE)
 	@# the audit of every label: folds, a model per fold, out-of-sample predictions
 	@$(LAUNCH) --assets 'group:audit' $(FOLD_RANGE)
+	@# every label ranked, the corrections and the report
+	@$(LAUNCH) --assets 'group:audit+ and not group:audit'
 	@echo
 	@$(MAKE) --no-print-directory where
 

@@ -4,9 +4,11 @@
 1. Synthesizes the full-size dataset once (cached in bench/.cache/full/data, about 20 minutes on
    2 cores) and a half-size one from it (hard links); reuses the demo classifier (`make demo`'s,
    trained here if missing).
-2. Times a cold materialization of every asset at half and at full size, the same at full size
-   in 4 shards (`CLOUD_ASSETS_SHARDS=4`, every shard in the one run), then, at full size, a
-   re-run of the model-dependent assets after the model file changes; samples the memory of the
+2. Times a cold materialization of the assets before the fold audit at half and at full size, the
+   same at full size in 4 shards (`CLOUD_ASSETS_SHARDS=4`, every shard in the one run), the fold
+   audit at full size (every fold in one run), every label ranked with the corrections and the
+   site (and the site's size), then, at full size, a re-run of the model-dependent assets after the
+   model file changes; samples the memory of the
    run's processes (the CLI, the fork server, the step processes) every 0.2 s.
 3. Measures, on samples of the same data and model in the same run, what the seed notebook's
    dominant steps cost per unit (`cv2.resize(cv2.imread(...))` of every image it reads, its
@@ -15,7 +17,7 @@
 Prints wall time per step, images per second for the image cache and the model pass (predictions
 and saliency maps), and the peak memory; last line:
 `bench full_scale: cold_s=T rerun_s=R peak_rss_gib=M sharded_s=S sharded_vs_one=X sharded_step_rss_gib=A
-step_rss_gib=B`.
+step_rss_gib=B audit_s=F ranked_s=K site_mib=W`.
 """
 import os
 import shutil
@@ -83,21 +85,23 @@ class MemorySampler(threading.Thread):
             time.sleep(0.2)
 
 
-def materialize(data: Path, model: Path, work: Path, select: str = "not group:audit", shards: int = 1) -> dict:
+def materialize(data: Path, model: Path, work: Path, select: str = "not group:audit+", shards: int = 1,
+                partitions: list[str] | None = None) -> dict:
     """One `dagster asset materialize` on a SQLite DAGSTER_HOME under `work`, every shard of the
-    per-image assets in the one run when `shards` > 1; wall time, peak memory and per-step times
-    from Dagster's event log."""
+    per-image assets in the one run when `shards` > 1 (every key of `partitions` when given); wall
+    time, peak memory and per-step times from Dagster's event log."""
     from cloud_assets.lib.shards import keys
 
     import dagster as dg
 
+    partitions = partitions or (keys(shards) if shards > 1 else None)
     home = work / "home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(data),
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(work / "var"),
            "CLOUD_ASSETS_SHARDS": str(shards)}
-    extra = ["--partition-range", f"{keys(shards)[0]}...{keys(shards)[-1]}"] if shards > 1 else []
+    extra = ["--partition-range", f"{partitions[0]}...{partitions[-1]}"] if partitions else []
     start = time.monotonic()
     with open(work / "run.log", "a") as log:
         proc = subprocess.Popen([DAGSTER, "asset", "materialize", "-m", "cloud_assets.definitions", "--select", select,
@@ -189,6 +193,13 @@ def main():
     cold = materialize(FULL, model, runs / "full")
     print(f"bench full_scale: cold run at full size in {SHARDS} shards (one run) ...", flush=True)
     sharded = materialize(FULL, model, runs / "sharded", shards=SHARDS)
+    from cloud_assets.defs.audit.assets import FOLD_KEYS
+
+    print("bench full_scale: the fold audit at full size (every fold in one run) ...", flush=True)
+    fold_audit = materialize(FULL, model, runs / "full", select="group:audit", partitions=FOLD_KEYS)
+    print("bench full_scale: every label ranked, the corrections and the site ...", flush=True)
+    ranked = materialize(FULL, model, runs / "full", select="group:audit+ and not group:audit")
+    site_mib = sum(p.stat().st_size for p in (runs / "full" / "var" / "site").resolve().rglob("*") if p.is_file()) / 2 ** 20
     change_model(MODEL, model)
     print("bench full_scale: re-run after the model file changed ...", flush=True)
     rerun = materialize(FULL, model, runs / "full", select=MODEL_DEPENDENT)
@@ -214,6 +225,10 @@ def main():
           f"({sharded['wall_s'] / cold['wall_s']:.2f} of the unsharded run); largest step process "
           f"{shard_step:.2f} GiB RSS (unsharded {one_step:.2f}); per step: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(sharded["steps"].items(), key=lambda kv: -kv[1])[:4]))
+    print(f"fold audit ({len(FOLD_KEYS)} folds, every labelled image): {fold_audit['wall_s']:.0f} s "
+          f"({fold_audit['wall_s'] / cold['wall_s']:.2f} of the cold run; audit_models "
+          f"{fold_audit['steps'].get('audit_models', 0):.0f} s), peak RSS {fold_audit['peak_rss_gib']:.2f} GiB; then "
+          f"every label ranked, the corrections and the site: {ranked['wall_s']:.0f} s; the site: {site_mib:.0f} MiB")
     seed = seed_costs(FULL, model, n_val, n_all)
     print("seed notebook's dominant steps on the same data (per-unit cost measured here x count): "
           + ", ".join(f"{k} {v:.0f} s" for k, v in seed.items())
@@ -221,7 +236,8 @@ def main():
     peak = max(half["peak_rss_gib"], cold["peak_rss_gib"], rerun["peak_rss_gib"])
     print(f"bench full_scale: cold_s={cold['wall_s']:.0f} rerun_s={rerun['wall_s']:.0f} peak_rss_gib={peak:.2f} "
           f"sharded_s={sharded['wall_s']:.0f} sharded_vs_one={sharded['wall_s'] / cold['wall_s']:.2f} "
-          f"sharded_step_rss_gib={shard_step:.2f} step_rss_gib={one_step:.2f}")
+          f"sharded_step_rss_gib={shard_step:.2f} step_rss_gib={one_step:.2f} audit_s={fold_audit['wall_s']:.0f} "
+          f"ranked_s={ranked['wall_s']:.0f} site_mib={site_mib:.0f}")
 
 
 if __name__ == "__main__":

@@ -1,30 +1,33 @@
-"""Label audit scored against injected errors, over a grid of synthetic datasets and noise mixes.
+"""Label audit scored against injected errors, over every label of a grid of synthetic datasets.
 
-The grid: datasets `REPORTED` (synthesized with `--seed S --twin-rate 0.15` at the demo's size),
-each re-noised from its `train_clean.csv` with the mix `TRAIN_MIX` (noise seed S+100) and a
-classifier trained on it once (`cloud-assets train`). The pipeline (data, predictions, saliency) runs
-once per dataset. Then, for every mix in `MIXES`, the validation images' labels alone are re-noised
-from the clean labels (noise seed 100*S + mix index; the model never saw them, so it need not be
-retrained) and mask attention and the ranking are recomputed with the library's functions.
+A cell: a dataset synthesized with `--seed S --twin-rate 0.15` at the demo's size, every label of
+it (training and validation) re-noised from its `train_clean.csv` with a mix (noise seed 100*S + 1),
+a classifier trained on those labels (`cloud-assets train`, 8 epochs), the pipeline up to the
+classifier's maps, and the fold audit (5 folds, a U-Net each, out-of-sample predictions for every
+image) materialized. Every label of the cell is then ranked by `lib.label_issues.rank`.
 
-The ranking's weights were fitted on the datasets `TUNING` with other noise seeds (`--fit`); no
-figure printed here comes from them.
+The ranking's trees are fitted on the cells `TUNING` (`--fit`); every figure printed comes from the
+cells `REPORTED`, which no weight or threshold was chosen on.
 
-Per cell and averaged, for the seed's FP set at 90% precision, cleanlab alone, each signal and the
-combination: precision at k (k = injected errors among the validation labels), recall at 2k and
-AUROC; and the recall at 2k of every kind of error. Everything is cached in bench/.cache/label_audit/.
+Per cell and averaged, for the seed's FP set at 90% precision (the classifier's, on the validation
+split), cleanlab on the audit's out-of-sample probabilities, cleanlab.segmentation's mask quality,
+the classifier's own signals and the combination: precision at k (k = injected errors), recall at
+2k and AUROC over every label, and over the validation and training labels apart; the recall at 2k
+of every kind of error, per third of its severity. Everything is cached in bench/.cache/label_audit/.
 
-    .venv/bin/python bench/label_audit.py                         the grid (about 15 min cold on 2 cores)
+    .venv/bin/python bench/label_audit.py --prepare                every cell (about 13 min each on 2 cores)
+    .venv/bin/python bench/label_audit.py                         the grid, over every label
+    .venv/bin/python bench/label_audit.py --fit                    refit the trees on TUNING
+    .venv/bin/python bench/label_audit.py --cleaning               the value of cleaning, end to end
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
-    .venv/bin/python bench/label_audit.py --fit                    refit the weights on TUNING, print them
-    .venv/bin/python bench/label_audit.py --method gradcam++       the grid with another saliency method
+    .venv/bin/python bench/label_audit.py --method gradcam++       with another saliency method
 
 Last line: `bench label_audit: precision_at_k=P auroc=A min_kind_recall_at_2k=R seed_precision_at_k=S
 cleanlab_precision_at_k=C`.
 """
 import argparse
-import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,59 +45,97 @@ if "--method" in sys.argv[:-1]:
 import dagster as dg  # noqa: E402
 
 from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
+from cloud_assets.defs.audit import assets as audit_assets  # noqa: E402
+from cloud_assets.defs.analysis import assets as analysis  # noqa: E402
 from cloud_assets.defs.data import assets as data  # noqa: E402
+from cloud_assets.defs.review import assets as review_assets  # noqa: E402
 from cloud_assets.defs.model import assets as model_assets  # noqa: E402
 from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib import saliency_methods  # noqa: E402
-from cloud_assets.lib.kinds import ISSUE_OF_NOISE  # noqa: E402
+from cloud_assets.lib.kinds import CONFUSION, ISSUE_OF_NOISE, LOOSE, MISSING, SPURIOUS  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
-from cloud_assets.lib import attention, label_issues, mistakes, rle, thresholds  # noqa: E402
+from cloud_assets.lib import attention, audit_evidence, label_issues, mistakes, rle, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
-from cloud_assets.synth import noise  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "label_audit"
-REPORTED = (11, 12, 13)
-TUNING = (10, 14, 15, 16)
-MIXES = ("classic", "boxes", "crowd", "all")
-TRAIN_MIX = "all"
+# a cell: a dataset (synthesized with --seed S) whose every label, training and validation, is
+# re-noised with a mix (noise seed 100 x S + 1), its classifier and its fold audit trained on those labels
+TUNING = ((10, "all"), (14, "all"))               # the ranking's weights are fitted on these cells
+REPORTED = ((11, "all"), (12, "all"), (13, "all"))  # every figure printed comes from these
+# 8 epochs: the classifier's evidence reaches the validation fifth only; 6 minutes a cell on 2 cores
+TRAIN = ["--epochs", "8"]
 SYNTH = ["--train", "1200", "--test", "20", "--height", "350", "--width", "525", "--twin-rate", "0.15"]
-RANKINGS = {"seed: FP at 90% precision": "seed_fp90", "cleanlab alone": "cleanlab",
-           "mask attention alone": "attention_score", "mask evidence alone": "mask_evidence",
-           "fixed weights: 0.3 cleanlab + 0.7 attention": "fixed_weights", "combined (label_issues)": "score"}
+SEED, CLEANLAB, COMBINED = ("seed: FP at 90% precision", "cleanlab alone (audit probabilities)",
+                             "combined (label_issues)")
+RANKINGS = {SEED: "seed_fp90", CLEANLAB: "audit_cleanlab",
+            "cleanlab.segmentation alone (mask quality)": "segmentation",
+            "classifier's cleanlab (validation only)": "cleanlab",
+            "classifier's mask attention (validation only)": "attention_score", COMBINED: "score"}
 CLI = [sys.executable, "-m", "cloud_assets.cli"]
 # each saliency method's pipeline in its own folder; the data, the noise and the classifiers are shared
 VAR = "var" if model_assets.METHOD == saliency_methods.DEFAULT else f"var-{model_assets.METHOD}"
+BEFORE_AUDIT = [data.label_table, data.train_val_split, data.image_cache, data.val_masks, model_assets.model_file,
+                model_assets.model_pass, audit_assets.audit_folds, audit_assets.audit_inputs]
+FOLDS = [audit_assets.audit_models, audit_assets.audit_predictions]
 
 
-def prepare(seed: int) -> Path:
-    """The grid dataset `seed`: synthesized, re-noised with TRAIN_MIX, its classifier trained, the
-    pipeline up to the model pass materialized. Each stage is skipped when its output exists."""
-    folder = CACHE / "grid" / f"ds{seed}"
-    base, noisy, model = folder / "base", folder / "noisy", folder / "model.keras"
+def prepare(seed: int, mix: str) -> Path:
+    """The cell (`seed`, `mix`): dataset `seed` synthesized, every label re-noised with `mix`, its
+    classifier trained, the pipeline up to the model pass and the fold audit materialized. Each stage
+    is skipped when its output exists."""
+    base = CACHE / "grid" / f"ds{seed}" / "base"
+    folder = CACHE / "grid" / f"ds{seed}-{mix}"
+    noisy, model = folder / "noisy", folder / "model.keras"
     if not (base / "train_clean.csv").exists():
         subprocess.run(CLI + ["synth", "--out", str(base), "--seed", str(seed)] + SYNTH, check=True)
     if not (noisy / "train.csv").exists():
-        subprocess.run(CLI + ["renoise", "--data", str(base), "--out", str(noisy), "--noise", TRAIN_MIX,
-                              "--seed", str(seed + 100)], check=True)
+        subprocess.run(CLI + ["renoise", "--data", str(base), "--out", str(noisy), "--noise", mix,
+                              "--seed", str(100 * seed + 1)], check=True)
     if not model.exists():
-        subprocess.run(CLI + ["train", "--data", str(noisy), "--out", str(model)], check=True)
+        subprocess.run(CLI + ["train", "--data", str(noisy), "--out", str(model)] + TRAIN, check=True)
     pipeline(noisy, model, folder / VAR)
     return folder
 
 
 def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
+    """The assets the ranking reads: the classifier's predictions and maps of the validation split,
+    and the fold audit's evidence on every label."""
     store = Store(var / "store")
-    if not (var / "store" / "saliency_maps").exists():
-        assets = [data.label_table, data.train_val_split, data.image_cache, data.val_masks,
-                  model_assets.model_file, model_assets.model_pass]
-        result = dg.materialize(assets, resources=build_resources(str(data_dir), str(model), str(var)))
-        assert result.success
+    everything = BEFORE_AUDIT + FOLDS + [audit_assets.audit_evidence]
+    resources = build_resources(str(data_dir), str(model), str(var))
+
+    def run(selection, partition_key=None):
+        result = dg.materialize(everything, resources=resources, selection=selection, partition_key=partition_key,
+                                raise_on_error=False)
+        assert result.success, f"{data_dir}: {selection} failed"
+
+    stored = store.get("audit_evidence").table("evidence") if store.stored("audit_evidence") else None
+    if stored is not None and set(audit_evidence.COLUMNS) - set(stored.columns):
+        run([audit_assets.audit_evidence.key])  # computed by an earlier version: its signals again
+    if not store.stored("audit_evidence"):
+        if not store.stored("saliency_maps") or not store.stored("audit_inputs"):
+            run([k for a in BEFORE_AUDIT if isinstance(a, dg.AssetsDefinition) for k in a.keys])
+        for key in audit_assets.FOLD_KEYS:
+            print(f"{data_dir}: audit fold {key}", flush=True)
+            run([a.key for a in FOLDS], key)
+        run([audit_assets.audit_evidence.key])
     return store
 
 
-def rank_labels(store: Store, rows: pd.DataFrame, manifest: pd.DataFrame, shape) -> pd.DataFrame:
-    """Every validation label of `rows` (train.csv rows) ranked, with `truth` (an injected error),
-    `true_kind` and the baselines' columns."""
+def rank_cell(seed: int, mix: str, model: dict | None = None, scored: bool = True) -> pd.DataFrame:
+    """Every label of the cell (`seed`, `mix`), ranked (`rank_dataset`)."""
+    folder = prepare(seed, mix)
+    return rank_dataset(folder / "noisy", Store(folder / VAR / "store"), model, scored)
+
+
+def rank_dataset(noisy: Path, store: Store, model: dict | None = None, scored: bool = True) -> pd.DataFrame:
+    """Every label of the dataset `noisy` (with its label_noise.csv; its assets in `store`) ranked by
+    `label_issues.rank` (the stored fit unless `model`; unscored and unsorted when not `scored`),
+    with `truth` (an injected error), `true_kind`, `true_severity`, `swapped_with` and the
+    baselines' columns."""
+    rows = pd.read_csv(noisy / "train.csv", dtype=str, keep_default_na=False)
+    manifest = pd.read_csv(noisy / "label_noise.csv", dtype=str, keep_default_na=False)
+    shape = tuple(store.get("label_table").json("meta")["original_shape"])
     preds, sal, cache = store.get("val_predictions"), store.get("saliency_maps"), store.get("image_cache")
     classes = store.get("label_table").json("meta")["class_names"]
     names = list(preds.table("images")["image"])
@@ -105,34 +146,29 @@ def rank_labels(store: Store, rows: pd.DataFrame, manifest: pd.DataFrame, shape)
     y_pred = preds.array("probabilities")
     table = attention.attention_table(sal.array("gradcam"), sal.array("guided_backprop"), masks, cache.array("val"),
                                       classes, names)
-    ranked = label_issues.rank(table, y_true, y_pred, classes)
+    split = store.get("train_val_split").table("split")
+    args = (store.get("audit_evidence").table("evidence"), dict(zip(split["image"], split["split"])),
+            label_issues.classifier_evidence(table, y_true, y_pred))
+    ranked = label_issues.rank(*args, model) if scored else label_issues.labels_frame(*args)
+    # the seed's FP set at 90% precision: the classifier's, on the validation split only
     maps = thresholds.threshold_maps(y_true, y_pred)
     cut = np.array([thresholds.probability_at(maps, c, PRECISION_LEVEL) for c in range(len(classes))])
-    flagged = (mistakes.binarize(y_pred, cut) == 1) & (y_true == 0)  # the seed's FP set at 90% precision
-    ranked["seed_fp90"] = flagged[ranked["index"], [classes.index(c) for c in ranked["class"]]].astype(float)
-    ranked["fixed_weights"] = 0.3 * ranked["cleanlab"] + 0.7 * ranked["attention_score"]  # the ranking's earlier form
-    kinds, severity = {}, {}
+    flagged = pd.DataFrame((mistakes.binarize(y_pred, cut) == 1) & (y_true == 0), index=names, columns=classes).stack()
+    keys = pd.MultiIndex.from_arrays([ranked["image"], ranked["class"]])
+    ranked["seed_fp90"] = flagged.reindex(keys).fillna(False).to_numpy(float)
+    ranked["segmentation"] = 1 - ranked["mask_quality"]
+    kinds, severity, labelled_as = {}, {}, {}
     manifest = manifest.reindex(columns=["image", "class", "kind", "labelled_as", "severity"], fill_value="")
-    for image, cls, kind, labelled_as, sev in manifest.itertuples(index=False):
-        kinds[(image, cls)], severity[(image, cls)] = kind, pd.to_numeric(sev, errors="coerce")
+    for image, cls, kind, other, sev in manifest.itertuples(index=False):
+        kinds[(image, cls)], severity[(image, cls)], labelled_as[(image, cls)] = kind, pd.to_numeric(sev, errors="coerce"), other
         if kind == "swapped":
-            kinds[(image, labelled_as)], severity[(image, labelled_as)] = kind, np.nan
+            kinds[(image, other)], severity[(image, other)], labelled_as[(image, other)] = kind, np.nan, cls
     keys = list(zip(ranked["image"], ranked["class"]))
     ranked["true_kind"] = [kinds.get(k, "") for k in keys]
     ranked["true_severity"] = [severity.get(k, np.nan) for k in keys]
+    ranked["swapped_with"] = [labelled_as.get(k, "") for k in keys]
     ranked["truth"] = ranked["true_kind"] != ""
     return ranked
-
-
-def cell(seed: int, mix: str, noise_seed: int) -> pd.DataFrame:
-    """One grid cell: dataset `seed`'s validation labels re-noised by `mix`, ranked."""
-    folder = prepare(seed)
-    store = Store(folder / VAR / "store")
-    clean = pd.read_csv(folder / "base" / "train_clean.csv", dtype=str, keep_default_na=False)
-    shape = tuple(store.get("label_table").json("meta")["original_shape"])
-    names = store.get("val_predictions").table("images")["image"]
-    rows, manifest = noise.renoise(clean, noise.NoiseSpec.parse(mix), noise_seed, shape, images=names)
-    return rank_labels(store, rows, manifest, shape)
 
 
 def scores(ranked: pd.DataFrame) -> pd.DataFrame:
@@ -166,84 +202,141 @@ def kind_recall(errors: pd.DataFrame) -> pd.DataFrame:
 
 
 def grid():
-    cells, errors = {}, []
-    for seed in REPORTED:
-        for j, mix in enumerate(MIXES):
-            ranked = cell(seed, mix, 100 * seed + j)
-            cells[(seed, mix)] = scores(ranked)
-            errors.append(found(ranked))
-            c = cells[(seed, mix)].loc["combined (label_issues)"]
-            print(f"dataset {seed}, mix {mix}: {int(c['k'])} errors among {len(ranked)} labels; combined "
-                  f"precision at k {c['precision_at_k']:.3f}, AUROC {c['auroc']:.3f}", flush=True)
+    cells, per_split, errors = {}, {}, []
+    for seed, mix in REPORTED:
+        ranked = rank_cell(seed, mix)
+        cells[(seed, mix)] = scores(ranked)
+        for split in ("val", "train"):
+            per_split[(seed, mix, split)] = scores(ranked[ranked["split"] == split])
+        errors.append(found(ranked))
+        c = cells[(seed, mix)].loc["combined (label_issues)"]
+        print(f"dataset {seed}, mix {mix}: {int(c['k'])} errors among {len(ranked)} labels; combined "
+              f"precision at k {c['precision_at_k']:.3f}, AUROC {c['auroc']:.3f}", flush=True)
     table = pd.concat(cells, names=["dataset", "mix", "ranking"])
-    print("\nPer cell:")
+    print("\nPer cell, every label:")
     print(table.round(3).to_markdown())
-    by_mix = table.groupby(level=["mix", "ranking"], sort=False)[["precision_at_k", "auroc"]].mean().unstack("mix")
-    print("\nPer mix, averaged over the datasets:")
-    print(by_mix.round(3).to_markdown())
+    split_table = pd.concat(per_split, names=["dataset", "mix", "split", "ranking"])
+    print("\nValidation and training labels apart, averaged over the cells:")
+    print(split_table.groupby(level=["split", "ranking"], sort=False).mean().round(3).to_markdown())
     mean = table.groupby(level="ranking", sort=False).mean()
-    print("\nAveraged over the grid:")
+    print("\nAveraged over the grid, every label:")
     print(mean.round(3).to_markdown())
-    # pooled: every error counts once, whichever cell it is in
-    per_kind = kind_recall(pd.concat(errors, ignore_index=True))
+    per_kind = kind_recall(pd.concat(errors, ignore_index=True))  # pooled: every error counts once
     print("\nRecall at 2k per kind (combined score), pooled over the grid; severity in thirds:")
     print(per_kind.round(3).to_markdown())
     kinds = per_kind.loc[[i for i in per_kind.index if " " not in i], "recall_at_2k"]
-    combined, seed_fp, clean = (mean.loc[m] for m in ("combined (label_issues)", "seed: FP at 90% precision",
-                                                      "cleanlab alone"))
-    wins = all(t.loc["combined (label_issues)", col] > max(t.loc["cleanlab alone", col],
-                                                             t.loc["seed: FP at 90% precision", col])
+    combined, seed_fp, clean = (mean.loc[m] for m in (COMBINED, SEED, CLEANLAB))
+    wins = all(t.loc[COMBINED, col] > max(t.loc[CLEANLAB, col], t.loc[SEED, col])
                for t in cells.values() for col in ("precision_at_k", "auroc"))
     print(f"\ncombined above cleanlab and the seed on precision at k and AUROC in every cell: {wins}")
-    print(f"bench label_audit: method={model_assets.METHOD} precision_at_k={combined['precision_at_k']:.3f} "
-          f"auroc={combined['auroc']:.3f} "
+    print(f"bench label_audit: precision_at_k={combined['precision_at_k']:.3f} auroc={combined['auroc']:.3f} "
           f"min_kind_recall_at_2k={kinds.min():.3f} seed_precision_at_k={seed_fp['precision_at_k']:.3f} "
           f"cleanlab_precision_at_k={clean['precision_at_k']:.3f}")
 
 
 def one_dataset(data_dir: Path, model: Path):
     store = pipeline(data_dir, model, CACHE / "datasets" / data_dir.resolve().name / VAR)
-    rows = pd.read_csv(data_dir / "train.csv", dtype=str, keep_default_na=False)
-    manifest = pd.read_csv(data_dir / "label_noise.csv", dtype=str, keep_default_na=False)
-    shape = tuple(store.get("label_table").json("meta")["original_shape"])
-    ranked = rank_labels(store, rows, manifest, shape)
+    ranked = rank_dataset(data_dir, store)
     table = scores(ranked)
-    print(f"{len(ranked)} validation labels, {int(ranked['truth'].sum())} injected errors among them")
+    print(f"{len(ranked)} labels, {int(ranked['truth'].sum())} injected errors among them")
     print(table.round(3).to_markdown())
     per_kind = kind_recall(found(ranked))
     print(per_kind.round(3).to_markdown())
     recall = per_kind.loc[[i for i in per_kind.index if " " not in i], "recall_at_2k"]
-    c, s, cl = (table.loc[m] for m in ("combined (label_issues)", "seed: FP at 90% precision", "cleanlab alone"))
+    c, s, cl = (table.loc[m] for m in (COMBINED, SEED, CLEANLAB))
     print(f"bench label_audit: precision_at_k={c['precision_at_k']:.3f} auroc={c['auroc']:.3f} "
           f"min_kind_recall_at_2k={recall.min():.3f} seed_precision_at_k={s['precision_at_k']:.3f} "
           f"cleanlab_precision_at_k={cl['precision_at_k']:.3f}")
 
 
 def fit():
-    """Fit the ranking's weights on the TUNING datasets (noise seeds 5000+, three draws per mix) and
-    write them into the package."""
-    frames = [cell(seed, mix, 5000 + 100 * seed + 10 * r + j)
-              for seed in TUNING for j, mix in enumerate(MIXES) for r in range(3)]
-    frame = pd.concat(frames, ignore_index=True)
-    note = (f"fitted by bench/label_audit.py --fit on synthetic datasets {list(TUNING)} x mixes {list(MIXES)}, "
-            f"three noise draws each (noise seeds 5000 + 100 x dataset + 10 x draw + mix index): "
+    """Fit the ranking's trees on the TUNING cells and store them in the package."""
+    frame = pd.concat([rank_cell(seed, mix, scored=False) for seed, mix in TUNING], ignore_index=True)
+    note = (f"fitted by bench/label_audit.py --fit on the synthetic cells {[f'{s}-{m}' for s, m in TUNING]}: "
             f"{len(frame)} labels, {int(frame['truth'].sum())} injected errors")
-    label_issues.WEIGHTS_PATH.write_text(json.dumps(weights.fit_weights(frame, note), separators=(",", ":")))
-    print(f"wrote {label_issues.WEIGHTS_PATH}: {note}")
+    weights.save_model(weights.fit_model(frame, note))
+    print(f"wrote {label_issues.MODEL_PATH}: {note}")
+
+
+def cleaning_value(seed: int, mix: str, held_out: int):
+    """End to end on the cell (`seed`, `mix`): a reviewer accepts the true errors among the top 2k
+    candidates whose suggested fix undoes them and needs no mask drawn by hand (simulated from
+    label_noise.csv), corrected_labels
+    writes train_corrected.csv, the classifier is re-trained on it; both classifiers are scored on
+    the clean labels of dataset `held_out` (never trained or tuned on): mean PR-AUC."""
+    folder = prepare(seed, mix)
+    ranked = rank_cell(seed, mix)
+    k = int(ranked["truth"].sum())
+    top = ranked.head(2 * k)
+    # a fix that needs a proposed box is accepted where the audit model proposes one (else drawn by hand)
+    boxed = ~top["kind"].isin([MISSING, LOOSE]) | top["box_top"].notna()
+    accepted = top[top["truth"] & (top["kind"] == top["true_kind"].map(ISSUE_OF_NOISE)) & boxed]
+    new_class = np.where(accepted["kind"].isin([CONFUSION, SPURIOUS]), accepted["swapped_with"], "")
+    review_file = folder / "label_review.csv"
+    pd.DataFrame({"image": accepted["image"], "class": accepted["class"], "decision": "accept", "new_class": new_class,
+                  "score": accepted["score"].round(4), "kind": accepted["kind"], "reviewed_at": "2026-12-01T00:00:00Z"}
+                 ).to_csv(review_file, index=False)
+    var = folder / VAR
+    resources = build_resources(str(folder / "noisy"), str(folder / "model.keras"), str(var),
+                                review_path=str(review_file))
+    assets = (BEFORE_AUDIT + FOLDS + [audit_assets.audit_evidence, analysis.mask_attention, analysis.label_issues,
+                                      review_assets.label_review, review_assets.corrected_labels])
+    result = dg.materialize(assets, resources=resources, selection=["mask_attention", "label_issues", "corrected_labels"],
+                            raise_on_error=False)
+    assert result.success, "corrected_labels failed"
+    cleaned = folder / "cleaned"
+    if not (cleaned / "model.keras").exists():
+        shutil.rmtree(cleaned, ignore_errors=True)
+        shutil.copytree(folder / "noisy" / "train_images", cleaned / "data" / "train_images", copy_function=os.link)
+        (cleaned / "data" / "test_images").mkdir()
+        shutil.copy(var / "store" / "corrected_labels" / "train_corrected.csv", cleaned / "data" / "train.csv")
+        subprocess.run(CLI + ["train", "--data", str(cleaned / "data"), "--out", str(cleaned / "model.keras")] + TRAIN,
+                       check=True)
+    base = CACHE / "grid" / f"ds{held_out}" / "base"
+    if not (base / "train_clean.csv").exists():
+        subprocess.run(CLI + ["synth", "--out", str(base), "--seed", str(held_out)] + SYNTH, check=True)
+    before, after = (held_out_pr_auc(m, base) for m in (folder / "model.keras", cleaned / "model.keras"))
+    changes = Store(var / "store").get("corrected_labels").table("changes")
+    print(f"\ncleaning value on dataset {seed} ({mix}): {len(accepted)} accepted of the top {2 * k} candidates "
+          f"({k} injected errors), {len(changes)} label changes; classifier "
+          f"mean PR-AUC on the clean labels of dataset {held_out}: {before:.3f} trained on the noisy labels, "
+          f"{after:.3f} on train_corrected.csv")
+    print(f"bench label_audit cleaning: before={before:.3f} after={after:.3f}")
+
+
+def held_out_pr_auc(model_path: Path, data_dir: Path) -> float:
+    """The mean PR-AUC of a classifier file on every image of a synthetic dataset, against its clean labels."""
+    import keras
+
+    from cloud_assets.lib import images, labels
+
+    table = labels.label_table(labels.read_train_csv(data_dir / "train_clean.csv"), labels.NOTEBOOK_CLASS_ORDER)
+    x = np.empty((len(table), 224, 224, 3), np.uint8)
+    images.cache_images([data_dir / "train_images" / n for n in table["image"]], x, (224, 224))
+    model = keras.saving.load_model(model_path)
+    y_pred = model.predict(x.astype(np.float32) / 255.0, batch_size=32, verbose=0)
+    return float(np.nanmean(thresholds.pr_auc(table[list(labels.NOTEBOOK_CLASS_ORDER)].to_numpy(), y_pred)))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fit", action="store_true", help="refit the ranking's trees on the tuning cells")
+    parser.add_argument("--prepare", action="store_true", help="only prepare every cell (data, classifiers, audits)")
+    parser.add_argument("--cleaning", action="store_true", help="the end-to-end value of cleaning, on one cell")
     parser.add_argument("--data", type=Path, help="score one dataset against its own label_noise.csv")
     parser.add_argument("--model", type=Path, help="its classifier (with --data)")
-    parser.add_argument("--fit", action="store_true", help="refit the ranking's weights on the tuning datasets")
     parser.add_argument("--method", choices=list(saliency_methods.METHODS), default=saliency_methods.DEFAULT,
-                        help="the saliency method of the maps (default: the notebook's Guided Grad-CAM)")
+                        help="the saliency method of the classifier's maps (default: the notebook's Guided Grad-CAM)")
     args = parser.parse_args()
-    if args.fit:
-        fit()
-    elif args.data:
+    if args.data:
         one_dataset(args.data, args.model or ROOT / "var" / "demo-model.keras")
+    elif args.prepare:
+        for seed, mix in TUNING + REPORTED:
+            prepare(seed, mix)
+    elif args.fit:
+        fit()
+    elif args.cleaning:
+        cleaning_value(*REPORTED[0], held_out=REPORTED[-1][0])
     else:
         grid()
 

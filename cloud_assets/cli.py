@@ -92,7 +92,7 @@ def _launch(args) -> int:
 
     dg_args = args.dg_args
     if not dg_args:
-        raise ValueError("give dg launch's arguments, e.g. cloud-assets launch --assets 'not group:audit'")
+        raise ValueError("give dg launch's arguments, e.g. cloud-assets launch --assets 'not group:audit+'")
     log = args.log or _logs() / "dg-launch.log"
     return launch(dg_args, log)
 

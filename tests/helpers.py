@@ -1,16 +1,20 @@
 """What several test files share: asset lists, a tiny model, the browser, materialize() with real
 resources, a temporary Dagster home and the environment of a run on it."""
 import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
+import shutil
 import socket
+import tempfile
 from unittest import mock
 import urllib.request
 
 import dagster as dg
 
 from cloud_assets.defs.analysis import assets as analysis
+from cloud_assets.defs.audit import assets as audit_assets
 from cloud_assets.defs.data import assets as data_assets
 from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.resources import build_resources
@@ -19,9 +23,16 @@ from cloud_assets.defs.review import assets as review_assets
 
 DATA_ASSETS = [data_assets.label_table, data_assets.train_val_split, data_assets.image_cache,
                data_assets.val_masks, data_assets.dark_image_counts]
-AUDIT = [model_assets.model_pass, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
-         analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
-         analysis.label_issues, review_assets.corrected_labels]
+# the classifier's audit: its predictions, maps and mistakes, every label ranked, the corrections
+ANALYSIS = [model_assets.model_pass, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
+            analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
+            analysis.label_issues, review_assets.corrected_labels]
+# the fold audit, which label_issues reads; one epoch per fold model in the tests
+FOLD_AUDIT = [audit_assets.audit_folds, audit_assets.audit_inputs, audit_assets.audit_models,
+              audit_assets.audit_predictions, audit_assets.audit_evidence]
+QUICK_AUDIT = {"ops": {"audit_models": {"config": {"epochs": 1}}}}
+FOLD_AUDIT_NAMES = ["audit_folds", "audit_inputs", *(f"{a}@{k}" for a in ("audit_models", "audit_predictions")
+                                                    for k in audit_assets.FOLD_KEYS), "audit_evidence"]
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright: no browser download
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -44,10 +55,65 @@ def tiny_keras(path, outputs=4, input_shape=(224, 224, 3)):
 
 def materialize(data_dir, var_dir, assets=DATA_ASSETS, model_path="", run_config=None, selection=None,
                 instance=None, partition_key=None, **dataset_config):
+    """dg.materialize with the project's resources; where `assets` hold label_issues, the dataset's
+    fold audit is placed in `var_dir` first (`fold_audit`) and its assets are added, unselected."""
+    if analysis.label_issues in assets:
+        fold_audit(data_dir, var_dir, **dataset_config)
+        if selection is None:
+            selection = [k for a in assets if isinstance(a, dg.AssetsDefinition) for k in a.keys]
+        assets = assets + [a for a in FOLD_AUDIT if a not in assets]
     return dg.materialize(assets, resources=build_resources(str(data_dir), str(model_path), str(var_dir),
                                                             **dataset_config),
                           raise_on_error=False, run_config=run_config, selection=selection, instance=instance,
                           partition_key=partition_key)
+
+
+def _run_fold_audit(data_dir, var_dir, instance, dataset_config) -> None:
+    resources = build_resources(str(data_dir), "", str(var_dir), **dataset_config)
+
+    def run(selection, partition_key=None):
+        result = dg.materialize(DATA_ASSETS + FOLD_AUDIT, resources=resources, selection=selection, instance=instance,
+                                partition_key=partition_key, run_config=QUICK_AUDIT if partition_key else None)
+        assert result.success, failure_message(result)
+
+    run(["label_table", "train_val_split", "image_cache", "audit_folds", "audit_inputs"])
+    for fold in audit_assets.FOLD_KEYS:
+        run(["audit_models", "audit_predictions"], fold)
+    run(["audit_evidence"])
+
+
+_FOLD_AUDITS = {}  # dataset digest -> the store of its fold audit, once per test process
+
+
+def _dataset_digest(data_dir, dataset_config) -> str:
+    h = hashlib.sha256((Path(data_dir) / "train.csv").read_bytes())
+    for p in sorted((Path(data_dir) / "train_images").iterdir()):
+        h.update(f"{p.name}:{p.stat().st_size}".encode())
+    h.update(json.dumps(dataset_config, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def fold_audit(data_dir, var_dir, instance=None, **dataset_config) -> None:
+    """The fold audit of the dataset at `data_dir` (one epoch per fold), in `var_dir`'s store unless
+    it has one: computed once per dataset and test process, then copied; with `instance`,
+    materialized in `var_dir` and recorded by that instance."""
+    target = Path(var_dir) / "store"
+    if (target / "audit_evidence").is_symlink():
+        return
+    if instance is not None:
+        _run_fold_audit(data_dir, var_dir, instance, dataset_config)
+        return
+    key = _dataset_digest(data_dir, dataset_config)
+    if key not in _FOLD_AUDITS:
+        var = Path(tempfile.mkdtemp(prefix="fold-audit-"))
+        _run_fold_audit(data_dir, var, None, dataset_config)
+        _FOLD_AUDITS[key] = var / "store"
+    source = _FOLD_AUDITS[key]
+    (target / ".versions").mkdir(parents=True, exist_ok=True)
+    for name in FOLD_AUDIT_NAMES:
+        version = os.readlink(source / name)
+        shutil.copytree(source / version, target / version, dirs_exist_ok=True)
+        (target / name).symlink_to(version)
 
 
 def failure_message(result) -> str:

@@ -1,18 +1,21 @@
 """The audit assets materialized on the small dataset: every image of train.csv in one fold, one
 model per fold trained on the others, every image predicted by the model that never saw it, every
-label's evidence from those predictions; a fold
-model is kept by its training set, so a second run trains nothing and a corrected label retrains
-the other folds only."""
+label's evidence from those predictions; a fold model is kept by its training set, so a second run
+trains nothing, a run killed after some folds trains only the rest, and a corrected label retrains
+the other folds only; out-of-fold predictions made elsewhere take the models' place."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
 import numpy as np
 import pandas as pd
 
 from cloud_assets.defs.audit import assets as audit_assets
 from cloud_assets.lib.store import Store
-from tests.helpers import DATA_ASSETS, failure_message, materialize
-
-AUDIT = [audit_assets.audit_folds, audit_assets.audit_inputs, audit_assets.audit_models,
-         audit_assets.audit_predictions, audit_assets.audit_evidence]
-QUICK = {"ops": {"audit_models": {"config": {"epochs": 1}}}}
+from tests.helpers import DATA_ASSETS, FOLD_AUDIT as AUDIT, QUICK_AUDIT as QUICK, ROOT, failure_message, materialize
 
 
 def _run(data, var):
@@ -27,8 +30,9 @@ def _run(data, var):
 
 
 def _trained(var) -> dict:
-    """Every fold model trained so far: its folder -> when it was written."""
-    return {p.name: p.stat().st_mtime_ns for p in (var / "audit-models").iterdir()}
+    """Every fold model trained so far: its folder -> when it was written (not a model being written,
+    or one whose writer was killed: a hidden temporary folder)."""
+    return {p.name: p.stat().st_mtime_ns for p in (var / "audit-models").iterdir() if not p.name.startswith(".")}
 
 
 def _digests(store) -> list:
@@ -86,3 +90,79 @@ def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, t
     now = _trained(var)
     assert {k: v for k, v in now.items() if k in trained} == trained  # nothing trained before was rewritten
     assert len(now) == len(trained) + audit_assets.FOLDS - 1           # the other folds' new training sets
+
+
+def test_a_run_killed_after_two_folds_keeps_their_models_and_the_next_trains_only_the_rest(dataset_copy, tmp_path):
+    var = tmp_path / "var"
+    result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["label_table", "train_val_split",
+                                                                            "image_cache", "audit_folds", "audit_inputs"])
+    assert result.success, failure_message(result)
+    script = textwrap.dedent(f"""
+        import dagster as dg
+        from cloud_assets.defs.audit import assets as audit_assets
+        from tests.helpers import DATA_ASSETS, FOLD_AUDIT, QUICK_AUDIT, materialize
+        for key in audit_assets.FOLD_KEYS:
+            assert materialize({str(dataset_copy)!r}, {str(var)!r}, DATA_ASSETS + FOLD_AUDIT, selection=["audit_models"],
+                               partition_key=key, run_config=QUICK_AUDIT).success
+        """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    models = var / "audit-models"
+    deadline = time.monotonic() + 300
+    while not (models.is_dir() and len(_trained(var)) >= 2) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no fold model within 5 minutes"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = _trained(var)
+    assert 2 <= len(kept) < audit_assets.FOLDS, kept  # killed in the middle, each kept model whole
+    assert all((models / name / "model.keras").is_file() for name in kept)
+    _run(dataset_copy, var)
+    now = _trained(var)
+    assert {k: v for k, v in now.items() if k in kept} == kept and len(now) == audit_assets.FOLDS
+
+
+def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_copy, tmp_path):
+    """CLOUD_ASSETS_AUDIT_PREDICTIONS: a folder of images.csv, probabilities.npy, pixels.npy (here at
+    twice the audit size) replaces the training; an image it lacks is named, and nothing is written."""
+    n_classes, (h, w) = 4, audit_assets.SIZE
+    images = sorted(set(pd.read_csv(dataset_copy / "train.csv")["Image_Label"].str.rpartition("_")[0]))
+    rng = np.random.default_rng(0)
+    made = tmp_path / "oof"
+    made.mkdir()
+    pd.DataFrame({"image": images[::-1]}).to_csv(made / "images.csv", index=False)
+    probs = rng.random((len(images), n_classes)).astype(np.float32)
+    pixels = np.repeat(np.repeat(rng.random((n_classes, len(images), h, w)).astype(np.float32), 2, axis=2), 2, axis=3)
+    np.save(made / "probabilities.npy", probs)
+    np.save(made / "pixels.npy", pixels)
+    var = tmp_path / "var"
+    everything = ["label_table", "train_val_split", "image_cache", "audit_folds", "audit_inputs"]
+    assert materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=everything, audit_predictions=str(made)).success
+    for key in audit_assets.FOLD_KEYS:
+        result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_models", "audit_predictions"],
+                             partition_key=key, audit_predictions=str(made))
+        assert result.success, failure_message(result)
+    assert not (var / "audit-models").exists()  # nothing trained
+    store = Store(var / "store")
+    row = {image: k for k, image in enumerate(images[::-1])}
+    for key in audit_assets.FOLD_KEYS:
+        got = store.get(f"audit_predictions@{key}")
+        names = list(got.table("images")["image"])
+        assert np.allclose(got.array("probabilities"), probs[[row[i] for i in names]])
+        first = pixels[:, row[names[0]]]
+        assert np.allclose(got.array("pixels")[:, 0], first[:, ::2, ::2], atol=0.15)  # brought to the audit size
+    assert materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_evidence"],
+                       audit_predictions=str(made)).success
+
+    # an image without a prediction: the step fails naming it, and the fold's value stays
+    pd.DataFrame({"image": images[1:][::-1]}).to_csv(made / "images.csv", index=False)
+    np.save(made / "probabilities.npy", probs[1:])
+    np.save(made / "pixels.npy", pixels[:, 1:])
+    folds = store.get("audit_folds").table("folds")
+    key = audit_assets.FOLD_KEYS[int(folds.loc[folds["image"] == images[0], "fold"].iloc[0])]
+    before = os.readlink(var / "store" / f"audit_predictions@{key}")
+    result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_models", "audit_predictions"],
+                         partition_key=key, audit_predictions=str(made))
+    assert not result.success
+    assert f"images of train.csv have no prediction (first: {images[0]})" in failure_message(result)
+    assert os.readlink(var / "store" / f"audit_predictions@{key}") == before

@@ -11,14 +11,14 @@ from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.defs.resources import build_resources
 from cloud_assets.defs.review import assets as review_assets
-from tests.helpers import AUDIT, DATA_ASSETS, dagster_home, tiny_keras
+from tests.helpers import ANALYSIS, DATA_ASSETS, FOLD_AUDIT, dagster_home, fold_audit, tiny_keras
 
-ALL = DATA_ASSETS + AUDIT + [report_assets.report_site]
-MODEL_DEPENDENT = {k.to_user_string() for a in AUDIT + [report_assets.report_site] for k in a.keys}
+ALL = DATA_ASSETS + ANALYSIS + [report_assets.report_site]
+MODEL_DEPENDENT = {k.to_user_string() for a in ANALYSIS + [report_assets.report_site] for k in a.keys}
 
 
 def _defs(resources, assets=None):
-    return dg.Definitions(assets=[model_assets.model_file, review_assets.label_review] + (assets or ALL),
+    return dg.Definitions(assets=[model_assets.model_file, review_assets.label_review] + (assets or ALL) + FOLD_AUDIT,
                           resources=resources, jobs=[automation.observe_model_file, automation.observe_label_review])
 
 
@@ -40,7 +40,9 @@ def world(small_dataset, tmp_path_factory):
         defs = _defs(resources)
         _observe(defs, instance)
         _observe(defs, instance, "observe_label_review")  # no review file: observed as absent
-        assert dg.materialize(ALL, instance=instance, resources=resources).success
+        fold_audit(small_dataset, tmp / "var", instance, review_path=str(tmp / "label_review.csv"))
+        assert dg.materialize(ALL + FOLD_AUDIT, instance=instance, resources=resources,
+                              selection=dg.AssetSelection.assets(*ALL)).success
         first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         yield instance, defs, resources, model, first.cursor
 

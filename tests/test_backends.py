@@ -179,3 +179,26 @@ def test_prefetch_keeps_order_and_raises_the_producers_error():
 def test_device_command_names_backend_and_device(capsys):
     assert cli.main(["device"]) == 0
     assert capsys.readouterr().out.startswith(("tensorflow on CPU", "tensorflow on GPU"))
+
+
+def test_the_audit_unet_trains_and_predicts_on_jax():
+    """The fold audit's model is plain Keras 3: on JAX alone (no TensorFlow importable) it trains
+    from scratch and predicts every pixel."""
+    done = run_on_jax("""
+        import numpy as np
+        from cloud_assets.lib import audit
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 255, (40, 32, 48, 3)).astype(np.uint8)
+        masks = np.zeros((40, 32, 48, 2), np.uint8)
+        masks[:20, 4:20, 8:30, 0] = 1
+        images[:20, 4:20, 8:30] = 250
+        labels = masks.max(axis=(1, 2))
+        config = audit.TrainingConfig(size=(32, 48), widths=(8, 16, 24), epochs=2, patience=2)
+        model, history = audit.train(images, masks, labels, config, log=print)
+        import keras
+        assert keras.backend.backend() == "jax" and len(history) == 2
+        (start, probs, pixels), = list(audit.predict(model, images[:8], batch_size=8))
+        assert probs.shape == (8, 2) and pixels.shape == (8, 2, 32, 48)
+        print("ok", history[-1])
+        """)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]

@@ -17,7 +17,7 @@ import yaml
 from cloud_assets.lib.store import Store
 from cloud_assets.synth import synthesize
 from tests.conftest import SMALL
-from tests.helpers import dagster_home, free_port, graphql, open_instance, run_env, tiny_keras
+from tests.helpers import dagster_home, fold_audit, free_port, graphql, open_instance, run_env, tiny_keras
 from tests.test_celery import BIN, ROOT, _start, _stop
 from tests.test_ui_end_to_end import _up, _wait
 
@@ -117,9 +117,13 @@ def test_a_backfill_spreads_the_shards_over_celery_workers(large_images, tmp_pat
             _stop(proc)
 
     # the dataset-wide assets from the shards, then one unsharded run of everything: the same results
+    # (label_issues reads the dataset's fold audit, the same in both)
+    fold_audit(large_images, tmp_path / "sharded" / "var")
     _launch(local, "--assets", ",".join(DATASET_WIDE), log=log)
     one = {**run_env(homes["one"], large_images, model), "VIRTUAL_ENV": str(BIN.parent)}
-    _launch(one, "--assets", "not group:audit", log=log)
+    _launch(one, "--assets", "not group:audit+", log=log)
+    fold_audit(large_images, tmp_path / "one" / "var")
+    _launch(one, "--assets", "group:audit+ and not group:audit", log=log)
     log.close()
     sharded, whole = Store(tmp_path / "sharded" / "var" / "store"), Store(tmp_path / "one" / "var" / "store")
     for name, table in (("label_issues", "issues"), ("mistakes", "mistakes"), ("threshold_maps", "maps")):

@@ -24,7 +24,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from tests.helpers import dagster_home, free_port, graphql, open_instance, run_env
+from tests.helpers import dagster_home, fold_audit, free_port, graphql, open_instance, run_env
 from tests.test_ui_end_to_end import _wait, webserver
 
 TRAIN, TEST = 1000, 40          # 200 validation images
@@ -72,6 +72,7 @@ def server(small_dataset, tmp_path_factory, postgres_server):
     env = run_env(tmp / "home", data, model, batch_size=BATCH, postgres_url=postgres_server())
     home = dagster_home(tmp, "run_coordinator:\n  module: dagster._core.run_coordinator\n"
                              "  class: DefaultRunCoordinator\n", env)
+    fold_audit(data, tmp / "var")  # what label_issues reads
     port = free_port()
     command = [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "cloud_assets.definitions",
                "-h", "127.0.0.1", "-p", str(port)]

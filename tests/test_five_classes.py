@@ -6,7 +6,7 @@ from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.lib.store import Store
 from cloud_assets.synth.dataset import boxes_rle
-from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
+from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 CLASSES = ["Fish", "Flower", "Sugar", "Gravel", "Haze"]
 
@@ -18,7 +18,7 @@ def test_the_whole_graph_runs_on_five_classes(dataset_copy, tmp_path):
             for i, image in enumerate(images)]
     pd.concat([rows, pd.DataFrame(haze, columns=rows.columns)]).to_csv(dataset_copy / "train.csv", index=False)
     model = tiny_keras(tmp_path / "model.keras", outputs=5)
-    result = materialize(dataset_copy, tmp_path / "var", DATA_ASSETS + AUDIT + [model_assets.model_file,
+    result = materialize(dataset_copy, tmp_path / "var", DATA_ASSETS + ANALYSIS + [model_assets.model_file,
                                                                              report_assets.report_site],
                          model, class_names=CLASSES)
     assert result.success, failure_message(result)

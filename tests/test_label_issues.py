@@ -50,23 +50,53 @@ def _case(energy_where: list[str], labels, probs):
         cams[0, i][region] = 1.0
     table = attention.attention_table(cams, np.ones((n, *shape), np.float32), masks, np.ones((n, *shape, 3), np.uint8),
                                       CLASSES, [f"img{i}.jpg" for i in range(n)])
-    return label_issues.rank(table, np.asarray(labels, np.int8), np.asarray(probs, np.float32), CLASSES)
+    return label_issues.classifier_evidence(table, np.asarray(labels, np.int8), np.asarray(probs, np.float32))
 
 
-def test_a_false_positive_looking_off_mask_outranks_one_looking_on_a_mask():
+def test_the_classifier_looking_off_mask_is_stronger_evidence_than_looking_on_a_mask():
     labels = [[0, 1, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 1, 0, 1], [1, 1, 0, 1]]
     probs = [[0.95, 0.9, 0.1, 0.1], [0.95, 0.9, 0.1, 0.1], [0.9, 0.9, 0.1, 0.1], [0.1, 0.9, 0.9, 0.1],
              [0.1, 0.9, 0.1, 0.9], [0.9, 0.9, 0.1, 0.9]]
-    ranked = _case(["outside", "other_mask", "own_mask", "outside", "outside", "own_mask"], labels, probs)
-    fish = ranked[ranked["class"] == "Fish"].set_index("image")
+    evidence = _case(["outside", "other_mask", "own_mask", "outside", "outside", "own_mask"], labels, probs)
+    fish = evidence[evidence["class"] == "Fish"].set_index("image")
     assert fish.loc["img0.jpg", "attention_score"] > fish.loc["img1.jpg", "attention_score"]
-    assert fish.loc["img0.jpg", "kind"] == "missing label"
-    assert fish.loc["img1.jpg", "kind"] == "class confusion" and fish.loc["img1.jpg", "other_class"] == "Flower"
-    # a true positive looking at its own mask is the least suspicious Fish label
-    assert fish.loc["img2.jpg", "score"] < min(fish.loc["img0.jpg", "score"], fish.loc["img1.jpg", "score"])
+    assert fish.loc["img0.jpg", "cam_kind"] == "missing label" and fish.loc["img1.jpg", "cam_kind"] == "class confusion"
+    # the Flower label of image 1 holds what the classifier sees of Fish: swap evidence
+    flower = evidence[evidence["class"] == "Flower"].set_index("image")
+    assert flower.loc["img1.jpg", "swap"] > 0 and flower.loc["img0.jpg", "swap"] == 0
+    assert set(label_issues.CLASSIFIER_COLUMNS) <= set(evidence.columns)
+
+
+def _evidence(rows):
+    """An audit_evidence table: one correct label per row's image unless the row says otherwise."""
+    base = {"label": 1, "audit_probability": 0.9, "audit_cleanlab": 0.05, "mask_quality": 0.9, "predicted_area": 0.2,
+            "outside_mass": 0.1, "region_outside": 0.05, "mask_area": 0.2, "uncovered": 0.05, "region_iou": 0.8,
+            "regions": 1, "inside_other": 0.0, "other_class": "", "audit_box_top": 0.1, "audit_box_left": 0.2, "audit_box_bottom": 0.5,
+            "audit_box_right": 0.6}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_every_label_gets_a_kind_and_a_proposed_box_from_the_audit():
+    evidence = _evidence([
+        {"image": "a", "class": "Fish", "label": 0, "audit_probability": 0.95, "outside_mass": 1.0},    # missing
+        {"image": "b", "class": "Fish", "label": 0, "audit_probability": 0.95, "inside_other": 0.9,
+         "other_class": "Flower"},                                                                         # swapped
+        {"image": "b", "class": "Flower", "audit_probability": 0.05, "mask_quality": 0.01},              # its partner
+        {"image": "c", "class": "Sugar", "outside_mass": 0.7, "uncovered": 0.6, "region_iou": 0.2},     # loose
+        {"image": "d", "class": "Gravel", "audit_probability": 0.02, "mask_quality": 0.0},              # spurious
+    ])
+    frame = label_issues.labels_frame(evidence, {"a": "train", "b": "val", "c": "train", "d": "train"}).set_index(
+        ["image", "class"])
+    assert frame.loc[("a", "Fish"), "kind"] == "missing label"
+    assert frame.loc[("b", "Fish"), "kind"] == "class confusion" and frame.loc[("b", "Fish"), "other_class"] == "Flower"
+    assert frame.loc[("b", "Flower"), "kind"] == "spurious label" and frame.loc[("b", "Flower"), "other_class"] == "Fish"
+    assert frame.loc[("b", "Flower"), "audit_swap"] == pytest.approx(0.95 * 0.9)
+    assert frame.loc[("c", "Sugar"), "kind"] == "loose mask" and frame.loc[("d", "Gravel"), "kind"] == "spurious label"
+    assert list(frame["split"]) == ["train", "val", "val", "train", "train"]
+    assert frame[["box_top", "box_left", "box_bottom", "box_right"]].iloc[0].tolist() == [0.1, 0.2, 0.5, 0.6]
+    assert frame["probability"].isna().all()  # no classifier evidence given: missing, not zero
+    ranked = label_issues.rank(evidence, {})
     assert ranked["score"].is_monotonic_decreasing and ranked["score"].between(0, 1).all()
-    assert {"cleanlab", "attention_score", "mask_evidence", "probability", "cam_own", "cam_outside", "cam_empty",
-            "box_iou", "box_top"} <= set(ranked.columns)
 
 
 def test_mask_evidence_measures():
@@ -84,39 +114,48 @@ def test_mask_evidence_measures():
     assert fine.max() == pytest.approx(1.0) and fine[0, 10, 60] == fine.max() and fine[0, 60, 10] == 0
 
 
-def _frame(**signals):
-    base = {"label": 1, "probability": 0.9, "cleanlab": 0.1, "cam_own": 0.6, "cam_other": 0.1, "cam_outside": 0.3,
-            "cam_nodata": 0.0, "swap": 0.0, "mask_area": 0.25, "cam_empty": 0.1, "detail_empty": 0.1,
-            "box_iou": 0.6, "attention_score": 0.3}
-    return pd.DataFrame([{**base, **s} for s in signals.get("rows", [{}])])
+def _frame(rows):
+    evidence = _evidence([{"image": f"i{k}", "class": "Fish", **r} for k, r in enumerate(rows)])
+    return label_issues.labels_frame(evidence, {})
 
 
-def test_the_shipped_weights_rise_with_the_evidence_of_an_error():
-    """The trees are monotone where the direction is known: a mask that holds less of the class's
-    evidence, or a proposed box that overlaps it less, never looks more trustworthy."""
-    emptier = label_issues.error_probability(_frame(rows=[{"cam_empty": v} for v in (0.0, 0.3, 0.6, 0.9)]))
-    assert (np.diff(emptier) >= 0).all() and emptier[-1] > emptier[0]
-    overlap = label_issues.error_probability(_frame(rows=[{"box_iou": v} for v in (0.9, 0.6, 0.3, 0.0)]))
-    assert (np.diff(overlap) >= 0).all() and overlap[-1] > overlap[0]
-    unseen = label_issues.error_probability(_frame(rows=[{"label": 0, "probability": p, "cleanlab": p,
-                                                          "attention_score": p} for p in (0.05, 0.5, 0.95)]))
+def test_the_shipped_model_rises_with_the_evidence_of_an_error():
+    """The trees are monotone where the direction is known: a mask the audit model contradicts more,
+    or whose predicted box overlaps it less, never looks more trustworthy; an unlabelled class the
+    audit model sees more surely looks more likely missing."""
+    worse = label_issues.error_probability(_frame([{"mask_quality": v} for v in (0.9, 0.5, 0.2, 0.0)]))
+    assert (np.diff(worse) >= 0).all() and worse[-1] > worse[0]
+    overlap = label_issues.error_probability(_frame([{"region_iou": v} for v in (0.9, 0.6, 0.3, 0.0)]))
+    assert (np.diff(overlap) >= 0).all()
+    unseen = label_issues.error_probability(_frame([{"label": 0, "audit_probability": p, "audit_cleanlab": p,
+                                                     "predicted_area": p / 4, "outside_mass": 1.0}
+                                                    for p in (0.02, 0.5, 0.98)]))
     assert (np.diff(unseen) >= 0).all() and unseen[-1] > 0.5 > unseen[0]
+    assert "fitted by bench/label_audit.py --fit" in label_issues.load_model()["note"]
 
 
-def test_fitted_trees_are_exported_exactly():
+def test_a_fitted_model_is_stored_and_read_back_by_skops(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
     for label in (0, 1):
         for _ in range(400):
             truth = rng.random() < 0.2
-            rows.append({"label": label, "probability": rng.random(), "cleanlab": rng.random() * 0.5 + 0.5 * truth,
-                         "cam_own": rng.random(), "cam_other": rng.random(), "cam_outside": rng.random(),
-                         "cam_nodata": 0.0, "swap": 0.0, "mask_area": rng.random(),
-                         "cam_empty": rng.random() * 0.5 + 0.5 * truth, "detail_empty": rng.random(),
-                         "box_iou": rng.random(), "attention_score": rng.random(), "truth": truth})
-    frame = pd.DataFrame(rows)
-    weights = weights_lib.fit_weights(frame, "test")  # asserts equality with scikit-learn's predictions
-    p = label_issues.error_probability(frame, weights)
+            rows.append({"label": label, "audit_probability": rng.random(),
+                         "audit_cleanlab": rng.random() * 0.5 + 0.5 * truth, "mask_quality": rng.random(),
+                         "outside_mass": rng.random() * 0.5 + 0.5 * truth, "uncovered": rng.random(),
+                         "region_outside": rng.random(), "mask_area": rng.random(),
+                         "region_iou": rng.random(), "regions": int(rng.integers(0, 3)), "predicted_area": rng.random(),
+                         "inside_other": rng.random(), "truth": truth})
+    frame = _frame(rows)
+    frame["truth"] = [r["truth"] for r in rows]
+    seen = frame.index % 5 == 0  # the classifier's evidence on a fifth (the validation split)
+    for col in label_issues.CLASSIFIER_COLUMNS:
+        frame.loc[seen, col] = rng.random(int(seen.sum()))
+    model = weights_lib.fit_model(frame, "test")
+    weights_lib.save_model(model, tmp_path / "model.skops")
+    again = label_issues.load_model(tmp_path / "model.skops")
+    p = label_issues.error_probability(frame, again)
+    assert np.array_equal(p, label_issues.error_probability(frame, model)) and again["note"] == "test"
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(frame["truth"], p) > 0.8
 

@@ -10,7 +10,7 @@ from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Store
 from cloud_assets.eval import notebook as seed
-from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
+from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 
 
@@ -18,7 +18,7 @@ from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny
 def audited(small_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("audit")
     model = tiny_keras(tmp / "model.keras")
-    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + AUDIT + [model_assets.model_file], model,
+    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + ANALYSIS + [model_assets.model_file], model,
                          run_config={"ops": {"mistakes": {"config": {"precision_level": 80}}}})
     assert result.success, failure_message(result)
     return result, Store(tmp / "var" / "store"), model
@@ -73,7 +73,7 @@ def test_val_predictions_alone_equal_those_of_the_saliency_pass(audited, small_d
     _, store, model_path = audited
     var = tmp_path / "var"
     shutil.copytree(store.root, var / "store", symlinks=True)  # the store publishes by symlink
-    result = materialize(small_dataset, var, DATA_ASSETS + AUDIT, model_path, selection=["val_predictions"])
+    result = materialize(small_dataset, var, DATA_ASSETS + ANALYSIS, model_path, selection=["val_predictions"])
     assert result.success, failure_message(result)
     assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {"val_predictions"}
     alone = Store(var / "store").get("val_predictions").array("probabilities")
@@ -125,7 +125,7 @@ def test_model_file_observation_is_the_sha256(audited, tmp_path):
 def test_bad_model_fails_val_predictions_and_keeps_the_data(audited, small_dataset, tmp_path):
     bad = tmp_path / "model.keras"
     bad.write_text("not a model")
-    result = materialize(small_dataset, tmp_path / "var", DATA_ASSETS + AUDIT, bad)
+    result = materialize(small_dataset, tmp_path / "var", DATA_ASSETS + ANALYSIS, bad)
     assert not result.success
     assert f"{bad}: not a Keras model" in failure_message(result)
     assert Store(tmp_path / "var" / "store").get("image_cache").array("val").shape[0] > 0

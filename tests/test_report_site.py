@@ -13,7 +13,7 @@ import pytest
 
 from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.report import site
-from tests.helpers import AUDIT, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
+from tests.helpers import ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -30,7 +30,7 @@ def built(small_dataset, tmp_path_factory):
     return tmp / "var", result, model, instance
 
 
-ALL = DATA_ASSETS + AUDIT + [report_assets.report_site]
+ALL = DATA_ASSETS + ANALYSIS + [report_assets.report_site]
 
 
 def _rebuild(small_dataset, built, sources=""):
@@ -124,6 +124,9 @@ def test_every_page_renders_offline_in_chromium(built, served, origin):
                 marks = page.evaluate("""() => [...document.querySelectorAll('div.chart')].map(
                     d => d.querySelectorAll('svg .role-mark path, svg .role-mark line, svg .role-mark rect').length)""")
                 assert all(m > 0 for m in marks), (name, marks)
+            # the long lists' thumbnails load lazily: load them all to find a broken one
+            page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
+            page.wait_for_function("[...document.images].every(i => i.complete)", timeout=30000)
             broken = page.evaluate("""() => [...document.images].filter(
                 i => !i.complete || i.naturalWidth === 0).map(i => i.src)""")
             assert not broken, (name, broken)

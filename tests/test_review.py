@@ -15,7 +15,7 @@ from cloud_assets.defs.automation import definitions as automation
 from cloud_assets.defs.resources import build_resources
 from cloud_assets.defs.review import assets as review_assets
 from cloud_assets.lib.store import Store
-from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
+from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 CLASSES = ["Fish", "Flower", "Sugar", "Gravel"]
 SHAPE = (10, 20)
@@ -178,7 +178,7 @@ def test_progress_and_the_matches_with_injected_errors():
 def audited(small_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("review")
     model = tiny_keras(tmp / "model.keras")
-    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + AUDIT, model)
+    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + ANALYSIS, model)
     assert result.success, failure_message(result)
     return tmp, model
 
@@ -196,7 +196,7 @@ def test_a_bad_review_fails_the_blocking_check_and_writes_nothing(audited, small
     image = pd.read_csv(small_dataset / "train.csv")["Image_Label"][0].rpartition("_")[0]
     path = _review(tmp_path, [(image, "Fish", "reject", "", "spurious label"),
                               (image, "Fish", "acept", "", "spurious label")])
-    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + AUDIT, model, selection=["corrected_labels"],
+    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + ANALYSIS, model, selection=["corrected_labels"],
                          review_path=str(path))
     assert not result.success
     assert f"{path} line 3: decision 'acept' is not one of accept, reject" in failure_message(result)
@@ -222,7 +222,7 @@ def test_corrections_are_never_replaced_by_fewer_unless_asked(audited, dataset_c
     empty = _review(tmp_path, [], "empty.csv")
 
     def run(path=None, **config):
-        return materialize(dataset_copy, var, DATA_ASSETS + AUDIT, model, selection=["corrected_labels"],
+        return materialize(dataset_copy, var, DATA_ASSETS + ANALYSIS, model, selection=["corrected_labels"],
                            review_path=str(path) if path else None,
                            run_config={"ops": {"corrected_labels": {"config": config}}})
 

@@ -9,14 +9,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from cloud_assets.constants import ISSUES_SHOWN
 from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.defs.review import assets as review_assets
 from cloud_assets.lib import rle
 from cloud_assets.lib.store import Store
-from tests.helpers import AUDIT, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
+from tests.helpers import ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-ALL = DATA_ASSETS + AUDIT + [report_assets.report_site, review_assets.label_review]
+ALL = DATA_ASSETS + ANALYSIS + [report_assets.report_site, review_assets.label_review]
 
 
 def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
@@ -43,7 +44,17 @@ def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
         page.goto(page_url)
         figures = page.locator(".issues figure")
         n = figures.count()
-        assert n == min(200, len(issues))
+        assert n == min(ISSUES_SHOWN, len(issues))
+        # every label of train.csv audited, both splits listed, and a filter by split
+        audited = f"{len(issues)} labels of {issues['image'].nunique()} images audited"
+        assert audited in page.locator("article").text_content()
+        assert set(issues["split"]) == {"train", "val"}
+        page.select_option("#f-split", "train")
+        shown = [figures.nth(k) for k in range(n) if figures.nth(k).is_visible()]
+        assert shown and all(f.get_attribute("data-split") == "train" for f in shown)
+        assert len(shown) == int((issues.head(n)["split"] == "train").sum())
+        page.select_option("#f-split", "")
+        assert page.locator("img[loading=lazy]").count() == n  # long lists load as they scroll
 
         def candidate(k):
             f = figures.nth(k)

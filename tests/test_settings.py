@@ -4,7 +4,7 @@ import dagster as dg
 
 from cloud_assets.defs import settings
 from cloud_assets.defs.resources import build_resources
-from tests.helpers import AUDIT, DATA_ASSETS, failure_message, materialize, tiny_keras
+from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 
 def test_set_variables_become_env_vars_and_unset_ones_keep_the_defaults(monkeypatch, tmp_path):
@@ -23,7 +23,7 @@ def test_set_variables_become_env_vars_and_unset_ones_keep_the_defaults(monkeypa
 def test_a_bad_batch_size_fails_the_model_step_naming_the_variable(small_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("CLOUD_ASSETS_BATCH_SIZE", "0")
     model = tiny_keras(tmp_path / "model.keras")
-    result = materialize(small_dataset, tmp_path / "var", DATA_ASSETS + AUDIT[:1], model)
+    result = materialize(small_dataset, tmp_path / "var", DATA_ASSETS + ANALYSIS[:1], model)
     assert not result.success
     assert "model.batch_size (CLOUD_ASSETS_BATCH_SIZE)=0: expected a whole number of images" in failure_message(result)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.helpers import CHROMIUM, FLAGS, dagster_home, free_port, run_env, tiny_keras
+from cloud_assets.defs.audit.assets import FOLD_KEYS
+from tests.helpers import CHROMIUM, FLAGS, dagster_home, fold_audit, free_port, run_env, tiny_keras
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def _observed_sha(instance):
     return records[0].asset_observation.tags.get("dagster/data_version") if records else None
 
 
-def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_assets(dev):
+def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_assets(dev, small_dataset, tmp_path):
     from dagster_graphql import DagsterGraphQLClient
     from playwright.sync_api import sync_playwright
 
@@ -103,6 +104,12 @@ def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_asse
     assert _listening(port) == {"127.0.0.1"}  # `make ui` serves loopback only
     # the schedule observes the model file every minute; start once it has
     _wait(lambda: _observed_sha(instance) == sha256(model), 150, "the first observation of the model file")
+    # what label_issues reads: the dataset's fold audit, placed in the store and reported to the instance
+    fold_audit(small_dataset, tmp_path / "var")
+    for name, keys in (("audit_folds", [None]), ("audit_inputs", [None]), ("audit_models", FOLD_KEYS),
+                       ("audit_predictions", FOLD_KEYS), ("audit_evidence", [None])):
+        for key in keys:
+            instance.report_runless_asset_event(dg.AssetMaterialization(name, partition=key))
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution("classifier_job")
     status = _wait(lambda: (s := client.get_run_status(run_id)) in (dg.DagsterRunStatus.SUCCESS,

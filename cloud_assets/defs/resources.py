@@ -25,6 +25,7 @@ class DatasetResource(dg.ConfigurableResource):
     image_height: int = 0     # original image size; 0: the most common size among train_images/
     image_width: int = 0
     review_path: str = ""     # the reviewer's label_review.csv; empty: <data_dir>/label_review.csv
+    audit_predictions: str = ""  # out-of-fold predictions made elsewhere (lib.audit.ImportedPredictions); empty: train
 
     @property
     def review_file(self) -> Path:

@@ -23,6 +23,7 @@ FIELDS = {
     "dataset.data_dir": ("CLOUD_ASSETS_DATA_DIR", str),
     "dataset.input_size": ("CLOUD_ASSETS_INPUT_SIZE", str),
     "dataset.review_path": ("CLOUD_ASSETS_REVIEW_PATH", str),
+    "dataset.audit_predictions": ("CLOUD_ASSETS_AUDIT_PREDICTIONS", str),
     "model.path": ("CLOUD_ASSETS_MODEL_PATH", str),
     "model.batch_size": ("CLOUD_ASSETS_BATCH_SIZE", int),
     "model.safe_mode": ("CLOUD_ASSETS_MODEL_SAFE_MODE", int),

@@ -44,9 +44,9 @@ def launch_options() -> str:
 
 
 def rerun_command() -> str:
-    """The command that re-runs every asset but the fold audit's, the per-image ones in every shard of the
-    current count."""
-    return f"dg launch --assets 'not group:audit' {launch_options()}".strip()
+    """The command that re-runs the per-image assets (those upstream of the fold audit's reader) in
+    every shard of the current count."""
+    return f"dg launch --assets 'not group:audit+' {launch_options()}".strip()
 
 
 def check_count(images: int) -> None:

@@ -40,11 +40,14 @@ def expected_hits(score: np.ndarray, truth: np.ndarray, n: int) -> float:
 
 def scores_against(ranked: pd.DataFrame, errors: set, score: str) -> dict:
     """precision at k (k = number of errors), recall at 2k (ties broken at random, in expectation)
-    and AUROC of one score column."""
+    and AUROC of one score column; a label the score has no value for (NaN: the classifier's signals
+    outside the validation split) ranks below every label it has one for."""
     from sklearn.metrics import roc_auc_score
 
     truth = np.array([(i, c) in errors for i, c in zip(ranked["image"], ranked["class"])])
     values = ranked[score].to_numpy(dtype=float)
+    if np.isnan(values).any():
+        values = np.where(np.isnan(values), np.nanmin(values, initial=0.0) - 1.0, values)
     k = int(truth.sum())
     if not 0 < k < len(truth):
         return {"precision_at_k": float("nan"), "recall_at_2k": float("nan"), "auroc": float("nan"), "k": k}

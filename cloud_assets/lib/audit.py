@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -141,3 +142,58 @@ def predict(model, images: np.ndarray, batch_size: int = 32):
         out = model.predict_on_batch(_inputs(np.asarray(images[start:start + batch_size])))
         pixels = np.asarray(out["pixels"], np.float32).transpose(0, 3, 1, 2)
         yield start, np.asarray(out["classes"], np.float32), pixels.astype(np.float16)
+
+
+class ImportedPredictions:
+    """Out-of-fold predictions made elsewhere (CLOUD_ASSETS_AUDIT_PREDICTIONS), in place of the fold
+    models': a folder of `images.csv` (a column `image`: every image of train.csv, once),
+    `probabilities.npy` (float, `(images, classes)`: each class's probability) and `pixels.npy`
+    (float, `(classes, images, h, w)`: each pixel's probability of each class, at any size), the
+    classes in CLOUD_ASSETS_CLASSES' order, every value in [0, 1], each image predicted by a model
+    that did not train on it. The arrays are memory-mapped; a problem names the file."""
+
+    def __init__(self, folder, n_classes: int):
+        import pandas as pd
+
+        self.folder = folder = Path(folder)
+        for name in ("images.csv", "probabilities.npy", "pixels.npy"):
+            if not (folder / name).is_file():
+                raise ValueError(f"{folder / name}: missing; CLOUD_ASSETS_AUDIT_PREDICTIONS must name a folder of "
+                                 f"images.csv, probabilities.npy and pixels.npy (see the README)")
+        table = pd.read_csv(folder / "images.csv", dtype=str, keep_default_na=False)
+        if "image" not in table.columns or table["image"].duplicated().any():
+            raise ValueError(f"{folder / 'images.csv'}: needs a column 'image' naming each image once")
+        self.rows = {image: k for k, image in enumerate(table["image"])}
+        self.probabilities = np.load(folder / "probabilities.npy", mmap_mode="r")
+        self.pixels = np.load(folder / "pixels.npy", mmap_mode="r")
+        n = len(table)
+        if self.probabilities.shape != (n, n_classes):
+            raise ValueError(f"{folder / 'probabilities.npy'}: shape {self.probabilities.shape}, expected ({n}, "
+                             f"{n_classes}): one row per image of images.csv, one column per class")
+        if self.pixels.ndim != 4 or self.pixels.shape[:2] != (n_classes, n):
+            raise ValueError(f"{folder / 'pixels.npy'}: shape {self.pixels.shape}, expected ({n_classes}, {n}, "
+                             f"height, width)")
+
+    def rows_of(self, images) -> np.ndarray:
+        """The rows of `images`; ValueError naming the first image the folder lacks."""
+        missing = [i for i in images if i not in self.rows]
+        if missing:
+            raise ValueError(f"{self.folder / 'images.csv'}: {len(missing)} images of train.csv have no prediction "
+                             f"(first: {missing[0]})")
+        return np.array([self.rows[i] for i in images], np.int64)
+
+    def batches(self, images, size: tuple[int, int], batch_size: int = 64):
+        """(start, probabilities (b, classes), pixels (b, classes, h, w) at `size`) for `images`, as
+        `predict` yields them; ValueError naming the file on a value outside [0, 1]."""
+        rows = self.rows_of(images)
+        for start in range(0, len(rows), batch_size):
+            take = rows[start:start + batch_size]
+            probs = np.asarray(self.probabilities[take], np.float32)
+            pixels = np.asarray(self.pixels[:, take], np.float32).transpose(1, 0, 2, 3)
+            if pixels.shape[2:] != tuple(size):
+                pixels = np.stack([[cv2.resize(p, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for p in image]
+                                   for image in pixels])
+            for name, values in (("probabilities.npy", probs), ("pixels.npy", pixels)):
+                if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+                    raise ValueError(f"{self.folder / name}: values outside [0, 1] (rows {take[0]}...{take[-1]})")
+            yield start, probs, pixels.astype(np.float16)

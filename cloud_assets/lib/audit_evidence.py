@@ -1,20 +1,26 @@
 """Each label's out-of-sample evidence from the fold audit: for every (image, class) of train.csv,
 what the audit model that never saw the image says of it.
 
-- `audit_probability`, `audit_cleanlab`: the model's class probability, and cleanlab's label quality
-  of the label given it (multi-label, per class, as for the classifier);
+- `audit_probability`, `audit_cleanlab`: the model's class probability, and how likely cleanlab
+  finds the label wrong given it (1 - its multi-label label quality, per class, as for the classifier);
 - `mask_quality`: cleanlab.segmentation's label quality score of the class's mask, binary (the mask
   against the pixels' probability of the class; masks of different classes overlap), a soft minimum
   over the pixels (Lad & Mueller 2023): low when some pixels' labels are confidently contradicted;
 - `predicted_area`: the share of the image the model predicts the class on (probability >= 0.5);
 - `outside_mass`: the share of the predicted probability mass that lies outside the labelled mask
-  (a missing label: nearly all of it; a loose or shifted box: much of it);
+  (a missing label: nearly all of it; a loose or shifted box: much of it); `region_outside`: the
+  share of the predicted region (probability >= 0.5) outside it (a box drawn too small);
+- `mask_area`: the share of the image the labelled mask covers (a box drawn too wide, or around two
+  patches, is larger than the class's boxes usually are);
 - `uncovered`: the share of the labelled mask where the predicted probability is below 0.2 (a box
   drawn too wide, or beside its pattern);
 - `region_iou`: the overlap of the predicted region's box (the largest connected region at or above
   0.5) with the labelled mask (`lib.attention.box_iou`, as for the classifier's proposed box);
   `regions`: how many regions of at least 2% of the image the prediction has (a pattern drawn as
   one box over two patches: 2);
+- `inside_other`, `other_class`: the largest share of the predicted mass that lies inside one other
+  class's mask, and that class (a swapped label: the prediction sits inside the mask labelled as
+  another class);
 - `audit_box_*`: the predicted region's box (shares of the side), the mask a fix would propose,
   drawn as a box like the annotators drew.
 """
@@ -34,7 +40,7 @@ REGION_LEVEL = 0.5   # the predicted region: pixels at or above this probability
 MIN_REGION = 0.02    # regions smaller than this share of the image are not counted
 AUDIT_BOX = ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")
 COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
-           "outside_mass", "uncovered", "region_iou", "regions", *AUDIT_BOX]
+           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "inside_other", "other_class", *AUDIT_BOX]
 
 
 def _regions(prob: np.ndarray) -> int:
@@ -71,12 +77,20 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
         seg = mask_quality(own, p)
         mass = p.sum(axis=(1, 2))
         outside = np.where(mass > 0, (p * ~own).sum(axis=(1, 2)) / np.maximum(mass, 1e-12), 0.0)
-        predicted = (p >= REGION_LEVEL).mean(axis=(1, 2))
+        region = p >= REGION_LEVEL
+        predicted = region.mean(axis=(1, 2))
+        region_outside = (region & ~own).sum(axis=(1, 2)) / np.maximum(region.sum(axis=(1, 2)), 1)
         area = own.sum(axis=(1, 2))
         uncovered = np.where(area > 0, ((p < LOW) & own).sum(axis=(1, 2)) / np.maximum(area, 1), 0.0)
+        others = [d for d in range(k) if d != c]
+        inside = np.stack([(p * masks[..., d]).sum(axis=(1, 2)) / np.maximum(mass, 1e-12) for d in others], axis=1)
+        inside_other = inside.max(axis=1)
+        other_class = np.where(inside_other > 0, np.asarray(class_names, dtype=object)[others][inside.argmax(axis=1)], "")
         for i in range(n):
             box = proposed_box(p[i], REGION_LEVEL)
-            rows.append((images[i], cls, int(labels[i, c]), float(probs[i, c]), float(quality[i, c]), float(seg[i]),
-                         float(predicted[i]), float(outside[i]), float(uncovered[i]), box_iou(box, own[i]),
-                         _regions(p[i]), *(box if box is not None else (np.nan,) * 4)))
+            rows.append((images[i], cls, int(labels[i, c]), float(probs[i, c]), 1 - float(quality[i, c]),
+                         float(seg[i]), float(predicted[i]), float(outside[i]), float(region_outside[i]),
+                         float(area[i]) / own[i].size, float(uncovered[i]),
+                         box_iou(box, own[i]), _regions(p[i]), float(inside_other[i]), other_class[i],
+                         *(box if box is not None else (np.nan,) * 4)))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,22 +1,26 @@
-"""Rank likely label errors from the evidence about each (image, class) label:
+"""Rank likely label errors over every (image, class) label of train.csv.
 
-- confident learning (cleanlab's multi-label functions): how plausible the label is given the
-  classifier's out-of-sample probability;
-- mask attention: where the classifier looked for the class, measured against the masks. A
-  confident prediction whose Grad-CAM energy lies outside every mask suggests a missing label;
-  inside another class's mask, a class confusion; a true label whose energy lies outside its own
-  mask, or whose mask holds none of it, a loose mask; energy on black no-data pixels, an artefact;
-- mask evidence: how well the box the classifier proposes for a labelled class matches the mask.
+The evidence about every label comes from the fold audit (`lib.audit_evidence`), whose model never
+saw the image: confident learning on its class probability (cleanlab's multi-label functions), the
+mask's quality given its per-pixel probabilities (cleanlab.segmentation), the predicted mass outside
+the mask, the mask's share without prediction, the predicted region's box against the mask, a
+prediction in two regions, and a prediction inside another class's mask (a swap).
 
-The signals are combined by a small ensemble of decision trees (`label_issue_weights.json`),
-monotone in every signal where the direction is known, fitted by `bench/label_audit.py --fit` on
-synthetic datasets and noise draws that the bench's reported figures do not use. Its output, the
+Where the classifier being audited predicted the image out of sample (the validation split), its
+own evidence is added: confident learning on its probability, and mask attention, where its
+Grad-CAM energy for the class falls (inside the class's mask, inside another's, outside every mask,
+on no-data pixels) and how well the box it proposes matches the mask. Elsewhere those signals are
+missing (NaN), which the trees read as such.
+
+The signals are combined by gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier,
+one for labelled and one for unlabelled classes), monotone in every signal whose direction is known,
+fitted by `bench/label_audit.py --fit` on synthetic datasets and noise draws that the bench's
+reported figures do not use, and stored with skops (`label_issue_model.skops`). Their output, the
 `score`, estimates the probability that the label is wrong; every signal's value is kept beside it.
 """
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from pathlib import Path
 
@@ -41,7 +45,8 @@ def cleanlab_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def cleanlab_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dict:
-    """cleanlab's per-class issues `(n, classes)`, its class ranking and overall health score.
+    """cleanlab's per-class issues `(n, classes)`, its class ranking (with each class's estimated
+    error rate among its labels) and overall health score.
 
     cleanlab's summary functions (`rank_classes_by_multilabel_quality`,
     `overall_multilabel_health_score`) start a process pool whose workers expect `fork`, which
@@ -68,10 +73,10 @@ CONFUSION_WEIGHT = 0.8
 def attention_score(label: np.ndarray, prob: np.ndarray, own: np.ndarray, other: np.ndarray,
                     outside: np.ndarray, nodata: np.ndarray, swap: np.ndarray,
                     empty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(score in [0, 1], kind) per (image, class) from the label, the probability, the Grad-CAM
-    shares, `swap` (for a labelled class, the strongest evidence that another, unlabelled class is
-    what the classifier sees inside this class's mask: its probability x its energy share there)
-    and `empty` (the share of the mask without Grad-CAM evidence)."""
+    """(score in [0, 1], kind) per (image, class) from the label, the classifier's probability, the
+    Grad-CAM shares, `swap` (for a labelled class, the strongest evidence that another, unlabelled
+    class is what the classifier sees inside this class's mask: its probability x its energy share
+    there) and `empty` (the share of the mask without Grad-CAM evidence)."""
     label = label.astype(bool)
     candidates = {
         # an unlabelled class the model sees, looking where no mask is
@@ -85,96 +90,154 @@ def attention_score(label: np.ndarray, prob: np.ndarray, own: np.ndarray, other:
         LOOSE: np.where(label, prob * np.maximum(other + outside, empty), 0.0),
         NODATA: prob * nodata,
     }
+    return _strongest(candidates)
+
+
+def audit_kind(label: np.ndarray, prob: np.ndarray, inside_other: np.ndarray, outside: np.ndarray,
+               uncovered: np.ndarray, region_iou: np.ndarray, regions: np.ndarray,
+               swap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(evidence in [0, 1], kind) per (image, class) from the fold audit's signals, as
+    `attention_score` reads the classifier's: `swap` is, for a labelled class, the strongest evidence
+    that an unlabelled class is predicted inside its mask."""
+    label = label.astype(bool)
+    candidates = {
+        MISSING: np.where(~label, prob * (1 - inside_other), 0.0),
+        CONFUSION: np.where(~label, CONFUSION_WEIGHT * prob * inside_other, 0.0),
+        SPURIOUS: np.where(label, np.maximum(1 - prob, swap), 0.0),
+        LOOSE: np.where(label, prob * np.maximum.reduce([outside, uncovered, 1 - region_iou,
+                                                         (regions > 1).astype(float)]), 0.0),
+    }
+    return _strongest(candidates)
+
+
+def _strongest(candidates: dict) -> tuple[np.ndarray, np.ndarray]:
     names = list(candidates)
     stacked = np.stack([candidates[k] for k in names], axis=1)
     return stacked.max(axis=1), np.asarray(names, dtype=object)[stacked.argmax(axis=1)]
 
 
-def swap_evidence(t: pd.DataFrame, label: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of the attention table `t`: (evidence, class) that an unlabelled class of the same
-    image puts its Grad-CAM energy inside this row's class mask; 0 and '' where none does."""
-    seen = pd.DataFrame({"index": t["index"], "target": t["other_class"],
-                         "evidence": np.where(label == 0, prob * t["cam_other"], 0.0), "by": t["class"]})
+def swap_evidence(images, classes, targets, strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (image, class): (evidence, class) that another class of the same image, unlabelled,
+    is seen inside this row's class mask; `targets` names, per row, the class whose mask holds the
+    row's evidence, and `strength` is that evidence (0 on labelled rows). 0 and '' where none is."""
+    seen = pd.DataFrame({"image": images, "target": targets, "evidence": strength, "by": classes})
     seen = seen[(seen["target"] != "") & (seen["evidence"] > 0)]
-    best = seen.sort_values("evidence", ascending=False).drop_duplicates(["index", "target"])
-    best = best.set_index(["index", "target"])
-    keys = pd.MultiIndex.from_arrays([t["index"], t["class"]])
+    best = seen.sort_values("evidence", ascending=False).drop_duplicates(["image", "target"])
+    best = best.set_index(["image", "target"])
+    keys = pd.MultiIndex.from_arrays([np.asarray(images), np.asarray(classes)])
     return (best["evidence"].reindex(keys).fillna(0.0).to_numpy(),
             best["by"].reindex(keys).fillna("").to_numpy(dtype=object))
 
 
-def rank(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, class_names,
-         cleanlab_issues: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per (image, class), most likely error first: `image`, `class`, `kind`, `other_class`,
-    `score` (the estimated probability that the label is wrong), and the signals `label`,
-    `probability`, `cleanlab`, `attention_score`, `mask_evidence`, `swap`, `cam_own`, `cam_other`,
-    `cam_outside`, `cam_nodata`, `pointing_hit`, `mask_area`, `cam_empty`, `detail_empty`, `box_iou`
-    and the proposed box `box_top` ... `box_right`; `cleanlab_issue` (cleanlab's own per-class
-    verdict) when `cleanlab_issues` `(n, classes)` is given."""
+CLASSIFIER_COLUMNS = ("probability", "cleanlab", "attention_score", "swap", "cam_own", "cam_other", "cam_outside",
+                      "cam_nodata", "pointing_hit", "cam_empty", "detail_empty", "cam_box_iou")
+
+
+def classifier_evidence(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray) -> pd.DataFrame:
+    """The classifier's evidence per (image, class) of the split it predicted out of sample: the
+    mask-attention table `attention` (`lib.attention.attention_table`), the labels and its
+    probabilities `(n, classes)` in the table's `index` order. Columns `image`, `class`,
+    `CLASSIFIER_COLUMNS` and `cam_kind` (what the attention suggests)."""
     t = attention.sort_values(["index", "class_index"]).reset_index(drop=True)
     idx, c = t["index"].to_numpy(), t["class_index"].to_numpy()
     label, prob = y_true[idx, c].astype(np.int8), y_pred[idx, c].astype(np.float64)
-    quality = cleanlab_scores(y_true, y_pred)[idx, c]
-    swap, swap_by = swap_evidence(t, label, prob)
+    swap, _ = swap_evidence(t["image"], t["class"], t["other_class"], np.where(label == 0, prob * t["cam_other"], 0.0))
     att, kind = attention_score(label, prob, t["cam_own"].to_numpy(), t["cam_other"].to_numpy(),
                                 t["cam_outside"].to_numpy(), t["cam_nodata"].to_numpy(), swap,
                                 t["cam_empty"].to_numpy())
-    other = np.where(kind == CONFUSION, t["other_class"], np.where(kind == SPURIOUS, swap_by, ""))
-    out = pd.DataFrame({"image": t["image"], "class": t["class"], "index": idx, "kind": kind, "other_class": other,
-                        "label": label, "probability": prob, "cleanlab": 1 - quality, "attention_score": att,
-                        "mask_evidence": np.where(label == 1, prob * (1 - t["box_iou"].to_numpy()), 0.0),
-                        "swap": swap})
-    for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "pointing_hit", "mask_area", "cam_empty",
-                "detail_empty", "box_iou", *BOX_COLUMNS):
+    out = pd.DataFrame({"image": t["image"], "class": t["class"], "probability": prob,
+                        "cleanlab": 1 - cleanlab_scores(y_true, y_pred)[idx, c], "attention_score": att,
+                        "swap": swap, "cam_kind": kind, "cam_box_iou": t["box_iou"].to_numpy()})
+    for col in ("cam_own", "cam_other", "cam_outside", "cam_nodata", "pointing_hit", "cam_empty", "detail_empty"):
         out[col] = t[col].to_numpy()
-    out.insert(5, "score", error_probability(out))
-    if cleanlab_issues is not None:
-        out["cleanlab_issue"] = cleanlab_issues[idx, c]
+    return out
+
+
+AUDIT_COLUMNS = ("audit_probability", "audit_cleanlab", "mask_quality", "outside_mass", "region_outside", "mask_area",
+                 "uncovered", "region_iou", "regions", "predicted_area", "inside_other", "audit_swap")
+
+
+def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (image, class) of the audit's `evidence` (`lib.audit_evidence.evidence`), in its
+    order: `image`, `class`, `split` (from `split`: image -> train/val), `kind` (what the evidence
+    suggests), `other_class`, `label`, the audit's signals `AUDIT_COLUMNS`, the classifier's
+    `CLASSIFIER_COLUMNS` (from `classifier_evidence`; NaN where it has none) and the proposed box
+    `box_top` ... `box_right` (the audit's predicted region)."""
+    e = evidence.reset_index(drop=True)
+    label, prob = e["label"].to_numpy(np.int8), e["audit_probability"].to_numpy(np.float64)
+    audit_swap, audit_swap_by = swap_evidence(e["image"], e["class"], e["other_class"],
+                                              np.where(label == 0, prob * e["inside_other"], 0.0))
+    out = pd.DataFrame({"image": e["image"], "class": e["class"], "split": e["image"].map(split).fillna(""),
+                        "label": label})
+    for col in AUDIT_COLUMNS[:-1]:
+        out[col] = e[col].to_numpy()
+    out["audit_swap"] = audit_swap
+    _, kind = audit_kind(label, prob, e["inside_other"].to_numpy(), e["outside_mass"].to_numpy(),
+                         e["uncovered"].to_numpy(), e["region_iou"].to_numpy(), e["regions"].to_numpy(), audit_swap)
+    other = np.where(kind == CONFUSION, e["other_class"], np.where(kind == SPURIOUS, audit_swap_by, ""))
+    joined = out[["image", "class"]].merge(classifier if classifier is not None else
+                                           pd.DataFrame(columns=["image", "class", "cam_kind", *CLASSIFIER_COLUMNS]),
+                                           on=["image", "class"], how="left")
+    for col in CLASSIFIER_COLUMNS:
+        out[col] = joined[col].to_numpy(np.float64)
+    kind = np.where(joined["cam_kind"].to_numpy(dtype=object) == NODATA, NODATA, kind)
+    out.insert(3, "kind", kind)
+    out.insert(4, "other_class", np.where(kind == NODATA, "", other))
+    for col, audit_col in zip(BOX_COLUMNS, ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")):
+        out[col] = e[audit_col].to_numpy()
+    return out
+
+
+def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None,
+         model: dict | None = None) -> pd.DataFrame:
+    """`labels_frame` with `score` (the estimated probability that the label is wrong, from the
+    stored trees unless `model`), most likely error first."""
+    out = labels_frame(evidence, split, classifier)
+    out.insert(5, "score", error_probability(out, model))
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
 # the signals the trees see, per label state, and the direction each may move the score (1 up, -1 down, 0 free)
 SIGNALS = {
-    "labelled": {"cleanlab": 1, "logit": 0, "cam_own": -1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 1,
-                 "swap": 1, "mask_area": 0, "cam_empty": 1, "detail_empty": 1, "box_iou": -1, "attention_score": 1},
-    "unlabelled": {"cleanlab": 1, "logit": 1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 1, "attention_score": 1},
+    "labelled": {"audit_cleanlab": 1, "audit_logit": 0, "mask_quality": -1, "outside_mass": 1, "region_outside": 1,
+                 "mask_area": 0, "uncovered": 1, "region_iou": -1, "regions": 0, "predicted_area": 0, "audit_swap": 1,
+                 "cleanlab": 1, "logit": 0, "cam_own": -1, "cam_other": 1, "cam_outside": 1, "cam_empty": 1,
+                 "cam_box_iou": -1, "swap": 1},
+    "unlabelled": {"audit_cleanlab": 1, "audit_logit": 1, "inside_other": 0, "predicted_area": 1,
+                   "cleanlab": 1, "logit": 1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 0},
 }
-WEIGHTS_PATH = Path(__file__).with_name("label_issue_weights.json")
+STATES = {"labelled": 1, "unlabelled": 0}
+MODEL_PATH = Path(__file__).with_name("label_issue_model.skops")
+# what the stored model may hold besides scikit-learn's and Python's own trusted types
+TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
-def signals(frame: pd.DataFrame, state: str) -> np.ndarray:
-    p = np.clip(frame["probability"].to_numpy(np.float64), 1e-6, 1 - 1e-6)
-    columns = {**{k: frame[k].to_numpy(np.float64) for k in SIGNALS[state] if k != "logit"},
-               "logit": np.log(p / (1 - p))}
-    return np.stack([columns[k] for k in SIGNALS[state]], axis=1)
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def signals(frame: pd.DataFrame, state: str) -> pd.DataFrame:
+    """The `state`'s signals of the rows of a `rank` frame, one column each, as the trees read them."""
+    columns = {"audit_logit": _logit(frame["audit_probability"]), "logit": _logit(frame["probability"])}
+    return pd.DataFrame({k: columns[k] if k in columns else frame[k].to_numpy(np.float64) for k in SIGNALS[state]},
+                        index=frame.index)
 
 
 @functools.cache
-def _weights() -> dict:
-    return json.loads(WEIGHTS_PATH.read_text())
+def load_model(path: Path = MODEL_PATH) -> dict:
+    """The stored trees: {"labelled": classifier, "unlabelled": classifier, "note": how they were fitted}."""
+    import skops.io
+
+    return skops.io.load(path, trusted=TRUSTED)
 
 
-def log_odds(model: dict, x: np.ndarray) -> np.ndarray:
-    """The ensemble's log-odds for rows `x`: its baseline plus the value of the leaf each tree sends a row to."""
-    raw = np.full(len(x), model["baseline"])
-    rows = np.arange(len(x))
-    for tree in model["trees"]:
-        t = {k: np.asarray(v) for k, v in tree.items()}
-        node = np.zeros(len(x), np.int64)
-        while not t["leaf"][node].all():
-            value = x[rows, t["feature"][node]]
-            left = np.where(np.isnan(value), t["missing_left"][node], value <= t["threshold"][node])
-            node = np.where(t["leaf"][node], node, np.where(left, t["left"][node], t["right"][node]))
-        raw += t["value"][node]
-    return raw
-
-
-def error_probability(frame: pd.DataFrame, weights: dict | None = None) -> np.ndarray:
+def error_probability(frame: pd.DataFrame, model: dict | None = None) -> np.ndarray:
     """float64 `(rows,)`: the estimated probability that each label of a `rank` frame is wrong."""
-    weights = weights or _weights()
+    model = model or load_model()
     out = np.zeros(len(frame))
-    for state, labelled in (("labelled", 1), ("unlabelled", 0)):
+    for state, labelled in STATES.items():
         rows = (frame["label"] == labelled).to_numpy()
         if rows.any():
-            out[rows] = 1 / (1 + np.exp(-log_odds(weights[state], signals(frame[rows], state))))
+            out[rows] = model[state].predict_proba(signals(frame[rows], state))[:, 1]
     return out

@@ -9,14 +9,14 @@ labels by its kind:
 |------------------|----------------------------------------------------------------------------|
 | spurious label   | the label is removed; with `new_class`, its mask moves to that class       |
 | class confusion  | the mask labelled `new_class` is this class's: it moves to this class      |
-| missing label    | the class is added, its mask the box the classifier proposes (a proposal)  |
-| loose mask       | the mask is replaced by the box the classifier proposes (a proposal)       |
+| missing label    | the class is added, its mask the box the audit model proposes (a proposal) |
+| loose mask       | the mask is replaced by the box the audit model proposes (a proposal)      |
 | no-data artefact | nothing: the classifier, not the label, is at fault                        |
 
 A mask that moves to a class that has one already is merged with it (their union). The proposed
-box is the bounding box of the largest region where the class's Grad-CAM exceeds half its maximum
-(`lib.attention.proposed_box`), drawn dashed red on the page, as rectangular as the annotators'
-own boxes; every proposed mask is listed in a side file so that it can be redrawn by hand.
+box is the bounding box of the largest region where the fold audit's model, which never saw the
+image, gives the class a probability of at least 0.5 (`lib.audit_evidence`), drawn dashed red on the
+page, as rectangular as the annotators' own boxes; every proposed mask is listed in a side file so that it can be redrawn by hand.
 
 Corrections are data: every version written is kept in its own folder, named by the review's and
 train.csv's versions (`keep`), and a review that would give fewer label changes than the latest
@@ -150,8 +150,8 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
                 continue
             box = boxes.loc[(image, cls)].to_numpy(float) if (image, cls) in boxes.index else None
             if box is None or any(math.isnan(v) for v in box):
-                problems.append((where, f"no proposed box for {image} {cls} (not a current candidate, or its "
-                                f"Grad-CAM is empty); draw the mask by hand"))
+                problems.append((where, f"no proposed box for {image} {cls} (the audit model predicts no region "
+                                f"of the class there); draw the mask by hand"))
                 continue
             enc[key] = rle.encode(box_mask(box, shape))
             changes.append((image, cls, "added (proposed box)" if r.kind == MISSING

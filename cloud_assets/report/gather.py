@@ -38,7 +38,12 @@ class ReportData:
     model: dict                     # path, sha256, modified, pr_auc {class: value}, device
     history: pd.DataFrame           # version, seen, class, pr_auc, fp
     precision_level: int
-    issues: pd.DataFrame            # label_issues, most likely first
+    issues: pd.DataFrame            # label_issues, most likely first: every label of train.csv
+    candidate_maps: np.ndarray      # label_issues: the audit's probability of the class per pixel, first candidates
+    class_ranking: pd.DataFrame     # label_issues: cleanlab's estimated error rate per class
+    cache_rows: dict                # image -> (split, row in image_cache's array of that split)
+    encoded: dict                   # train.csv: Image_Label -> EncodedPixels
+    original_shape: tuple           # the images' (height, width)
     health: float                   # cleanlab's overall multi-label health score
     review: pd.DataFrame            # corrected_labels: the reviewer's decisions (image, class, decision, ...)
     review_summary: dict            # corrected_labels: what was applied (counts, the review's path)
@@ -76,6 +81,12 @@ def gather(inputs: dict, class_names, data_dir: Path, history: pd.DataFrame) -> 
                "pr_auc": dict(zip(class_names, map(float, thresholds.pr_auc(predictions.array("y_true"),
                                                                             predictions.array("probabilities")))))},
         history=history, precision_level=int(inputs["mistakes"].json("level")["precision_level"]),
-        issues=inputs["label_issues"].table("issues"),
+        issues=inputs["label_issues"].table("issues"), candidate_maps=inputs["label_issues"].array("candidate_maps"),
+        class_ranking=inputs["label_issues"].table("class_ranking"),
+        cache_rows={name: (s, k) for s in ("train", "val", "test")
+                    for k, name in enumerate(cache.table(f"{s}_names")["image"])},
+        encoded=dict(zip(inputs["label_table"].table("rows")["Image_Label"],
+                         inputs["label_table"].table("rows")["EncodedPixels"])),
+        original_shape=tuple(inputs["label_table"].json("meta")["original_shape"]),
         health=float(inputs["label_issues"].json("health")["overall_health_score"]),
         review=inputs["corrected_labels"].table("review"), review_summary=inputs["corrected_labels"].json("summary"))

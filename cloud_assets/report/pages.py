@@ -12,7 +12,7 @@ import pandas as pd
 
 from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUES_SHOWN, MARK_LEVELS, SUMMARY_LEVELS
 from cloud_assets.lib import mistakes as mistakes_lib
-from cloud_assets.lib import review, saliency, thresholds
+from cloud_assets.lib import review, rle, saliency, thresholds
 from cloud_assets.lib.attention import BOX_COLUMNS
 from cloud_assets.lib.kinds import CONFUSION, SPURIOUS
 from cloud_assets.report import charts, images, prose
@@ -240,33 +240,46 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
     kinds = data.issues.head(ISSUES_COUNTED)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
     items = []
     for k, r in enumerate(top.to_dict("records")):
-        c, i = data.class_names.index(r["class"]), int(r["index"])
-        small = data.cache["val"][i]
+        split, row = data.cache_rows[r["image"]]
+        small = data.cache[split][row]
         full = images.original(data.data_dir / "train_images" / r["image"], small)
-        masks = data.val_masks[:, i]
-        box = np.array([r[k] for k in BOX_COLUMNS], float)
-        cam = saliency.upsample(data.gradcam[c, i], small.shape[:2])
-        thumb = images.proposed_box(images.masks_outline(images.saliency_overlay(small, cam, frame=False), masks), box)
-        big = images.proposed_box(images.masks_outline(images.saliency_overlay(full, cam, frame=False), masks), box)
+        masks = np.concatenate([rle.decode_resized([data.encoded.get(f"{r['image']}_{c}", "")], data.original_shape,
+                                                   small.shape[:2]) for c in data.class_names])
+        box = np.array([r[col] for col in BOX_COLUMNS], float)
+        evidence = data.candidate_maps[k].astype(np.float32)
+        thumb, big = (images.proposed_box(images.masks_outline(
+            images.saliency_overlay(img, evidence, frame=False, scaled=False), masks), box) for img in (small, full))
         t, f = images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
         other = f" ({r['other_class']})" if r["other_class"] else ""
-        caption = (f"#{k + 1} {r['image']} {r['class']}: {r['kind']}{other}; score {r['score']:.2f}, "
-                   f"p={r['probability']:.2f}, labelled {'yes' if r['label'] else 'no'}; {data.method.cam} own "
-                   f"{r['cam_own']:.0%} / other {r['cam_other']:.0%} / outside {r['cam_outside']:.0%} / "
-                   f"no-data {r['cam_nodata']:.0%}")
+        caption = (f"#{k + 1} {r['image']} {r['class']} ({split}): {r['kind']}{other}; score {r['score']:.2f}, "
+                   f"labelled {'yes' if r['label'] else 'no'}; audit p={r['audit_probability']:.2f}, predicted "
+                   f"outside the mask {r['outside_mass']:.0%}")
         if r["label"]:
-            caption += f"; mask without evidence {r['cam_empty']:.0%}, proposed box IoU {r['box_iou']:.2f}"
+            caption += (f", mask quality {r['mask_quality']:.2f}, mask without prediction {r['uncovered']:.0%}, "
+                        f"predicted box IoU {r['region_iou']:.2f}")
+        if not np.isnan(r["probability"]):
+            caption += (f"; classifier p={r['probability']:.2f}, {data.method.cam} own {r['cam_own']:.0%} / other "
+                        f"{r['cam_other']:.0%} / outside {r['cam_outside']:.0%}")
         items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "style": "issue", "caption": caption,
-                      "data": {"image": r["image"], "class": r["class"], "kind": r["kind"], "score": f"{r['score']:.4f}"},
+                      "data": {"image": r["image"], "class": r["class"], "kind": r["kind"], "split": split,
+                               "score": f"{r['score']:.4f}"},
                       "review": _review_controls(r, data.class_names)})
     progress = review.progress(data.review, top) if data.review_summary["reviewed"] else None
-    cols = ["image", "class", "kind", "other_class", "score", "probability", "label", "cleanlab", "attention_score",
-            "mask_evidence", "cam_own", "cam_other", "cam_outside", "cam_nodata", "cam_empty", "box_iou"]
+    cols = ["image", "class", "split", "kind", "other_class", "score", "label", "audit_probability", "audit_cleanlab",
+            "mask_quality", "outside_mass", "uncovered", "region_iou", "regions", "probability", "cleanlab",
+            "attention_score"]
+    per_split = data.issues.groupby("split").agg(labels=("label", "size"), labelled=("label", "sum"),
+                                                 images=("image", "nunique")).reset_index()
+    error_rates = data.class_ranking[["Class Name", "Label Issues", "Label Noise"]].rename(columns={
+        "Class Name": "class", "Label Issues": "labels cleanlab finds wrong",
+        "Label Noise": "estimated error rate (share of images)"})
     return render("issues.md.j2", file, method=data.method, health=data.health,
                   kinds=chart(charts.bars(kinds, "kind", "labels", f"Suspected kind among the {ISSUES_COUNTED} top "
                                           f"candidates", "kind", "labels")),
+                  audited=len(data.issues), audited_images=data.issues["image"].nunique(), shown=len(top),
+                  per_split=table(per_split), error_rates=table(error_rates.round(4)),
                   dataset=str(data.data_dir.resolve()), class_names=data.class_names,
-                  kind_names=sorted(top["kind"].unique()), colors=_colors(data), candidates=items,
-                  progress=prose.review_progress(data),
+                  kind_names=sorted(top["kind"].unique()), split_names=sorted(top["split"].unique()),
+                  colors=_colors(data), candidates=items, progress=prose.review_progress(data),
                   progress_table=table(progress[progress["listed"] > 0]) if progress is not None else None,
                   listed=ISSUES_LISTED, top=table(data.issues.head(ISSUES_LISTED)[cols].round(3)))

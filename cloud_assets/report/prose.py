@@ -35,7 +35,7 @@ def findings(data: ReportData) -> list[str]:
         out.append(f"None of the {n} images is dark.")
     top = data.issues.head(ISSUES_COUNTED)
     kinds = top["kind"].value_counts()
-    out.append(f"Among the {len(top)} most likely label errors: "
+    out.append(f"Among the {len(top)} most likely label errors of the {len(data.issues)} labels audited: "
                + ", ".join(f"{k} {int(v)}" for k, v in kinds.items())
                + f"; the most likely is {top['image'].iloc[0]} {top['class'].iloc[0]} ({top['kind'].iloc[0]}, "
                  f"score {top['score'].iloc[0]:.2f}). cleanlab's label health score: {data.health:.3f}.")

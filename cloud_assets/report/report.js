@@ -122,10 +122,11 @@ document.addEventListener("DOMContentLoaded", () => {
                   n: () => step(1), j: () => step(1), p: () => step(-1), k: () => step(-1)};
     if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
   });
-  ["f-class", "f-kind"].forEach((name) => document.getElementById(name).addEventListener("change", () => {
-    const c = document.getElementById("f-class").value, k = document.getElementById("f-kind").value;
+  const FILTERS = {"f-class": "class", "f-kind": "kind", "f-split": "split"};  // select -> data attribute
+  Object.keys(FILTERS).forEach((name) => document.getElementById(name).addEventListener("change", () => {
+    const chosen = Object.entries(FILTERS).map(([n, a]) => [a, document.getElementById(n).value]);
     figures.forEach((f) => {
-      f.style.display = (!c || f.dataset.class === c) && (!k || f.dataset.kind === k) ? "" : "none";
+      f.style.display = chosen.every(([a, v]) => !v || f.dataset[a] === v) ? "" : "none";
     });
     focus(visible()[0] || null);
   }));

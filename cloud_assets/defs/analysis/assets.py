@@ -2,12 +2,14 @@
 import functools
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
-from cloud_assets.constants import CONFUSION_LEVELS, ISSUES_LISTED, METADATA_ROWS, PRECISION_LEVEL, SUMMARY_LEVELS
+from cloud_assets.constants import CONFUSION_LEVELS, ISSUES_LISTED, ISSUES_SHOWN, METADATA_ROWS, PRECISION_LEVEL, SUMMARY_LEVELS
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs import shards
+from cloud_assets.defs.audit.assets import FOLD_KEYS
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib import attention
 from cloud_assets.lib import label_issues as label_issues_lib
@@ -111,17 +113,49 @@ def mask_attention(context: dg.AssetExecutionContext, shard: shards.Shard, salie
     return {"result": {"shares": table}}, table
 
 
-@analysis_asset(code_version="2")
-def label_issues(mask_attention, val_predictions, dataset: DatasetResource):
-    """Candidate label errors, most likely first: image, class, suspected kind, score, each signal."""
-    y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
-    health = label_issues_lib.cleanlab_summary(y_true, y_pred, dataset.class_names)
-    ranked = label_issues_lib.rank(mask_attention.table("shares"), y_true, y_pred, dataset.class_names,
-                                   health["issues"])
-    top = ranked.head(METADATA_ROWS)[["image", "class", "kind", "other_class", "score", "probability", "cam_own"]]
-    return dg.Output({"issues": ranked, "class_ranking": health["class_ranking"],
+@analysis_asset(code_version="3")
+def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
+                 mask_attention, val_predictions, train_val_split: Bundle, dataset: DatasetResource):
+    """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,
+    class, split, suspected kind, score, each signal (the fold audit's for every label, the
+    classifier's where it predicted the image out of sample: the validation split), the proposed
+    box; cleanlab's class ranking (each class's estimated error rate) and health score on the audit's
+    out-of-sample probabilities; and the audit's per-pixel probability of the class for the first
+    ISSUES_SHOWN candidates, which the report draws."""
+    evidence = audit_evidence.table("evidence")
+    classes = dataset.class_names
+    classifier = label_issues_lib.classifier_evidence(mask_attention.table("shares"), val_predictions.array("y_true"),
+                                                      val_predictions.array("probabilities"))
+    split = train_val_split.table("split")
+    ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier)
+    wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
+    y_true, y_pred = wide["label"][classes].to_numpy(np.int8), wide["audit_probability"][classes].to_numpy()
+    health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)
+    issue = pd.DataFrame(health["issues"], index=wide.index, columns=classes).stack()
+    ranked["cleanlab_issue"] = issue.reindex(pd.MultiIndex.from_arrays([ranked["image"], ranked["class"]])).to_numpy()
+    maps = _candidate_maps(ranked.head(ISSUES_SHOWN), audit_predictions, audit_folds, classes)
+    top = ranked.head(METADATA_ROWS)[["image", "class", "split", "kind", "other_class", "score", "audit_probability",
+                                      "mask_quality"]]
+    context.log.info(f"label_issues: {len(ranked)} labels of {len(wide)} images ranked "
+                     f"({int((ranked['split'] == 'val').sum())} with the classifier's evidence too)")
+    return dg.Output({"issues": ranked, "class_ranking": health["class_ranking"], "candidate_maps": maps,
                       "health": {"overall_health_score": health["health"]}},
-                     metadata={"top_candidates": md_table(top.round(3)),
+                     metadata={"labels": len(ranked), "images": len(wide),
+                               "top_candidates": md_table(top.round(3)),
                                "cleanlab_health_score": health["health"],
+                               "cleanlab_error_rate_per_class": md_table(
+                                   health["class_ranking"][["Class Name", "Label Issues", "Label Noise"]].round(4)),
                                "kinds_in_top_50": dg.MetadataValue.md(
                                    ranked.head(ISSUES_LISTED)["kind"].value_counts().to_frame().to_markdown())})
+
+
+def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, classes) -> np.ndarray:
+    """float16 `(candidates, h, w)`: each candidate's class probability per pixel, from the audit
+    model of its image's fold."""
+    fold = dict(zip(audit_folds.table("folds")["image"], audit_folds.table("folds")["fold"]))
+    rows = {key: {i: k for k, i in enumerate(p.table("images")["image"])} for key, p in audit_predictions.items()}
+    out = []
+    for image, cls in zip(candidates["image"], candidates["class"]):
+        key = FOLD_KEYS[fold[image]]
+        out.append(audit_predictions[key].array("pixels")[classes.index(cls), rows[key][image]])
+    return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)

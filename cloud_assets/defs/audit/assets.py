@@ -125,18 +125,28 @@ class AuditTraining(dg.Config):
 
 
 @dg.asset(group_name="audit", code_version=CODE, pool=GPU_POOL, op_tags=GPU_OP_TAGS, **FOLD_PARTITIONS)
-def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, var: VarDir, audit_inputs: Bundle,
-                 audit_folds: Bundle):
+def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, dataset: DatasetResource, var: VarDir,
+                 audit_inputs: Bundle, audit_folds: Bundle):
     """Per fold, a U-Net with an image-level head (`lib.audit`) trained from scratch on the images and
     current labels of the other folds. A model is kept under CLOUD_ASSETS_VAR_DIR/audit-models/ by
     its training set's digest as soon as it is trained: a run killed after some folds, or a label
-    changed in one fold, trains only the folds whose training set has no model yet."""
+    changed in one fold, trains only the folds whose training set has no model yet. With
+    CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made elsewhere take the models' place."""
     out, training = {}, config.training()
     for key in context.partition_keys:
         fold = FOLD_KEYS.index(key)
         digest = audit_folds.json("digests")[key]
-        kept = Path(var.path) / MODELS / f"{digest[:16]}-{CODE}-{audit.config_digest(training)}"
         train_rows, held_out = _training_set(audit_folds, fold)
+        meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
+                "held_out_images": len(held_out), "size": list(SIZE)}
+        if dataset.audit_predictions:
+            context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
+                             f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
+            with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
+                staged.put("meta", {**meta, "imported": dataset.audit_predictions})
+            out[key] = staged
+            continue
+        kept = Path(var.path) / MODELS / f"{digest[:16]}-{CODE}-{audit.config_digest(training)}"
         if (kept / "model.keras").is_file():
             context.log.info(f"audit_models fold {key}: a model of this training set and settings exists; "
                              f"keeping {kept}")
@@ -153,8 +163,7 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, var: 
             shutil.copy(kept / "model.keras", staged.path / "model.keras")
             history = pd.read_parquet(kept / "history.parquet")
             staged.put("history", history)
-            staged.put("meta", {"fold": key, "training_digest": digest, "training_images": len(train_rows),
-                                "held_out_images": len(held_out), "size": list(SIZE), "epochs": len(history)})
+            staged.put("meta", {**meta, "epochs": len(history)})
         out[key] = staged
     return dg.Output(out, metadata={"folds": len(out)})
 
@@ -164,34 +173,40 @@ def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_mode
                       audit_folds: Bundle):
     """Per fold, for each of its images, from the model that never saw it: each class's probability
     `(images, classes)` float32 and each pixel's `(classes, images, h, w)` float16 at the audit size,
-    written batch by batch (memory flat in the number of images)."""
-    import keras
-
+    written batch by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS,
+    read from the predictions made elsewhere (`lib.audit.ImportedPredictions`)."""
     out = {}
     for key in context.partition_keys:
         fold = FOLD_KEYS.index(key)
         _, rows = _training_set(audit_folds, fold)
-        model = keras.saving.load_model(audit_models[key].path / "model.keras")
         classes = audit_inputs.array("labels").shape[1]
+        names = list(audit_folds.table("folds")["image"].iloc[rows])
+        imported = audit_models[key].json("meta").get("imported")
+        if imported:
+            batches = audit.ImportedPredictions(imported, classes).batches(names, SIZE)
+        else:
+            import keras
+
+            model = keras.saving.load_model(audit_models[key].path / "model.keras")
+            batches = audit.predict(model, audit_inputs.array("images")[rows])
         start_s = time.monotonic()
         with var.staging(dg.AssetKey(f"audit_predictions@{key}")) as staged:
             probs = staged.new_array("probabilities", (len(rows), classes), np.float32)
             pixels = staged.new_array("pixels", (classes, len(rows), *SIZE), np.float16)
-            images = audit_inputs.array("images")
             progress = Progress(len(rows), progress_logger(context, f"audit_predictions fold {key}"))
-            for start, p, pix in audit.predict(model, images[rows]):
+            for start, p, pix in batches:
                 probs[start:start + len(p)] = p
                 pixels[:, start:start + len(p)] = pix.transpose(1, 0, 2, 3)
                 progress.advance(len(p))
             probs.flush()
             pixels.flush()
-            staged.put("images", audit_folds.table("folds").iloc[rows][["image"]].reset_index(drop=True))
+            staged.put("images", pd.DataFrame({"image": names}))
         out[key] = staged
         context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
     return dg.Output(out, metadata={"folds": len(out)})
 
 
-@dg.asset(group_name="audit", code_version=CODE, **WHOLE)
+@dg.asset(group_name="audit", code_version=f"{CODE}-3", **WHOLE)
 def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
                    audit_inputs: Bundle, audit_folds: Bundle):
     """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
