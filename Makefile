@@ -100,10 +100,9 @@ run: install
 	@$(LAUNCH) --job observe_model_file
 	@# the data and the classifier's audit, up to what reads the fold audit
 	@$(LAUNCH) --assets 'not group:audit+' $(SHARD_RANGE)
-	@# the audit of every label: folds, a model per fold, out-of-sample predictions
-	@$(LAUNCH) --assets 'group:audit' $(FOLD_RANGE)
-	@# every label ranked, the corrections and the report
-	@$(LAUNCH) --assets 'group:audit+ and not group:audit'
+	@# the audit of every label (folds, a model per fold, out-of-sample predictions), then every label
+	@# ranked, the corrections and the report
+	@$(LAUNCH) --assets 'group:audit+' $(FOLD_RANGE)
 	@echo
 	@$(MAKE) --no-print-directory where
 

@@ -23,12 +23,11 @@ SPREAD = bool(settings.load_time(settings.EXECUTOR))  # Celery or Kubernetes: ru
 RECORD = {"shards": COUNT}  # what every per-image value records of its partitioning
 
 
-def backfill_policy(per_image: bool) -> dg.BackfillPolicy | None:
+def backfill_policy(per_image: bool) -> dg.BackfillPolicy:
     """A per-image asset's shards in runs of PER_RUN where the executor spreads runs, else in one
-    run; every other asset in one run (which `dg launch --partition-range` requires of them all)."""
-    if COUNT == 1:
-        return None
-    if per_image and SPREAD:
+    run; every other asset in one run too, which `dg launch --partition-range` requires of every asset
+    it launches (with the shards' range, or with the audit's folds')."""
+    if per_image and SPREAD and COUNT > 1:
         return dg.BackfillPolicy.multi_run(max_partitions_per_run=PER_RUN)
     return dg.BackfillPolicy.single_run()
 

@@ -91,48 +91,75 @@ def _inputs(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 255.0
 
 
+class Trainer:
+    """Trains audit models of one shape and setting one after another (one per fold) on one compiled
+    model. Each `train` starts from the initial weights and optimizer state that a newly built model
+    has after `keras.utils.set_random_seed(config.seed)`, so it learns what a new model would, but the
+    training and evaluation steps are traced once, not once per fold (the first epoch of a new model
+    spends several seconds tracing)."""
+
+    def __init__(self, n_classes: int, config: TrainingConfig):
+        import keras
+
+        check_size(config.size, len(config.widths))
+        self.config = config
+        keras.utils.set_random_seed(config.seed)
+        self.model = build(n_classes, config)
+        self.model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                           loss={"pixels": "binary_crossentropy", "classes": "binary_crossentropy"})
+        self.model.optimizer.build(self.model.trainable_variables)
+        self._initial = self.model.get_weights(), [np.array(v) for v in self.model.optimizer.variables]
+
+    def train(self, images: np.ndarray, masks: np.ndarray, labels: np.ndarray,
+              log: Callable[[str], None] = print):
+        """The model trained on uint8 `images (n, h, w, 3)` at the audit size, uint8 `masks (n, h, w,
+        classes)` and 0/1 `labels (n, classes)`; returns (model, history: one dict per epoch). The
+        model is this trainer's: the next `train` changes it, so save it first."""
+        import keras
+
+        config, model = self.config, self.model
+        n = len(images)
+        if n < 4:
+            raise ValueError(f"{n} training images: too few to train an audit model")
+        keras.utils.set_random_seed(config.seed)
+        weights, optimizer_state = self._initial
+        model.set_weights(weights)
+        for variable, value in zip(model.optimizer.variables, optimizer_state):
+            variable.assign(value)
+        order = np.random.default_rng(config.seed).permutation(n)
+        n_val = max(1, int(round(n * config.held_out)))
+        val, fit = order[:n_val], order[n_val:]
+        x, y_pix, y_cls = _inputs(images), masks.astype(np.float32), labels.astype(np.float32)
+        best, best_weights, waited, history = np.inf, None, 0, []
+        for epoch in range(1, config.epochs + 1):
+            start = time.monotonic()
+            shuffled = np.random.default_rng(config.seed + epoch).permutation(fit)
+            result = model.fit(x[shuffled], {"pixels": y_pix[shuffled], "classes": y_cls[shuffled]},
+                               batch_size=config.batch_size, epochs=1, verbose=0, shuffle=False)
+            val_loss = model.evaluate(x[val], {"pixels": y_pix[val], "classes": y_cls[val]},
+                                      batch_size=config.batch_size, verbose=0, return_dict=True)["loss"]
+            seconds = time.monotonic() - start
+            entry = {"epoch": epoch, "loss": float(result.history["loss"][-1]), "val_loss": float(val_loss),
+                     "images_per_s": round(len(fit) / seconds, 1), "seconds": round(seconds, 1)}
+            history.append(entry)
+            improved = val_loss < best - 1e-4
+            log(f"epoch {epoch}/{config.epochs}: loss {entry['loss']:.4f}, held-out loss {entry['val_loss']:.4f}"
+                f"{' (best)' if improved else ''}, {entry['images_per_s']} images/s")
+            if improved:
+                best, best_weights, waited = val_loss, model.get_weights(), 0
+            else:
+                waited += 1
+                if waited >= config.patience:
+                    log(f"early stop after epoch {epoch}: no better held-out loss for {config.patience} epochs")
+                    break
+        model.set_weights(best_weights)
+        return model, history
+
+
 def train(images: np.ndarray, masks: np.ndarray, labels: np.ndarray, config: TrainingConfig,
           log: Callable[[str], None] = print):
-    """A model trained on uint8 `images (n, h, w, 3)` at the audit size, uint8 `masks (n, h, w,
-    classes)` and 0/1 `labels (n, classes)`; returns (model, history: one dict per epoch)."""
-    import keras
-
-    n, n_classes = len(images), labels.shape[1]
-    if n < 4:
-        raise ValueError(f"{n} training images: too few to train an audit model")
-    check_size(config.size, len(config.widths))
-    keras.utils.set_random_seed(config.seed)
-    order = np.random.default_rng(config.seed).permutation(n)
-    n_val = max(1, int(round(n * config.held_out)))
-    val, fit = order[:n_val], order[n_val:]
-    model = build(n_classes, config)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss={"pixels": "binary_crossentropy", "classes": "binary_crossentropy"})
-    x, y_pix, y_cls = _inputs(images), masks.astype(np.float32), labels.astype(np.float32)
-    best, best_weights, waited, history = np.inf, None, 0, []
-    for epoch in range(1, config.epochs + 1):
-        start = time.monotonic()
-        shuffled = np.random.default_rng(config.seed + epoch).permutation(fit)
-        result = model.fit(x[shuffled], {"pixels": y_pix[shuffled], "classes": y_cls[shuffled]},
-                           batch_size=config.batch_size, epochs=1, verbose=0, shuffle=False)
-        val_loss = model.evaluate(x[val], {"pixels": y_pix[val], "classes": y_cls[val]},
-                                  batch_size=config.batch_size, verbose=0, return_dict=True)["loss"]
-        seconds = time.monotonic() - start
-        entry = {"epoch": epoch, "loss": float(result.history["loss"][-1]), "val_loss": float(val_loss),
-                 "images_per_s": round(len(fit) / seconds, 1), "seconds": round(seconds, 1)}
-        history.append(entry)
-        improved = val_loss < best - 1e-4
-        log(f"epoch {epoch}/{config.epochs}: loss {entry['loss']:.4f}, held-out loss {entry['val_loss']:.4f}"
-            f"{' (best)' if improved else ''}, {entry['images_per_s']} images/s")
-        if improved:
-            best, best_weights, waited = val_loss, model.get_weights(), 0
-        else:
-            waited += 1
-            if waited >= config.patience:
-                log(f"early stop after epoch {epoch}: no better held-out loss for {config.patience} epochs")
-                break
-    model.set_weights(best_weights)
-    return model, history
+    """One model trained as `Trainer.train` trains it (a new trainer, for a single model)."""
+    return Trainer(labels.shape[1], config).train(images, masks, labels, log)
 
 
 def predict(model, images: np.ndarray, batch_size: int = 32):

@@ -175,12 +175,12 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     _, kind = audit_kind(label, prob, e["inside_other"].to_numpy(), e["outside_mass"].to_numpy(),
                          e["uncovered"].to_numpy(), e["region_iou"].to_numpy(), e["regions"].to_numpy(), audit_swap)
     other = np.where(kind == CONFUSION, e["other_class"], np.where(kind == SPURIOUS, audit_swap_by, ""))
-    joined = out[["image", "class"]].merge(classifier if classifier is not None else
-                                           pd.DataFrame(columns=["image", "class", "cam_kind", *CLASSIFIER_COLUMNS]),
-                                           on=["image", "class"], how="left")
-    for col in CLASSIFIER_COLUMNS:
-        out[col] = joined[col].to_numpy(np.float64)
-    kind = np.where(joined["cam_kind"].to_numpy(dtype=object) == NODATA, NODATA, kind)
+    if classifier is None:
+        out[list(CLASSIFIER_COLUMNS)] = np.nan
+    else:
+        joined = out[["image", "class"]].merge(classifier, on=["image", "class"], how="left")
+        out[list(CLASSIFIER_COLUMNS)] = joined[list(CLASSIFIER_COLUMNS)].to_numpy(np.float64)
+        kind = np.where(joined["cam_kind"].to_numpy(dtype=object) == NODATA, NODATA, kind)
     out.insert(3, "kind", kind)
     out.insert(4, "other_class", np.where(kind == NODATA, "", other))
     for col, audit_col in zip(BOX_COLUMNS, ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jinja2
@@ -238,8 +240,10 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
     chart = Charts(file)
     top = data.issues.head(ISSUES_SHOWN)
     kinds = data.issues.head(ISSUES_COUNTED)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
-    items = []
-    for k, r in enumerate(top.to_dict("records")):
+    records = top.to_dict("records")
+
+    def draw(k: int) -> tuple[str, str]:  # candidate k's thumbnail and full view, written
+        r = records[k]
         split, row = data.cache_rows[r["image"]]
         small = data.cache[split][row]
         full = images.original(data.data_dir / "train_images" / r["image"], small)
@@ -249,7 +253,13 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         evidence = data.candidate_maps[k].astype(np.float32)
         thumb, big = (images.proposed_box(images.masks_outline(
             images.saliency_overlay(img, evidence, frame=False, scaled=False), masks), box) for img in (small, full))
-        t, f = images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
+        return images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # OpenCV's reading, drawing and encoding free the GIL
+        written = list(pool.map(draw, range(len(records))))
+    items = []
+    for k, (r, (t, f)) in enumerate(zip(records, written)):
+        split = data.cache_rows[r["image"]][0]
         other = f" ({r['other_class']})" if r["other_class"] else ""
         caption = (f"#{k + 1} {r['image']} {r['class']} ({split}): {r['kind']}{other}; score {r['score']:.2f}, "
                    f"labelled {'yes' if r['label'] else 'no'}; audit p={r['audit_probability']:.2f}, predicted "

@@ -152,7 +152,8 @@ def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audi
 def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, classes) -> np.ndarray:
     """float16 `(candidates, h, w)`: each candidate's class probability per pixel, from the audit
     model of its image's fold."""
-    fold = dict(zip(audit_folds.table("folds")["image"], audit_folds.table("folds")["fold"]))
+    folds = audit_folds.table("folds")
+    fold = dict(zip(folds["image"], folds["fold"]))
     rows = {key: {i: k for k, i in enumerate(p.table("images")["image"])} for key, p in audit_predictions.items()}
     out = []
     for image, cls in zip(candidates["image"], candidates["class"]):

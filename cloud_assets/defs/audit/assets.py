@@ -28,7 +28,6 @@ FOLD_KEYS = shard_lib.keys(FOLDS)
 FOLD_PARTITIONS = {"partitions_def": dg.StaticPartitionsDefinition(FOLD_KEYS),
                    "backfill_policy": dg.BackfillPolicy.multi_run(1) if shards.SPREAD
                    else dg.BackfillPolicy.single_run()}
-WHOLE = {"backfill_policy": dg.BackfillPolicy.single_run()}  # launched with the folds' partition range
 CODE = f"2-{SIZE[0]}x{SIZE[1]}"  # a new audit size re-runs the audit
 MODELS = "audit-models"  # under CLOUD_ASSETS_VAR_DIR: every fold model trained, by its training set
 
@@ -38,7 +37,7 @@ def launch_options() -> str:
     return f"--partition-range {FOLD_KEYS[0]}...{FOLD_KEYS[-1]}"
 
 
-@dg.asset(group_name="audit", code_version="1", **WHOLE)
+@dg.asset(group_name="audit", code_version="1", **shards.WHOLE)
 def audit_folds(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle):
     """Every image of train.csv in one of CLOUD_ASSETS_AUDIT_FOLDS folds, stratified by its label
     combination (`lib.folds`); an image keeps its fold across runs, so that a corrected label
@@ -68,7 +67,7 @@ def audit_folds(context: dg.AssetExecutionContext, dataset: DatasetResource, var
         "combinations_per_fold": md_table(counts.rename(columns=str).reset_index())})
 
 
-@dg.asset(group_name="audit", code_version=CODE, **WHOLE)
+@dg.asset(group_name="audit", code_version=CODE, **shards.WHOLE)
 def audit_inputs(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
                  image_cache):
     """What the audit models learn from, for every image of train.csv in `audit_folds`' order: uint8
@@ -132,7 +131,7 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
     its training set's digest as soon as it is trained: a run killed after some folds, or a label
     changed in one fold, trains only the folds whose training set has no model yet. With
     CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made elsewhere take the models' place."""
-    out, training = {}, config.training()
+    out, training, trainer = {}, config.training(), None
     for key in context.partition_keys:
         fold = FOLD_KEYS.index(key)
         digest = audit_folds.json("digests")[key]
@@ -153,9 +152,10 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
         else:
             context.log.info(f"audit_models fold {key}: training on {len(train_rows)} images of the other folds "
                              f"({model_lib.configure_device()})")
-            images, masks = audit_inputs.array("images"), audit_inputs.array("masks")
-            model, history = audit.train(images[train_rows], masks[train_rows], audit_inputs.array("labels")[train_rows],
-                                         training, log=lambda m, key=key: context.log.info(f"audit_models fold {key}: {m}"))
+            images, masks, labels = (audit_inputs.array(a) for a in ("images", "masks", "labels"))
+            trainer = trainer or audit.Trainer(labels.shape[1], training)  # the folds share its traced steps
+            model, history = trainer.train(images[train_rows], masks[train_rows], labels[train_rows],
+                                           log=lambda m, key=key: context.log.info(f"audit_models fold {key}: {m}"))
             with written_folder(kept) as folder:
                 model.save(folder / "model.keras")
                 pd.DataFrame(history).to_parquet(folder / "history.parquet")
@@ -175,7 +175,7 @@ def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_mode
     `(images, classes)` float32 and each pixel's `(classes, images, h, w)` float16 at the audit size,
     written batch by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS,
     read from the predictions made elsewhere (`lib.audit.ImportedPredictions`)."""
-    out = {}
+    out, model = {}, None
     for key in context.partition_keys:
         fold = FOLD_KEYS.index(key)
         _, rows = _training_set(audit_folds, fold)
@@ -187,7 +187,13 @@ def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_mode
         else:
             import keras
 
-            model = keras.saving.load_model(audit_models[key].path / "model.keras")
+            # the folds' models share one architecture: one model, each fold's weights loaded into it, so
+            # that the prediction step is traced once
+            path = audit_models[key].path / "model.keras"
+            if model is None:
+                model = keras.saving.load_model(path)
+            else:
+                model.load_weights(path)
             batches = audit.predict(model, audit_inputs.array("images")[rows])
         start_s = time.monotonic()
         with var.staging(dg.AssetKey(f"audit_predictions@{key}")) as staged:
@@ -206,7 +212,7 @@ def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_mode
     return dg.Output(out, metadata={"folds": len(out)})
 
 
-@dg.asset(group_name="audit", code_version=f"{CODE}-3", **WHOLE)
+@dg.asset(group_name="audit", code_version=f"{CODE}-3", **shards.WHOLE)
 def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
                    audit_inputs: Bundle, audit_folds: Bundle):
     """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
