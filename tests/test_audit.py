@@ -1,8 +1,8 @@
 """The audit assets materialized on the small dataset: every image of train.csv in one fold, one
 model per fold trained on the others, every image predicted by the model that never saw it, every
 label's evidence from those predictions; a fold model is kept by its training set, so a second run
-trains nothing, a run killed after some folds trains only the rest, and a corrected label retrains
-the other folds only; out-of-fold predictions made elsewhere take the models' place."""
+trains nothing, a run killed after some folds trains only the rest, and a corrected label or a
+changed image retrains the other folds only; out-of-fold predictions made elsewhere take the models' place."""
 import os
 import signal
 import subprocess
@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -35,8 +36,8 @@ def _trained(var) -> dict:
     return {p.name: p.stat().st_mtime_ns for p in (var / "audit-models").iterdir() if not p.name.startswith(".")}
 
 
-def _digests(store) -> list:
-    return [store.get(f"audit_models@{key}").json("meta")["training_digest"] for key in audit_assets.FOLD_KEYS]
+def _digests(store, name="training_digest") -> list:
+    return [store.get(f"audit_models@{key}").json("meta")[name] for key in audit_assets.FOLD_KEYS]
 
 
 def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, tmp_path):
@@ -90,6 +91,18 @@ def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, t
     now = _trained(var)
     assert {k: v for k, v in now.items() if k in trained} == trained  # nothing trained before was rewritten
     assert len(now) == len(trained) + audit_assets.FOLDS - 1           # the other folds' new training sets
+
+    # an image file changed under its name: likewise, the other folds train again, its own not
+    image = folds["image"].iloc[-1]
+    fold = int(folds["fold"].iloc[-1])
+    path = dataset_copy / "train_images" / image
+    cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
+    pixels = _digests(store, "images_digest")
+    _run(dataset_copy, var)
+    assert [a == b for a, b in zip(pixels, _digests(store, "images_digest"))] == [f == fold for f in range(audit_assets.FOLDS)]
+    after = _trained(var)
+    assert {k: v for k, v in after.items() if k in now} == now
+    assert len(after) == len(now) + audit_assets.FOLDS - 1
 
 
 def test_a_run_killed_after_two_folds_keeps_their_models_and_the_next_trains_only_the_rest(dataset_copy, tmp_path):

@@ -38,6 +38,17 @@ def config_digest(config: TrainingConfig) -> str:
     return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def images_digest(images: np.ndarray, names) -> str:
+    """12 hex digits of the pixels of uint8 `images` (at the audit size), taken in the order of their
+    `names`: an image file changed under the same name changes it, a reordered train.csv does not."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in np.argsort(np.asarray(names), kind="stable"):
+        h.update(np.ascontiguousarray(images[k]).tobytes())
+    return h.hexdigest()[:12]
+
+
 def build(n_classes: int, config: TrainingConfig):
     """The U-Net: a stride-2 stem, then `widths` levels of two 3x3 convolutions (batch norm, ReLU),
     max-pooled on the way down, upsampled and joined with the skip connection on the way up, all at

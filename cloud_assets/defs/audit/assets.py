@@ -128,9 +128,10 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
                  audit_inputs: Bundle, audit_folds: Bundle):
     """Per fold, a U-Net with an image-level head (`lib.audit`) trained from scratch on the images and
     current labels of the other folds. A model is kept under CLOUD_ASSETS_VAR_DIR/audit-models/ by
-    its training set's digest as soon as it is trained: a run killed after some folds, or a label
-    changed in one fold, trains only the folds whose training set has no model yet. With
-    CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made elsewhere take the models' place."""
+    its training set's digests (labels, masks and pixels) as soon as it is trained: a run killed after
+    some folds, or a label or image changed in one fold, trains only the folds whose training set has
+    no model yet. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made
+    elsewhere take the models' place."""
     out, training, trainer = {}, config.training(), None
     for key in context.partition_keys:
         fold = FOLD_KEYS.index(key)
@@ -145,14 +146,16 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
                 staged.put("meta", {**meta, "imported": dataset.audit_predictions})
             out[key] = staged
             continue
-        kept = Path(var.path) / MODELS / f"{digest[:16]}-{CODE}-{audit.config_digest(training)}"
+        images, masks, labels = (audit_inputs.array(a) for a in ("images", "masks", "labels"))
+        pixels = audit.images_digest(images[train_rows], audit_folds.table("folds")["image"].to_numpy()[train_rows])
+        kept = Path(var.path) / MODELS / f"{digest[:16]}-{pixels}-{CODE}-{audit.config_digest(training)}"
+        meta["images_digest"] = pixels
         if (kept / "model.keras").is_file():
             context.log.info(f"audit_models fold {key}: a model of this training set and settings exists; "
                              f"keeping {kept}")
         else:
             context.log.info(f"audit_models fold {key}: training on {len(train_rows)} images of the other folds "
                              f"({model_lib.configure_device()})")
-            images, masks, labels = (audit_inputs.array(a) for a in ("images", "masks", "labels"))
             trainer = trainer or audit.Trainer(labels.shape[1], training)  # the folds share its traced steps
             model, history = trainer.train(images[train_rows], masks[train_rows], labels[train_rows],
                                            log=lambda m, key=key: context.log.info(f"audit_models fold {key}: {m}"))
