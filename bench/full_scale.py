@@ -1,7 +1,7 @@
 """Full scale on one machine: the real dataset's size (5546 labelled + 3698 test images at
 1400x2100) end to end through `dagster asset materialize`, as a user runs it.
 
-1. Synthesizes the full-size dataset once (cached in bench/.cache/full/data, about 20 minutes on
+1. Synthesizes the full-size dataset once (cached in bench/.cache/full/data, about 11 minutes on
    2 cores) and a half-size one from it (hard links); reuses the demo classifier (`make demo`'s,
    trained here if missing).
 2. Times a cold materialization of the assets before the fold audit at half and at full size, the
@@ -16,7 +16,7 @@
 
 Prints wall time per step, images per second for the image cache and the model pass (predictions
 and saliency maps), and the peak memory; last line:
-`bench full_scale: cold_s=T rerun_s=R peak_rss_gib=M sharded_s=S sharded_vs_one=X sharded_step_rss_gib=A
+`bench full_scale: cold_s=T rerun_s=R rerun_vs_cold=Q peak_rss_gib=M sharded_s=S sharded_vs_one=X sharded_step_rss_gib=A
 step_rss_gib=B audit_s=F ranked_s=K site_mib=W`.
 """
 import os
@@ -218,8 +218,11 @@ def main():
     print(f"peak memory (sum over the run's processes): half size RSS {half['peak_rss_gib']:.2f} GiB / "
           f"PSS {half['peak_pss_gib']:.2f} GiB; full size RSS {cold['peak_rss_gib']:.2f} GiB / PSS "
           f"{cold['peak_pss_gib']:.2f} GiB; re-run RSS {rerun['peak_rss_gib']:.2f} GiB")
-    print(f"wall: half cold {half['wall_s']:.0f} s, full cold {cold['wall_s']:.0f} s, "
-          f"re-run {rerun['wall_s']:.0f} s ({rerun['wall_s'] / cold['wall_s']:.2f} of cold)")
+    # a new model file re-runs the model-dependent assets down to the ranking and the site, not the fold audit:
+    # its re-run is held against the same assets cold (the cold run, then the ranking and the site)
+    rerun_vs_cold = rerun['wall_s'] / (cold['wall_s'] + ranked['wall_s'])
+    print(f"wall: half cold {half['wall_s']:.0f} s, full cold {cold['wall_s']:.0f} s (then the ranking and the site "
+          f"{ranked['wall_s']:.0f} s), re-run {rerun['wall_s']:.0f} s ({rerun_vs_cold:.2f} of the same assets cold)")
     one_step, shard_step = max(cold["step_rss_gib"].values()), max(sharded["step_rss_gib"].values())
     print(f"sharded: {SHARDS} shards in one run: wall {sharded['wall_s']:.0f} s "
           f"({sharded['wall_s'] / cold['wall_s']:.2f} of the unsharded run); largest step process "
@@ -234,7 +237,8 @@ def main():
           + ", ".join(f"{k} {v:.0f} s" for k, v in seed.items())
           + f"; total {sum(seed.values()):.0f} s = {sum(seed.values()) / cold['wall_s']:.1f}x our cold run")
     peak = max(half["peak_rss_gib"], cold["peak_rss_gib"], rerun["peak_rss_gib"])
-    print(f"bench full_scale: cold_s={cold['wall_s']:.0f} rerun_s={rerun['wall_s']:.0f} peak_rss_gib={peak:.2f} "
+    print(f"bench full_scale: cold_s={cold['wall_s']:.0f} rerun_s={rerun['wall_s']:.0f} "
+          f"rerun_vs_cold={rerun_vs_cold:.2f} peak_rss_gib={peak:.2f} "
           f"sharded_s={sharded['wall_s']:.0f} sharded_vs_one={sharded['wall_s'] / cold['wall_s']:.2f} "
           f"sharded_step_rss_gib={shard_step:.2f} step_rss_gib={one_step:.2f} audit_s={fold_audit['wall_s']:.0f} "
           f"ranked_s={ranked['wall_s']:.0f} site_mib={site_mib:.0f}")
