@@ -138,7 +138,7 @@ def dagster_home(folder, extra: str = "", env: dict | None = None) -> Path:
     `extra` YAML appended."""
     home = Path(folder) / "home"
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text(instance_yaml((ROOT / "dagster.yaml").read_text(), env or {}) + extra)
+    (home / "dagster.yaml").write_text(instance_yaml((ROOT / "dagster.yaml").read_text(), home, env or {}) + extra)
     return home
 
 
