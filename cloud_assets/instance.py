@@ -10,6 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+from dagster._core.storage.event_log import SqliteEventLogStorage as DagstersSqliteEventLogStorage
+from dagster._core.storage.event_log.schema import ConcurrencySlotsTable as Slots
+from dagster._core.storage.sqlalchemy_compat import db_select
+from dagster._core.storage.sqlite_storage import _event_logs_directory
+from dagster._utils.concurrency import ConcurrencySlotStatus
 
 POSTGRES_URL = "CLOUD_ASSETS_POSTGRES_URL"
 # Dagster's own names (its deployment guides' dagster.yaml); the port is optional (5432)
@@ -48,42 +53,25 @@ def text(template: str, home: Path, env: Mapping[str, str] = os.environ) -> str:
     return template.rstrip("\n") + "\n" + yaml.safe_dump(extra, sort_keys=False)
 
 
-def _sqlite_event_log_storage():
-    from dagster._core.storage.event_log import SqliteEventLogStorage as Dagsters
-    from dagster._core.storage.event_log.schema import ConcurrencySlotsTable as Slots
-    from dagster._core.storage.sqlalchemy_compat import db_select
-    from dagster._core.storage.sqlite_storage import _event_logs_directory
-    from dagster._utils.concurrency import ConcurrencySlotStatus
+class SqliteEventLogStorage(DagstersSqliteEventLogStorage):
+    """Dagster's SQLite event log, its files where Dagster's default puts them under `base_dir`
+    (DAGSTER_HOME), but claiming a pool's slot atomically. Dagster selects a free slot `FOR UPDATE`,
+    which SQLite ignores, then updates it by id alone: two runs that claim at the same moment both get
+    the one `gpu` slot, and their GPU steps overlap. Here the update takes the slot only while it is
+    still free; a claim that lost the race is BLOCKED and tries again."""
 
-    class SqliteEventLogStorage(Dagsters):
-        """Dagster's SQLite event log, its files where Dagster's default puts them under `base_dir`
-        (DAGSTER_HOME), but claiming a pool's slot atomically. Dagster selects a free slot `FOR
-        UPDATE`, which SQLite ignores, then updates it by id alone: two runs that claim at the same
-        moment both get the one `gpu` slot, and their GPU steps overlap. Here the update takes the
-        slot only while it is still free; a claim that lost the race is BLOCKED and tries again."""
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(_event_logs_directory(config_value["base_dir"]), inst_data=inst_data)
 
-        @classmethod
-        def from_config_value(cls, inst_data, config_value):
-            return cls(_event_logs_directory(config_value["base_dir"]), inst_data=inst_data)
-
-        def _claim_concurrency_slot(self, concurrency_key, run_id, step_key):
-            free = (Slots.c.concurrency_key == concurrency_key) & Slots.c.step_key.is_(None) & \
-                Slots.c.deleted.is_(False)
-            with self.index_connection() as conn:
-                row = conn.execute(db_select([Slots.c.id]).where(free).limit(1)).fetchone()
-                if row and conn.execute(Slots.update().values(run_id=run_id, step_key=step_key)
-                                        .where((Slots.c.id == row[0]) & free)).rowcount:
-                    return ConcurrencySlotStatus.CLAIMED
-            return ConcurrencySlotStatus.BLOCKED
-
-    return SqliteEventLogStorage
-
-
-def __getattr__(name: str):  # the storage class is built on first use: importing this module imports no Dagster
-    if name == "SqliteEventLogStorage":
-        globals()[name] = cls = _sqlite_event_log_storage()
-        return cls
-    raise AttributeError(name)
+    def _claim_concurrency_slot(self, concurrency_key, run_id, step_key):
+        free = (Slots.c.concurrency_key == concurrency_key) & Slots.c.step_key.is_(None) & Slots.c.deleted.is_(False)
+        with self.index_connection() as conn:
+            row = conn.execute(db_select([Slots.c.id]).where(free).limit(1)).fetchone()
+            if row and conn.execute(Slots.update().values(run_id=run_id, step_key=step_key)
+                                    .where((Slots.c.id == row[0]) & free)).rowcount:
+                return ConcurrencySlotStatus.CLAIMED
+        return ConcurrencySlotStatus.BLOCKED
 
 
 def write(home: Path, template: Path, env: Mapping[str, str] = os.environ) -> str:
