@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import dagster as dg
 import yaml
 from dagster._core.storage.event_log import SqliteEventLogStorage as DagstersSqliteEventLogStorage
 from dagster._core.storage.event_log.schema import ConcurrencySlotsTable as Slots
@@ -78,8 +79,6 @@ def write(home: Path, template: Path, env: Mapping[str, str] = os.environ) -> st
     """Writes `home`/dagster.yaml when it differs from what the variables ask for, then creates the
     database's tables and the `gpu` pool's limit (two runs that start together on a new instance race
     to create it, and both GPU steps can pass before it exists). Returns where the storage is."""
-    import dagster as dg
-
     home.mkdir(parents=True, exist_ok=True)
     wanted = text(template.read_text(), home, env)
     target = home / "dagster.yaml"

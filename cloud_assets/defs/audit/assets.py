@@ -105,8 +105,8 @@ def audit_inputs(context: dg.AssetExecutionContext, dataset: DatasetResource, va
     return dg.Output(staged, metadata={"images": n, "size": f"{h}x{w}", "classes": len(classes)})
 
 
-def _training_set(audit_folds: Bundle, fold: int):
-    assigned = audit_folds.table("folds")["fold"].to_numpy()
+def _training_set(folds: pd.DataFrame, fold: int):
+    assigned = folds["fold"].to_numpy()
     return np.flatnonzero(assigned != fold), np.flatnonzero(assigned == fold)
 
 
@@ -133,10 +133,12 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
     no model yet. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made
     elsewhere take the models' place."""
     out, training, trainer = {}, config.training(), None
+    folds, digests = audit_folds.table("folds"), audit_folds.json("digests")
+    images, masks, labels = (audit_inputs.array(a) for a in ("images", "masks", "labels"))
     for key in context.partition_keys:
         fold = FOLD_KEYS.index(key)
-        digest = audit_folds.json("digests")[key]
-        train_rows, held_out = _training_set(audit_folds, fold)
+        digest = digests[key]
+        train_rows, held_out = _training_set(folds, fold)
         meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
                 "held_out_images": len(held_out), "size": list(SIZE)}
         if dataset.audit_predictions:
@@ -146,8 +148,8 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
                 staged.put("meta", {**meta, "imported": dataset.audit_predictions})
             out[key] = staged
             continue
-        images, masks, labels = (audit_inputs.array(a) for a in ("images", "masks", "labels"))
-        pixels = audit.images_digest(images[train_rows], audit_folds.table("folds")["image"].to_numpy()[train_rows])
+        train_images = images[train_rows]  # read once: for the digest and, when trained, for training
+        pixels = audit.images_digest(train_images, folds["image"].to_numpy()[train_rows])
         kept = Path(var.path) / MODELS / f"{digest[:16]}-{pixels}-{CODE}-{audit.config_digest(training)}"
         meta["images_digest"] = pixels
         if (kept / "model.keras").is_file():
@@ -157,7 +159,7 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
             context.log.info(f"audit_models fold {key}: training on {len(train_rows)} images of the other folds "
                              f"({model_lib.configure_device()})")
             trainer = trainer or audit.Trainer(labels.shape[1], training)  # the folds share its traced steps
-            model, history = trainer.train(images[train_rows], masks[train_rows], labels[train_rows],
+            model, history = trainer.train(train_images, masks[train_rows], labels[train_rows],
                                            log=lambda m, key=key: context.log.info(f"audit_models fold {key}: {m}"))
             with written_folder(kept) as folder:
                 model.save(folder / "model.keras")
@@ -179,11 +181,11 @@ def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_mode
     written batch by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS,
     read from the predictions made elsewhere (`lib.audit.ImportedPredictions`)."""
     out, model = {}, None
+    folds, classes = audit_folds.table("folds"), audit_inputs.array("labels").shape[1]
     for key in context.partition_keys:
         fold = FOLD_KEYS.index(key)
-        _, rows = _training_set(audit_folds, fold)
-        classes = audit_inputs.array("labels").shape[1]
-        names = list(audit_folds.table("folds")["image"].iloc[rows])
+        _, rows = _training_set(folds, fold)
+        names = list(folds["image"].iloc[rows])
         imported = audit_models[key].json("meta").get("imported")
         if imported:
             batches = audit.ImportedPredictions(imported, classes).batches(names, SIZE)
