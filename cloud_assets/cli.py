@@ -122,7 +122,12 @@ def _instance(args) -> int:
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         raise ValueError("DAGSTER_HOME is not set: it names the instance's folder")
-    print(f"Dagster instance: {instance.write(Path(home), args.template)}")
+    if args.existing:
+        if not (Path(home) / "dagster.yaml").is_file():
+            raise ValueError(f"{Path(home) / 'dagster.yaml'}: not found; --existing uses the instance's own dagster.yaml")
+        print(f"Dagster instance in {home}: {instance.create_pool(Path(home))}")
+    else:
+        print(f"Dagster instance: {instance.write(Path(home), args.template)}")
     return 0
 
 
@@ -209,9 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--review", type=Path, default=None, help="the review (default: label_review.csv in --data)")
     p.set_defaults(func=_score_review)
     p = sub.add_parser("instance", help="write $DAGSTER_HOME/dagster.yaml: SQLite there, or PostgreSQL with "
-                                        "CLOUD_ASSETS_POSTGRES_URL or DAGSTER_POSTGRES_*; create the gpu pool's limit")
+                                        "CLOUD_ASSETS_POSTGRES_URL or DAGSTER_POSTGRES_*; create the gpu pool's limit "
+                                        "(a limit set by hand is kept)")
     p.add_argument("--template", type=Path, default=Path("dagster.yaml"),
                    help="the project's instance settings (default ./dagster.yaml)")
+    p.add_argument("--existing", action="store_true",
+                   help="leave $DAGSTER_HOME/dagster.yaml as it is (a deployment's, e.g. the Helm chart's) and only "
+                        "create the gpu pool's limit")
     p.set_defaults(func=_instance)
     p = sub.add_parser("device", help="print the Keras backend (KERAS_BACKEND) and the device it computes on")
     p.set_defaults(func=_device)

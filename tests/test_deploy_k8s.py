@@ -41,3 +41,43 @@ def test_helm_values_serve_the_definitions_with_the_k8s_executor():
     assert env["CLOUD_ASSETS_EXECUTOR"] == "k8s" and values["runLauncher"]["type"] == "K8sRunLauncher"
     # the instance on the team's PostgreSQL server, not one the chart would deploy
     assert values["postgresql"]["enabled"] is False and values["postgresql"]["postgresqlHost"]
+
+
+# the instance the chart writes (its configmap-instance.yaml): Dagster's own PostgreSQL storages, the
+# password from DAGSTER_PG_PASSWORD, and the concurrency values above
+CHART_INSTANCE = """
+run_storage: {module: dagster_postgres.run_storage, class: PostgresRunStorage, config: {postgres_db: DB}}
+event_log_storage: {module: dagster_postgres.event_log, class: PostgresEventLogStorage, config: {postgres_db: DB}}
+schedule_storage: {module: dagster_postgres.schedule_storage, class: PostgresScheduleStorage, config: {postgres_db: DB}}
+concurrency: {pools: {default_limit: LIMIT}}
+telemetry: {enabled: false}
+"""
+
+
+def test_helm_init_container_creates_the_gpu_pool_on_the_charts_instance(tmp_path, postgres_server, monkeypatch):
+    """The user deployment's init container, its command and environment as values.yaml gives them, run
+    twice against an instance like the chart's on a real PostgreSQL server: the pool exists, once."""
+    import os
+    import subprocess
+    import sys
+    from urllib.parse import urlparse
+
+    from tests.helpers import open_instance
+
+    values = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
+    init = values["dagster-user-deployments"]["deployments"][0]["initContainers"][0]
+    url = urlparse(postgres_server())
+    db = {"username": url.username, "password": {"env": "DAGSTER_PG_PASSWORD"}, "hostname": url.hostname,
+          "db_name": url.path.lstrip("/"), "port": url.port}
+    home = tmp_path / "home"
+    home.mkdir()
+    text = CHART_INSTANCE.replace("DB", yaml.safe_dump(db, default_flow_style=True).strip())
+    (home / "dagster.yaml").write_text(text.replace("LIMIT", str(values["concurrency"]["pools"]["defaultLimit"])))
+    env = {**os.environ, **{e["name"]: e.get("value", "") for e in init["env"]}, "DAGSTER_HOME": str(home)}
+    command = [str(Path(sys.executable).parent / init["command"][0]), *init["command"][1:]]
+    for _ in range(2):
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert done.returncode == 0 and "pool 'gpu': 1 at a time" in done.stdout, done.stderr[-2000:]
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "")  # the server trusts loopback
+    with open_instance(home) as opened:
+        assert opened.event_log_storage.get_concurrency_info("gpu").slot_count == 1

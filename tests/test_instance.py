@@ -1,6 +1,12 @@
 """`cloud-assets instance`: the instance's dagster.yaml names the variables, never their values;
-SQLite without them, PostgreSQL with CLOUD_ASSETS_POSTGRES_URL or Dagster's DAGSTER_POSTGRES_*."""
+SQLite without them, PostgreSQL with CLOUD_ASSETS_POSTGRES_URL or Dagster's DAGSTER_POSTGRES_*. Run
+again and again, by two processes at once, after a limit was set by hand: the gpu pool holds."""
+import subprocess
+import sys
+import time
 from urllib.parse import urlparse
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,7 +20,7 @@ def test_without_variables_the_instance_is_sqlite(tmp_path, monkeypatch, capsys)
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     assert cli.main(["instance", "--template", str(ROOT / "dagster.yaml")]) == 0
-    assert f"SQLite in {tmp_path / 'home'}" in capsys.readouterr().out
+    assert f"SQLite in {tmp_path / 'home'}; pool 'gpu': 1 at a time" in capsys.readouterr().out
     written = yaml.safe_load((tmp_path / "home" / "dagster.yaml").read_text())
     assert "storage" not in written and written["event_log_storage"]["class"] == "SqliteEventLogStorage"
 
@@ -28,17 +34,18 @@ def test_dagster_postgres_variables_reach_a_real_server_and_no_password_is_writt
     with pytest.MonkeyPatch.context() as m:
         for k, v in env.items():
             m.setenv(k, v)
-        assert instance.write(home, ROOT / "dagster.yaml") == "PostgreSQL (DAGSTER_POSTGRES_*)"
+        assert instance.write(home, ROOT / "dagster.yaml") == "PostgreSQL (DAGSTER_POSTGRES_*); pool 'gpu': 1 at a time"
         text = (home / "dagster.yaml").read_text()
         assert "not-written" not in text and "env: DAGSTER_POSTGRES_PASSWORD" in text
         with open_instance(home) as opened:
             assert type(opened.run_storage).__name__ == "PostgresRunStorage"
+            assert type(opened.event_log_storage) is instance.PostgresEventLogStorage
             assert opened.event_log_storage.get_concurrency_info("gpu").slot_count == 1
 
 
 def test_some_dagster_postgres_variables_are_not_enough():
     with pytest.raises(ValueError, match="DAGSTER_POSTGRES_HOSTNAME set but not DAGSTER_POSTGRES_DB"):
-        instance.storage({"DAGSTER_POSTGRES_HOSTNAME": "db"})
+        instance.postgres({"DAGSTER_POSTGRES_HOSTNAME": "db"})
 
 
 _CLAIMER = """
@@ -48,14 +55,13 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 from cloud_assets.instance import SqliteEventLogStorage as Ours
 home, me, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 storage = dg.DagsterInstance.get().event_log_storage
-if sys.argv[4] == "dagster":
-    storage.__class__ = SqliteEventLogStorage
-assert type(storage) is (Ours if sys.argv[4] == "ours" else SqliteEventLogStorage)
+assert type(storage) is Ours
+claim = (Ours if sys.argv[4] == "ours" else SqliteEventLogStorage)._claim_concurrency_slot
 while time.time() < start:
     pass
 lost = 0
 for k in range(300):
-    if storage._claim_concurrency_slot("gpu", me, f"step{k}").name == "CLAIMED":
+    if claim(storage, "gpu", me, f"step{k}").name == "CLAIMED":
         holders = [s.run_id for s in storage.get_concurrency_info("gpu").claimed_slots]
         lost += holders != [me]  # another claim took the one slot this one holds
         storage.free_concurrency_slot_for_step(me, f"step{k}")
@@ -88,3 +94,93 @@ def test_two_processes_claiming_the_gpu_slot_at_once_never_both_get_it(storage, 
         assert lost == [0, 0]
     else:  # the race this storage closes, still open in Dagster's: shown so that a fixed Dagster is noticed
         assert sum(lost) > 0, "Dagster's SQLite claim no longer races: cloud_assets.instance's override can go"
+
+
+def _set_limit(home, env, limit):
+    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "instance", "concurrency", "set", "gpu",
+                           str(limit)], env=env, cwd=home, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _limit(home, env):
+    with open_instance(home, env) as opened:
+        info = opened.event_log_storage.get_concurrency_info("gpu")
+        return info.slot_count, opened.event_log_storage.get_pool_limits()[0].from_default
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
+def test_instance_again_and_again_keeps_a_limit_set_by_hand(storage, tmp_path, request):
+    """`cloud-assets instance` runs before every make target: three times in a row it succeeds (Dagster's own
+    initialisation fails the second time on PostgreSQL), and `dagster instance concurrency set gpu 3`, which
+    the README gives for a machine of three GPUs, is kept by the next calls."""
+    env = {k: v for k, v in os.environ.items() if k != instance.POSTGRES_URL and k not in instance.DAGSTER_POSTGRES.values()}
+    if storage == "postgres":
+        env[instance.POSTGRES_URL] = request.getfixturevalue("postgres_server")()
+    home = tmp_path / "home"
+    env["DAGSTER_HOME"] = str(home)
+    cmd = [str(Path(sys.executable).parent / "cloud-assets"), "instance", "--template", str(ROOT / "dagster.yaml")]
+
+    def instance_command():
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    for _ in range(3):
+        assert "pool 'gpu': 1 at a time" in instance_command()
+    assert _limit(home, env) == (1, True)
+    _set_limit(home, env, 3)
+    for _ in range(2):
+        assert "pool 'gpu': 3 at a time" in instance_command()
+    assert _limit(home, env) == (3, False)
+    # a deployment's own dagster.yaml (Helm's): only the pool, the file untouched
+    before = (home / "dagster.yaml").read_text()
+    existing = subprocess.run([*cmd, "--existing"], env=env, capture_output=True, text=True)
+    assert existing.returncode == 0 and "pool 'gpu': 3 at a time" in existing.stdout, existing.stderr
+    assert (home / "dagster.yaml").read_text() == before
+
+
+_INITIALISER = """
+import sys, time
+import dagster as dg
+from dagster_postgres.event_log import PostgresEventLogStorage
+from cloud_assets.instance import PostgresEventLogStorage as Ours
+instance = dg.DagsterInstance.get()
+storage = instance.event_log_storage
+assert type(storage) is Ours
+initialise = (Ours if sys.argv[2] == "ours" else PostgresEventLogStorage).initialize_concurrency_limit_to_default
+start, failed = float(sys.argv[1]), 0
+for k in range(20):  # each round a pool neither process has met, initialised by both at the same moment
+    while time.time() < start + 0.5 * k:
+        pass
+    try:
+        initialise(storage, f"gpu{k}")
+    except Exception as e:
+        failed += 1
+        print(type(e).__name__, file=sys.stderr)
+print(failed)
+"""
+
+
+@pytest.mark.parametrize("storage", ["ours", "dagster"])
+def test_two_processes_creating_the_pool_at_once_on_postgres(storage, tmp_path, postgres_server, monkeypatch):
+    """20 rounds of two processes creating a pool's limit at the same moment: with the project's event log
+    none fails and each pool has one slot; with Dagster's, one of the two fails (its insert hits the other's
+    row, then it updates in an aborted transaction), shown so that a fixed Dagster is noticed."""
+    monkeypatch.setenv(instance.POSTGRES_URL, postgres_server())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    env = dict(os.environ)
+    instance.write(tmp_path / "home", ROOT / "dagster.yaml")
+    start = time.time() + 8  # both processes imported and waiting
+    procs = [subprocess.Popen([sys.executable, "-c", _INITIALISER, str(start), storage], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    failed = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        failed.append(int(out.strip().splitlines()[-1]))
+    if storage == "ours":
+        assert failed == [0, 0]
+        with open_instance(tmp_path / "home", env) as opened:
+            assert {opened.event_log_storage.get_concurrency_info(f"gpu{k}").slot_count for k in range(20)} == {1}
+    else:
+        assert sum(failed) > 0, "Dagster's pool initialisation no longer races: cloud_assets.instance's can go"
