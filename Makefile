@@ -7,12 +7,15 @@ PY := $(VENV)/bin/python
 DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 STAMP := $(VENV)/.installed
 LAUNCH := $(VENV)/bin/cloud-assets launch
-# .env in this folder, if there is one: its KEY=value lines (no quotes) are defaults, which the
-# environment and make's command line override; `make ui` starts Dagster here, which reads it too
+# .env in this folder, if there is one: its KEY=value lines (no quotes; KEY=${KEY:-value} too) are
+# defaults, which the environment and make's command line override. Dagster's command line would load
+# ./.env over the environment, so every target starts it in a folder of its own (cloud-assets launch
+# and run; make ui in the dataset's var folder)
 ifneq ($(wildcard .env),)
 include .env.mk
 .env.mk: .env
-	sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=\(.*\)$$/\1 ?= \2\nexport \1/p' .env > $@
+	sed -n -e 's/^\([A-Za-z_][A-Za-z0-9_]*\)=$${\1:-\(.*\)}$$/\1 ?= \2\nexport \1/p;t' \
+		-e 's/^\([A-Za-z_][A-Za-z0-9_]*\)=\(.*\)$$/\1 ?= \2\nexport \1/p' .env > $@
 endif
 DEMO_DATA := $(CURDIR)/var/demo-data
 DEMO_MODEL := $(CURDIR)/var/demo-model.keras
@@ -81,28 +84,12 @@ $(DEMO_DATA)/train.csv: | $(STAMP)
 $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
 	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL) $(DEMO_TRAIN)
 
-# with CLOUD_ASSETS_SHARDS > 1, every shard of the per-image assets, in the same one run
-SHARD_RANGE = $(shell $(PY) -c 'from cloud_assets.defs.shards import launch_options; print(launch_options())' 2>/dev/null)
-# the audit's folds, in one run
-FOLD_RANGE = $(shell $(PY) -c 'from cloud_assets.defs.audit.assets import launch_options; print(launch_options())' 2>/dev/null)
-
-# the demo: its dataset and classifier, then every asset, whatever .env or the environment configure
-demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
-	@$(MAKE) --no-print-directory run CLOUD_ASSETS_DATA_DIR=$(DEMO_DATA) CLOUD_ASSETS_MODEL_PATH=$(DEMO_MODEL) \
-		CLOUD_ASSETS_VAR_DIR=$(CURDIR)/var DAGSTER_HOME=$(CURDIR)/var/dagster
-	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
-
-# every asset of the configured dataset and model (CLOUD_ASSETS_DATA_DIR, CLOUD_ASSETS_MODEL_PATH)
-# (cloud-assets launch: dg launch with its console in $(CLOUD_ASSETS_VAR_DIR)/logs/dg-launch.log and
-# the progress in the terminal)
+# every asset of the configured dataset and model (CLOUD_ASSETS_DATA_DIR, CLOUD_ASSETS_MODEL_PATH) that is
+# stale or missing: the dataset, the model file and the review observed, then what changed since and what
+# depends on it (cloud-assets run: its console in $(CLOUD_ASSETS_VAR_DIR)/logs/dg-launch.log, the
+# progress in the terminal; under Celery or Kubernetes one backfill, which the Dagster daemon runs)
 run: install
-	@# observe the model file first, so that the materializations record its version
-	@$(LAUNCH) --job observe_model_file
-	@# the data and the classifier's audit, up to what reads the fold audit
-	@$(LAUNCH) --assets 'not group:audit+' $(SHARD_RANGE)
-	@# the audit of every label (folds, a model per fold, out-of-sample predictions), then every label
-	@# ranked, the corrections and the report
-	@$(LAUNCH) --assets 'group:audit+' $(FOLD_RANGE)
+	@$(VENV)/bin/cloud-assets run
 	@echo
 	@$(MAKE) --no-print-directory where
 
@@ -119,7 +106,9 @@ where:
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 ui: install
-	$(DG) dev --host $(UI_HOST) --port $(UI_PORT)
+	mkdir -p "$(CLOUD_ASSETS_VAR_DIR)"
+	cd "$(CLOUD_ASSETS_VAR_DIR)" && VIRTUAL_ENV=$(CURDIR)/$(VENV) $(CURDIR)/$(VENV)/bin/dagster dev \
+		-m cloud_assets.definitions --host $(UI_HOST) --port $(UI_PORT)
 
 site: install
 	@$(LAUNCH) --assets corrected_labels,report_site

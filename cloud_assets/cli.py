@@ -97,6 +97,12 @@ def _launch(args) -> int:
     return launch(dg_args, log)
 
 
+def _run(args) -> int:
+    from cloud_assets.launch import run
+
+    return run(args.log or _logs() / "dg-launch.log")
+
+
 def _score_review(args) -> int:
     import pandas as pd
 
@@ -208,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", type=Path, default=None,
                    help="file the run's console is appended to (default $CLOUD_ASSETS_VAR_DIR/logs/dg-launch.log)")
     p.set_defaults(func=_launch)
+    p = sub.add_parser("run", help="observe the dataset, the model file and the review, then materialize every asset "
+                                   "that is stale or missing (make run); a backfill for the daemon under Celery or "
+                                   "Kubernetes")
+    p.add_argument("--log", type=Path, default=None,
+                   help="file the runs' console is appended to (default $CLOUD_ASSETS_VAR_DIR/logs/dg-launch.log)")
+    p.set_defaults(func=_run)
     p = sub.add_parser("score-review", help="on a synthetic dataset: how many of a review's decisions name an "
                                             "injected error (label_noise.csv)")
     p.add_argument("--data", type=Path, required=True, help="a folder cloud-assets synth or renoise wrote")

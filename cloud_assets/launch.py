@@ -1,7 +1,16 @@
-"""`cloud-assets launch`: `dg launch` with what a person reads in the terminal. The run's own console
-(Dagster's DEBUG events, TensorFlow's C++ lines) goes to a log file; the terminal shows the assets'
-progress lines (counts, rates, ETAs), each step as it ends, failed checks and errors, read from the
-run's event log in the Dagster instance, which keeps every event (the UI's Runs page shows them)."""
+"""`cloud-assets launch` and `cloud-assets run`: `dg launch` with what a person reads in the terminal.
+The run's own console (Dagster's DEBUG events, TensorFlow's C++ lines) goes to a log file; the
+terminal shows the assets' progress lines (counts, rates, ETAs), each step as it ends, failed checks
+and errors, read from the run's event log in the Dagster instance, which keeps every event (the UI's
+Runs page shows them).
+
+`cloud-assets run` (make run) observes the sources, then materializes only the assets that Dagster
+finds stale or missing: in runs of its own on one machine, or as one backfill that the Dagster
+daemon runs where an executor spreads the work (Celery, Kubernetes), followed to its end.
+
+dg runs in a folder of its own, never the one it was started from: Dagster's command line loads
+`./.env` over the environment, and make has already read `.env` as defaults the environment
+overrides."""
 from __future__ import annotations
 
 import datetime
@@ -10,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +28,10 @@ import dagster as dg
 # the run's console logger prints warnings and errors only; the event log still records everything
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 POLL_S = 0.5
+# the variables that name files or folders: made absolute before dg starts in its own folder
+PATH_VARIABLES = ("CLOUD_ASSETS_DATA_DIR", "CLOUD_ASSETS_MODEL_PATH", "CLOUD_ASSETS_VAR_DIR", "CLOUD_ASSETS_REVIEW_PATH",
+                  "CLOUD_ASSETS_AUDIT_PREDICTIONS", "DAGSTER_HOME")
+DAEMON_WAIT_S = 60  # a backfill no daemon has picked up after this long is reported
 
 
 def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) -> int:
@@ -29,16 +43,17 @@ def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) 
     if not os.environ.get("DAGSTER_HOME"):
         raise ValueError("DAGSTER_HOME is not set: it names the Dagster instance's folder (make sets it; "
                          "make where prints it)")
+    log_path = log_path.resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     dg_bin = Path(sys.executable).parent / "dg"
-    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
     say(f"dg launch {' '.join(args)}   (its console: {log_path})")
     instance = dg.DagsterInstance.get()
     try:
         since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
         with open(log_path, "a") as log:
-            proc = subprocess.Popen([str(dg_bin), "launch", *args, "--config-json", json.dumps(QUIET)],
-                                    stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen([str(dg_bin), "launch", *args, "-m", "cloud_assets.definitions",
+                                     "--config-json", json.dumps(QUIET)],
+                                    stdout=log, stderr=subprocess.STDOUT, env=dg_environment(), cwd=log_path.parent)
             watcher = _Watcher(instance, since, say)
             while proc.poll() is None:
                 watcher.poll()
@@ -51,6 +66,102 @@ def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) 
         return proc.returncode or int(watcher.failed)
     finally:
         instance.dispose()
+
+
+def dg_environment() -> dict:
+    """This process's environment for dg, started in another folder: the path variables absolute
+    (relative to this folder), the virtual environment named."""
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
+    for name in PATH_VARIABLES:
+        if env.get(name):
+            env[name] = str(Path(env[name]).absolute())
+    return env
+
+
+def run(log_path: Path, say: Callable[[str], None] = print) -> int:
+    """make run: observes the dataset, the model file and the review (`observe_sources`), then
+    materializes every asset Dagster finds stale or missing (a code version, or an input's data
+    version, changed since its last materialization; a partition never materialized), nothing when
+    none is. Returns non-zero when a run fails."""
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest
+
+    from cloud_assets import definitions
+    from cloud_assets.defs import settings
+
+    if launch(["--job", "observe_sources"], log_path, say):
+        return 1
+    graph = definitions.defs().resolve_asset_graph()
+    instance = dg.DagsterInstance.get()
+    try:
+        resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+        def partitions(key):
+            definition = graph.get(key).partitions_def
+            return definition.get_partition_keys() if definition else [None]
+
+        stale = {}  # asset key -> its stale or missing partitions ([None] unpartitioned)
+        for key in graph.materializable_asset_keys:
+            if found := [p for p in partitions(key) if resolver.get_status(key, p) != StaleStatus.FRESH]:
+                stale[key] = found
+        # what reads a stale asset is computed again after it (Dagster calls it fresh until then)
+        after = dg.AssetSelection.assets(*stale).downstream().resolve(graph) if stale else set()
+        todo = {key: stale.get(key) or partitions(key) for key in sorted(after)}
+        if not todo:
+            say("every asset is up to date: nothing to materialize")
+            return 0
+        say(f"stale or missing: {', '.join(k.to_user_string() for k in todo)}")
+        if settings.load_time(settings.EXECUTOR):
+            return _backfill(instance, graph, todo, log_path, say)
+    finally:
+        instance.dispose()
+    audit_and_after = dg.AssetSelection.groups("audit").downstream().resolve(graph)
+    # one run before the audit and one from it (the shards' and the folds' partition ranges differ)
+    for part in ([k for k in todo if k not in audit_and_after], [k for k in todo if k in audit_and_after]):
+        if not part:
+            continue
+        selection = ",".join(k.to_user_string() for k in part)
+        partitioned = [graph.get(k).partitions_def for k in part if graph.get(k).partitions_def]
+        options = []
+        if partitioned:
+            names = partitioned[0].get_partition_keys()
+            options = ["--partition-range", f"{names[0]}...{names[-1]}"]
+        if launch(["--assets", selection, *options], log_path, say):
+            return 1
+    return 0
+
+
+def _backfill(instance, graph, todo: dict, log_path: Path, say) -> int:
+    """One backfill of `todo` (asset key -> partitions), which the Dagster daemon splits into runs by
+    the assets' backfill policies and launches in order; followed until it ends."""
+    from dagster._core.definitions.asset_graph_subset import AssetGraphSubset
+    from dagster._core.definitions.events import AssetKeyPartitionKey
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+
+    subset = AssetGraphSubset.from_asset_partition_set(
+        {AssetKeyPartitionKey(key, p) for key, parts in todo.items() for p in parts}, graph)
+    backfill_id = uuid.uuid4().hex[:8]
+    since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    instance.add_backfill(PartitionBackfill.from_asset_graph_subset(
+        backfill_id=backfill_id, backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance,
+        asset_graph_subset=subset, title="make run", description="cloud-assets run: what was stale or missing",
+        run_config=QUIET))
+    say(f"backfill {backfill_id}: {len(todo)} assets, for the Dagster daemon to run (the UI's Backfills page)")
+    watcher, waited = _Watcher(instance, since, say), time.monotonic()
+    terminal = {BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED,
+                BulkActionStatus.CANCELED, BulkActionStatus.COMPLETED}
+    while (status := instance.get_backfill(backfill_id).status) not in terminal:
+        watcher.poll()
+        if not watcher.cursors and time.monotonic() - waited > DAEMON_WAIT_S:
+            say(f"backfill {backfill_id}: no run started in {DAEMON_WAIT_S} s; is the Dagster daemon running on this "
+                f"instance (dagster-daemon run, or make ui)? It stays queued until one is.")
+            waited = time.monotonic()
+        time.sleep(POLL_S)
+    watcher.poll()
+    ok = status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED) and not watcher.failed
+    say(f"backfill {backfill_id}: {status.value.lower().replace('_', ' ')}")
+    if not ok:
+        say(f"backfill {backfill_id} failed: its runs' events are in the Dagster UI (Runs, Backfills)")
+    return 0 if ok else 1
 
 
 class _Watcher:

@@ -207,7 +207,7 @@ def executor():
     """CLOUD_ASSETS_EXECUTOR: unset, the multiprocess executor, whose step processes fork from a
     server that has imported the definitions and scikit-learn's metrics (which the analysis steps,
     cleanlab and the report use) once: seconds saved per step; `k8s`, a pod per step
-    (deploy/helm/); `celery`, Celery workers behind a Redis broker (deploy/celery/)."""
+    (deploy/helm/); `celery`, Celery workers behind the broker CLOUD_ASSETS_CELERY_BROKER (deploy/celery/)."""
     spread_over = settings.load_time(settings.EXECUTOR)
     if spread_over == "k8s":
         from dagster_k8s import k8s_job_executor
@@ -216,7 +216,8 @@ def executor():
     if spread_over == "celery":
         from dagster_celery import celery_executor
 
-        return celery_executor
+        return celery_executor.configured({"broker": settings.load_time(settings.CELERY_BROKER),
+                                           "backend": settings.load_time(settings.CELERY_BACKEND)}, name="celery")
     preload = ["cloud_assets.definitions", "sklearn.metrics"]
     return dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": preload}}},
                                                name="multiprocess")

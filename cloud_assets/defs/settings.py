@@ -38,6 +38,8 @@ SALIENCY_METHOD = "CLOUD_ASSETS_SALIENCY_METHOD"
 CLASSES = "CLOUD_ASSETS_CLASSES"
 AUDIT_FOLDS = "CLOUD_ASSETS_AUDIT_FOLDS"
 AUDIT_SIZE = "CLOUD_ASSETS_AUDIT_SIZE"
+CELERY_BROKER = "CLOUD_ASSETS_CELERY_BROKER"
+CELERY_BACKEND = "CLOUD_ASSETS_CELERY_BACKEND"
 
 
 class SettingError(ValueError):
@@ -80,6 +82,12 @@ def _audit_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _url(text: str) -> str:
+    if "://" not in text:
+        raise ValueError(text)
+    return text
+
+
 def _cron(text: str) -> str:
     from dagster._utils.schedules import is_valid_cron_string
 
@@ -107,6 +115,9 @@ LOAD_TIME = {
                       "each once and without '_' (train.csv's Image_Label is <image>_<class>)", _classes),
     SALIENCY_METHOD: LoadTime(saliency_methods.DEFAULT, "one of " + ", ".join(saliency_methods.METHODS),
                               _one_of(*saliency_methods.METHODS)),
+    CELERY_BROKER: LoadTime("redis://127.0.0.1:6379/0", "the Celery broker's URL, e.g. redis://HOST:6379/0", _url),
+    CELERY_BACKEND: LoadTime("redis://127.0.0.1:6379/1", "the Celery result backend's URL, e.g. redis://HOST:6379/1",
+                             _url),
     AUDIT_FOLDS: LoadTime("5", "a whole number of folds, at least 2", _at_least_two),
     AUDIT_SIZE: LoadTime("64x96", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), "
                                   "e.g. 64x96", _audit_size),

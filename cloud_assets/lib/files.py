@@ -36,3 +36,27 @@ def written_folder(final: Path, replaces: set[str] | None = None):
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def folder_version(root: Path, files: list[str], folders: list[str], settings: dict) -> str:
+    """A SHA-256 that changes when `root`'s `files` change (their bytes), when a file of its `folders`
+    is added, removed or rewritten (names, sizes and modification times: reading every image would
+    cost as much as decoding it), or when `settings` (how the folder is read) change."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name in files:
+        path = root / name
+        h.update(f"{name}\0".encode())
+        if path.is_file():
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    for name in folders:
+        folder = root / name
+        entries = sorted(os.scandir(folder), key=lambda e: e.name) if folder.is_dir() else []
+        for e in entries:
+            st = e.stat()
+            h.update(f"{name}/{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()

@@ -17,6 +17,10 @@ observe_model_file = dg.define_asset_job("observe_model_file", selection=dg.Asse
 observe_label_review = dg.define_asset_job(
     "observe_label_review", selection=dg.AssetSelection.assets("label_review"),
     description="Observe the reviewer's label_review.csv: its data version is its SHA-256.")
+observe_sources = dg.define_asset_job(
+    "observe_sources", selection=dg.AssetSelection.assets("raw_data", "model_file", "label_review"),
+    description="Observe the dataset folder, the model file and label_review.csv: what reads one whose data "
+                "version changed is stale (make run materializes what is stale or missing).")
 data_job = dg.define_asset_job("data_job", selection=DATA, description="Labels, split, image cache, masks, dark images.")
 model_audit_job = dg.define_asset_job("model_audit_job", selection=MODEL_DEPENDENT - dg.AssetSelection.groups("report"),
                                       description="Predictions, saliency and the analysis of the mistakes.")
@@ -67,7 +71,7 @@ def model_file_sensor(context: dg.SensorEvaluationContext, model: ModelResource)
 
 @dg.definitions
 def automation() -> dg.Definitions:
-    return dg.Definitions(jobs=[observe_model_file, observe_label_review, data_job, model_audit_job, report_job,
+    return dg.Definitions(jobs=[observe_sources, observe_model_file, observe_label_review, data_job, model_audit_job, report_job,
                                 classifier_job, fold_audit_job],
                           schedules=[model_file_schedule, label_review_schedule, nightly_report],
                           sensors=[model_automation, model_file_sensor])

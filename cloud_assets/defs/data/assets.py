@@ -10,7 +10,7 @@ from cloud_assets.constants import ARRAY_BATCH
 from cloud_assets.defs import checks, shards
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
-from cloud_assets.lib import dark, images, labels, rle
+from cloud_assets.lib import dark, files, images, labels, rle
 from cloud_assets.lib.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.store import Bundle, release
@@ -30,7 +30,21 @@ IMAGE_CHECKS = [
 ]
 
 
-@dg.asset(group_name="data", check_specs=LABEL_CHECKS, **shards.WHOLE)
+@dg.observable_source_asset(group_name="data")
+def raw_data(dataset: DatasetResource):
+    """The dataset folder as the assets read it: train.csv's bytes, the files of train_images/ and
+    test_images/ (names, sizes, modification times) and the settings that say how it is read; what
+    reads it is stale when this data version changes (make run materializes only what is stale)."""
+    root = dataset.root
+    version = files.folder_version(root, ["train.csv"], ["train_images", "test_images"], {
+        "classes": dataset.class_names, "input_size": dataset.input_size, "image_size": [dataset.image_height,
+                                                                                         dataset.image_width]})
+    return dg.ObserveResult(data_version=dg.DataVersion(version), metadata={
+        "path": dg.MetadataValue.path(str(root.resolve())),
+        "train_images": sum(1 for _ in dataset.image_dir("train").glob("*")), "test_images": len(dataset.test_images())})
+
+
+@dg.asset(group_name="data", check_specs=LABEL_CHECKS, deps=[raw_data], **shards.WHOLE)
 def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
     """One row per image of train.csv (an image whose rows are all empty is kept, with no class): its
     classes and a one-hot vector in the model's class order."""
@@ -100,7 +114,7 @@ def _image_cache_summary(facts: list, seconds: float) -> dict:
 
 @shards.per_image(dg.asset, layouts={"result": ({s: (s, 0) for s in SPLITS}, {f"{s}_names": s for s in SPLITS})},
                   summarize=_image_cache_summary, check=(IMAGE_CHECKS, _image_problems), group_name="data",
-                  check_specs=IMAGE_CHECKS, code_version="2")
+                  check_specs=IMAGE_CHECKS, code_version="2", deps=[raw_data])
 def image_cache(context: dg.AssetExecutionContext, shard: shards.Shard, dataset: DatasetResource, var: VarDir,
                 train_val_split: Bundle):
     """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split;
