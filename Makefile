@@ -10,12 +10,13 @@ LAUNCH := $(VENV)/bin/cloud-assets launch
 # .env in this folder, if there is one: its KEY=value lines (no quotes; KEY=${KEY:-value} too) are
 # defaults, which the environment and make's command line override. Dagster's command line would load
 # ./.env over the environment, so every target starts it in a folder of its own (cloud-assets launch
-# and run; make ui in the dataset's var folder)
-ifneq ($(wildcard .env),)
-include .env.mk
-.env.mk: .env
+# and run; make ui in the dataset's var folder). ENV_FILE=FILE reads another file; ENV_FILE= none.
+ENV_FILE ?= .env
+ifneq ($(wildcard $(ENV_FILE)),)
+include $(ENV_FILE).mk
+$(ENV_FILE).mk: $(ENV_FILE)
 	sed -n -e 's/^\([A-Za-z_][A-Za-z0-9_]*\)=$${\1:-\(.*\)}$$/\1 ?= \2\nexport \1/p;t' \
-		-e 's/^\([A-Za-z_][A-Za-z0-9_]*\)=\(.*\)$$/\1 ?= \2\nexport \1/p' .env > $@
+		-e 's/^\([A-Za-z_][A-Za-z0-9_]*\)=\(.*\)$$/\1 ?= \2\nexport \1/p' $< > $@
 endif
 DEMO_DATA := $(CURDIR)/var/demo-data
 DEMO_MODEL := $(CURDIR)/var/demo-model.keras

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from unittest import mock
 import urllib.request
@@ -184,3 +186,10 @@ def graphql(port: int, query: str, variables: dict) -> dict:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
+
+
+def dg_run(env: dict, *args, **popen) -> subprocess.CompletedProcess:
+    """`dg ARGS -m cloud_assets.definitions`, started beside the run's Dagster home: never in the project
+    folder, whose .env (a user's) Dagster's command line would load over `env`."""
+    return subprocess.run([str(Path(sys.executable).parent / "dg"), *args, "-m", "cloud_assets.definitions"],
+                          cwd=Path(env["DAGSTER_HOME"]).parent, env=env, **popen)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from tests.helpers import dagster_home, free_port, run_env, tiny_keras
 
@@ -39,7 +38,8 @@ def test_gpu_steps_run_on_the_gpu_worker(small_dataset, tmp_path):
     home = dagster_home(tmp_path)
     port = free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
-    env = run_env(home, small_dataset, tiny_keras(tmp_path / "model.keras"), executor="celery")
+    env = run_env(home, small_dataset, tiny_keras(tmp_path / "model.keras"), executor="celery",
+                  celery_broker=broker, celery_backend=backend)
     log = open(tmp_path / "services.log", "w")
     redis = _start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                    env, log)
@@ -48,13 +48,9 @@ def test_gpu_steps_run_on_the_gpu_worker(small_dataset, tmp_path):
                for queue in ("dagster", "gpu")}
     try:
         time.sleep(5)
-        run_config = tmp_path / "run_config.yaml"
-        config = yaml.safe_load((ROOT / "deploy" / "celery" / "run_config.yaml").read_text())
-        config["execution"]["config"].update(broker=broker, backend=backend)
-        run_config.write_text(yaml.safe_dump(config))
         select = ",".join(sorted(CPU_STEPS | {"val_predictions", "saliency_maps"}))  # model_pass's assets
         done = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "cloud_assets.definitions",
-                               "--select", select, "-c", str(run_config)],
+                               "--select", select],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         with dg.instance_for_test(temp_dir=str(home)) as instance:
@@ -66,5 +62,43 @@ def test_gpu_steps_run_on_the_gpu_worker(small_dataset, tmp_path):
         assert {pids[s] for s in CPU_STEPS} == {workers["dagster"].pid}, pids
     finally:
         for proc in (*workers.values(), redis):
+            _stop(proc)
+        log.close()
+
+
+def test_make_run_under_celery_submits_a_backfill_and_follows_it_to_the_end(small_dataset, tmp_path):
+    """CLOUD_ASSETS_EXECUTOR=celery: make run submits what is stale as one backfill, which the Dagster
+    daemon runs through Celery workers (the GPU steps on the gpu queue), says its progress and ends when the
+    backfill does; a second make run finds everything up to date."""
+    from tests.test_makefile import _make, _project, _runs
+
+    project = _project(tmp_path / "project")
+    port = free_port()
+    broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
+    settings = {"CLOUD_ASSETS_DATA_DIR": str(small_dataset), "CLOUD_ASSETS_MODEL_PATH": str(tiny_keras(tmp_path / "m.keras")),
+                "CLOUD_ASSETS_VAR_DIR": str(tmp_path / "var"), "DAGSTER_HOME": str(tmp_path / "var" / "dagster"),
+                "CLOUD_ASSETS_EXECUTOR": "celery", "CLOUD_ASSETS_CELERY_BROKER": broker,
+                "CLOUD_ASSETS_CELERY_BACKEND": backend, "CLOUD_ASSETS_AUDIT_FOLDS": "2"}
+    _make(project, "-o", ".venv/.installed", "instance", **settings)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLOUD_ASSETS_")}, **settings}
+    log = open(tmp_path / "services.log", "w")
+    celery = [str(BIN / "celery"), "-A", "dagster_celery.app", "-b", broker, "--result-backend", backend, "worker"]
+    procs = [_start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                    env, log),
+             _start([*celery, "-Q", "gpu", "--pool", "solo", "-n", "gpu@%h"], env, log),
+             _start([*celery, "-Q", "dagster", "--pool", "solo", "-n", "dagster@%h"], env, log),
+             subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "cloud_assets.definitions"], cwd=tmp_path,
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)]
+    try:
+        out = _make(project, "-o", ".venv/.installed", "run", **settings)
+        assert "backfill" in out and "completed success" in out, out[-3000:]
+        assert (tmp_path / "var" / "site" / "index.html").is_file()
+        runs = _runs(tmp_path / "var" / "dagster")
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert any(r.tags.get("dagster/backfill") for r in runs)
+        again = _make(project, "-o", ".venv/.installed", "run", **settings)
+        assert "every asset is up to date: nothing to materialize" in again, again[-3000:]
+    finally:
+        for proc in reversed(procs):
             _stop(proc)
         log.close()

@@ -12,13 +12,12 @@ import subprocess
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus
 import pytest
-import yaml
 
 from cloud_assets.lib.store import Store
 from cloud_assets.synth import synthesize
 from tests.conftest import SMALL
-from tests.helpers import dagster_home, fold_audit, free_port, graphql, open_instance, run_env, tiny_keras
-from tests.test_celery import BIN, ROOT, _start, _stop
+from tests.helpers import dagster_home, dg_run, fold_audit, free_port, graphql, open_instance, run_env, tiny_keras
+from tests.test_celery import BIN, _start, _stop
 from tests.test_ui_end_to_end import _up, _wait
 
 PER_IMAGE = ["image_cache", "val_masks", "val_predictions", "saliency_maps", "mask_attention"]
@@ -29,7 +28,7 @@ LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(b
 
 
 def _launch(env, *args, log):
-    done = subprocess.run([str(BIN / "dg"), "launch", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    done = dg_run(env, "launch", *args, stdout=log, stderr=subprocess.STDOUT)
     assert done.returncode == 0, f"dg launch {' '.join(args)} failed; see {log.name}"
 
 
@@ -67,9 +66,10 @@ def test_a_backfill_spreads_the_shards_over_celery_workers(large_images, tmp_pat
     local = {**run_env(tmp_path / "sharded" / "home", large_images, model, shards=4, postgres_url=postgres_server()),
              "VIRTUAL_ENV": str(BIN.parent)}
     homes = {"sharded": dagster_home(tmp_path / "sharded", env=local), "one": dagster_home(tmp_path / "one")}
-    spread = {**local, "CLOUD_ASSETS_EXECUTOR": "celery", "CLOUD_ASSETS_SHARDS_PER_RUN": "2"}
     port, ui_port = free_port(), free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
+    spread = {**local, "CLOUD_ASSETS_EXECUTOR": "celery", "CLOUD_ASSETS_SHARDS_PER_RUN": "2",
+              "CLOUD_ASSETS_CELERY_BROKER": broker, "CLOUD_ASSETS_CELERY_BACKEND": backend}
     log = open(tmp_path / "services.log", "w")
     procs = [_start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                     local, log)]
@@ -78,14 +78,12 @@ def test_a_backfill_spreads_the_shards_over_celery_workers(large_images, tmp_pat
         _launch(local, "--assets", "label_table,train_val_split", log=log)
         celery = [str(BIN / "celery"), "-A", "dagster_celery.app", "-b", broker, "--result-backend", backend, "worker"]
         gpu = _start([*celery, "-Q", "gpu", "--pool", "solo", "-n", "gpu@%h"], spread, log)
-        procs += [gpu, subprocess.Popen([str(BIN / "dg"), "dev", "--port", str(ui_port)], cwd=ROOT, env=spread,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)]
+        procs += [gpu, subprocess.Popen([str(BIN / "dagster"), "dev", "-m", "cloud_assets.definitions", "--port",
+                                         str(ui_port)], cwd=tmp_path, env=spread, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)]
         _wait(lambda: _up(ui_port), 120, "the webserver")
-        config = yaml.safe_load((ROOT / "deploy" / "celery" / "run_config.yaml").read_text())
-        config["execution"]["config"].update(broker=broker, backend=backend)
         answer = graphql(ui_port, LAUNCH, {"params": {
-            "partitionNames": ["0", "1", "2", "3"], "assetSelection": [{"path": [a]} for a in PER_IMAGE],
-            "runConfigData": config}})
+            "partitionNames": ["0", "1", "2", "3"], "assetSelection": [{"path": [a]} for a in PER_IMAGE]}})
         launched = answer["data"]["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", answer
         # both runs' first steps (image_cache and val_masks each) wait in the queue; the worker then

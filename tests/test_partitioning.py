@@ -9,14 +9,15 @@ import pytest
 
 from cloud_assets.defs import settings
 from cloud_assets.lib.store import Store
-from tests.test_shards import BIN, ROOT, _env
+from tests.helpers import dg_run
+from tests.test_shards import _env
 
 DATA = "label_table,train_val_split,image_cache,dark_image_counts"
 
 
 def _dg(env, *args) -> tuple[int, str]:
     """(exit status, everything printed, whitespace collapsed)."""
-    done = subprocess.run([str(BIN / "dg"), *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = dg_run(env, *args, capture_output=True, text=True)
     return done.returncode, " ".join((done.stdout + done.stderr).split())
 
 

@@ -45,7 +45,8 @@ def _documented(text: str, pattern: str) -> dict:
     """variable -> its value, for every line of `text` matching `pattern` (groups: name, value)."""
     import re
 
-    return {m.group(1): m.group(2).strip() for m in re.finditer(pattern, text, re.MULTILINE)}
+    values = {m.group(1): m.group(2).strip() for m in re.finditer(pattern, text, re.MULTILINE)}
+    return {k: re.sub(rf"^\$\{{{k}:-(.*)\}}$", r"\1", v) for k, v in values.items()}  # KEY=${KEY:-value}
 
 
 def test_env_example_and_the_readme_list_every_setting_with_its_default():

@@ -12,7 +12,7 @@ import numpy as np
 from cloud_assets.lib import shards
 from cloud_assets.lib.shards import Shards
 from cloud_assets.lib.store import Store
-from tests.helpers import dagster_home, fold_audit, run_env, tiny_keras
+from tests.helpers import dagster_home, dg_run, fold_audit, run_env, tiny_keras
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -27,14 +27,12 @@ def _launch(env, n: int, log: Path):
     keys = shards.keys(n)
     extra = ["--partition-range", f"{keys[0]}...{keys[-1]}"] if n > 1 else []
     with open(log, "w") as f:
-        done = subprocess.run([str(BIN / "dg"), "launch", "--job", "observe_model_file"], cwd=ROOT, env=env,
-                              stdout=f, stderr=subprocess.STDOUT)
+        done = dg_run(env, "launch", "--job", "observe_model_file", stdout=f, stderr=subprocess.STDOUT)
         assert done.returncode == 0, log.read_text()[-3000:]
         for selection, options in (("not group:audit+", extra), ("group:audit+ and not group:audit", [])):
             if options == []:  # what label_issues reads: the dataset's fold audit
                 fold_audit(env["CLOUD_ASSETS_DATA_DIR"], env["CLOUD_ASSETS_VAR_DIR"])
-            done = subprocess.run([str(BIN / "dg"), "launch", "--assets", selection, *options], cwd=ROOT, env=env,
-                                  stdout=f, stderr=subprocess.STDOUT)
+            done = dg_run(env, "launch", "--assets", selection, *options, stdout=f, stderr=subprocess.STDOUT)
             assert done.returncode == 0, log.read_text()[-3000:]
 
 

@@ -42,7 +42,7 @@ def dev(small_dataset, tmp_path):
     port = free_port()
     env = run_env(home, small_dataset, model, model_check_cron="* * * * *")
     # started as a user does
-    with webserver(["make", "-s", "ui", f"UI_PORT={port}"], port, tmp_path / "dagster-dev.log", cwd=ROOT, env=env):
+    with webserver(["make", "-s", "ui", f"UI_PORT={port}", "ENV_FILE="], port, tmp_path / "dagster-dev.log", cwd=ROOT, env=env):
         with dg.instance_for_test(temp_dir=str(home)) as instance:
             yield port, instance, model
 
