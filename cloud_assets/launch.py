@@ -133,7 +133,7 @@ def run(log_path: Path, say: Callable[[str], None] = print) -> int:
 def _backfill(instance, graph, todo: dict, log_path: Path, say) -> int:
     """One backfill of `todo` (asset key -> partitions), which the Dagster daemon splits into runs by
     the assets' backfill policies and launches in order; followed until it ends."""
-    from dagster._core.definitions.asset_graph_subset import AssetGraphSubset
+    from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
     from dagster._core.definitions.events import AssetKeyPartitionKey
     from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 
