@@ -3,8 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-# dg, the Dagster command line, in this project's virtual environment
-DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
+# Dagster's command line, started in the dataset's var folder: in this folder it would load ./.env over
+# the environment
+DAGSTER_OUTSIDE = mkdir -p "$(CLOUD_ASSETS_VAR_DIR)" && cd "$(CLOUD_ASSETS_VAR_DIR)" && \
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(CURDIR)/$(VENV)/bin/dagster
 STAMP := $(VENV)/.installed
 LAUNCH := $(VENV)/bin/cloud-assets launch
 # .env in this folder, if there is one: its KEY=value lines (no quotes; KEY=${KEY:-value} too) are
@@ -77,13 +79,19 @@ test: install test-packages
 	$(PY) -m pytest -n 2 --dist loadfile --durations=12
 
 definitions: install
-	$(DG) check defs
+	$(DAGSTER_OUTSIDE) definitions validate -m cloud_assets.definitions
 
 $(DEMO_DATA)/train.csv: | $(STAMP)
 	$(VENV)/bin/cloud-assets synth --out $(DEMO_DATA) $(DEMO_SIZE)
 
 $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
 	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL) $(DEMO_TRAIN)
+
+# the demo: its dataset and classifier, then every asset, whatever .env or the environment configure
+demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
+	@$(MAKE) --no-print-directory run CLOUD_ASSETS_DATA_DIR=$(DEMO_DATA) CLOUD_ASSETS_MODEL_PATH=$(DEMO_MODEL) \
+		CLOUD_ASSETS_VAR_DIR=$(CURDIR)/var DAGSTER_HOME=$(CURDIR)/var/dagster
+	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
 
 # every asset of the configured dataset and model (CLOUD_ASSETS_DATA_DIR, CLOUD_ASSETS_MODEL_PATH) that is
 # stale or missing: the dataset, the model file and the review observed, then what changed since and what
@@ -107,9 +115,7 @@ where:
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 ui: install
-	mkdir -p "$(CLOUD_ASSETS_VAR_DIR)"
-	cd "$(CLOUD_ASSETS_VAR_DIR)" && VIRTUAL_ENV=$(CURDIR)/$(VENV) $(CURDIR)/$(VENV)/bin/dagster dev \
-		-m cloud_assets.definitions --host $(UI_HOST) --port $(UI_PORT)
+	$(DAGSTER_OUTSIDE) dev -m cloud_assets.definitions --host $(UI_HOST) --port $(UI_PORT)
 
 site: install
 	@$(LAUNCH) --assets corrected_labels,report_site

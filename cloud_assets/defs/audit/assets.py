@@ -32,11 +32,6 @@ CODE = f"2-{SIZE[0]}x{SIZE[1]}"  # a new audit size re-runs the audit
 MODELS = "audit-models"  # under CLOUD_ASSETS_VAR_DIR: every fold model trained, by its training set
 
 
-def launch_options() -> str:
-    """What `dg launch --assets 'group:audit'` needs to materialize every fold in one run."""
-    return f"--partition-range {FOLD_KEYS[0]}...{FOLD_KEYS[-1]}"
-
-
 @dg.asset(group_name="audit", code_version="1", **shards.WHOLE)
 def audit_folds(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle):
     """Every image of train.csv in one of CLOUD_ASSETS_AUDIT_FOLDS folds, stratified by its label

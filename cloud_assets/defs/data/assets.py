@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import ARRAY_BATCH
-from cloud_assets.defs import checks, shards
+from cloud_assets.defs import checks, settings, shards
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import dark, files, images, labels, rle
@@ -33,12 +33,15 @@ IMAGE_CHECKS = [
 @dg.observable_source_asset(group_name="data")
 def raw_data(dataset: DatasetResource):
     """The dataset folder as the assets read it: train.csv's bytes, the files of train_images/ and
-    test_images/ (names, sizes, modification times) and the settings that say how it is read; what
-    reads it is stale when this data version changes (make run materializes only what is stale)."""
+    test_images/ (names, sizes, modification times) and the settings that say how it is read and
+    partitioned (a changed shard or fold count reuses partition keys, which Dagster's staleness alone
+    would take as up to date); what reads it is stale when this data version changes (make run
+    materializes only what is stale)."""
     root = dataset.root
     version = files.folder_version(root, ["train.csv"], ["train_images", "test_images"], {
-        "classes": dataset.class_names, "input_size": dataset.input_size, "image_size": [dataset.image_height,
-                                                                                         dataset.image_width]})
+        "classes": dataset.class_names, "input_size": dataset.input_size,
+        "image_size": [dataset.image_height, dataset.image_width], "audit_predictions": dataset.audit_predictions,
+        "shards": shards.COUNT, "audit_folds": settings.load_time(settings.AUDIT_FOLDS)})
     return dg.ObserveResult(data_version=dg.DataVersion(version), metadata={
         "path": dg.MetadataValue.path(str(root.resolve())),
         "train_images": sum(1 for _ in dataset.image_dir("train").glob("*")), "test_images": len(dataset.test_images())})

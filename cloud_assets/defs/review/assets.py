@@ -6,7 +6,6 @@ import pandas as pd
 
 from cloud_assets.defs import checks, shards
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
-from cloud_assets.defs.data.assets import raw_data
 from cloud_assets.defs.metadata import md_table
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import labels, model as model_lib, review
@@ -46,7 +45,7 @@ def label_review(dataset: DatasetResource):
         "accepted": int((decisions["decision"] == "accept").sum())})
 
 
-@dg.asset(group_name="review", deps=[label_review, raw_data], check_specs=REVIEW_CHECKS, automation_condition=FOLLOWS_MODEL,
+@dg.asset(group_name="review", deps=[label_review], check_specs=REVIEW_CHECKS, automation_condition=FOLLOWS_MODEL,
           code_version="2", **shards.WHOLE)
 def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, dataset: DatasetResource,
                      var: VarDir, label_table: Bundle, label_issues: Bundle):
