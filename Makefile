@@ -37,7 +37,7 @@ DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
 # options of the demo classifier's training (cloud-assets train --help), e.g. --epochs 5
 DEMO_TRAIN ?=
 
-.PHONY: install instance test-packages gpu test demo run where ui site review serve definitions clean bench
+.PHONY: install instance test-packages gpu test test-fast demo run where ui site review serve docs definitions clean bench
 
 # Python packages only, into .venv: no root needed (make demo, ui, site, review, serve)
 install: $(STAMP) instance
@@ -128,6 +128,11 @@ review: install
 	@$(LAUNCH) --job observe_label_review
 	@$(LAUNCH) --assets corrected_labels,report_site
 	@echo "Corrected labels: $(CLOUD_ASSETS_VAR_DIR)/store/corrected_labels/train_corrected.csv (every version: $(CLOUD_ASSETS_VAR_DIR)/corrections/)"
+
+# the project's documentation (docs/pages/) as a site, built offline and --strict
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --quiet --strict -f docs/mkdocs.yml -d $(CURDIR)/var/docs
+	@echo "Documentation: $(CURDIR)/var/docs/index.html"
 
 SERVE_PORT ?= 8000
 serve:

@@ -112,7 +112,7 @@ def _limit(home, env):
 def test_instance_again_and_again_keeps_a_limit_set_by_hand(storage, tmp_path, request):
     """`cloud-assets instance` runs before every make target: three times in a row it succeeds (Dagster's own
     initialisation fails the second time on PostgreSQL), and `dagster instance concurrency set gpu 3`, which
-    the README gives for a machine of three GPUs, is kept by the next calls."""
+    the documentation gives for a machine of three GPUs, is kept by the next calls."""
     env = {k: v for k, v in os.environ.items() if k != instance.POSTGRES_URL and k not in instance.DAGSTER_POSTGRES.values()}
     if storage == "postgres":
         env[instance.POSTGRES_URL] = request.getfixturevalue("postgres_server")()

@@ -1,5 +1,5 @@
 """The README's getting-started blocks, run as written in a copy of the repository: Quick start,
-Your own model and dataset (with make and without) and In a notebook. Only the example paths are
+Your own model and dataset (with make and without) and the Assets page's In a notebook. Only the example paths are
 replaced (the data folder by a small dataset, the model file by a tiny model), the demo is made small
 (DEMO_SIZE, DEMO_TRAIN), `make ui` and `make serve` run until they answer on their port, and
 `make test` is this suite."""
@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import ROOT, free_port, tiny_keras
 
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
 # make ui and make serve run in the background until they answer, then stop; make test is this suite;
 # the shared .venv counts as installed (-o): an install would point its editable package at the copy
 MAKE = """
@@ -42,16 +43,16 @@ make() {
 """
 
 
-def _section(title: str) -> str:
-    start = README.index(f" {title}\n")
-    level = README.rfind("\n", 0, start) + 1
-    hashes = README[level:start]
-    end = re.search(rf"^#{{1,{len(hashes)}}} ", README[start:], re.M)
-    return README[start: start + end.start() if end else None]
+def _section(title: str, text: str = README) -> str:
+    start = text.index(f" {title}\n")
+    level = text.rfind("\n", 0, start) + 1
+    hashes = text[level:start]
+    end = re.search(rf"^#{{1,{len(hashes)}}} ", text[start:], re.M)
+    return text[start: start + end.start() if end else None]
 
 
-def _blocks(title: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", _section(title), re.S)
+def _blocks(title: str, language: str, text: str = README) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", _section(title, text), re.S)
 
 
 def _bash(script: str, cwd: Path, env: dict) -> str:
@@ -121,10 +122,21 @@ def test_the_readme_getting_started_blocks_run_as_written(repository, small_data
     _bash(ours(without_make), repository, env)
 
     # In a notebook, on the instance of that dataset
-    (notebook,) = _blocks("In a notebook", "python")
+    (notebook,) = _blocks("In a notebook", "python", (DOCS / "pages" / "assets.md").read_text())
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", notebook + "print(len(issues), cams.shape)"],
                           cwd=repository, env={**env, "DAGSTER_HOME": str(var / "dagster")}, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
     count, _ = done.stdout.split(" ", 1)
     assert int(count) > 0
+
+
+def test_the_readme_is_short_and_the_documentation_site_builds(tmp_path):
+    """At most 250 lines; the rest in docs/pages/, every page in the nav, built --strict offline (make docs)."""
+    assert len(README.splitlines()) <= 250
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "mkdocs"), "build", "--strict", "-f", str(DOCS / "mkdocs.yml"),
+                           "-d", str(tmp_path / "docs")], capture_output=True, text=True,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    pages = {p.stem for p in (DOCS / "pages").glob("*.md")}
+    assert {p.name for p in (tmp_path / "docs").iterdir() if (p / "index.html").is_file()} == pages - {"index"}

@@ -53,7 +53,7 @@ def check_count(images: int) -> None:
     if COUNT > max(images, 1):
         raise settings.SettingError(
             f"{settings.SHARDS}={COUNT}: expected at most {images}, the number of images in train.csv (a shard "
-            f"of a few thousand images is best; see the README's Scaling out)")
+            f"of a few thousand images is best; see the documentation's Scaling out page)")
 
 
 class PartitioningError(ValueError):

@@ -197,7 +197,7 @@ class ImportedPredictions:
         for name in ("images.csv", "probabilities.npy", "pixels.npy"):
             if not (folder / name).is_file():
                 raise ValueError(f"{folder / name}: missing; CLOUD_ASSETS_AUDIT_PREDICTIONS must name a folder of "
-                                 f"images.csv, probabilities.npy and pixels.npy (see the README)")
+                                 f"images.csv, probabilities.npy and pixels.npy (see the documentation's Label audit page)")
         table = pd.read_csv(folder / "images.csv", dtype=str, keep_default_na=False)
         if "image" not in table.columns or table["image"].duplicated().any():
             raise ValueError(f"{folder / 'images.csv'}: needs a column 'image' naming each image once")

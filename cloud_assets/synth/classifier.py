@@ -82,7 +82,7 @@ def train(data_dir, out, class_names=labels.NOTEBOOK_CLASS_ORDER, size=(224, 224
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     keras.utils.set_random_seed(seed)
     # the same weights from the same data on the same machine (about 20% slower on 2 cores), so
-    # that `make demo` reproduces the README's label-audit figures
+    # that `make demo` reproduces the documented label-audit figures
     tf.config.experimental.enable_op_determinism()
     log(f"train: {model_lib.configure_device()}")
     (x_train, y_train), (x_val, y_val) = (v for v in _load_split(data_dir, class_names, size, log).values())
