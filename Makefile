@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed
 LAUNCH := $(VENV)/bin/cloud-assets launch
 # .env in this folder, if there is one: its KEY=value lines (no quotes; KEY=${KEY:-value} too) are
 # defaults, which the environment and make's command line override. Dagster's command line would load
-# ./.env over the environment, so every target starts it in a folder of its own (cloud-assets launch
-# and run; make ui in the dataset's var folder). ENV_FILE=FILE reads another file; ENV_FILE= none.
+# ./.env over the environment, so cloud-assets launch and run (make run, demo, site, review) start it in
+# a folder of their own; make ui's dg dev runs here. ENV_FILE=FILE reads another file; ENV_FILE= none.
 ENV_FILE ?= .env
 ifneq ($(wildcard $(ENV_FILE)),)
 include $(ENV_FILE).mk
@@ -75,8 +75,12 @@ gpu: install
 	$(PY) -m pip install --quiet -r requirements-gpu-$(GPU_BACKEND).lock
 	KERAS_BACKEND=$(GPU_BACKEND) $(VENV)/bin/cloud-assets device
 
+# every test; test-fast: the in-process tier (lib, report, settings, the assets on tiny data), no e2e
 test: install test-packages
 	$(PY) -m pytest -n 2 --dist loadfile --durations=12
+
+test-fast: install
+	$(PY) -m pytest -n 2 --dist loadfile -m "not e2e" -q
 
 definitions: install
 	$(DAGSTER_OUTSIDE) definitions validate -m cloud_assets.definitions
@@ -114,8 +118,9 @@ where:
 # the webserver listens on loopback only; UI_HOST=0.0.0.0 exposes it to the network
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+# dg dev, in this folder: its processes load .env over the environment, except lines KEY=${KEY:-value}
 ui: install
-	$(DAGSTER_OUTSIDE) dev -m cloud_assets.definitions --host $(UI_HOST) --port $(UI_PORT)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg dev --host $(UI_HOST) --port $(UI_PORT)
 
 site: install
 	@$(LAUNCH) --assets corrected_labels,report_site

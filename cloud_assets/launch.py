@@ -120,11 +120,9 @@ def run(log_path: Path, say: Callable[[str], None] = print) -> int:
         if not part:
             continue
         selection = ",".join(k.to_user_string() for k in part)
-        partitioned = [graph.get(k).partitions_def for k in part if graph.get(k).partitions_def]
-        options = []
-        if partitioned:
-            names = partitioned[0].get_partition_keys()
-            options = ["--partition-range", f"{names[0]}...{names[-1]}"]
+        # the partitions to materialize of the part's partitioned assets (one partition set, zero-padded keys)
+        names = sorted({p for k in part for p in todo[k] if p is not None})
+        options = ["--partition-range", f"{names[0]}...{names[-1]}"] if names else []
         if launch(["--assets", selection, *options], log_path, say):
             return 1
     return 0

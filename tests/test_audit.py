@@ -13,10 +13,13 @@ import time
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
 from cloud_assets.defs.audit import assets as audit_assets
 from cloud_assets.lib.store import Store
 from tests.helpers import DATA_ASSETS, FOLD_AUDIT as AUDIT, QUICK_AUDIT as QUICK, ROOT, failure_message, materialize
+
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
 
 def _run(data, var):

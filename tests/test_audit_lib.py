@@ -50,6 +50,7 @@ def test_fewer_than_two_folds_are_refused():
         folds.assign(["a"], ["Fish"], 1)
 
 
+@pytest.mark.e2e
 def test_the_unet_learns_where_a_bright_class_is():
     """Class 0 is a bright square, class 1 a dark one; after a few epochs the pixel probabilities
     separate them and the head tells present from absent."""

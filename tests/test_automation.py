@@ -13,6 +13,8 @@ from cloud_assets.defs.resources import build_resources
 from cloud_assets.defs.review import assets as review_assets
 from tests.helpers import ANALYSIS, DATA_ASSETS, FOLD_AUDIT, dagster_home, fold_audit, tiny_keras
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 ALL = DATA_ASSETS + ANALYSIS + [report_assets.report_site]
 MODEL_DEPENDENT = {k.to_user_string() for a in ANALYSIS + [report_assets.report_site] for k in a.keys}
 

@@ -75,6 +75,7 @@ def images():
     return x
 
 
+@pytest.mark.e2e
 def test_jax_gives_the_maps_tensorflow_gives(tmp_path, images):
     import keras
 
@@ -113,6 +114,7 @@ def keras2_file(path):
     return path
 
 
+@pytest.mark.e2e
 def test_convert_model_writes_a_keras3_twin_that_jax_loads(tmp_path, images, capsys):
     src = keras2_file(tmp_path / "old.h5")
     old = model_lib.load(src)
@@ -134,6 +136,7 @@ def test_convert_model_refuses_a_non_keras_destination(tmp_path):
     assert not (tmp_path / "new.h5").exists()
 
 
+@pytest.mark.e2e
 def test_a_keras2_file_on_jax_is_refused_with_the_way_out(tmp_path):
     src = keras2_file(tmp_path / "old.h5")
     done = run_on_jax(f"""
@@ -181,6 +184,7 @@ def test_device_command_names_backend_and_device(capsys):
     assert capsys.readouterr().out.startswith(("tensorflow on CPU", "tensorflow on GPU"))
 
 
+@pytest.mark.e2e
 def test_the_audit_unet_trains_and_predicts_on_jax():
     """The fold audit's model is plain Keras 3: on JAX alone (no TensorFlow importable) it trains
     from scratch and predicts every pixel."""

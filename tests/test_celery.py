@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import dagster_home, free_port, run_env, tiny_keras
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -20,6 +20,8 @@ from tests.helpers import dagster_home, dg_run, fold_audit, free_port, graphql, 
 from tests.test_celery import BIN, _start, _stop
 from tests.test_ui_end_to_end import _up, _wait
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 PER_IMAGE = ["image_cache", "val_masks", "val_predictions", "saliency_maps", "mask_attention"]
 DATASET_WIDE = ["dark_image_counts", "threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution", "fn_class_distribution",
                 "label_issues", "corrected_labels", "report_site"]

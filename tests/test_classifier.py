@@ -4,6 +4,7 @@ import pytest
 from cloud_assets import cli
 
 
+@pytest.mark.e2e
 def test_train_writes_a_model_of_the_requested_input_size(small_dataset, tmp_path, capsys):
     out = tmp_path / "m.keras"
     assert cli.main(["train", "--data", str(small_dataset), "--out", str(out), "--size", "64x96",

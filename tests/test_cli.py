@@ -85,6 +85,7 @@ def test_synth_and_renoise_refuse_to_replace_a_folder_holding_what_they_did_not_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "noisy", "other"]
 
 
+@pytest.mark.e2e
 def test_a_failed_training_leaves_the_previous_model(small_dataset, tmp_path, monkeypatch):
     from cloud_assets.synth import classifier
 

@@ -1,4 +1,5 @@
 """The definitions load quickly without TensorFlow, and every asset spec is as documented."""
+import pytest
 import os
 import subprocess
 import sys
@@ -35,6 +36,7 @@ def test_asset_specs_snapshot(snapshot):
     assert graph.get(dg.AssetKey("val_predictions")).assets_def is graph.get(dg.AssetKey("saliency_maps")).assets_def
 
 
+@pytest.mark.e2e
 def test_definitions_validate_without_importing_tensorflow(tmp_path):
     code = ("import sys, os; os.environ['CLOUD_ASSETS_DATA_DIR']='/x'; import dagster as dg, cloud_assets.defs;"
             "from cloud_assets.definitions import defs; dg.load_defs(defs_root=cloud_assets.defs).resolve_all_asset_specs();"

@@ -1,4 +1,5 @@
 """The Kubernetes set-up, checked with dagster-k8s's own schema code."""
+import pytest
 from pathlib import Path
 
 import yaml
@@ -54,6 +55,7 @@ telemetry: {enabled: false}
 """
 
 
+@pytest.mark.e2e
 def test_helm_init_container_creates_the_gpu_pool_on_the_charts_instance(tmp_path, postgres_server, monkeypatch):
     """The user deployment's init container, its command and environment as values.yaml gives them, run
     twice against an instance like the chart's on a real PostgreSQL server: the pool exists, once."""

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 SCRIPT = r"""
 import json, os, shutil, subprocess, sys
 from pathlib import Path

@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import dagster_home, run_env
+
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 

@@ -27,6 +27,8 @@ import pytest
 from tests.helpers import dagster_home, fold_audit, free_port, graphql, open_instance, run_env
 from tests.test_ui_end_to_end import _wait, webserver
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 TRAIN, TEST = 1000, 40          # 200 validation images
 BATCH = 4                       # saliency batches of 4 images: about 0.1 s each here
 DONE = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)

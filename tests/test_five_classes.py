@@ -1,12 +1,15 @@
 """Any number of classes from configuration alone: a fifth class in train.csv, a five-output model,
 `class_names` of the dataset resource; nothing else changes."""
 import pandas as pd
+import pytest
 
 from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.lib.store import Store
 from cloud_assets.synth.dataset import boxes_rle
 from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
+
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
 CLASSES = ["Fish", "Flower", "Sugar", "Gravel", "Haze"]
 

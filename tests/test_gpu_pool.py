@@ -10,6 +10,8 @@ import pytest
 
 from tests.helpers import dagster_home, open_instance, run_env, tiny_keras
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 GPU_STEP = "model_pass"
 
 

@@ -25,6 +25,7 @@ def test_without_variables_the_instance_is_sqlite(tmp_path, monkeypatch, capsys)
     assert "storage" not in written and written["event_log_storage"]["class"] == "SqliteEventLogStorage"
 
 
+@pytest.mark.e2e
 def test_dagster_postgres_variables_reach_a_real_server_and_no_password_is_written(postgres_server, tmp_path):
     url = urlparse(postgres_server())
     env = {"DAGSTER_POSTGRES_USER": url.username, "DAGSTER_POSTGRES_PASSWORD": "not-written",
@@ -69,6 +70,7 @@ print(lost)
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("storage", ["ours", "dagster"])
 def test_two_processes_claiming_the_gpu_slot_at_once_never_both_get_it(storage, tmp_path, monkeypatch):
     """The instance's SQLite event log claims the pool's one slot atomically; Dagster's own claim (a
@@ -108,6 +110,7 @@ def _limit(home, env):
         return info.slot_count, opened.event_log_storage.get_pool_limits()[0].from_default
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("storage", ["sqlite", "postgres"])
 def test_instance_again_and_again_keeps_a_limit_set_by_hand(storage, tmp_path, request):
     """`cloud-assets instance` runs before every make target: three times in a row it succeeds (Dagster's own
@@ -161,6 +164,7 @@ print(failed)
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("storage", ["ours", "dagster"])
 def test_two_processes_creating_the_pool_at_once_on_postgres(storage, tmp_path, postgres_server, monkeypatch):
     """20 rounds of two processes creating a pool's limit at the same moment: with the project's event log

@@ -1,5 +1,6 @@
 """The Makefile, as a user drives it: .env and the environment choose the dataset, each dataset gets
 its own store, site and Dagster instance, and `make review REVIEW=FILE` puts the file where it is read."""
+import pytest
 import os
 import shutil
 import subprocess
@@ -57,6 +58,7 @@ def _runs(home: Path) -> list:
         return instance.get_runs()
 
 
+@pytest.mark.e2e
 def test_make_run_the_environment_over_dot_env_and_a_second_run_materializes_nothing(small_dataset, tmp_path):
     """A .env naming another dataset folder and the fold count; the environment names the dataset: make run
     runs the environment's dataset, with .env's fold count (a default the environment does not set), into

@@ -20,6 +20,7 @@ def seed_h5(tmp_path_factory):
     return path
 
 
+@pytest.mark.e2e
 def test_seed_densenet121_h5_loads_through_tf_keras(seed_h5):
     net = model_lib.load(seed_h5)
     info = model_lib.check(net, seed_h5, 4, (224, 224))

@@ -12,6 +12,8 @@ from cloud_assets.lib.store import Store
 from cloud_assets.eval import notebook as seed
 from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 
 
 @pytest.fixture(scope="module")

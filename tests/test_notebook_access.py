@@ -9,6 +9,8 @@ from cloud_assets import notebook_access
 from cloud_assets.defs.data import assets as data_assets
 from tests.helpers import dagster_home, materialize, run_env
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 
 def test_load_returns_the_latest_value_in_a_plain_python_session(small_dataset, tmp_path):
     home = dagster_home(tmp_path)

@@ -21,6 +21,7 @@ def _dg(env, *args) -> tuple[int, str]:
     return done.returncode, " ".join((done.stdout + done.stderr).split())
 
 
+@pytest.mark.e2e
 def test_a_new_shard_count_is_detected_and_the_rerun_removes_the_stale_shards(small_dataset, tmp_path):
     env3 = _env(small_dataset, "", tmp_path, 3)
     env2, env1 = {**env3, "CLOUD_ASSETS_SHARDS": "2"}, {**env3, "CLOUD_ASSETS_SHARDS": "1"}
@@ -55,6 +56,7 @@ def test_a_new_shard_count_is_detected_and_the_rerun_removes_the_stale_shards(sm
     assert "computed with 2 shard(s) (image_cache@0, image_cache@1), but CLOUD_ASSETS_SHARDS is now 1" in out, out[-3000:]
 
 
+@pytest.mark.e2e
 def test_bad_settings_fail_the_load_and_more_shards_than_images_fail_before_anything_is_written(small_dataset,
                                                                                                 tmp_path):
     env = _env(small_dataset, "", tmp_path, 1)

@@ -77,6 +77,7 @@ def repository(tmp_path) -> Path:
     return repo
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(1200)  # three runs of every asset (the demo, your own data with make and without)
 def test_the_readme_getting_started_blocks_run_as_written(repository, small_dataset, tmp_path):
     home, logs = tmp_path / "home", tmp_path / "logs"

@@ -15,6 +15,8 @@ from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.report import site
 from tests.helpers import ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 

@@ -183,6 +183,7 @@ def audited(small_dataset, tmp_path_factory):
     return tmp, model
 
 
+@pytest.mark.e2e
 def test_without_a_review_train_corrected_is_train_csv(audited, small_dataset):
     tmp, _ = audited
     corrected = Store(tmp / "var" / "store").get("corrected_labels")
@@ -190,6 +191,7 @@ def test_without_a_review_train_corrected_is_train_csv(audited, small_dataset):
     assert corrected.json("summary")["reviewed"] == 0
 
 
+@pytest.mark.e2e
 def test_a_bad_review_fails_the_blocking_check_and_writes_nothing(audited, small_dataset, tmp_path):
     tmp, model = audited
     before = (tmp / "var" / "store" / "corrected_labels").resolve()
@@ -209,6 +211,7 @@ def _corrected(var) -> str:
     return (Store(var / "store").get("corrected_labels").path / "train_corrected.csv").read_text()
 
 
+@pytest.mark.e2e
 def test_corrections_are_never_replaced_by_fewer_unless_asked(audited, dataset_copy, tmp_path):
     """A review path that is a folder, mistyped, empty or missing, and a review with fewer changes, each
     fail naming the path and keep the 4 corrections; allow_fewer_changes starts over; versions are kept."""

@@ -16,6 +16,8 @@ from cloud_assets.lib import rle
 from cloud_assets.lib.store import Store
 from tests.helpers import ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 ALL = DATA_ASSETS + ANALYSIS + [report_assets.report_site, review_assets.label_review]
 

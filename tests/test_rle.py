@@ -19,6 +19,7 @@ def _random_masks(rng, n, shape):
     return masks
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("shape", [(1400, 2100), (350, 525), (60, 90)])
 def test_decode_matches_seed_and_encode_inverts(shape):
     rng = np.random.default_rng(0)
@@ -31,6 +32,7 @@ def test_decode_matches_seed_and_encode_inverts(shape):
 
 @pytest.mark.parametrize("shape,size", [((1400, 2100), (224, 224)), ((350, 525), (224, 224)),
                                         ((1400, 2100), (128, 160)), ((100, 150), (224, 224))])
+@pytest.mark.e2e
 def test_decode_resized_is_bit_identical_to_seed_make_mask(shape, size):
     rng = np.random.default_rng(1)
     masks = _random_masks(rng, 10, shape)

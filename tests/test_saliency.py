@@ -76,6 +76,7 @@ def seed_reference(model, images, layer_name):
     return gb, np.stack(cams_all), np.stack(ggc_all)
 
 
+@pytest.mark.e2e
 def test_guided_gradcam_equals_the_seed(densenet, images):
     layer = saliency.gradcam_layer(densenet)
     assert layer == "conv5_block2_concat"

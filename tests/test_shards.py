@@ -8,11 +8,14 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cloud_assets.lib import shards
 from cloud_assets.lib.shards import Shards
 from cloud_assets.lib.store import Store
 from tests.helpers import dagster_home, dg_run, fold_audit, run_env, tiny_keras
+
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

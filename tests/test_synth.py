@@ -1,3 +1,4 @@
+import pytest
 import os
 import re
 import subprocess
@@ -50,6 +51,7 @@ def test_noise_manifest_explains_every_difference_from_the_clean_labels(small_da
     assert differs <= explained and differs
 
 
+@pytest.mark.e2e
 def test_deterministic_for_a_seed(tmp_path):
     """Whatever the worker count and the interpreter's string-hash seed (a set of names iterates in
     hash order): the same seed writes the same files."""
@@ -74,6 +76,7 @@ def _features(path: Path):
     return colour, np.array(texture)
 
 
+@pytest.mark.e2e
 def test_classes_are_told_apart_by_texture_not_colour(tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score

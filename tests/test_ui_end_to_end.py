@@ -17,6 +17,8 @@ import pytest
 from cloud_assets.defs.audit.assets import FOLD_KEYS
 from tests.helpers import CHROMIUM, FLAGS, dagster_home, fold_audit, free_port, run_env, tiny_keras
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ["label_table", "train_val_split", "image_cache", "val_masks", "dark_image_counts"]

@@ -7,7 +7,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import dagster_home, fold_audit, run_env, tiny_keras
+
+pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import inspect
 import time
+from typing import Any
 
 import dagster as dg
 
@@ -32,8 +33,9 @@ def backfill_policy(per_image: bool) -> dg.BackfillPolicy:
     return dg.BackfillPolicy.single_run()
 
 
-PER_IMAGE = {"partitions_def": PARTITIONS, "backfill_policy": backfill_policy(True)}
-WHOLE = {"backfill_policy": backfill_policy(False)}
+# keyword arguments of an asset decorator
+PER_IMAGE: dict[str, Any] = {"partitions_def": PARTITIONS, "backfill_policy": backfill_policy(True)}
+WHOLE: dict[str, Any] = {"backfill_policy": backfill_policy(False)}
 
 
 def launch_options() -> str:

@@ -221,10 +221,10 @@ def _shape(tensor) -> tuple:
 def gradcam_layer(model, name: str | None = None) -> str:
     """`name` if the model has it, else the last convolution or concatenation with a 4-D output
     (for Keras DenseNets `conv5_block<N>_concat`, the seed's choice)."""
-    four_d = [l for l in model.layers if _has_4d_output(l)]
+    four_d = [layer for layer in model.layers if _has_4d_output(layer)]
     if name:
-        if name not in {l.name for l in model.layers}:
-            last = ", ".join(l.name for l in four_d[-5:])
+        if name not in {layer.name for layer in model.layers}:
+            last = ", ".join(layer.name for layer in four_d[-5:])
             raise ModelError(f"Grad-CAM layer {name!r} not found in model {model.name!r}; "
                              f"its last 4-D layers are: {last}")
         return name

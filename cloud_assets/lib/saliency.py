@@ -76,7 +76,7 @@ def guided_clone(model, layer_name: str):
     Layers after `layer_name` keep their ReLUs.
     """
     K = _keras_of(model)
-    upstream = {l.name for l in K.Model(model.inputs, model.get_layer(layer_name).output).layers}
+    upstream = {layer.name for layer in K.Model(model.inputs, model.get_layer(layer_name).output).layers}
     guided_relu = _guided_relu_fn()
 
     def clone_layer(layer):

@@ -5,6 +5,7 @@ of it; a change of train.csv or the images does."""
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -25,7 +26,7 @@ FOLDS = settings.load_time(settings.AUDIT_FOLDS)
 SIZE = settings.load_time(settings.AUDIT_SIZE)
 FOLD_KEYS = shard_lib.keys(FOLDS)
 # every fold in one step on one machine; one fold per run where runs spread over GPU workers or pods
-FOLD_PARTITIONS = {"partitions_def": dg.StaticPartitionsDefinition(FOLD_KEYS),
+FOLD_PARTITIONS: dict[str, Any] = {"partitions_def": dg.StaticPartitionsDefinition(FOLD_KEYS),
                    "backfill_policy": dg.BackfillPolicy.multi_run(1) if shards.SPREAD
                    else dg.BackfillPolicy.single_run()}
 CODE = f"2-{SIZE[0]}x{SIZE[1]}"  # a new audit size re-runs the audit
