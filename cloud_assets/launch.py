@@ -95,6 +95,7 @@ def run(log_path: Path, say: Callable[[str], None] = print) -> int:
     instance = dg.DagsterInstance.get()
     try:
         resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+
         def partitions(key):
             definition = graph.get(key).partitions_def
             return definition.get_partition_keys() if definition else [None]
@@ -111,7 +112,7 @@ def run(log_path: Path, say: Callable[[str], None] = print) -> int:
             return 0
         say(f"stale or missing: {', '.join(k.to_user_string() for k in todo)}")
         if settings.load_time(settings.EXECUTOR):
-            return _backfill(instance, graph, todo, log_path, say)
+            return _backfill(instance, graph, todo, say)
     finally:
         instance.dispose()
     audit_and_after = dg.AssetSelection.groups("audit").downstream().resolve(graph)
@@ -128,7 +129,7 @@ def run(log_path: Path, say: Callable[[str], None] = print) -> int:
     return 0
 
 
-def _backfill(instance, graph, todo: dict, log_path: Path, say) -> int:
+def _backfill(instance, graph, todo: dict, say) -> int:
     """One backfill of `todo` (asset key -> partitions), which the Dagster daemon splits into runs by
     the assets' backfill policies and launches in order; followed until it ends."""
     from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
