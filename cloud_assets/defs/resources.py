@@ -207,7 +207,7 @@ def executor():
     """CLOUD_ASSETS_EXECUTOR: unset, the multiprocess executor, whose step processes fork from a
     server that has imported the definitions and scikit-learn's metrics (which the analysis steps,
     cleanlab and the report use) once: seconds saved per step; `k8s`, a pod per step
-    (deploy/helm/); `celery`, Celery workers behind the broker CLOUD_ASSETS_CELERY_BROKER (deploy/celery/)."""
+    (deploy/helm/); `celery`, Celery workers behind the broker CLOUD_ASSETS_CELERY_BROKER (the documentation's Deploying page)."""
     spread_over = settings.load_time(settings.EXECUTOR)
     if spread_over == "k8s":
         from dagster_k8s import k8s_job_executor
