@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed
 LAUNCH := $(VENV)/bin/cloud-assets launch
 # .env in this folder, if there is one: its KEY=value lines (no quotes; KEY=${KEY:-value} too) are
 # defaults, which the environment and make's command line override. Dagster's command line would load
-# ./.env over the environment, so cloud-assets launch and run (make run, demo, site, review) start it in
-# a folder of their own; make ui's dg dev runs here. ENV_FILE=FILE reads another file; ENV_FILE= none.
+# ./.env over the environment, so every target starts it in a folder of its own (cloud-assets run,
+# launch and ui; DAGSTER_OUTSIDE). ENV_FILE=FILE reads another file; ENV_FILE= none.
 ENV_FILE ?= .env
 ifneq ($(wildcard $(ENV_FILE)),)
 include $(ENV_FILE).mk
@@ -118,9 +118,10 @@ where:
 # the webserver listens on loopback only; UI_HOST=0.0.0.0 exposes it to the network
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
-# dg dev, in this folder: its processes load .env over the environment, except lines KEY=${KEY:-value}
+# dagster dev (webserver, daemon), started in $(CLOUD_ASSETS_VAR_DIR)/ui: in this folder it would load .env
+# over the environment
 ui: install
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg dev --host $(UI_HOST) --port $(UI_PORT)
+	@$(VENV)/bin/cloud-assets ui --host $(UI_HOST) --port $(UI_PORT)
 
 site: install
 	@$(LAUNCH) --assets corrected_labels,report_site

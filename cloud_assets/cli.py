@@ -103,6 +103,12 @@ def _run(args) -> int:
     return run(args.log or _logs() / "dg-launch.log")
 
 
+def _ui(args) -> int:
+    from cloud_assets.launch import ui
+
+    return ui(args.host, args.port, _logs().parent / "ui")
+
+
 def _score_review(args) -> int:
     import pandas as pd
 
@@ -220,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", type=Path, default=None,
                    help="file the runs' console is appended to (default $CLOUD_ASSETS_VAR_DIR/logs/dg-launch.log)")
     p.set_defaults(func=_run)
+    p = sub.add_parser("ui", help="the Dagster UI and daemon (dagster dev) on this project, started in a folder of its "
+                                  "own so that no .env overrides the environment (make ui)")
+    p.add_argument("--host", default="127.0.0.1", help="the address the webserver listens on (default loopback only)")
+    p.add_argument("--port", type=int, default=3000, help="the webserver's port (default 3000)")
+    p.set_defaults(func=_ui)
     p = sub.add_parser("score-review", help="on a synthetic dataset: how many of a review's decisions name an "
                                             "injected error (label_noise.csv)")
     p.add_argument("--data", type=Path, required=True, help="a folder cloud-assets synth or renoise wrote")

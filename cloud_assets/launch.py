@@ -78,6 +78,16 @@ def dg_environment() -> dict:
     return env
 
 
+def ui(host: str, port: int, folder: Path) -> int:
+    """make ui: `dagster dev` (webserver, daemon, code server) on cloud_assets.definitions, started in
+    `folder`, which holds no .env, with the path variables absolute. Replaces this process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
+    dagster = str(Path(sys.executable).parent / "dagster")
+    os.execve(dagster, [dagster, "dev", "-m", "cloud_assets.definitions", "--host", host, "--port", str(port)],
+              dg_environment())
+
+
 def run(log_path: Path, say: Callable[[str], None] = print) -> int:
     """make run: observes the dataset, the model file and the review (`observe_sources`), then
     materializes every asset Dagster finds stale or missing (a code version, or an input's data

@@ -193,3 +193,13 @@ def dg_run(env: dict, *args, **popen) -> subprocess.CompletedProcess:
     folder, whose .env (a user's) Dagster's command line would load over `env`."""
     return subprocess.run([str(Path(sys.executable).parent / "dg"), *args, "-m", "cloud_assets.definitions"],
                           cwd=Path(env["DAGSTER_HOME"]).parent, env=env, **popen)
+
+
+def make_project(folder: Path) -> Path:
+    """A project folder for make: the Makefile, the instance settings and this checkout's .venv; make runs
+    with `-o .venv/.installed` so that it never reinstalls into that .venv from here."""
+    folder.mkdir()
+    shutil.copy(ROOT / "Makefile", folder / "Makefile")
+    for name in (".venv", "dagster.yaml", "requirements.lock", "pyproject.toml"):
+        (folder / name).symlink_to(ROOT / name)
+    return folder

@@ -41,16 +41,6 @@ def test_each_dataset_has_its_own_var_folder_chosen_by_env_or_dot_env(tmp_path):
     assert "CLOUD_ASSETS_MODEL_CHECK_CRON = */2 * * * *" in _make(tmp_path, "-p", "where")
 
 
-def _project(folder: Path) -> Path:
-    """A project folder for make: the Makefile, the instance settings and this checkout's .venv; make runs
-    with `-o .venv/.installed` so that it never reinstalls into that .venv from here."""
-    folder.mkdir()
-    shutil.copy(ROOT / "Makefile", folder / "Makefile")
-    for name in (".venv", "dagster.yaml", "requirements.lock", "pyproject.toml"):
-        (folder / name).symlink_to(ROOT / name)
-    return folder
-
-
 def _runs(home: Path) -> list:
     from tests.helpers import open_instance
 
@@ -63,9 +53,9 @@ def test_make_run_the_environment_over_dot_env_and_a_second_run_materializes_not
     """A .env naming another dataset folder and the fold count; the environment names the dataset: make run
     runs the environment's dataset, with .env's fold count (a default the environment does not set), into
     that dataset's own folder; then again with nothing changed, only the sources are observed."""
-    from tests.helpers import tiny_keras
+    from tests.helpers import make_project, tiny_keras
 
-    project = _project(tmp_path / "project")
+    project = make_project(tmp_path / "project")
     (project / ".env").write_text(f"CLOUD_ASSETS_DATA_DIR={tmp_path / 'elsewhere'}\nCLOUD_ASSETS_AUDIT_FOLDS=2\n")
     env = {"CLOUD_ASSETS_DATA_DIR": str(small_dataset), "CLOUD_ASSETS_MODEL_PATH": str(tiny_keras(tmp_path / "m.keras"))}
     out = _make(project, "-o", ".venv/.installed", "run", **env)

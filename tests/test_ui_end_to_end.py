@@ -1,5 +1,5 @@
-"""The UI end to end: `dagster dev` (webserver + daemon) on a free loopback port with a temporary
-DAGSTER_HOME; every asset but the fold audit's (`classifier_job`) materialized through the GraphQL API; a new model file re-materializes
+"""The UI end to end: `make ui` (dagster dev: webserver + daemon) on a free loopback port with a temporary
+DAGSTER_HOME, from a folder whose .env names other data and another home, which the environment overrides; every asset but the fold audit's (`classifier_job`) materialized through the GraphQL API; a new model file re-materializes
 the model-dependent assets by themselves (schedule -> observation -> automation) while the data
 assets keep their materialization; Chromium finds the assets in the UI."""
 import contextlib
@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 
 from cloud_assets.defs.audit.assets import FOLD_KEYS
-from tests.helpers import CHROMIUM, FLAGS, dagster_home, fold_audit, free_port, run_env, tiny_keras
+from tests.helpers import CHROMIUM, FLAGS, dagster_home, fold_audit, free_port, make_project, run_env, tiny_keras
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -43,8 +43,12 @@ def dev(small_dataset, tmp_path):
     model = tiny_keras(tmp_path / "model.keras")
     port = free_port()
     env = run_env(home, small_dataset, model, model_check_cron="* * * * *")
-    # started as a user does
-    with webserver(["make", "-s", "ui", f"UI_PORT={port}", "ENV_FILE="], port, tmp_path / "dagster-dev.log", cwd=ROOT, env=env):
+    # started as a user does, in a project folder whose .env names other data: the environment wins
+    project = make_project(tmp_path / "project")
+    (project / ".env").write_text(f"CLOUD_ASSETS_DATA_DIR={tmp_path / 'elsewhere'}\nCLOUD_ASSETS_MODEL_PATH={tmp_path / 'm.h5'}\n"
+                                  f"DAGSTER_HOME={tmp_path / 'other-home'}\n")
+    with webserver(["make", "-s", "-o", ".venv/.installed", "ui", f"UI_PORT={port}"], port, tmp_path / "dagster-dev.log",
+                   cwd=project, env=env):
         with dg.instance_for_test(temp_dir=str(home)) as instance:
             yield port, instance, model
 
