@@ -201,10 +201,60 @@ def kind_recall(errors: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows, thirds]).sort_index()
 
 
+FIXED_IOU = 0.7  # a fixed label: its mask overlaps the clean one by at least this (both empty: fixed)
+
+
+def fixes(ranked: pd.DataFrame, noisy: Path, store: Store) -> tuple[pd.DataFrame, int]:
+    """A reviewer who accepts exactly the true errors among the top 2k candidates, with the page's own
+    proposals (its kind and class), applied by `lib.review.apply`: those errors, each with `fixed`
+    (its label then matches train_clean.csv: mask IoU >= FIXED_IOU; a swap needs both of its classes
+    right), and how many accepted decisions were refused (then left out)."""
+    from cloud_assets.lib import labels, review
+
+    k = int(ranked["truth"].sum())
+    top = ranked.head(2 * k)
+    accepted = top[top["truth"]].reset_index(drop=True)
+    decisions = pd.DataFrame({"image": accepted["image"], "class": accepted["class"], "decision": "accept",
+                              "new_class": np.where(accepted["kind"].isin([CONFUSION, SPURIOUS]), accepted["other_class"], ""),
+                              "kind": accepted["kind"], "line": np.arange(2, len(accepted) + 2)})
+    rows = labels.read_train_csv(noisy / "train.csv")[["Image_Label", "EncodedPixels"]]
+    shape = tuple(store.get("label_table").json("meta")["original_shape"])
+    path = noisy / "label_review.csv"
+    try:
+        corrected = review.apply(rows, decisions, ranked, shape, path)[0]
+        refused = 0
+    except review.ReviewError as e:
+        lines = {int(where.rpartition(" line ")[2]) for where, _ in e.problems}
+        refused = len(lines)
+        corrected = review.apply(rows, decisions[~decisions["line"].isin(lines)], ranked, shape, path)[0]
+    after = corrected.set_index("Image_Label")["EncodedPixels"]
+    truth = labels.read_train_csv(noisy / "train_clean.csv").set_index("Image_Label")["EncodedPixels"]
+
+    def right(image, cls) -> bool:
+        a, b = (rle.decode(e[f"{image}_{cls}"], shape).astype(bool) for e in (after, truth))
+        union = (a | b).sum()
+        return union == 0 or (a & b).sum() / union >= FIXED_IOU
+
+    accepted["fixed"] = [right(i, c) and (not w or right(i, w))
+                         for i, c, w in zip(accepted["image"], accepted["class"], accepted["swapped_with"])]
+    return accepted, refused
+
+
+def fixed_share(accepted: pd.DataFrame) -> pd.DataFrame:
+    """Per true kind and over all: the accepted errors and the share fixed."""
+    table = accepted.groupby("true_kind").agg(accepted=("fixed", "size"), fixed=("fixed", "mean"))
+    table.loc["every kind"] = [len(accepted), accepted["fixed"].mean()]
+    return table
+
+
 def grid():
-    cells, per_split, errors = {}, {}, []
+    cells, per_split, errors, fixed, refused = {}, {}, [], [], 0
     for seed, mix in REPORTED:
         ranked = rank_cell(seed, mix)
+        folder = CACHE / "grid" / f"ds{seed}-{mix}"
+        accepted, n = fixes(ranked, folder / "noisy", Store(folder / VAR / "store"))
+        fixed.append(accepted)
+        refused += n
         cells[(seed, mix)] = scores(ranked)
         for split in ("val", "train"):
             per_split[(seed, mix, split)] = scores(ranked[ranked["split"] == split])
@@ -229,9 +279,14 @@ def grid():
     wins = all(t.loc[COMBINED, col] > max(t.loc[CLEANLAB, col], t.loc[SEED, col])
                for t in cells.values() for col in ("precision_at_k", "auroc"))
     print(f"\ncombined above cleanlab and the seed on precision at k and AUROC in every cell: {wins}")
+    share = fixed_share(pd.concat(fixed, ignore_index=True))
+    print("\nThe true errors among the top 2k, accepted with the page's proposals: the share whose label then "
+          f"matches the clean one (IoU >= {FIXED_IOU}), pooled over the grid; {refused} accepted decisions refused:")
+    print(share.round(3).to_markdown())
     print(f"bench label_audit: precision_at_k={combined['precision_at_k']:.3f} auroc={combined['auroc']:.3f} "
           f"min_kind_recall_at_2k={kinds.min():.3f} seed_precision_at_k={seed_fp['precision_at_k']:.3f} "
-          f"cleanlab_precision_at_k={clean['precision_at_k']:.3f}")
+          f"cleanlab_precision_at_k={clean['precision_at_k']:.3f} fixed={share.loc['every kind', 'fixed']:.3f} "
+          f"refused={refused}")
 
 
 def one_dataset(data_dir: Path, model: Path):
@@ -243,10 +298,15 @@ def one_dataset(data_dir: Path, model: Path):
     per_kind = kind_recall(found(ranked))
     print(per_kind.round(3).to_markdown())
     recall = per_kind.loc[[i for i in per_kind.index if " " not in i], "recall_at_2k"]
+    accepted, refused = fixes(ranked, data_dir, store)
+    share = fixed_share(accepted)
+    print(f"accepted with the page's proposals, {refused} refused; fixed (IoU >= {FIXED_IOU} with the clean label):")
+    print(share.round(3).to_markdown())
     c, s, cl = (table.loc[m] for m in (COMBINED, SEED, CLEANLAB))
     print(f"bench label_audit: precision_at_k={c['precision_at_k']:.3f} auroc={c['auroc']:.3f} "
           f"min_kind_recall_at_2k={recall.min():.3f} seed_precision_at_k={s['precision_at_k']:.3f} "
-          f"cleanlab_precision_at_k={cl['precision_at_k']:.3f}")
+          f"cleanlab_precision_at_k={cl['precision_at_k']:.3f} fixed={share.loc['every kind', 'fixed']:.3f} "
+          f"refused={refused}")
 
 
 def fit():

@@ -99,6 +99,20 @@ def test_every_label_gets_a_kind_and_a_proposed_box_from_the_audit():
     assert ranked["score"].is_monotonic_decreasing and ranked["score"].between(0, 1).all()
 
 
+def test_a_fix_proposes_a_box_per_region_of_the_prediction():
+    prob = np.zeros((20, 40), np.float32)
+    prob[2:8, 2:12] = 0.9      # two patches of the class
+    prob[12:18, 25:37] = 0.8
+    prob[0, 39] = 0.9          # a speck: under 2% of the image
+    boxes = attention.proposed_boxes(prob, 0.5, 0.02)
+    assert boxes == [(12 / 20, 25 / 40, 18 / 20, 37 / 40), (2 / 20, 2 / 40, 8 / 20, 12 / 40)]
+    assert attention.parse_boxes(attention.boxes_text(boxes)) == boxes and attention.parse_boxes("") == []
+    assert attention.boxes_mask(boxes, (20, 40)).sum() == 6 * 10 + 6 * 12
+    # nothing at 0.5: the regions at half the map's maximum; an empty map proposes nothing
+    assert attention.proposed_boxes(prob * 0.4, 0.5, 0.02) == boxes
+    assert attention.proposed_boxes(np.zeros((20, 40)), 0.5, 0.02) == []
+
+
 def test_mask_evidence_measures():
     own = _box(2, 2, 6, 6)[None]
     cam = np.zeros((1, 8, 8), np.float32)

@@ -10,7 +10,7 @@ import pytest
 
 from cloud_assets.eval import scoring
 from cloud_assets.lib import review, rle
-from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.lib.attention import BOX_COLUMNS, boxes_mask
 from cloud_assets.defs.automation import definitions as automation
 from cloud_assets.defs.resources import build_resources
 from cloud_assets.defs.review import assets as review_assets
@@ -77,6 +77,59 @@ def test_a_spurious_label_without_a_class_is_removed_and_a_move_merges(tmp_path)
     assert merged.sum() == rle.decode(FISH_A, SHAPE).sum() + rle.decode(SUGAR_A, SHAPE).sum()
     assert enc["a.jpg_Sugar"] == "" and enc["b.jpg_Gravel"] == ""
     assert list(changes["action"]) == ["moved to Fish", "removed"]
+
+
+# c.jpg: Fish and Sugar swapped, Flower missing (two patches), Gravel's box beside its pattern
+C_FISH, C_SUGAR, C_GRAVEL = _mask(slice(0, 3), slice(0, 6)), _mask(slice(6, 10), slice(12, 20)), _mask(slice(0, 4), slice(14, 20))
+C_TRAIN = pd.concat([TRAIN, pd.DataFrame({"Image_Label": [f"c.jpg_{c}" for c in CLASSES],
+                                          "EncodedPixels": [C_FISH, "", C_SUGAR, C_GRAVEL]})], ignore_index=True)
+C_ISSUES = pd.DataFrame({"image": ["c.jpg"] * 4, "class": CLASSES,
+                         "kind": ["class confusion", "missing label", "class confusion", "loose mask"],
+                         "proposal": ["", "0.0 0.0 0.2 0.25;0.6 0.5 1.0 0.75", "", "0.1 0.3 0.5 0.6"],
+                         **{c: np.nan for c in BOX_COLUMNS}})
+C_CANDIDATES = {"Fish": ("class confusion", "Sugar"), "Flower": ("missing label", ""),
+                "Sugar": ("class confusion", "Fish"), "Gravel": ("loose mask", "")}
+
+
+@pytest.mark.parametrize("subset", range(1, 16))
+def test_every_combination_of_accepted_proposals_on_one_image_applies(tmp_path, subset):
+    """The page's candidates of one image (both halves of a swap, a missing label, a loose mask), any
+    of them accepted: nothing is refused and each accepted decision has its effect on c.jpg."""
+    chosen = [c for k, c in enumerate(C_CANDIDATES) if subset >> k & 1]
+    path = _review(tmp_path, [("c.jpg", c, "accept", C_CANDIDATES[c][1], C_CANDIDATES[c][0]) for c in chosen])
+    decisions = review.read(path, ["a.jpg", "b.jpg", "c.jpg"], CLASSES)
+    corrected, changes, proposed = review.apply(C_TRAIN, decisions, C_ISSUES, SHAPE, path)
+    after = {c: rle.decode(e, SHAPE).astype(bool) for c, e in zip(CLASSES, corrected["EncodedPixels"].iloc[8:])}
+    before = {c: rle.decode(e, SHAPE).astype(bool) for c, e in zip(CLASSES, C_TRAIN["EncodedPixels"].iloc[8:])}
+    assert corrected["EncodedPixels"].iloc[:8].tolist() == TRAIN["EncodedPixels"].tolist()  # other images untouched
+    if {"Fish", "Sugar"} <= set(chosen):       # the swap: the masks exchanged, once
+        assert (after["Fish"] == before["Sugar"]).all() and (after["Sugar"] == before["Fish"]).all()
+    elif "Fish" in chosen:                     # the Sugar mask is Fish's
+        assert (after["Fish"] == (before["Fish"] | before["Sugar"])).all() and not after["Sugar"].any()
+    elif "Sugar" in chosen:
+        assert (after["Sugar"] == (before["Sugar"] | before["Fish"])).all() and not after["Fish"].any()
+    if "Flower" in chosen:                     # two patches, two boxes
+        assert after["Flower"].sum() == 2 * 5 + 4 * 5 and after["Flower"][0:2, 0:5].all() and after["Flower"][6:10, 10:15].all()
+    if "Gravel" in chosen:
+        assert (after["Gravel"] == boxes_mask([(0.1, 0.3, 0.5, 0.6)], SHAPE).astype(bool)).all()
+    for c in set(CLASSES) - set(chosen) - ({"Fish", "Sugar"} if {"Fish", "Sugar"} & set(chosen) else set()):
+        assert (after[c] == before[c]).all()
+    assert len(proposed) == 2 * ("Flower" in chosen) + ("Gravel" in chosen)
+    assert len(changes) == len(chosen)
+
+
+def test_the_same_move_accepted_from_both_sides_is_made_once_and_a_moved_mask_supplies_a_missing_label(tmp_path):
+    path = _review(tmp_path, [("c.jpg", "Sugar", "accept", "Fish", "spurious label"),   # Sugar's mask is Fish's
+                              ("c.jpg", "Fish", "accept", "Sugar", "class confusion"),  # the same move, seen from Fish
+                              ("c.jpg", "Gravel", "accept", "Flower", "spurious label"),
+                              ("c.jpg", "Flower", "accept", "", "missing label")])
+    decisions = review.read(path, ["a.jpg", "b.jpg", "c.jpg"], CLASSES)
+    corrected, changes, proposed = review.apply(C_TRAIN, decisions, C_ISSUES, SHAPE, path)
+    enc = corrected.set_index("Image_Label")["EncodedPixels"]
+    fish = rle.decode(enc["c.jpg_Fish"], SHAPE)
+    assert fish.sum() == rle.decode(C_FISH, SHAPE).sum() + rle.decode(C_SUGAR, SHAPE).sum() and enc["c.jpg_Sugar"] == ""
+    assert enc["c.jpg_Flower"] == C_GRAVEL and enc["c.jpg_Gravel"] == "" and proposed.empty
+    assert sorted(changes["action"]) == ["added (the mask moved from Gravel)", "moved to Fish", "moved to Flower"]
 
 
 def test_a_second_decision_for_one_candidate_is_refused_naming_both_lines(tmp_path):
@@ -149,7 +202,7 @@ def test_bad_rows_are_named_by_file_and_line(tmp_path, row, message):
 
 @pytest.mark.parametrize("row,message", [
     (("a.jpg", "Flower", "accept", "", "spurious label"), "Flower is not labelled on a.jpg"),
-    (("b.jpg", "Fish", "accept", "", "missing label"), "no proposed box for b.jpg Fish"),
+    (("b.jpg", "Fish", "accept", "", "missing label"), "no proposed mask for b.jpg Fish"),
     (("a.jpg", "Fish", "accept", "", "missing label"), "Fish is labelled on a.jpg already"),
     (("a.jpg", "Flower", "accept", "Gravel", "class confusion"), "Gravel is not labelled on a.jpg"),
 ])

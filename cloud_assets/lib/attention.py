@@ -59,6 +59,46 @@ def proposed_box(cam: np.ndarray, level: float = BOX_LEVEL) -> tuple[float, floa
     return y / H, x / W, (y + h) / H, (x + w) / W
 
 
+def proposed_boxes(prob: np.ndarray, level: float, min_share: float, most: int = 3) -> list[tuple[float, ...]]:
+    """The boxes a fix proposes from a probability map `(H, W)`: around each connected region at or
+    above `level` that covers at least `min_share` of the image and a quarter of the largest region,
+    largest first, at most `most` (a pattern that is two patches gets two boxes, as the annotators
+    drew them). Where no pixel reaches `level`, the regions at half the map's maximum; an empty list
+    for a map without a region."""
+    level = min(level, float(prob.max()) / 2)
+    if level <= 0:
+        return []
+    n, _, stats, _ = cv2.connectedComponentsWithStats((prob >= level).astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if not len(areas):
+        return []
+    H, W = prob.shape
+    keep = [k for k in np.argsort(-areas, kind="stable")
+            if k == areas.argmax() or (areas[k] >= min_share * prob.size and areas[k] >= areas.max() / 4)][:most]
+    return [(stats[1 + k, 1] / H, stats[1 + k, 0] / W, (stats[1 + k, 1] + stats[1 + k, 3]) / H,
+             (stats[1 + k, 0] + stats[1 + k, 2]) / W) for k in keep]
+
+
+def boxes_text(boxes) -> str:
+    """Boxes as text, `top left bottom right` (shares of the side) joined by `;`: a table cell."""
+    return ";".join(" ".join(f"{v:.4f}" for v in box) for box in boxes)
+
+
+def parse_boxes(text) -> list[tuple[float, ...]]:
+    """The boxes of `boxes_text`; none for an empty cell."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    return [tuple(float(v) for v in part.split()) for part in text.split(";")]
+
+
+def boxes_mask(boxes, shape) -> np.ndarray:
+    """uint8 0/1 mask of `shape` (h, w) covering every box."""
+    mask = np.zeros(shape[:2], np.uint8)
+    for box in boxes:
+        mask |= box_mask(box, shape)
+    return mask
+
+
 def box_pixels(box, shape) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) in pixels of an image of `shape` (h, w, ...), for a box given as
     shares of the side."""

@@ -21,8 +21,10 @@ what the audit model that never saw the image says of it.
 - `inside_other`, `other_class`: the largest share of the predicted mass that lies inside one other
   class's mask, and that class (a swapped label: the prediction sits inside the mask labelled as
   another class);
-- `audit_box_*`: the predicted region's box (shares of the side), the mask a fix would propose,
-  drawn as a box like the annotators drew.
+- `audit_box_*`: the predicted region's box (shares of the side);
+- `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.attention.
+  proposed_boxes`: one per region of the prediction, so two patches get two; at half the map's
+  maximum where no pixel reaches 0.5), as text (`lib.attention.boxes_text`).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.attention import box_iou, proposed_box
+from cloud_assets.lib.attention import box_iou, boxes_text, proposed_box, proposed_boxes
 from cloud_assets.lib.label_issues import cleanlab_scores
 
 LOW = 0.2            # a predicted probability below this counts as "not the class"
@@ -40,7 +42,8 @@ REGION_LEVEL = 0.5   # the predicted region: pixels at or above this probability
 MIN_REGION = 0.02    # regions smaller than this share of the image are not counted
 AUDIT_BOX = ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")
 COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
-           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "inside_other", "other_class", *AUDIT_BOX]
+           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "inside_other",
+           "other_class", *AUDIT_BOX, "audit_boxes"]
 
 
 def _regions(prob: np.ndarray) -> int:
@@ -92,5 +95,6 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
                          float(seg[i]), float(predicted[i]), float(outside[i]), float(region_outside[i]),
                          float(area[i]) / own[i].size, float(uncovered[i]),
                          box_iou(box, own[i]), _regions(p[i]), float(inside_other[i]), other_class[i],
-                         *(box if box is not None else (np.nan,) * 4)))
+                         *(box if box is not None else (np.nan,) * 4),
+                         boxes_text(proposed_boxes(p[i], REGION_LEVEL, MIN_REGION))))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -161,8 +161,8 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     """One row per (image, class) of the audit's `evidence` (`lib.audit_evidence.evidence`), in its
     order: `image`, `class`, `split` (from `split`: image -> train/val), `kind` (what the evidence
     suggests), `other_class`, `label`, the audit's signals `AUDIT_COLUMNS`, the classifier's
-    `CLASSIFIER_COLUMNS` (from `classifier_evidence`; NaN where it has none) and the proposed box
-    `box_top` ... `box_right` (the audit's predicted region)."""
+    `CLASSIFIER_COLUMNS` (from `classifier_evidence`; NaN where it has none), the predicted region's
+    box `box_top` ... `box_right` and `proposal`: the boxes a fix proposes (the audit's `audit_boxes`)."""
     e = evidence.reset_index(drop=True)
     label, prob = e["label"].to_numpy(np.int8), e["audit_probability"].to_numpy(np.float64)
     audit_swap, audit_swap_by = swap_evidence(e["image"], e["class"], e["other_class"],
@@ -185,6 +185,7 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     out.insert(4, "other_class", np.where(kind == NODATA, "", other))
     for col, audit_col in zip(BOX_COLUMNS, ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")):
         out[col] = e[audit_col].to_numpy()
+    out["proposal"] = e["audit_boxes"].to_numpy() if "audit_boxes" in e else ""
     return out
 
 

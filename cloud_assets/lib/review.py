@@ -9,14 +9,18 @@ labels by its kind:
 |------------------|----------------------------------------------------------------------------|
 | spurious label   | the label is removed; with `new_class`, its mask moves to that class       |
 | class confusion  | the mask labelled `new_class` is this class's: it moves to this class      |
-| missing label    | the class is added, its mask the box the audit model proposes (a proposal) |
-| loose mask       | the mask is replaced by the box the audit model proposes (a proposal)      |
+| missing label    | the class is added, its mask the boxes the audit model proposes            |
+| loose mask       | the mask is replaced by the boxes the audit model proposes                 |
 | no-data artefact | nothing: the classifier, not the label, is at fault                        |
 
-A mask that moves to a class that has one already is merged with it (their union). The proposed
-box is the bounding box of the largest region where the fold audit's model, which never saw the
-image, gives the class a probability of at least 0.5 (`lib.audit_evidence`), drawn dashed red on the
-page, as rectangular as the annotators' own boxes; every proposed mask is listed in a side file so that it can be redrawn by hand.
+Every decision speaks of the labels the page showed (train.csv as read), so any set of accepted
+decisions applies together: the two halves of a swap exchange the two masks, the same move
+accepted from both sides is made once, a missing label that a moved mask supplies takes that mask
+rather than the proposal, and a mask that moves to a class that has one already is merged with it
+(their union). The proposal is a box around each region where the fold audit's model, which never
+saw the image, gives the class a probability of at least 0.5 (`lib.attention.proposed_boxes`: two
+patches get two boxes, as rectangular as the annotators' own), drawn dashed on the page; every
+proposed box written is listed in a side file so that it can be redrawn by hand.
 
 Corrections are data: every version written is kept in its own folder, named by the review's and
 train.csv's versions (`keep`), and a review that would give fewer label changes than the latest
@@ -25,17 +29,17 @@ corrections of the same train.csv is refused unless asked for (`loss`).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cloud_assets.lib import rle
 from cloud_assets.lib.files import written_folder
 from cloud_assets.lib.kinds import CONFUSION, ISSUE_KINDS, LOOSE, MISSING, SPURIOUS
-from cloud_assets.lib.attention import BOX_COLUMNS, box_mask
+from cloud_assets.lib.attention import BOX_COLUMNS, boxes_mask, parse_boxes
 from cloud_assets.lib.labels import DatasetError, read_csv
 
 COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed_at")
@@ -107,61 +111,110 @@ def _raise(problems: list[tuple[str, str]]) -> None:
 def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape: tuple[int, int],
           path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(corrected train.csv rows `Image_Label,EncodedPixels` in the original order, the changes made
-    `image,class,action,line`, the proposed masks `image,class,kind,box_top..box_right,line`).
+    `image,class,action,line`, the proposed masks `image,class,kind,box_top..box_right,line`, a row
+    per box).
 
     `train` is train.csv as read (`Image_Label,EncodedPixels`), `issues` the `label_issues` table
-    (for the proposed boxes), `shape` the original images' (height, width), `path` the review file
-    (named in errors). ReviewError when an accepted decision does not fit the labels."""
+    (for the proposals), `shape` the original images' (height, width), `path` the review file (named
+    in errors). Every accepted decision speaks of the labels the page showed, train.csv as read, so
+    that any set of them composes (`_compose`). ReviewError when one does not fit train.csv (it has
+    changed since the review) or needs a mask the audit does not propose."""
     enc = dict(zip(train["Image_Label"], train["EncodedPixels"]))
-    boxes = issues.set_index(["image", "class"])[list(BOX_COLUMNS)]
-    changes, proposed, problems = [], [], []
+    proposals = _proposals(issues)
+    accepted = review[review["decision"] == "accept"]
+    problems = []
 
     def labelled(image, cls):
         return not rle.is_empty(enc.get(f"{image}_{cls}", ""))
 
-    def union(a: str, b: str) -> str:
-        return rle.encode(rle.decode(a, shape) | rle.decode(b, shape)) if not rle.is_empty(b) else a
-
-    for r in review[review["decision"] == "accept"].itertuples(index=False):
+    for r in accepted.itertuples(index=False):
         image, cls, where = r.image, r[1], f"{path} line {r.line}"
-        key = f"{image}_{cls}"
         if r.kind in (SPURIOUS, LOOSE) and not labelled(image, cls):
             problems.append((where, f"{cls} is not labelled on {image}; the label has changed since the review"))
-            continue
-        if r.kind == SPURIOUS:
-            if r.new_class and r.new_class != cls:
-                target = f"{image}_{r.new_class}"
-                enc[target] = union(enc[key], enc.get(target, ""))
-                changes.append((image, cls, f"moved to {r.new_class}", r.line))
-            else:
-                changes.append((image, cls, "removed", r.line))
-            enc[key] = ""
-        elif r.kind == CONFUSION:
-            source = f"{image}_{r.new_class}"
-            if not labelled(image, r.new_class):
-                problems.append((where, f"{r.new_class} is not labelled on {image}, so it has no mask to move"))
-                continue
-            enc[key] = union(enc[source], enc.get(key, ""))
-            enc[source] = ""
-            changes.append((image, r.new_class, f"moved to {cls}", r.line))
-        elif r.kind in (MISSING, LOOSE):
-            if r.kind == MISSING and labelled(image, cls):
-                problems.append((where, f"{cls} is labelled on {image} already"))
-                continue
-            box = boxes.loc[(image, cls)].to_numpy(float) if (image, cls) in boxes.index else None
-            if box is None or any(math.isnan(v) for v in box):
-                problems.append((where, f"no proposed box for {image} {cls} (the audit model predicts no region "
-                                f"of the class there); draw the mask by hand"))
-                continue
-            enc[key] = rle.encode(box_mask(box, shape))
-            changes.append((image, cls, "added (proposed box)" if r.kind == MISSING
-                            else "mask replaced (proposed box)", r.line))
-            proposed.append((image, cls, r.kind, *box, r.line))
+        elif r.kind == CONFUSION and not labelled(image, r.new_class):
+            problems.append((where, f"{r.new_class} is not labelled on {image}, so it has no mask to move; the "
+                                    f"label has changed since the review"))
+        elif r.kind == MISSING and labelled(image, cls):
+            problems.append((where, f"{cls} is labelled on {image} already; the label has changed since the review"))
+        elif r.kind in (MISSING, LOOSE) and not proposals.get((image, cls)):
+            problems.append((where, f"no proposed mask for {image} {cls} (the audit model predicts no region "
+                                    f"of the class there); draw the mask by hand"))
     _raise(problems)
+    changes, proposed = [], []
+    for image, decisions in accepted.groupby("image", sort=False):
+        masks, made, boxes = _compose(image, decisions, enc, proposals, shape)
+        for cls, mask in masks.items():
+            enc[f"{image}_{cls}"] = rle.encode(mask) if mask.any() else ""
+        changes += made
+        proposed += boxes
     corrected = pd.DataFrame({"Image_Label": train["Image_Label"],
                               "EncodedPixels": [enc[k] for k in train["Image_Label"]]})
-    return (corrected, pd.DataFrame(changes, columns=["image", "class", "action", "line"]),
-            pd.DataFrame(proposed, columns=["image", "class", "kind", *BOX_COLUMNS, "line"]))
+    changes = pd.DataFrame(changes, columns=["image", "class", "action", "line"]).drop_duplicates(
+        ["image", "class", "action"]).sort_values("line", kind="stable").reset_index(drop=True)
+    proposed = pd.DataFrame(proposed, columns=["image", "class", "kind", *BOX_COLUMNS, "line"])
+    return corrected, changes, proposed.sort_values("line", kind="stable").reset_index(drop=True)
+
+
+def _proposals(issues: pd.DataFrame) -> dict:
+    """(image, class) -> the boxes a fix of that label proposes: the `proposal` column of
+    `label_issues`, or its single box where a table has none."""
+    if "proposal" in issues.columns:
+        return {(i, c): parse_boxes(p) for i, c, p in zip(issues["image"], issues["class"], issues["proposal"])}
+    boxes = issues[list(BOX_COLUMNS)].to_numpy(float)
+    return {(i, c): [tuple(b)] if not np.isnan(b).any() else [] for i, c, b in zip(issues["image"], issues["class"], boxes)}
+
+
+def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, shape: tuple[int, int]):
+    """One image's accepted decisions, each read against the image's labels in train.csv, applied
+    together: (the new mask of each class they touch, the changes, the proposed boxes written).
+
+    A mask *moves* where a decision says it is another class's (a spurious label with a class, a
+    class confusion; the two halves of a swap are two moves, which exchange the masks, and the same
+    move accepted from both sides is made once); a spurious label without a class is *removed*. A
+    class then holds its own mask unless it moved, was removed or is replaced by a loose mask's
+    proposal, together with every mask that moves to it; a missing label gets the proposed boxes
+    unless a mask moves to it (the annotator's own drawing of the pattern)."""
+    moves, removed, fixes = {}, {}, {}
+    for r in decisions.itertuples(index=False):
+        cls = r[1]
+        if r.kind == SPURIOUS and r.new_class and r.new_class != cls:
+            moves.setdefault(cls, {})[r.new_class] = r.line
+        elif r.kind == SPURIOUS:
+            removed[cls] = r.line
+        elif r.kind == CONFUSION:
+            moves.setdefault(r.new_class, {})[cls] = r.line
+        elif r.kind in (MISSING, LOOSE):
+            fixes[cls] = r
+    original = {}
+
+    def mask(cls):
+        if cls not in original:
+            original[cls] = rle.decode(enc.get(f"{image}_{cls}", ""), shape).astype(bool)
+        return original[cls]
+
+    touched = set(moves) | set(removed) | set(fixes) | {t for targets in moves.values() for t in targets}
+    out, changes, boxes = {}, [], []
+    for cls in sorted(touched):
+        new = np.zeros(shape, bool)
+        fix = fixes.get(cls)
+        if cls not in moves and cls not in removed and not (fix and fix.kind == LOOSE):
+            new |= mask(cls)
+        arrived = [source for source, targets in moves.items() if cls in targets]
+        for source in arrived:
+            new |= mask(source)
+            changes.append((image, source, f"moved to {cls}", moves[source][cls]))
+        if cls in removed and cls not in moves:
+            changes.append((image, cls, "removed", removed[cls]))
+        if fix is not None:
+            if fix.kind == MISSING and arrived:
+                changes.append((image, cls, f"added (the mask moved from {', '.join(arrived)})", fix.line))
+            else:
+                new |= boxes_mask(proposals[(image, cls)], shape).astype(bool)
+                changes.append((image, cls, "added (proposed box)" if fix.kind == MISSING
+                                else "mask replaced (proposed box)", fix.line))
+                boxes += [(image, cls, fix.kind, *box, fix.line) for box in proposals[(image, cls)]]
+        out[cls] = new.astype(np.uint8)
+    return out, changes, boxes
 
 
 def progress(review: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
