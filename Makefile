@@ -37,7 +37,7 @@ DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
 # options of the demo classifier's training (cloud-assets train --help), e.g. --epochs 5
 DEMO_TRAIN ?=
 
-.PHONY: install instance test-packages gpu test test-fast demo run where ui site review serve docs definitions clean bench
+.PHONY: install instance test-packages gpu lint test test-fast demo run where ui site review serve docs definitions clean bench
 
 # Python packages only, into .venv: no root needed (make demo, ui, site, review, serve)
 install: $(STAMP) instance
@@ -75,8 +75,14 @@ gpu: install
 	$(PY) -m pip install --quiet -r requirements-gpu-$(GPU_BACKEND).lock
 	KERAS_BACKEND=$(GPU_BACKEND) $(VENV)/bin/cloud-assets device
 
-# every test; test-fast: the in-process tier (lib, report, settings, the assets on tiny data), no e2e
-test: install test-packages
+# ruff (pyproject's rules) on the code and the benches, mypy's type check on the package
+lint: install
+	$(VENV)/bin/ruff check cloud_assets bench
+	$(VENV)/bin/mypy
+
+# every test (after lint); test-fast: the in-process tier (lib, report, settings, the assets on tiny
+# data), no e2e
+test: install test-packages lint
 	$(PY) -m pytest -n 2 --dist loadfile --durations=12
 
 test-fast: install

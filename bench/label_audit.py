@@ -13,21 +13,23 @@ Per cell and averaged, for the seed's FP set at 90% precision (the classifier's,
 split), cleanlab on the audit's out-of-sample probabilities, cleanlab.segmentation's mask quality,
 the classifier's own signals and the combination: precision at k (k = injected errors), recall at
 2k and AUROC over every label, and over the validation and training labels apart; the recall at 2k
-of every kind of error, per third of its severity. Everything is cached in bench/.cache/label_audit/.
+of every kind of error, per third of its severity; and the fixes: a reviewer who accepts exactly the
+true errors among the top 2k with the page's own proposals, applied by `lib.review.apply`, the share
+of them whose label then matches the clean one (`fixes`). Everything is cached in
+bench/.cache/label_audit/.
 
     .venv/bin/python bench/label_audit.py --prepare                every cell (about 13 min each on 2 cores)
     .venv/bin/python bench/label_audit.py                         the grid, over every label
     .venv/bin/python bench/label_audit.py --fit                    refit the trees on TUNING
-    .venv/bin/python bench/label_audit.py --cleaning               the value of cleaning, end to end
+    .venv/bin/python bench/label_audit.py --cleaning               the value of cleaning: segmentation Dice
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --method gradcam++       with another saliency method
 
 Last line: `bench label_audit: precision_at_k=P auroc=A min_kind_recall_at_2k=R seed_precision_at_k=S
-cleanlab_precision_at_k=C`.
+cleanlab_precision_at_k=C fixed=F refused=N`.
 """
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,13 +48,11 @@ import dagster as dg  # noqa: E402
 
 from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
 from cloud_assets.defs.audit import assets as audit_assets  # noqa: E402
-from cloud_assets.defs.analysis import assets as analysis  # noqa: E402
 from cloud_assets.defs.data import assets as data  # noqa: E402
-from cloud_assets.defs.review import assets as review_assets  # noqa: E402
 from cloud_assets.defs.model import assets as model_assets  # noqa: E402
 from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib import saliency_methods  # noqa: E402
-from cloud_assets.lib.kinds import CONFUSION, ISSUE_OF_NOISE, LOOSE, MISSING, SPURIOUS  # noqa: E402
+from cloud_assets.lib.kinds import CONFUSION, ISSUE_OF_NOISE, SPURIOUS  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib import attention, audit_evidence, label_issues, mistakes, rle, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
@@ -204,11 +204,12 @@ def kind_recall(errors: pd.DataFrame) -> pd.DataFrame:
 FIXED_IOU = 0.7  # a fixed label: its mask overlaps the clean one by at least this (both empty: fixed)
 
 
-def fixes(ranked: pd.DataFrame, noisy: Path, store: Store) -> tuple[pd.DataFrame, int]:
+def fixes(ranked: pd.DataFrame, noisy: Path, store: Store, corrected: bool = False):
     """A reviewer who accepts exactly the true errors among the top 2k candidates, with the page's own
     proposals (its kind and class), applied by `lib.review.apply`: those errors, each with `fixed`
     (its label then matches train_clean.csv: mask IoU >= FIXED_IOU; a swap needs both of its classes
-    right), and how many accepted decisions were refused (then left out)."""
+    right), and how many accepted decisions were refused (then left out); with `corrected`, the
+    corrected train.csv rows as well."""
     from cloud_assets.lib import labels, review
 
     k = int(ranked["truth"].sum())
@@ -221,13 +222,13 @@ def fixes(ranked: pd.DataFrame, noisy: Path, store: Store) -> tuple[pd.DataFrame
     shape = tuple(store.get("label_table").json("meta")["original_shape"])
     path = noisy / "label_review.csv"
     try:
-        corrected = review.apply(rows, decisions, ranked, shape, path)[0]
+        rows_after = review.apply(rows, decisions, ranked, shape, path)[0]
         refused = 0
     except review.ReviewError as e:
         lines = {int(where.rpartition(" line ")[2]) for where, _ in e.problems}
         refused = len(lines)
-        corrected = review.apply(rows, decisions[~decisions["line"].isin(lines)], ranked, shape, path)[0]
-    after = corrected.set_index("Image_Label")["EncodedPixels"]
+        rows_after = review.apply(rows, decisions[~decisions["line"].isin(lines)], ranked, shape, path)[0]
+    after = rows_after.set_index("Image_Label")["EncodedPixels"]
     truth = labels.read_train_csv(noisy / "train_clean.csv").set_index("Image_Label")["EncodedPixels"]
 
     def right(image, cls) -> bool:
@@ -237,7 +238,7 @@ def fixes(ranked: pd.DataFrame, noisy: Path, store: Store) -> tuple[pd.DataFrame
 
     accepted["fixed"] = [right(i, c) and (not w or right(i, w))
                          for i, c, w in zip(accepted["image"], accepted["class"], accepted["swapped_with"])]
-    return accepted, refused
+    return (accepted, refused, rows_after) if corrected else (accepted, refused)
 
 
 def fixed_share(accepted: pd.DataFrame) -> pd.DataFrame:
@@ -319,70 +320,67 @@ def fit():
 
 
 def cleaning_value(seed: int, mix: str, held_out: int):
-    """End to end on the cell (`seed`, `mix`): a reviewer accepts the true errors among the top 2k
-    candidates whose suggested fix undoes them and needs no mask drawn by hand (simulated from
-    label_noise.csv), corrected_labels
-    writes train_corrected.csv, the classifier is re-trained on it; both classifiers are scored on
-    the clean labels of dataset `held_out` (never trained or tuned on): mean PR-AUC."""
+    """The value of cleaning on the segmentation task: the reviewer of `fixes` on the cell (`seed`,
+    `mix`) gives train_corrected.csv; a segmentation network (the fold audit's U-Net and training,
+    `lib.audit`) is trained on every image of the cell with its noisy labels, with the corrected ones
+    and with the clean ones, and each is scored on the clean masks of dataset `held_out` (never
+    trained, tuned or ranked on): Kaggle's mean Dice over every image and class, at the audit size."""
+    from cloud_assets.lib import audit, images, labels
+
     folder = prepare(seed, mix)
+    store = Store(folder / VAR / "store")
     ranked = rank_cell(seed, mix)
-    k = int(ranked["truth"].sum())
-    top = ranked.head(2 * k)
-    # a fix that needs a proposed box is accepted where the audit model proposes one (else drawn by hand)
-    boxed = ~top["kind"].isin([MISSING, LOOSE]) | top["box_top"].notna()
-    accepted = top[top["truth"] & (top["kind"] == top["true_kind"].map(ISSUE_OF_NOISE)) & boxed]
-    new_class = np.where(accepted["kind"].isin([CONFUSION, SPURIOUS]), accepted["swapped_with"], "")
-    review_file = folder / "label_review.csv"
-    pd.DataFrame({"image": accepted["image"], "class": accepted["class"], "decision": "accept", "new_class": new_class,
-                  "score": accepted["score"].round(4), "kind": accepted["kind"], "reviewed_at": "2026-12-01T00:00:00Z"}
-                 ).to_csv(review_file, index=False)
-    var = folder / VAR
-    resources = build_resources(str(folder / "noisy"), str(folder / "model.keras"), str(var),
-                                review_path=str(review_file))
-    assets = (BEFORE_AUDIT + FOLDS + [audit_assets.audit_evidence, analysis.mask_attention, analysis.label_issues,
-                                      review_assets.label_review, review_assets.corrected_labels])
-    result = dg.materialize(assets, resources=resources, selection=["mask_attention", "label_issues", "corrected_labels"],
-                            raise_on_error=False)
-    assert result.success, "corrected_labels failed"
-    cleaned = folder / "cleaned"
-    if not (cleaned / "model.keras").exists():
-        shutil.rmtree(cleaned, ignore_errors=True)
-        shutil.copytree(folder / "noisy" / "train_images", cleaned / "data" / "train_images", copy_function=os.link)
-        (cleaned / "data" / "test_images").mkdir()
-        shutil.copy(var / "store" / "corrected_labels" / "train_corrected.csv", cleaned / "data" / "train.csv")
-        subprocess.run(CLI + ["train", "--data", str(cleaned / "data"), "--out", str(cleaned / "model.keras")] + TRAIN,
-                       check=True)
+    accepted, refused, corrected = fixes(ranked, folder / "noisy", store, corrected=True)
     base = CACHE / "grid" / f"ds{held_out}" / "base"
     if not (base / "train_clean.csv").exists():
         subprocess.run(CLI + ["synth", "--out", str(base), "--seed", str(held_out)] + SYNTH, check=True)
-    before, after = (held_out_pr_auc(m, base) for m in (folder / "model.keras", cleaned / "model.keras"))
-    changes = Store(var / "store").get("corrected_labels").table("changes")
-    print(f"\ncleaning value on dataset {seed} ({mix}): {len(accepted)} accepted of the top {2 * k} candidates "
-          f"({k} injected errors), {len(changes)} label changes; classifier "
-          f"mean PR-AUC on the clean labels of dataset {held_out}: {before:.3f} trained on the noisy labels, "
-          f"{after:.3f} on train_corrected.csv")
-    print(f"bench label_audit cleaning: before={before:.3f} after={after:.3f}")
+    size, classes = audit_assets.SIZE, labels.NOTEBOOK_CLASS_ORDER
+    shape = tuple(store.get("label_table").json("meta")["original_shape"])
+
+    def dataset(rows: pd.DataFrame, data_dir: Path):
+        table = labels.label_table(rows, classes)
+        x = np.empty((len(table), *size, 3), np.uint8)
+        images.cache_images([data_dir / "train_images" / n for n in table["image"]], x, size)
+        encoded = rows.set_index("Image_Label")["EncodedPixels"]
+        masks = np.stack([rle.decode_resized([encoded.get(f"{n}_{c}", "") for n in table["image"]], shape, size)
+                          for c in classes], axis=-1)
+        return x, masks, table[list(classes)].to_numpy(np.uint8)
+
+    test_x, test_masks, _ = dataset(labels.read_train_csv(base / "train_clean.csv"), base)
+    noisy = folder / "noisy"
+    trainer = audit.Trainer(len(classes), audit_assets.AuditTraining().training())
+    dice = {}
+    for name, rows in (("noisy (train.csv)", labels.read_train_csv(noisy / "train.csv")),
+                       ("cleaned (train_corrected.csv)", corrected),
+                       ("clean (train_clean.csv)", labels.read_train_csv(noisy / "train_clean.csv"))):
+        model, _ = trainer.train(*dataset(rows[["Image_Label", "EncodedPixels"]], noisy), log=lambda m: None)
+        predicted = np.concatenate([p for _, _, p in audit.predict(model, test_x)]).astype(np.float32) >= 0.5
+        dice[name] = mean_dice(predicted.transpose(0, 2, 3, 1), test_masks > 0)
+        print(f"{name}: mean Dice {dice[name]:.4f} on the clean masks of dataset {held_out}", flush=True)
+    before, after, clean = dice.values()
+    closed = (after - before) / (clean - before) if clean != before else float("nan")
+    print(f"\ncleaning value on dataset {seed} ({mix}): {len(accepted)} true errors among the top 2k accepted with "
+          f"the page's proposals ({refused} refused), {accepted['fixed'].mean():.0%} of them fixed; segmentation "
+          f"mean Dice on dataset {held_out}: {before:.4f} noisy, {after:.4f} cleaned, {clean:.4f} clean: cleaning "
+          f"closes {closed:.0%} of the gap")
+    print(f"bench label_audit cleaning: dice_noisy={before:.4f} dice_cleaned={after:.4f} dice_clean={clean:.4f} "
+          f"gap_closed={closed:.3f}")
 
 
-def held_out_pr_auc(model_path: Path, data_dir: Path) -> float:
-    """The mean PR-AUC of a classifier file on every image of a synthetic dataset, against its clean labels."""
-    import keras
-
-    from cloud_assets.lib import images, labels
-
-    table = labels.label_table(labels.read_train_csv(data_dir / "train_clean.csv"), labels.NOTEBOOK_CLASS_ORDER)
-    x = np.empty((len(table), 224, 224, 3), np.uint8)
-    images.cache_images([data_dir / "train_images" / n for n in table["image"]], x, (224, 224))
-    model = keras.saving.load_model(model_path)
-    y_pred = model.predict(x.astype(np.float32) / 255.0, batch_size=32, verbose=0)
-    return float(np.nanmean(thresholds.pr_auc(table[list(labels.NOTEBOOK_CLASS_ORDER)].to_numpy(), y_pred)))
+def mean_dice(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Kaggle's metric: the Dice of every (image, class) of boolean `(n, h, w, classes)` masks, an
+    empty prediction of an empty mask counting 1, averaged."""
+    inter = (predicted & truth).sum(axis=(1, 2))
+    total = predicted.sum(axis=(1, 2)) + truth.sum(axis=(1, 2))
+    return float(np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1)).mean())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fit", action="store_true", help="refit the ranking's trees on the tuning cells")
     parser.add_argument("--prepare", action="store_true", help="only prepare every cell (data, classifiers, audits)")
-    parser.add_argument("--cleaning", action="store_true", help="the end-to-end value of cleaning, on one cell")
+    parser.add_argument("--cleaning", action="store_true",
+                        help="the value of cleaning on the segmentation task (mean Dice), on one cell")
     parser.add_argument("--data", type=Path, help="score one dataset against its own label_noise.csv")
     parser.add_argument("--model", type=Path, help="its classifier (with --data)")
     parser.add_argument("--method", choices=list(saliency_methods.METHODS), default=saliency_methods.DEFAULT,

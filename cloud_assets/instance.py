@@ -17,6 +17,7 @@ import dagster as dg
 import yaml
 from dagster._core.storage.event_log import SqliteEventLogStorage as DagstersSqliteEventLogStorage
 from dagster._core.storage.event_log.schema import ConcurrencyLimitsTable as Limits
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.schema import ConcurrencySlotsTable as Slots
 from dagster._core.storage.sqlalchemy_compat import db_select
 from dagster._core.storage.sqlite_storage import _event_logs_directory
@@ -93,7 +94,7 @@ def init_pool(storage, pool: str = POOL) -> int:
     return limit
 
 
-class _PoolInit:
+class _PoolInit(SqlEventLogStorage):
     """Dagster's event log with the pool's limit created by `init_pool` (Dagster calls this when a
     run first meets a pool without a limit)."""
 

@@ -19,11 +19,12 @@ def load(asset: str, instance: dg.DagsterInstance | None = None):
             raise LookupError(f"{asset}: no materialization recorded by the Dagster instance at "
                               f"{instance.root_directory}; materialize it first (make demo, or dg launch --assets "
                               f"{asset})")
-        metadata = records[0].asset_materialization.metadata
+        materialization = records[0].asset_materialization
+        metadata = materialization.metadata if materialization else {}
         if "path" in metadata:
-            return Bundle(Path(metadata["path"].value))
+            return Bundle(Path(str(metadata["path"].value)))
         # a shard's materialization: its value and its siblings' in the same store
-        store = Store(Path(metadata["stored_in"].value))
+        store = Store(Path(str(metadata["stored_in"].value)))
         return Shards({name.split("@", 1)[1]: store.get(name) for name in store.stored(asset) if "@" in name})
     finally:
         if own:

@@ -68,7 +68,7 @@ class DatasetResource(dg.ConfigurableResource):
         if self.image_height and self.image_width:
             return self.image_height, self.image_width
         folder = self.image_dir("train")
-        sizes = Counter()
+        sizes: Counter[tuple[int, int]] = Counter()
         for p in sorted(folder.glob("*.jpg"))[:200] if folder.is_dir() else []:
             try:
                 sizes[images.jpeg_size(p)] += 1
@@ -169,7 +169,7 @@ class ArrayStore(dg.ConfigurableIOManager):
         """A Bundle; for a partitioned asset, its shards (`lib.shards.Shards`): those of the step's
         partitions, or all of them for a dataset-wide step. PartitioningError when the values of a
         per-image asset were computed with another shard count than the current one."""
-        name = context.upstream_output.asset_key.to_python_identifier()
+        name = context.asset_key.to_python_identifier()
         store = self.var.store
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
         bundles = {}

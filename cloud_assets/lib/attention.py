@@ -103,7 +103,8 @@ def box_pixels(box, shape) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) in pixels of an image of `shape` (h, w, ...), for a box given as
     shares of the side."""
     h, w = shape[:2]
-    return tuple(int(round(v * n)) for v, n in zip(box, (h, w, h, w)))
+    top, left, bottom, right = (int(round(v * n)) for v, n in zip(box, (h, w, h, w)))
+    return top, left, bottom, right
 
 
 def box_mask(box, shape) -> np.ndarray:

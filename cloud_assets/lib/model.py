@@ -266,7 +266,7 @@ def check(model, path, n_classes: int, input_size: tuple[int, int], layer_name: 
     if _output_activation(model) == "softmax":
         raise ModelError(f"{path}: the output is a softmax, whose probabilities compete and sum to 1; "
                          f"this is a multi-label dataset: expected one independent sigmoid per class")
-    return ModelInfo(input_size=tuple(input_size),
+    return ModelInfo(input_size=(int(input_size[0]), int(input_size[1])),
                      gradcam_layer=gradcam_layer(model, layer_name), framework=framework(model))
 
 

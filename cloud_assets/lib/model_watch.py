@@ -6,7 +6,7 @@ from pathlib import Path
 from cloud_assets.lib.model import sha256
 
 
-def changed(path: Path, cursor: str | None) -> tuple[bool, str | None]:
+def changed(path: str | Path, cursor: str | None) -> tuple[bool, str | None]:
     """(changed, new cursor): the cursor is the file's SHA-256; a missing file changes nothing."""
     path = Path(path)
     if not path.is_file():

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ class ReviewError(DatasetError):
     """A review file that cannot be applied; the message names the file and each bad line, which
     `problems` lists as (where, what)."""
 
-    def __init__(self, message: str, problems: list[tuple[str, str]] = ()):
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()):
         super().__init__(message)
         self.problems = list(problems) or [(message.partition(": ")[0], message.partition(": ")[2])]
 
@@ -68,7 +69,8 @@ def read(path: Path, images, class_names) -> pd.DataFrame:
                           f"('Download review') and place it here")
     df = read_csv(path, COLUMNS, ReviewError)
     known_images, known_classes = set(images), set(class_names)
-    problems, first = [], {}
+    problems: list[tuple[str, str]] = []
+    first: dict[tuple[str, str], int] = {}
     for r in df.itertuples(index=False):
         where = f"{path} line {r.line}"
         if (r.image, r[1]) in first:
@@ -174,7 +176,9 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
     class then holds its own mask unless it moved, was removed or is replaced by a loose mask's
     proposal, together with every mask that moves to it; a missing label gets the proposed boxes
     unless a mask moves to it (the annotator's own drawing of the pattern)."""
-    moves, removed, fixes = {}, {}, {}
+    moves: dict[str, dict[str, int]] = {}  # class -> the classes its mask moves to -> the decision's line
+    removed: dict[str, int] = {}
+    fixes = {}
     for r in decisions.itertuples(index=False):
         cls = r[1]
         if r.kind == SPURIOUS and r.new_class and r.new_class != cls:
@@ -258,9 +262,9 @@ def loss(path: Path, decisions: pd.DataFrame, changes: int, previous: dict | Non
     """Why applying the review at `path` (its `decisions`, giving `changes` label changes) would
     replace the latest corrections of this train.csv (`previous`, from `latest`) by fewer: a review
     missing, naming no decision or giving fewer changes; None when it would not."""
-    before = previous["changes"] if previous else 0
-    if changes >= before:
+    if previous is None or changes >= previous["changes"]:
         return None
+    before = previous["changes"]
     what = ("there is no review file" if not Path(path).exists() else
             "the review names no decision" if decisions.empty else f"the review gives {changes} label changes")
     return f"{what}, fewer than the {before} label changes of the latest corrections ({previous['version']}), which stay"

@@ -65,7 +65,7 @@ def parse(rle: str, shape: tuple[int, int] = ORIGINAL_SHAPE) -> tuple[np.ndarray
 
 def decode(rle: str, shape: tuple[int, int] = ORIGINAL_SHAPE) -> np.ndarray:
     """The seed's `rle_decode`: uint8 `(h, w)` with 1 inside the mask; an empty RLE gives zeros."""
-    flat = np.zeros(shape[0] * shape[1], dtype=np.uint8)
+    flat: np.ndarray = np.zeros(shape[0] * shape[1], dtype=np.uint8)
     if not is_empty(rle):
         starts, ends = parse(rle, shape)
         # +1 at each start, -1 at each end, running sum marks the covered pixels

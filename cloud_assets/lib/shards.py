@@ -83,7 +83,7 @@ class Shards(Mapping):
     def __init__(self, bundles: Mapping):
         self.bundles = dict(sorted(bundles.items()))
         first = next(iter(self.bundles.values()))
-        self.layout = first.json("layout") if first.has("layout") else None  # None: not per-image
+        self.layout: dict = first.json("layout") if first.has("layout") else {}  # empty: not per-image
 
     def __getitem__(self, key):
         return self.bundles[key]

@@ -23,8 +23,8 @@ def mask_colors(n: int) -> list[tuple[tuple[int, int, int], str]]:
     out = BASE_COLORS[:n]
     for k in range(n - len(out)):
         hue = int(180 * ((0.1 + 0.618 * k) % 1))
-        bgr = cv2.cvtColor(np.uint8([[[hue, 255, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
-        out.append((tuple(int(v) for v in bgr), f"hue {2 * hue}°"))
+        b, g, r = cv2.cvtColor(np.array([[[hue, 255, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
+        out.append(((int(b), int(g), int(r)), f"hue {2 * hue}°"))
     return out
 
 

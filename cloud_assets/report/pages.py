@@ -249,7 +249,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         full = images.original(data.data_dir / "train_images" / r["image"], small)
         masks = np.concatenate([rle.decode_resized([data.encoded.get(f"{r['image']}_{c}", "")], data.original_shape,
                                                    small.shape[:2]) for c in data.class_names])
-        boxes = parse_boxes(r.get("proposal")) or [np.array([r[col] for col in BOX_COLUMNS], float)]
+        boxes = parse_boxes(r.get("proposal")) or [tuple(float(r[col]) for col in BOX_COLUMNS)]
         evidence = data.candidate_maps[k].astype(np.float32)
         thumb, big = (images.masks_outline(images.saliency_overlay(img, evidence, frame=False, scaled=False), masks)
                       for img in (small, full))

@@ -57,8 +57,10 @@ def _load_split(data_dir: Path, class_names, size, log):
     arrays = {}
     for split, names in (("train", train), ("val", val)):
         x = np.empty((len(names), *size, 3), np.uint8)
-        images.cache_images([data_dir / "train_images" / n for n in names], x, size,
-                            lambda d, t, s, split=split: log(f"train: reading {split} images {d}/{t}"))
+        def report(done: int, total: int, seconds: float, split: str = split) -> None:
+            log(f"train: reading {split} images {done}/{total}")
+
+        images.cache_images([data_dir / "train_images" / n for n in names], x, size, report)
         arrays[split] = (x, table.loc[names, list(class_names)].to_numpy().astype(np.float32))
     return arrays
 

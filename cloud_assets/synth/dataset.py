@@ -12,6 +12,8 @@ around that box by "labellers" who each miss a little, so a mask covers its regi
 """
 from __future__ import annotations
 
+from typing import Any
+
 import contextlib
 import csv
 import dataclasses
@@ -20,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -138,7 +141,8 @@ def plan(cfg: SynthConfig) -> list[ImageSpec]:
         patterns = []
         for cls in classes:
             box = _box(rng, cfg.height, cfg.width)
-            noise, labelled = None, str(cls)
+            noise: str | None = None
+            labelled: str | None = str(cls)
             if split == "train":
                 u = rng.random()
                 if u < cfg.missing_rate:
@@ -220,7 +224,7 @@ def render(spec: ImageSpec, height: int, width: int) -> np.ndarray:
     cloud = np.maximum(cloud, textures.sugar(shape, km, rng) * 0.12)[..., None]
     sun = 1 + 0.08 * textures.smooth_noise(shape, 700 * km, rng)[..., None]
     white = np.array([235, 238, 240], np.float32)
-    img = np.clip((ocean * sun) * (1 - cloud) + white * cloud, 0, 255).astype(np.uint8)
+    img: np.ndarray = np.clip((ocean * sun) * (1 - cloud) + white * cloud, 0, 255).astype(np.uint8)
     if f < 1:
         img = cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
     # sensor noise: one cached frame, rolled by a random offset per image
@@ -230,8 +234,9 @@ def render(spec: ImageSpec, height: int, width: int) -> np.ndarray:
     if spec.band:
         edge, frac = spec.band
         n = int((height if edge in ("top", "bottom") else width) * frac)
-        img[{"top": np.s_[:n], "bottom": np.s_[height - n:],
-             "left": np.s_[:, :n], "right": np.s_[:, width - n:]}[edge]] = 0
+        band: dict[str, Any] = {"top": np.s_[:n], "bottom": np.s_[height - n:], "left": np.s_[:, :n],
+                                "right": np.s_[:, width - n:]}
+        img[band[edge]] = 0
     return img
 
 
@@ -242,7 +247,7 @@ def boxes_rle(boxes, shape) -> str:
     starts, lengths = [], []
     for c0, c1 in zip(edges[:-1], edges[1:]):  # columns between box edges share their row runs
         rows = sorted((y0, y1) for y0, x0, y1, x1 in boxes if x0 <= c0 and c1 <= x1)
-        merged = []
+        merged: list[list[int]] = []
         for y0, y1 in rows:
             if merged and y0 <= merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], y1)
@@ -312,7 +317,7 @@ def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=print
     """Write the dataset to `out`, whole or not at all (a dataset written before is replaced only at
     the end; a folder holding anything else is refused); returns counts. Uses every core; reports
     progress every few seconds."""
-    with written_folder(out, replaces=DATASET_FILES) as tmp:
+    with written_folder(Path(out), replaces=DATASET_FILES) as tmp:
         return _synthesize(tmp, cfg, progress)
 
 
@@ -328,6 +333,7 @@ def _synthesize(out: Path, cfg: SynthConfig, progress) -> dict:
     workers = cfg.workers or os.cpu_count() or 1
     start, last, total_bytes = time.monotonic(), 0.0, 0
     with contextlib.ExitStack() as stack:
+        sizes: Iterator[int]
         if workers == 1:
             sizes = map(_write_image, jobs)
         else:

@@ -17,6 +17,8 @@ name), so re-noising a subset of the images gives those images the labels a full
 """
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 import os
 import shutil
@@ -81,7 +83,7 @@ def _components(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Bounding boxes `(y0, x0, y1, x1)` of the mask's connected patches, largest first."""
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
     boxes = [(s[cv2.CC_STAT_AREA], (s[1], s[0], s[1] + s[3], s[0] + s[2])) for s in stats[1:n]]
-    return [tuple(int(v) for v in b) for _, b in sorted(boxes, key=lambda ab: -ab[0])]
+    return [(int(y0), int(x0), int(y1), int(x1)) for _, (y0, x0, y1, x1) in sorted(boxes, key=lambda ab: -ab[0])]
 
 
 def _clip(box, shape):
@@ -182,11 +184,12 @@ def _typical_sizes(encoded: dict, shape, n: int = 200) -> np.ndarray:
 
 def _renoise_image(rng, image, classes, encoded, spec, shape, sizes, new) -> list[tuple]:
     rate = spec.rates.get
-    masks = {c: rle.decode(encoded[(image, c)], shape) if not rle.is_empty(encoded.get((image, c), "")) else None
-             for c in classes}
+    masks: dict[str, Any] = {c: rle.decode(encoded[(image, c)], shape) if not rle.is_empty(encoded.get((image, c), ""))
+                             else None for c in classes}
     present = [c for c in classes if masks[c] is not None]
-    out = {c: masks[c] for c in classes}
-    manifest, swaps = [], []
+    out = dict(masks)
+    manifest: list[tuple] = []
+    swaps: list[tuple[str, str]] = []
     for c in present:
         boxes = _components(masks[c])
         u = rng.random()

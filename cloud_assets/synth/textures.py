@@ -17,7 +17,7 @@ def smooth_noise(shape, scale_px: float, rng: np.random.Generator, aspect: float
     gh = max(2, int(round(h / scale_px)) + 2)
     gw = max(2, int(round(w / (scale_px * aspect))) + 2)
     coarse = rng.standard_normal((gh, gw)).astype(np.float32)
-    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    field = np.asarray(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC), np.float32)
     field -= field.mean()
     return field / (field.std() + 1e-6)
 

@@ -155,8 +155,10 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
             context.log.info(f"audit_models fold {key}: training on {len(train_rows)} images of the other folds "
                              f"({model_lib.configure_device()})")
             trainer = trainer or audit.Trainer(labels.shape[1], training)  # the folds share its traced steps
-            model, history = trainer.train(train_images, masks[train_rows], labels[train_rows],
-                                           log=lambda m, key=key: context.log.info(f"audit_models fold {key}: {m}"))
+            def log(message: str, key: str = key) -> None:
+                context.log.info(f"audit_models fold {key}: {message}")
+
+            model, history = trainer.train(train_images, masks[train_rows], labels[train_rows], log=log)
             with written_folder(kept) as folder:
                 model.save(folder / "model.keras")
                 pd.DataFrame(history).to_parquet(folder / "history.parquet")

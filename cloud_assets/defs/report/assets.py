@@ -13,11 +13,11 @@ from cloud_assets.report import gather, site
 def model_history(instance: dg.DagsterInstance, class_names) -> pd.DataFrame:
     """Per model version (SHA-256) and class: the latest PR-AUC and FP count recorded in the
     metadata of `val_predictions` and `mistakes` materializations."""
-    rows = {}
+    rows: dict = {}
     for key, fields in (("val_predictions", "pr_auc"), ("mistakes", "fp")):
         records = instance.fetch_materializations(dg.AssetKey(key), limit=10000, ascending=True).records
         for record in records:
-            meta = record.asset_materialization.metadata
+            meta = record.asset_materialization.metadata if record.asset_materialization else {}
             if "model_sha256" not in meta:
                 continue
             sha = meta["model_sha256"].value
