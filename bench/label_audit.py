@@ -24,9 +24,10 @@ bench/.cache/label_audit/.
     .venv/bin/python bench/label_audit.py --cleaning               the value of cleaning: segmentation Dice
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --method gradcam++       with another saliency method
+    .venv/bin/python bench/label_audit.py --profile strong         with the audit's other profile
 
-Last line: `bench label_audit: precision_at_k=P auroc=A min_kind_recall_at_2k=R seed_precision_at_k=S
-cleanlab_precision_at_k=C fixed=F refused=N`.
+Last line: `bench label_audit: profile=NAME precision_at_k=P auroc=A min_kind_recall_at_2k=R
+seed_precision_at_k=S cleanlab_precision_at_k=C fixed=F refused=N audit_training_s=T`.
 """
 import argparse
 import os
@@ -40,9 +41,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# the saliency method is read when the definitions load (CLOUD_ASSETS_SALIENCY_METHOD): set it first
-if "--method" in sys.argv[:-1]:
-    os.environ["CLOUD_ASSETS_SALIENCY_METHOD"] = sys.argv[sys.argv.index("--method") + 1]
+# the saliency method and the audit's profile are read when the definitions load
+# (CLOUD_ASSETS_SALIENCY_METHOD, CLOUD_ASSETS_AUDIT_PROFILE): set them first
+for option, variable in (("--method", "CLOUD_ASSETS_SALIENCY_METHOD"), ("--profile", "CLOUD_ASSETS_AUDIT_PROFILE")):
+    if option in sys.argv[:-1]:
+        os.environ[variable] = sys.argv[sys.argv.index(option) + 1]
 
 import dagster as dg  # noqa: E402
 
@@ -54,7 +57,7 @@ from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib import saliency_methods  # noqa: E402
 from cloud_assets.lib.kinds import CONFUSION, ISSUE_OF_NOISE, SPURIOUS  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
-from cloud_assets.lib import attention, audit_evidence, label_issues, mistakes, rle, thresholds  # noqa: E402
+from cloud_assets.lib import attention, audit, audit_evidence, label_issues, mistakes, rle, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "label_audit"
@@ -72,8 +75,10 @@ RANKINGS = {SEED: "seed_fp90", CLEANLAB: "audit_cleanlab",
             "classifier's cleanlab (validation only)": "cleanlab",
             "classifier's mask attention (validation only)": "attention_score", COMBINED: "score"}
 CLI = [sys.executable, "-m", "cloud_assets.cli"]
-# each saliency method's pipeline in its own folder; the data, the noise and the classifiers are shared
-VAR = "var" if model_assets.METHOD == saliency_methods.DEFAULT else f"var-{model_assets.METHOD}"
+# each saliency method's and audit profile's pipeline in its own folder; the data, the noise and the
+# classifiers are shared
+VAR = ("var" + ("" if model_assets.METHOD == saliency_methods.DEFAULT else f"-{model_assets.METHOD}")
+       + ("" if audit_assets.PROFILE == "fast" else f"-{audit_assets.PROFILE}"))
 BEFORE_AUDIT = [data.label_table, data.train_val_split, data.image_cache, data.val_masks, model_assets.model_file,
                 model_assets.model_pass, audit_assets.audit_folds, audit_assets.audit_inputs]
 FOLDS = [audit_assets.audit_models, audit_assets.audit_predictions]
@@ -248,12 +253,19 @@ def fixed_share(accepted: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def training_seconds(store: Store) -> float:
+    """The fold models' training time, summed over their epochs and folds (from their histories)."""
+    return sum(float(store.get(f"audit_models@{key}").table("history")["seconds"].sum()) for key in audit_assets.FOLD_KEYS)
+
+
 def grid():
-    cells, per_split, errors, fixed, refused = {}, {}, [], [], 0
+    cells, per_split, errors, fixed, refused, seconds = {}, {}, [], [], 0, []
     for seed, mix in REPORTED:
         ranked = rank_cell(seed, mix)
         folder = CACHE / "grid" / f"ds{seed}-{mix}"
-        accepted, n = fixes(ranked, folder / "noisy", Store(folder / VAR / "store"))
+        store = Store(folder / VAR / "store")
+        seconds.append(training_seconds(store))
+        accepted, n = fixes(ranked, folder / "noisy", store)
         fixed.append(accepted)
         refused += n
         cells[(seed, mix)] = scores(ranked)
@@ -284,10 +296,12 @@ def grid():
     print("\nThe true errors among the top 2k, accepted with the page's proposals: the share whose label then "
           f"matches the clean one (IoU >= {FIXED_IOU}), pooled over the grid; {refused} accepted decisions refused:")
     print(share.round(3).to_markdown())
-    print(f"bench label_audit: precision_at_k={combined['precision_at_k']:.3f} auroc={combined['auroc']:.3f} "
-          f"min_kind_recall_at_2k={kinds.min():.3f} seed_precision_at_k={seed_fp['precision_at_k']:.3f} "
-          f"cleanlab_precision_at_k={clean['precision_at_k']:.3f} fixed={share.loc['every kind', 'fixed']:.3f} "
-          f"refused={refused}")
+    print(f"\nthe audit's profile {audit_assets.PROFILE} ({audit_assets.SIZE[0]}x{audit_assets.SIZE[1]}): its five "
+          f"fold models trained in {np.mean(seconds):.0f} s a cell on average (1200 images)")
+    print(f"bench label_audit: profile={audit_assets.PROFILE} precision_at_k={combined['precision_at_k']:.3f} "
+          f"auroc={combined['auroc']:.3f} min_kind_recall_at_2k={kinds.min():.3f} "
+          f"seed_precision_at_k={seed_fp['precision_at_k']:.3f} cleanlab_precision_at_k={clean['precision_at_k']:.3f} "
+          f"fixed={share.loc['every kind', 'fixed']:.3f} refused={refused} audit_training_s={np.mean(seconds):.0f}")
 
 
 def one_dataset(data_dir: Path, model: Path):
@@ -325,7 +339,7 @@ def cleaning_value(seed: int, mix: str, held_out: int):
     `lib.audit`) is trained on every image of the cell with its noisy labels, with the corrected ones
     and with the clean ones, and each is scored on the clean masks of dataset `held_out` (never
     trained, tuned or ranked on): Kaggle's mean Dice over every image and class, at the audit size."""
-    from cloud_assets.lib import audit, images, labels
+    from cloud_assets.lib import images, labels
 
     folder = prepare(seed, mix)
     store = Store(folder / VAR / "store")
@@ -385,6 +399,8 @@ def main():
     parser.add_argument("--model", type=Path, help="its classifier (with --data)")
     parser.add_argument("--method", choices=list(saliency_methods.METHODS), default=saliency_methods.DEFAULT,
                         help="the saliency method of the classifier's maps (default: the notebook's Guided Grad-CAM)")
+    parser.add_argument("--profile", choices=list(audit.PROFILES),
+                        help="the fold audit's profile (default: as CLOUD_ASSETS_AUDIT_PROFILE, else by the device)")
     args = parser.parse_args()
     if args.data:
         one_dataset(args.data, args.model or ROOT / "var" / "demo-model.keras")

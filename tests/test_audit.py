@@ -182,3 +182,33 @@ def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_co
     assert not result.success
     assert f"images of train.csv have no prediction (first: {images[0]})" in failure_message(result)
     assert os.readlink(var / "store" / f"audit_predictions@{key}") == before
+
+
+def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_models_stay(dataset_copy, tmp_path):
+    """CLOUD_ASSETS_AUDIT_PROFILE=strong (read when the definitions load: a process of its own) trains a
+    fold model at the strong profile's size, recorded in its metadata; back on this process's profile,
+    the models trained before are kept and nothing trains."""
+    var = tmp_path / "var"
+    _run(dataset_copy, var)
+    before = _trained(var)
+    store = Store(var / "store")
+    assert store.get("audit_models@0").json("meta")["profile"] == audit_assets.PROFILE == "fast"
+    script = textwrap.dedent(f"""
+        from cloud_assets.defs.audit import assets as audit_assets
+        from tests.helpers import DATA_ASSETS, FOLD_AUDIT, QUICK_AUDIT, failure_message, materialize
+        assert audit_assets.PROFILE == "strong" and audit_assets.SIZE == (128, 192)
+        result = materialize({str(dataset_copy)!r}, {str(var)!r}, DATA_ASSETS + FOLD_AUDIT, selection=["audit_inputs"])
+        assert result.success, failure_message(result)
+        result = materialize({str(dataset_copy)!r}, {str(var)!r}, DATA_ASSETS + FOLD_AUDIT, selection=["audit_models"],
+                             partition_key="0", run_config=QUICK_AUDIT)
+        assert result.success, failure_message(result)
+        """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "CLOUD_ASSETS_AUDIT_PROFILE": "strong"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = store.get("audit_models@0").json("meta")
+    assert (meta["profile"], meta["size"], meta["widths"]) == ("strong", [128, 192], [8, 24, 48, 64])
+    assert len(_trained(var)) == len(before) + 1
+    _run(dataset_copy, var)
+    assert {k: v for k, v in _trained(var).items() if k in before} == before and len(_trained(var)) == len(before) + 1
+    assert store.get("audit_models@0").json("meta")["profile"] == "fast"

@@ -2,6 +2,7 @@
 U-Net learns where a class is from images and masks, on TensorFlow (and JAX: tests/test_backends.py
 runs the engine there; the audit model is plain Keras 3)."""
 import collections
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -80,6 +81,18 @@ def test_an_audit_size_the_unet_cannot_halve_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
         audit.train(np.zeros((8, 60, 96, 3), np.uint8), np.zeros((8, 60, 96, 1), np.uint8), np.zeros((8, 1)),
                     audit.TrainingConfig(size=(60, 96)))
+    with pytest.raises(ValueError, match="multiple of 32 .* e.g. 128x192"):  # a stride-4 stem divides by 32
+        audit.check_size(audit.TrainingConfig(size=(64, 80), stem=4))
+
+
+def test_each_profile_builds_at_its_size_and_the_default_follows_the_device():
+    for name, profile in audit.PROFILES.items():
+        config = audit.TrainingConfig(size=profile.size, widths=profile.widths)
+        audit.check_size(config)
+        model = audit.build(4, config)
+        assert tuple(model.get_layer("pixels").output.shape) == (None, *profile.size, 4), name
+    gpu = any(Path("/proc/driver/nvidia/gpus").glob("*"))
+    assert audit.default_profile() == ("strong" if gpu else "fast")
 
 
 def test_the_evidence_names_a_shifted_mask_and_a_missing_label():

@@ -88,6 +88,7 @@ def test_bad_settings_fail_the_load_and_more_shards_than_images_fail_before_anyt
     (settings.AUDIT_FOLDS, "1", "a whole number of folds, at least 2"),
     (settings.AUDIT_SIZE, "60x96", "HEIGHTxWIDTH, each a multiple of 16"),
     (settings.AUDIT_SIZE, "64", "HEIGHTxWIDTH, each a multiple of 16"),
+    (settings.AUDIT_PROFILE, "best", "'fast', 'strong' or unset (strong where a GPU is visible, else fast)"),
 ])
 def test_a_load_time_value_that_is_not_allowed_names_the_variable(monkeypatch, variable, value, allowed):
     monkeypatch.setenv(variable, value)

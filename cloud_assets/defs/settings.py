@@ -3,7 +3,7 @@ the variables read when the definitions load.
 
 A variable that is set reaches its resource field as a Dagster `EnvVar`, so the UI shows where the
 value came from; one that is unset leaves the field's default. The executor, the schedules' cron,
-the shards, the class list, the saliency method and the audit's folds and size are chosen when the definitions
+the shards, the class list, the saliency method and the audit's folds, profile and size are chosen when the definitions
 load (the method is part of `saliency_maps`' code version, the audit size of the audit assets', so that changing
 either re-runs them), so their variables are read here as plain values
 and checked at once: a bad value fails the load naming the variable, the value and what is allowed.
@@ -38,6 +38,7 @@ SALIENCY_METHOD = "CLOUD_ASSETS_SALIENCY_METHOD"
 CLASSES = "CLOUD_ASSETS_CLASSES"
 AUDIT_FOLDS = "CLOUD_ASSETS_AUDIT_FOLDS"
 AUDIT_SIZE = "CLOUD_ASSETS_AUDIT_SIZE"
+AUDIT_PROFILE = "CLOUD_ASSETS_AUDIT_PROFILE"
 CELERY_BROKER = "CLOUD_ASSETS_CELERY_BROKER"
 CELERY_BACKEND = "CLOUD_ASSETS_CELERY_BACKEND"
 
@@ -75,7 +76,9 @@ def _at_least_two(text: str) -> int:
     return n
 
 
-def _audit_size(text: str) -> tuple[int, int]:
+def _audit_size(text: str) -> tuple[int, int] | None:
+    if not text:
+        return None  # the profile's
     height, width = (int(v) for v in text.lower().split("x"))
     if height < 16 or width < 16 or height % 16 or width % 16:
         raise ValueError(text)
@@ -119,8 +122,10 @@ LOAD_TIME = {
     CELERY_BACKEND: LoadTime("redis://127.0.0.1:6379/1", "the Celery result backend's URL, e.g. redis://HOST:6379/1",
                              _url),
     AUDIT_FOLDS: LoadTime("5", "a whole number of folds, at least 2", _at_least_two),
-    AUDIT_SIZE: LoadTime("64x96", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), "
-                                  "e.g. 64x96", _audit_size),
+    AUDIT_PROFILE: LoadTime("", "'fast', 'strong' or unset (strong where a GPU is visible, else fast)",
+                            _one_of("", "fast", "strong")),
+    AUDIT_SIZE: LoadTime("", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), e.g. "
+                             "64x96, or unset (the profile's)", _audit_size),
 }
 
 

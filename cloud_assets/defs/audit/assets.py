@@ -23,13 +23,15 @@ from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.store import Bundle
 
 FOLDS = settings.load_time(settings.AUDIT_FOLDS)
-SIZE = settings.load_time(settings.AUDIT_SIZE)
+PROFILE = settings.load_time(settings.AUDIT_PROFILE) or audit.default_profile()
+SIZE: tuple[int, int] = settings.load_time(settings.AUDIT_SIZE) or audit.PROFILES[PROFILE].size
+WIDTHS = audit.PROFILES[PROFILE].widths
 FOLD_KEYS = shard_lib.keys(FOLDS)
 # every fold in one step on one machine; one fold per run where runs spread over GPU workers or pods
 FOLD_PARTITIONS: dict[str, Any] = {"partitions_def": dg.StaticPartitionsDefinition(FOLD_KEYS),
                    "backfill_policy": dg.BackfillPolicy.multi_run(1) if shards.SPREAD
                    else dg.BackfillPolicy.single_run()}
-CODE = f"2-{SIZE[0]}x{SIZE[1]}"  # a new audit size re-runs the audit
+CODE = f"2-{SIZE[0]}x{SIZE[1]}" + ("" if PROFILE == "fast" else f"-{PROFILE}")  # a new size or profile re-runs it
 MODELS = "audit-models"  # under CLOUD_ASSETS_VAR_DIR: every fold model trained, by its training set
 
 
@@ -107,7 +109,8 @@ def _training_set(folds: pd.DataFrame, fold: int):
 
 
 class AuditTraining(dg.Config):
-    """How the fold models train (`lib.audit.TrainingConfig`); the defaults fit the demo's budget."""
+    """How the fold models train (`lib.audit.TrainingConfig`), at the profile's size and widths
+    (CLOUD_ASSETS_AUDIT_PROFILE); the defaults fit the demo's budget."""
     epochs: int = 10
     patience: int = 2
     batch_size: int = 32
@@ -115,7 +118,7 @@ class AuditTraining(dg.Config):
     seed: int = 0
 
     def training(self) -> audit.TrainingConfig:
-        return audit.TrainingConfig(size=SIZE, epochs=self.epochs, patience=self.patience,
+        return audit.TrainingConfig(size=SIZE, widths=WIDTHS, epochs=self.epochs, patience=self.patience,
                                     batch_size=self.batch_size, learning_rate=self.learning_rate, seed=self.seed)
 
 
@@ -136,7 +139,7 @@ def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, datas
         digest = digests[key]
         train_rows, held_out = _training_set(folds, fold)
         meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
-                "held_out_images": len(held_out), "size": list(SIZE)}
+                "held_out_images": len(held_out), "profile": PROFILE, "size": list(SIZE), "widths": list(WIDTHS)}
         if dataset.audit_predictions:
             context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
                              f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
