@@ -81,8 +81,8 @@ def test_an_audit_size_the_unet_cannot_halve_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
         audit.train(np.zeros((8, 60, 96, 3), np.uint8), np.zeros((8, 60, 96, 1), np.uint8), np.zeros((8, 1)),
                     audit.TrainingConfig(size=(60, 96)))
-    with pytest.raises(ValueError, match="multiple of 32 .* e.g. 128x192"):  # a stride-4 stem divides by 32
-        audit.check_size(audit.TrainingConfig(size=(64, 80), stem=4))
+    with pytest.raises(ValueError, match="multiple of 32 .* e.g. 128x192"):  # five levels halve it five times
+        audit.check_size(audit.TrainingConfig(size=(64, 80), widths=(8, 16, 24, 32, 48)))
 
 
 def test_each_profile_builds_at_its_size_and_the_default_follows_the_device():

@@ -22,7 +22,6 @@ import numpy as np
 class TrainingConfig:
     size: tuple[int, int]                         # height x width (CLOUD_ASSETS_AUDIT_SIZE)
     widths: tuple[int, ...] = (16, 32, 48, 64)   # filters per U-Net level, the last the bottleneck
-    stem: int = 2                                 # the stem's stride: the U-Net runs at 1/stem of the size
     epochs: int = 10                              # at most; early stopping ends sooner
     patience: int = 2                             # epochs without a better validation loss
     batch_size: int = 32
@@ -79,13 +78,12 @@ def build(n_classes: int, config: TrainingConfig):
     from keras import layers
 
     def conv(x, width, name, strides=1):
-        x = layers.Conv2D(width, max(3, strides), strides=strides, padding="same", use_bias=False,
-                          name=f"{name}_conv")(x)
+        x = layers.Conv2D(width, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
         return layers.Activation("relu", name=f"{name}_relu")(x)
 
     inputs = keras.Input((*config.size, 3), name="image")
-    x, skips = conv(inputs, config.widths[0], "stem", strides=config.stem), []
+    x, skips = conv(inputs, config.widths[0], "stem", strides=2), []
     for level, width in enumerate(config.widths[:-1]):
         x = conv(conv(x, width, f"down{level}a"), width, f"down{level}b")
         skips.append(x)
@@ -98,18 +96,18 @@ def build(n_classes: int, config: TrainingConfig):
         x = layers.Concatenate(name=f"join{level}")([x, skips[level]])
         x = conv(conv(x, config.widths[level], f"decode{level}a"), config.widths[level], f"decode{level}b")
     logits = layers.Conv2D(n_classes, 1, name="pixel_logits")(x)
-    logits = layers.UpSampling2D(config.stem, interpolation="bilinear", name="full_size")(logits)
+    logits = layers.UpSampling2D(2, interpolation="bilinear", name="full_size")(logits)
     pixels = layers.Activation("sigmoid", name="pixels")(logits)
     return keras.Model(inputs, {"pixels": pixels, "classes": classes}, name="audit_unet")
 
 
 def check_size(config: TrainingConfig) -> None:
-    """The audit size must divide cleanly by the stem's stride and the U-Net's poolings."""
-    step = config.stem * 2 ** (len(config.widths) - 1)
+    """The audit size must halve cleanly at the stem and at each of the U-Net's poolings."""
+    step = 2 ** len(config.widths)
     size = config.size
     if size[0] % step or size[1] % step or min(size) < step:
         raise ValueError(f"audit size {size[0]}x{size[1]}: each side must be a multiple of {step} (the U-Net "
-                         f"divides it by {step}), e.g. {4 * step}x{6 * step}")
+                         f"halves it {len(config.widths)} times), e.g. {4 * step}x{6 * step}")
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
