@@ -208,3 +208,25 @@ def test_injected_errors_and_scores():
     # a 0/1 flag gets the expectation over its ties, not the order of the rows
     got = scoring.scores_against(ranked, errors, "flag")
     assert got["precision_at_k"] == pytest.approx(2 / 3) and got["recall_at_2k"] == pytest.approx(1.0)
+
+
+def test_each_candidate_has_its_reason_in_one_sentence_and_what_accept_changes():
+    base = {"class": "Fish", "other_class": "", "audit_probability": 0.93, "outside_mass": 0.0, "uncovered": 0.0,
+            "regions": 1, "proposal": "0.6 0.0 1.0 0.3"}
+    missing = {**base, "kind": "missing label"}
+    assert label_issues.reason(missing) == "Fish is seen in the lower left (p 0.93) but not labelled"
+    assert label_issues.accept_does(missing) == "adds Fish, its mask the dashed boxes"
+    assert label_issues.reason({**missing, "proposal": "0.3 0.4 0.6 0.6"}) == "Fish is seen in the centre (p 0.93) but not labelled"
+    assert label_issues.reason({**missing, "proposal": "0.0 0.4 0.3 0.6"}).startswith("Fish is seen at the top")
+    swap = {**base, "kind": "class confusion", "other_class": "Flower"}
+    assert label_issues.reason(swap) == "what the Flower mask holds looks like Fish (p 0.93): the two may be swapped"
+    assert label_issues.accept_does(swap) == "moves the Flower mask to Fish"
+    spurious = {**base, "kind": "spurious label", "audit_probability": 0.04}
+    assert label_issues.reason(spurious) == "Fish is labelled but hardly seen anywhere (p 0.04)"
+    assert label_issues.accept_does(spurious) == "removes Fish"
+    assert label_issues.accept_does({**spurious, "other_class": "Sugar"}) == "moves the Fish mask to Sugar"
+    loose = {**base, "kind": "loose mask", "outside_mass": 0.81, "uncovered": 0.3}
+    assert label_issues.reason(loose) == "the Fish box misses 81% of where Fish is seen"
+    assert label_issues.reason({**loose, "outside_mass": 0.1}) == "30% of the Fish box shows no Fish"
+    assert label_issues.reason({**loose, "outside_mass": 0.1, "regions": 2}).startswith("Fish is seen as 2 separate patches")
+    assert label_issues.accept_does(loose) == "replaces the Fish mask with the dashed boxes"

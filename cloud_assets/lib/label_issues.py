@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.attention import BOX_COLUMNS
+from cloud_assets.lib.attention import BOX_COLUMNS, parse_boxes
 from cloud_assets.lib.kinds import CONFUSION, LOOSE, MISSING, NODATA, SPURIOUS
 
 
@@ -242,3 +242,46 @@ def error_probability(frame: pd.DataFrame, model: dict | None = None) -> np.ndar
         if rows.any():
             out[rows] = model[state].predict_proba(signals(frame[rows], state))[:, 1]
     return out
+
+
+def _where(boxes) -> str:
+    """Where the first of `boxes` (shares of the side) lies, in words: 'in the lower left'."""
+    if not boxes:
+        return "in the image"
+    top, left, bottom, right = boxes[0]
+    row = min(2, int(3 * (top + bottom) / 2))
+    column = min(2, int(3 * (left + right) / 2))
+    if column == 1:
+        return ("at the top", "in the centre", "at the bottom")[row]
+    side = ("left", "", "right")[column]
+    return f"on the {side}" if row == 1 else f"in the {('upper', '', 'lower')[row]} {side}"
+
+
+def reason(r) -> str:
+    """Why a candidate (a row of `rank`'s frame) is suspected, in one sentence, from its evidence."""
+    cls, other, p = r["class"], r["other_class"], float(r["audit_probability"])
+    if r["kind"] == MISSING:
+        return f"{cls} is seen {_where(parse_boxes(r.get('proposal')))} (p {p:.2f}) but not labelled"
+    if r["kind"] == CONFUSION:
+        return (f"what the {other} mask holds looks like {cls} (p {p:.2f}): the two may be swapped" if other else
+                f"{cls} is seen inside another class's mask (p {p:.2f}) but not labelled")
+    if r["kind"] == SPURIOUS:
+        return (f"the {cls} mask holds what looks like {other}, and {cls} is hardly seen (p {p:.2f})" if other else
+                f"{cls} is labelled but hardly seen anywhere (p {p:.2f})")
+    if r["kind"] == LOOSE:
+        if r["regions"] >= 2 and r["uncovered"] >= r["outside_mass"]:
+            return f"{cls} is seen as {int(r['regions'])} separate patches; the box drawn around them is mostly empty"
+        if r["outside_mass"] >= r["uncovered"]:
+            return f"the {cls} box misses {r['outside_mass']:.0%} of where {cls} is seen"
+        return f"{r['uncovered']:.0%} of the {cls} box shows no {cls}"
+    return f"the classifier's evidence for {cls} lies on black no-data pixels, not on the clouds"
+
+
+def accept_does(r) -> str:
+    """What accepting a candidate (a row of `rank`'s frame) changes, in words (`lib.review.apply`)."""
+    cls, other = r["class"], r["other_class"]
+    return {MISSING: f"adds {cls}, its mask the dashed boxes",
+            LOOSE: f"replaces the {cls} mask with the dashed boxes",
+            SPURIOUS: f"moves the {cls} mask to {other}" if other else f"removes {cls}",
+            CONFUSION: f"moves the {other} mask to {cls}" if other else f"adds {cls}",
+            NODATA: "changes no label"}[r["kind"]]

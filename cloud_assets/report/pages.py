@@ -15,6 +15,7 @@ import pandas as pd
 from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUES_SHOWN, MARK_LEVELS, SUMMARY_LEVELS
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import review, rle, saliency, thresholds
+from cloud_assets.lib.label_issues import accept_does, reason
 from cloud_assets.lib.attention import BOX_COLUMNS, parse_boxes
 from cloud_assets.lib.kinds import CONFUSION, SPURIOUS
 from cloud_assets.report import charts, images, prose
@@ -263,16 +264,17 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
     for k, (r, (t, f)) in enumerate(zip(records, written)):
         split = data.cache_rows[r["image"]][0]
         other = f" ({r['other_class']})" if r["other_class"] else ""
-        caption = (f"#{k + 1} {r['image']} {r['class']} ({split}): {r['kind']}{other}; score {r['score']:.2f}, "
-                   f"labelled {'yes' if r['label'] else 'no'}; audit p={r['audit_probability']:.2f}, predicted "
-                   f"outside the mask {r['outside_mass']:.0%}")
+        caption = f"#{k + 1} {r['image']} {r['class']} ({split}): {reason(r)}. Accept {accept_does(r)}."
+        numbers = (f"{r['kind']}{other}; score {r['score']:.2f}, labelled {'yes' if r['label'] else 'no'}; audit "
+                   f"p={r['audit_probability']:.2f}, predicted outside the mask {r['outside_mass']:.0%}")
         if r["label"]:
-            caption += (f", mask quality {r['mask_quality']:.2f}, mask without prediction {r['uncovered']:.0%}, "
+            numbers += (f", mask quality {r['mask_quality']:.2f}, mask without prediction {r['uncovered']:.0%}, "
                         f"predicted box IoU {r['region_iou']:.2f}")
         if not np.isnan(r["probability"]):
-            caption += (f"; classifier p={r['probability']:.2f}, {data.method.cam} own {r['cam_own']:.0%} / other "
+            numbers += (f"; classifier p={r['probability']:.2f}, {data.method.cam} own {r['cam_own']:.0%} / other "
                         f"{r['cam_other']:.0%} / outside {r['cam_outside']:.0%}")
         items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "style": "issue", "caption": caption,
+                      "numbers": numbers,
                       "data": {"image": r["image"], "class": r["class"], "kind": r["kind"], "split": split,
                                "score": f"{r['score']:.4f}"},
                       "review": _review_controls(r, data.class_names)})
