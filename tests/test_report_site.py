@@ -57,6 +57,23 @@ def test_site_has_every_page_and_is_published_atomically(built):
     assert not list((var / ".staging").iterdir())
 
 
+def test_the_label_issues_page_says_why_each_candidate_and_how_many_labels_are_wrong(built):
+    import html
+    import re
+
+    from cloud_assets.lib.store import Store
+
+    var = built[0]
+    issues = Store(var / "store").get("label_issues").table("issues")
+    page = html.unescape((var / "site" / "issues.html").read_text())
+    expected = int(round(issues["score"].sum()))
+    assert f"about {expected} of the {len(issues)} labels" in re.sub("<[^>]+>", "", page)
+    captions = re.findall(r"<figcaption>(#\d+ [^<]*)<details", page)
+    assert captions and all(re.fullmatch(r"#\d+ \S+ \w+ \((train|val)\): .+\. Accept .+\.", c) for c in captions), captions[:3]
+    first = issues.iloc[0]
+    assert captions[0].startswith(f"#1 {first['image']} {first['class']} (")
+
+
 def _digest(folder: Path) -> dict:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}

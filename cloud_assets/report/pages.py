@@ -288,6 +288,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         "Class Name": "class", "Label Issues": "labels cleanlab finds wrong",
         "Label Noise": "estimated error rate (share of images)"})
     return render("issues.md.j2", file, method=data.method, health=data.health,
+                  expected_wrong=int(round(data.issues["score"].sum())),
                   kinds=chart(charts.bars(kinds, "kind", "labels", f"Suspected kind among the {ISSUES_COUNTED} top "
                                           f"candidates", "kind", "labels")),
                   audited=len(data.issues), audited_images=data.issues["image"].nunique(), shown=len(top),
