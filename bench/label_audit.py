@@ -30,6 +30,7 @@ Last line: `bench label_audit: profile=NAME precision_at_k=P auroc=A min_kind_re
 seed_precision_at_k=S cleanlab_precision_at_k=C fixed=F refused=N audit_training_s=T`.
 """
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -206,6 +207,7 @@ def kind_recall(errors: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows, thirds]).sort_index()
 
 
+DICE_SEEDS = 3  # trainings per label set in --cleaning
 FIXED_IOU = 0.7  # a fixed label: its mask overlaps the clean one by at least this (both empty: fixed)
 
 
@@ -337,8 +339,9 @@ def cleaning_value(seed: int, mix: str, held_out: int):
     """The value of cleaning on the segmentation task: the reviewer of `fixes` on the cell (`seed`,
     `mix`) gives train_corrected.csv; a segmentation network (the fold audit's U-Net and training,
     `lib.audit`) is trained on every image of the cell with its noisy labels, with the corrected ones
-    and with the clean ones, and each is scored on the clean masks of dataset `held_out` (never
-    trained, tuned or ranked on): Kaggle's mean Dice over every image and class, at the audit size."""
+    and with the clean ones (DICE_SEEDS training seeds each), and each is scored on the clean masks of
+    dataset `held_out` (never trained, tuned or ranked on): Kaggle's mean Dice over every image and
+    class, at the audit size, averaged over the seeds."""
     from cloud_assets.lib import images, labels
 
     folder = prepare(seed, mix)
@@ -362,15 +365,19 @@ def cleaning_value(seed: int, mix: str, held_out: int):
 
     test_x, test_masks, _ = dataset(labels.read_train_csv(base / "train_clean.csv"), base)
     noisy = folder / "noisy"
-    trainer = audit.Trainer(len(classes), audit_assets.AuditTraining().training())
     dice = {}
     for name, rows in (("noisy (train.csv)", labels.read_train_csv(noisy / "train.csv")),
                        ("cleaned (train_corrected.csv)", corrected),
                        ("clean (train_clean.csv)", labels.read_train_csv(noisy / "train_clean.csv"))):
-        model, _ = trainer.train(*dataset(rows[["Image_Label", "EncodedPixels"]], noisy), log=lambda m: None)
-        predicted = np.concatenate([p for _, _, p in audit.predict(model, test_x)]).astype(np.float32) >= 0.5
-        dice[name] = mean_dice(predicted.transpose(0, 2, 3, 1), test_masks > 0)
-        print(f"{name}: mean Dice {dice[name]:.4f} on the clean masks of dataset {held_out}", flush=True)
+        inputs, scores = dataset(rows[["Image_Label", "EncodedPixels"]], noisy), []
+        for seed in range(DICE_SEEDS):  # the differences are small: averaged over training seeds
+            config = dataclasses.replace(audit_assets.AuditTraining().training(), seed=seed)
+            model, _ = audit.train(*inputs, config, log=lambda m: None)
+            predicted = np.concatenate([p for _, _, p in audit.predict(model, test_x)]).astype(np.float32) >= 0.5
+            scores.append(mean_dice(predicted.transpose(0, 2, 3, 1), test_masks > 0))
+        dice[name] = float(np.mean(scores))
+        print(f"{name}: mean Dice {dice[name]:.4f} on the clean masks of dataset {held_out} (seeds: "
+              f"{', '.join(f'{s:.4f}' for s in scores)})", flush=True)
     before, after, clean = dice.values()
     closed = (after - before) / (clean - before) if clean != before else float("nan")
     print(f"\ncleaning value on dataset {seed} ({mix}): {len(accepted)} true errors among the top 2k accepted with "
