@@ -10,7 +10,7 @@
    site (and the site's size), then, at full size, a re-run of the model-dependent assets after the
    model file changes; samples the memory of the
    run's processes (the CLI, the fork server, the step processes) every 0.2 s.
-3. Measures, on samples of the same data and model in the same run, what the seed notebook's
+3. Measures, on samples of the same data and model in the same run, what the reference notebook's
    dominant steps cost per unit (`cv2.resize(cv2.imread(...))` of every image it reads, its
    per-mask `make_mask`, its per-class saliency) and scales them to the full dataset.
 
@@ -143,8 +143,8 @@ def change_model(src: Path, dst: Path) -> None:
     net.save(dst)
 
 
-def seed_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
-    """Seconds the seed's dominant steps would take on the full dataset, from per-unit costs
+def notebook_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
+    """Seconds the notebook's dominant steps would take on the full dataset, from per-unit costs
     measured here on samples: every image it reads (the dark count reads all train and test
     images, prediction and saliency each read the validation images again), every val mask
     (`make_mask`, re-indexing the whole table), and its per-class saliency."""
@@ -152,7 +152,7 @@ def seed_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
 
     from cloud_assets.lib import model as model_lib
     from cloud_assets.lib.saliency import Engine
-    from saliency import seed_batch
+    from saliency import notebook_batch
     from cloud_assets.eval.notebook import make_mask
 
     paths = sorted((data / "train_images").iterdir())[:24]
@@ -172,9 +172,9 @@ def seed_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
     layer = model_lib.gradcam_layer(net)
     images = np.stack([cv2.resize(cv2.imread(str(p)), (224, 224)) for p in paths[:16]]).astype(np.float32) / 255
     engine = Engine(net, layer)
-    seed_batch(net, engine, images[:8])  # warm-up at the same batch shape
+    notebook_batch(net, engine, images[:8])  # warm-up at the same batch shape
     start = time.perf_counter()
-    seed_batch(net, engine, images[8:16])
+    notebook_batch(net, engine, images[8:16])
     saliency_s = (time.perf_counter() - start) / 8
     return {"imread": imread_s * (n_all + 2 * n_val), "make_mask": mask_s * 4 * n_val, "saliency": saliency_s * n_val}
 
@@ -232,10 +232,10 @@ def main():
           f"({fold_audit['wall_s'] / cold['wall_s']:.2f} of the cold run; audit_models "
           f"{fold_audit['steps'].get('audit_models', 0):.0f} s), peak RSS {fold_audit['peak_rss_gib']:.2f} GiB; then "
           f"every label ranked, the corrections and the site: {ranked['wall_s']:.0f} s; the site: {site_mib:.0f} MiB")
-    seed = seed_costs(FULL, model, n_val, n_all)
-    print("seed notebook's dominant steps on the same data (per-unit cost measured here x count): "
-          + ", ".join(f"{k} {v:.0f} s" for k, v in seed.items())
-          + f"; total {sum(seed.values()):.0f} s = {sum(seed.values()) / cold['wall_s']:.1f}x our cold run")
+    notebook = notebook_costs(FULL, model, n_val, n_all)
+    print("reference notebook's dominant steps on the same data (per-unit cost measured here x count): "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in notebook.items())
+          + f"; total {sum(notebook.values()):.0f} s = {sum(notebook.values()) / cold['wall_s']:.1f}x our cold run")
     peak = max(half["peak_rss_gib"], cold["peak_rss_gib"], rerun["peak_rss_gib"])
     print(f"bench full_scale: cold_s={cold['wall_s']:.0f} rerun_s={rerun['wall_s']:.0f} "
           f"rerun_vs_cold={rerun_vs_cold:.2f} peak_rss_gib={peak:.2f} "

@@ -9,7 +9,7 @@ image) materialized. Every label of the cell is then ranked by `lib.label_issues
 The ranking's trees are fitted on the cells `TUNING` (`--fit`); every figure printed comes from the
 cells `REPORTED`, which no weight or threshold was chosen on.
 
-Per cell and averaged, for the seed's FP set at 90% precision (the classifier's, on the validation
+Per cell and averaged, for the notebook's FP set at 90% precision (the classifier's, on the validation
 split), cleanlab on the audit's out-of-sample probabilities, cleanlab.segmentation's mask quality,
 the classifier's own signals and the combination: precision at k (k = injected errors), recall at
 2k and AUROC over every label, and over the validation and training labels apart; the recall at 2k
@@ -27,7 +27,7 @@ bench/.cache/label_audit/.
     .venv/bin/python bench/label_audit.py --profile strong         with the audit's other profile
 
 Last line: `bench label_audit: profile=NAME precision_at_k=P auroc=A min_kind_recall_at_2k=R
-seed_precision_at_k=S cleanlab_precision_at_k=C fixed=F refused=N audit_training_s=T`.
+notebook_precision_at_k=S cleanlab_precision_at_k=C fixed=F refused=N audit_training_s=T`.
 """
 import argparse
 import dataclasses
@@ -69,9 +69,9 @@ REPORTED = ((11, "all"), (12, "all"), (13, "all"))  # every figure printed comes
 # 8 epochs: the classifier's evidence reaches the validation fifth only; 6 minutes a cell on 2 cores
 TRAIN = ["--epochs", "8"]
 SYNTH = ["--train", "1200", "--test", "20", "--height", "350", "--width", "525", "--twin-rate", "0.15"]
-SEED, CLEANLAB, COMBINED = ("seed: FP at 90% precision", "cleanlab alone (audit probabilities)",
+NOTEBOOK, CLEANLAB, COMBINED = ("notebook: FP at 90% precision", "cleanlab alone (audit probabilities)",
                              "combined (label_issues)")
-RANKINGS = {SEED: "seed_fp90", CLEANLAB: "audit_cleanlab",
+RANKINGS = {NOTEBOOK: "notebook_fp90", CLEANLAB: "audit_cleanlab",
             "cleanlab.segmentation alone (mask quality)": "segmentation",
             "classifier's cleanlab (validation only)": "cleanlab",
             "classifier's mask attention (validation only)": "attention_score", COMBINED: "score"}
@@ -156,12 +156,12 @@ def rank_dataset(noisy: Path, store: Store, model: dict | None = None, scored: b
     args = (store.get("audit_evidence").table("evidence"), dict(zip(split["image"], split["split"])),
             label_issues.classifier_evidence(table, y_true, y_pred))
     ranked = label_issues.rank(*args, model) if scored else label_issues.labels_frame(*args)
-    # the seed's FP set at 90% precision: the classifier's, on the validation split only
+    # the notebook's FP set at 90% precision: the classifier's, on the validation split only
     maps = thresholds.threshold_maps(y_true, y_pred)
     cut = np.array([thresholds.probability_at(maps, c, PRECISION_LEVEL) for c in range(len(classes))])
     flagged = pd.DataFrame((mistakes.binarize(y_pred, cut) == 1) & (y_true == 0), index=names, columns=classes).stack()
     keys = pd.MultiIndex.from_arrays([ranked["image"], ranked["class"]])
-    ranked["seed_fp90"] = flagged.reindex(keys).fillna(False).to_numpy(float)
+    ranked["notebook_fp90"] = flagged.reindex(keys).fillna(False).to_numpy(float)
     ranked["segmentation"] = 1 - ranked["mask_quality"]
     kinds, severity, labelled_as = {}, {}, {}
     manifest = manifest.reindex(columns=["image", "class", "kind", "labelled_as", "severity"], fill_value="")
@@ -290,10 +290,10 @@ def grid():
     print("\nRecall at 2k per kind (combined score), pooled over the grid; severity in thirds:")
     print(per_kind.round(3).to_markdown())
     kinds = per_kind.loc[[i for i in per_kind.index if " " not in i], "recall_at_2k"]
-    combined, seed_fp, clean = (mean.loc[m] for m in (COMBINED, SEED, CLEANLAB))
-    wins = all(t.loc[COMBINED, col] > max(t.loc[CLEANLAB, col], t.loc[SEED, col])
+    combined, notebook_fp, clean = (mean.loc[m] for m in (COMBINED, NOTEBOOK, CLEANLAB))
+    wins = all(t.loc[COMBINED, col] > max(t.loc[CLEANLAB, col], t.loc[NOTEBOOK, col])
                for t in cells.values() for col in ("precision_at_k", "auroc"))
-    print(f"\ncombined above cleanlab and the seed on precision at k and AUROC in every cell: {wins}")
+    print(f"\ncombined above cleanlab and the notebook's FP set on precision at k and AUROC in every cell: {wins}")
     share = fixed_share(pd.concat(fixed, ignore_index=True))
     print("\nThe true errors among the top 2k, accepted with the page's proposals: the share whose label then "
           f"matches the clean one (IoU >= {FIXED_IOU}), pooled over the grid; {refused} accepted decisions refused:")
@@ -302,7 +302,7 @@ def grid():
           f"fold models trained in {np.mean(seconds):.0f} s a cell on average (1200 images)")
     print(f"bench label_audit: profile={audit_assets.PROFILE} precision_at_k={combined['precision_at_k']:.3f} "
           f"auroc={combined['auroc']:.3f} min_kind_recall_at_2k={kinds.min():.3f} "
-          f"seed_precision_at_k={seed_fp['precision_at_k']:.3f} cleanlab_precision_at_k={clean['precision_at_k']:.3f} "
+          f"notebook_precision_at_k={notebook_fp['precision_at_k']:.3f} cleanlab_precision_at_k={clean['precision_at_k']:.3f} "
           f"fixed={share.loc['every kind', 'fixed']:.3f} refused={refused} audit_training_s={np.mean(seconds):.0f}")
 
 
@@ -319,9 +319,9 @@ def one_dataset(data_dir: Path, model: Path):
     share = fixed_share(accepted)
     print(f"accepted with the page's proposals, {refused} refused; fixed (IoU >= {FIXED_IOU} with the clean label):")
     print(share.round(3).to_markdown())
-    c, s, cl = (table.loc[m] for m in (COMBINED, SEED, CLEANLAB))
+    c, s, cl = (table.loc[m] for m in (COMBINED, NOTEBOOK, CLEANLAB))
     print(f"bench label_audit: precision_at_k={c['precision_at_k']:.3f} auroc={c['auroc']:.3f} "
-          f"min_kind_recall_at_2k={recall.min():.3f} seed_precision_at_k={s['precision_at_k']:.3f} "
+          f"min_kind_recall_at_2k={recall.min():.3f} notebook_precision_at_k={s['precision_at_k']:.3f} "
           f"cleanlab_precision_at_k={cl['precision_at_k']:.3f} fixed={share.loc['every kind', 'fixed']:.3f} "
           f"refused={refused}")
 

@@ -1,7 +1,7 @@
-"""Mask decoding: the seed's `make_mask` against `rle.decode_resized`, side by side, same masks.
+"""Mask decoding: the notebook's `make_mask` against `rle.decode_resized`, side by side, same masks.
 
 Writes (once, cached in bench/.cache/) a full-size train.csv of 5546 images with the synthetic
-generator's labels, takes the seed's validation split, and decodes every class mask of a sample
+generator's labels, takes the notebook's validation split, and decodes every class mask of a sample
 of validation images both ways at 1400x2100 -> 224x224. Last line:
 `bench masks: ratio=R ratio_1thread=R1 exact=true|false` (ratio: ours on every core).
 """
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cloud_assets.lib import labels, rle  # noqa: E402
 from cloud_assets.synth import SynthConfig  # noqa: E402
 from cloud_assets.synth.dataset import label_rows, plan, write_csv  # noqa: E402
-from cloud_assets.eval import notebook as seed  # noqa: E402
+from cloud_assets.eval import notebook  # noqa: E402
 
 CLASSES = list(labels.NOTEBOOK_CLASS_ORDER)
 SAMPLE = 250  # validation images decoded by both methods (x4 classes)
@@ -37,11 +37,11 @@ def main():
     print(f"{len(train_df_orig)} rows in train.csv; decoding {len(val)} val images x {len(CLASSES)} classes")
 
     t = time.perf_counter()
-    ref = np.empty((len(CLASSES), len(val), 224, 224))  # the seed's float64 array
+    ref = np.empty((len(CLASSES), len(val), 224, 224))  # the notebook's float64 array
     for c, cls in enumerate(CLASSES):
         for i, img in enumerate(val):
-            ref[c, i] = seed.make_mask(train_df_orig, f"{img}_{cls}")
-    t_seed = time.perf_counter() - t
+            ref[c, i] = notebook.make_mask(train_df_orig, f"{img}_{cls}")
+    t_notebook = time.perf_counter() - t
 
     cores = os.cpu_count() or 1
     times = {}
@@ -54,11 +54,11 @@ def main():
 
     exact = bool(np.array_equal(ours, ref))
     n = len(CLASSES) * len(val)
-    print(f"seed make_mask:                {t_seed:7.2f}s  {1000 * t_seed / n:6.2f} ms/mask")
+    print(f"notebook make_mask:                {t_notebook:7.2f}s  {1000 * t_notebook / n:6.2f} ms/mask")
     for workers, t in times.items():
         print(f"rle.decode_resized ({workers} thread{'s' if workers > 1 else ''}): {t:7.2f}s  "
-              f"{1000 * t / n:6.2f} ms/mask  ratio {t_seed / t:.1f}")
-    print(f"bench masks: ratio={t_seed / times[cores]:.1f} ratio_1thread={t_seed / times[1]:.1f} "
+              f"{1000 * t / n:6.2f} ms/mask  ratio {t_notebook / t:.1f}")
+    print(f"bench masks: ratio={t_notebook / times[cores]:.1f} ratio_1thread={t_notebook / times[1]:.1f} "
           f"exact={'true' if exact else 'false'}")
 
 

@@ -1,18 +1,18 @@
-"""Guided Grad-CAM: the engine against the seed's cost structure and the floor, side by side.
+"""Guided Grad-CAM: the engine against the notebook's cost structure and the floor, side by side.
 
 Runs with NumPy, pandas, opencv-python-headless, Keras and one backend (`--backend tensorflow` or
 `jax`; no Dagster, and no TensorFlow under JAX), so that it can be carried to a GPU machine with
 the repository. Builds Keras DenseNet121(weights=None, pooling='avg') + Dense(4, sigmoid) at
 224x224 and times, in one run on one device, after a warm-up of each at the same batch shape:
 - floor: the bare guided forward + backward pass to the input, waited for, nothing copied back;
-- seed: the notebook's structure per batch: predict, then per class a guided backprop call and a
+- notebook: the notebook's structure per batch: predict, then per class a guided backprop call and a
   Grad-CAM call (compiled functions of the same engine), each copied to the host and post-processed
   in NumPy as the notebook does, full-resolution maps included;
 - engine: `lib.saliency.write_maps` end to end, as `model_pass` runs it: uint8 images read from
   memory, the one-pass method with its reductions on the device, the copy to the host and the maps
   written into a store on local disk, overlapped with the next batch.
-The seed is timed on `--seed-images` images (it is slow) and reported per image.
-Last line: `bench saliency: img_per_s=... floor_img_per_s=... vs_floor=... vs_seed=... backend=... device=...`.
+The notebook's structure is timed on `--notebook-images` images (it is slow) and reported per image.
+Last line: `bench saliency: img_per_s=... floor_img_per_s=... vs_floor=... vs_notebook=... backend=... device=...`.
 """
 import argparse
 import os
@@ -52,7 +52,7 @@ def gradcam_from_gradients(a, grads, size):
     return upsample((cams + 1e-10) / (norms[..., None, None] + 1e-10), size)
 
 
-def seed_batch(model, engine, x):
+def notebook_batch(model, engine, x):
     """The notebook's structure on one batch: predict, then per class a guided backprop call and a
     Grad-CAM call, each copied to the host and post-processed in NumPy at full resolution."""
     model.predict_on_batch(x)
@@ -80,7 +80,7 @@ def main(argv=None):
     p.add_argument("--backend", choices=("tensorflow", "jax"), default=os.environ.get("KERAS_BACKEND", "tensorflow"))
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--images", type=int, default=64, help="images the engine and the floor run over")
-    p.add_argument("--seed-images", type=int, default=None, help="images the seed's structure runs over "
+    p.add_argument("--notebook-images", type=int, default=None, help="images the notebook's structure runs over "
                    "(default: one batch)")
     args = p.parse_args(argv)
     os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported
@@ -95,16 +95,16 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.images, 224, 224, 3), dtype=np.uint8)
     batches = [images[s:s + args.batch].astype(np.float32) / 255 for s in range(0, args.images, args.batch)]
-    seed_n = args.seed_images or min(args.batch, args.images)
-    seed_x = images[:seed_n].astype(np.float32) / 255
+    notebook_n = args.notebook_images or min(args.batch, args.images)
+    notebook_x = images[:notebook_n].astype(np.float32) / 255
 
     def floor():
         for x in batches:
             engine.floor(x)
 
-    def seed():
-        for s in range(0, seed_n, args.batch):
-            seed_batch(model, engine, seed_x[s:s + args.batch])
+    def notebook():
+        for s in range(0, notebook_n, args.batch):
+            notebook_batch(model, engine, notebook_x[s:s + args.batch])
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp))
@@ -115,16 +115,16 @@ def main(argv=None):
             store.discard(staged)
 
         t_floor = per_image(floor, args.images)
-        t_seed = per_image(seed, seed_n, repeats=1)
+        t_notebook = per_image(notebook, notebook_n, repeats=1)
         t_ours = per_image(ours, args.images)
 
     print(f"{device}; DenseNet121 at 224x224, 4 classes, batch {args.batch}")
     print(f"floor (bare guided forward + backward):          {1 / t_floor:9.1f} images/s  ({args.images} images)")
-    print(f"seed's structure (predict + 4 x (guided backprop + Grad-CAM), numpy post-processing): "
-          f"{1 / t_seed:9.1f} images/s  ({seed_n} images)")
+    print(f"notebook's structure (predict + 4 x (guided backprop + Grad-CAM), numpy post-processing): "
+          f"{1 / t_notebook:9.1f} images/s  ({notebook_n} images)")
     print(f"engine end to end (one pass, maps written to the store): {1 / t_ours:9.1f} images/s  ({args.images} images)")
     print(f"bench saliency: img_per_s={1 / t_ours:.1f} floor_img_per_s={1 / t_floor:.1f} "
-          f"vs_floor={t_floor / t_ours:.2f} vs_seed={t_seed / t_ours:.2f} backend={args.backend} "
+          f"vs_floor={t_floor / t_ours:.2f} vs_notebook={t_notebook / t_ours:.2f} backend={args.backend} "
           f"device={device.split(' on ', 1)[1].replace(' ', '_')}")
 
 

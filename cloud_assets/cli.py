@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train the demo classifier on a dataset's train split")
     p.add_argument("--data", required=True, help="dataset folder in the Kaggle layout")
     p.add_argument("--out", required=True, help="model file to write (.keras)")
-    p.add_argument("--classes", default=",".join(NOTEBOOK_CLASS_ORDER), help="output order (default: the seed's)")
+    p.add_argument("--classes", default=",".join(NOTEBOOK_CLASS_ORDER), help="output order (default: the notebook's)")
     p.add_argument("--size", type=_size, default=(224, 224), metavar="HxW",
                    help="model input, height x width (default 224x224; the pipeline needs the same "
                         "CLOUD_ASSETS_INPUT_SIZE)")

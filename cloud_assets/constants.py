@@ -1,6 +1,6 @@
 """The levels and sizes that more than one place uses, named once."""
 
-PRECISION_LEVEL = 90               # the seed's: TP/FP/FN sets and the class pages at 90% precision
+PRECISION_LEVEL = 90               # the notebook's: TP/FP/FN sets and the class pages at 90% precision
 CONFUSION_LEVELS = (80, 95)        # confusion matrices besides PRECISION_LEVEL
 SUMMARY_LEVELS = (50, 80, 90, 95)  # the precision/recall levels threshold_maps lists in its metadata
 MARK_LEVELS = (80, 90, 95)         # marked on the report's threshold charts

@@ -150,11 +150,11 @@ def test_a_keras2_file_on_jax_is_refused_with_the_way_out(tmp_path):
     assert "old.h5" in done.stdout and "cloud-assets convert-model" in done.stdout
 
 
-def test_upsample_is_the_seeds_resize_relu_and_division():
+def test_upsample_is_the_notebooks_resize_relu_and_division():
     import cv2
 
     cams = np.random.default_rng(0).normal(size=(3, 4, 7, 7)).astype(np.float32)
-    cams[1, 2] = -1.0  # nothing above zero: the seed's NaN, here 0
+    cams[1, 2] = -1.0  # nothing above zero: the notebook's NaN, here 0
     got = saliency.upsample(cams, (224, 160))
     assert got.shape == (3, 4, 224, 160)
     for c in range(3):

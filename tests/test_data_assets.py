@@ -4,11 +4,11 @@ import pandas as pd
 
 from cloud_assets.lib import rle
 from cloud_assets.lib.store import Store
-from cloud_assets.eval import notebook as seed
+from cloud_assets.eval import notebook
 from tests.helpers import DATA_ASSETS, checks, failure_message, materialize
 
 
-def test_data_assets_reproduce_the_seed(small_dataset, tmp_path):
+def test_data_assets_reproduce_the_notebook(small_dataset, tmp_path):
     result = materialize(small_dataset, tmp_path / "var")
     assert result.success
     assert all(c.passed for c in checks(result).values())
@@ -19,8 +19,8 @@ def test_data_assets_reproduce_the_seed(small_dataset, tmp_path):
     assert list(cache.table("val_names")["image"]) == val
     val_imgs = cache.array("val")
     assert val_imgs.dtype == np.uint8 and val_imgs.shape == (len(val), 224, 224, 3)
-    for i, name in enumerate(val):  # the seed's get_img, before its /255
-        ref = seed.get_img(small_dataset / "train_images" / name)
+    for i, name in enumerate(val):  # the notebook's get_img, before its /255
+        ref = notebook.get_img(small_dataset / "train_images" / name)
         assert np.array_equal(val_imgs[i].astype(np.float32) / 255.0, ref)
 
     masks = store.get("val_masks").array("masks")
@@ -28,17 +28,17 @@ def test_data_assets_reproduce_the_seed(small_dataset, tmp_path):
     assert masks.shape == (4, len(val), 224, 224)
     for c, cls in enumerate(["Fish", "Flower", "Sugar", "Gravel"]):
         for i, name in enumerate(val):
-            assert np.array_equal(masks[c, i], seed.make_mask(df, f"{name}_{cls}", (350, 525))), (cls, name)
+            assert np.array_equal(masks[c, i], notebook.make_mask(df, f"{name}_{cls}", (350, 525))), (cls, name)
 
     dark = store.get("dark_image_counts")
     table = store.get("label_table").table("labels").set_index("image")
-    seed_counts = [0] * 4
+    notebook_counts = [0] * 4
     for name in split["image"]:
-        if seed.is_dark(seed.get_img(small_dataset / "train_images" / name)):
+        if notebook.is_dark(notebook.get_img(small_dataset / "train_images" / name)):
             for c in np.flatnonzero(table.loc[name, ["Fish", "Flower", "Sugar", "Gravel"]].to_numpy()):
-                seed_counts[c] += 1
-    assert list(dark.table("per_class")["dark_images"]) == seed_counts and sum(seed_counts) > 0
-    test_dark = sum(seed.is_dark(seed.get_img(p)) for p in (small_dataset / "test_images").glob("*.jpg"))
+                notebook_counts[c] += 1
+    assert list(dark.table("per_class")["dark_images"]) == notebook_counts and sum(notebook_counts) > 0
+    test_dark = sum(notebook.is_dark(notebook.get_img(p)) for p in (small_dataset / "test_images").glob("*.jpg"))
     per_split = dark.table("per_split").set_index("split")["dark_images"]
     assert per_split["test"] == test_dark
 

@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 
 from cloud_assets.lib import labels
-from cloud_assets.eval import notebook as seed
+from cloud_assets.eval import notebook
 
 
-def test_label_table_and_split_match_the_seed(tmp_path):
+def test_label_table_and_split_match_the_notebook(tmp_path):
     from cloud_assets.synth import SynthConfig
     from cloud_assets.synth.dataset import write_csv, label_rows, plan
 
@@ -15,14 +15,14 @@ def test_label_table_and_split_match_the_seed(tmp_path):
     write_csv(path, ("Image_Label", "EncodedPixels"), label_rows(plan(cfg), (cfg.height, cfg.width)))
     rows = labels.read_train_csv(path)
     table = labels.label_table(rows, labels.NOTEBOOK_CLASS_ORDER)
-    seed_df, seed_classes = seed.seed_label_table(pd.read_csv(path))
-    # the synthetic data keeps a label on every image, so the seed drops none
-    assert list(table["image"]) == list(seed_df["Image"])
+    ref_df, ref_classes = notebook.notebook_label_table(pd.read_csv(path))
+    # the synthetic data keeps a label on every image, so the notebook drops none
+    assert list(table["image"]) == list(ref_df["Image"])
     for cls in labels.NOTEBOOK_CLASS_ORDER:
-        assert np.array_equal(table[cls].to_numpy(), seed_df[cls].to_numpy()), cls
+        assert np.array_equal(table[cls].to_numpy(), ref_df[cls].to_numpy()), cls
     train, val = labels.stratified_split(table)
-    seed_train, seed_val = seed.seed_split(seed_df)
-    assert train == list(seed_train) and val == list(seed_val)
+    ref_train, ref_val = notebook.notebook_split(ref_df)
+    assert train == list(ref_train) and val == list(ref_val)
 
 
 def test_class_order_comes_from_configuration_not_sorting(small_dataset):

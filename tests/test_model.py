@@ -1,4 +1,4 @@
-"""Model files: the seed's Keras-2 DenseNet121 .h5, .keras files, and each error a user can hit."""
+"""Model files: the notebook's Keras-2 DenseNet121 .h5, .keras files, and each error a user can hit."""
 import numpy as np
 import pytest
 
@@ -8,8 +8,8 @@ from tests.helpers import tiny_keras
 
 
 @pytest.fixture(scope="module")
-def seed_h5(tmp_path_factory):
-    """The seed's architecture written by Keras 2 (tf_keras), as the notebook's .h5 was."""
+def densenet121_h5(tmp_path_factory):
+    """The notebook's architecture written by Keras 2 (tf_keras), as the notebook's .h5 was."""
     import tf_keras
 
     base = tf_keras.applications.DenseNet121(include_top=False, weights=None, pooling="avg",
@@ -21,9 +21,9 @@ def seed_h5(tmp_path_factory):
 
 
 @pytest.mark.e2e
-def test_seed_densenet121_h5_loads_through_tf_keras(seed_h5):
-    net = model_lib.load(seed_h5)
-    info = model_lib.check(net, seed_h5, 4, (224, 224))
+def test_the_notebooks_densenet121_h5_loads_through_tf_keras(densenet121_h5):
+    net = model_lib.load(densenet121_h5)
+    info = model_lib.check(net, densenet121_h5, 4, (224, 224))
     assert info.framework == "tf_keras" and info.gradcam_layer == "conv5_block16_concat"
     x = (np.random.default_rng(0).random((3, 224, 224, 3)) * 255).astype(np.uint8)
     probs = model_lib.predict(net, x, batch_size=2)
@@ -137,8 +137,8 @@ def test_more_outputs_than_classes(tmp_path):
 
 @pytest.mark.parametrize("suffix,message", [(".keras", "not a loadable Keras model"),
                                             (".h5", "not a readable HDF5 file")])
-def test_truncated_model_file(tmp_path, seed_h5, suffix, message):
-    whole = seed_h5 if suffix == ".h5" else tiny_keras(tmp_path / "whole.keras")
+def test_truncated_model_file(tmp_path, densenet121_h5, suffix, message):
+    whole = densenet121_h5 if suffix == ".h5" else tiny_keras(tmp_path / "whole.keras")
     cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(ModelError, match=f"{cut}: {message}"):

@@ -9,7 +9,7 @@ from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Store
-from cloud_assets.eval import notebook as seed
+from cloud_assets.eval import notebook
 from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
@@ -26,7 +26,7 @@ def audited(small_dataset, tmp_path_factory):
     return result, Store(tmp / "var" / "store"), model
 
 
-def test_val_predictions_cover_every_val_image_with_the_seed_inputs(audited, small_dataset):
+def test_val_predictions_cover_every_val_image_with_the_notebook_inputs(audited, small_dataset):
     import keras
 
     result, store, model_path = audited
@@ -36,8 +36,8 @@ def test_val_predictions_cover_every_val_image_with_the_seed_inputs(audited, sma
     assert names == list(split.loc[split["split"] == "val", "image"])
     probs = preds.array("probabilities")
     assert probs.shape == (len(names), 4) and len(names) % 32 != 0
-    # the seed's input: cv2.imread, resize, /255
-    x = np.stack([seed.get_img(small_dataset / "train_images" / n) for n in names])
+    # the notebook's input: cv2.imread, resize, /255
+    x = np.stack([notebook.get_img(small_dataset / "train_images" / n) for n in names])
     assert np.allclose(probs, keras.models.load_model(model_path).predict(x, verbose=0), atol=1e-5)
     meta = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()

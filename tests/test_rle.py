@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from cloud_assets.lib import rle
-from cloud_assets.eval import notebook as seed
+from cloud_assets.eval import notebook
 
 
 def _random_masks(rng, n, shape):
@@ -21,11 +21,11 @@ def _random_masks(rng, n, shape):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("shape", [(1400, 2100), (350, 525), (60, 90)])
-def test_decode_matches_seed_and_encode_inverts(shape):
+def test_decode_matches_the_notebook_and_encode_inverts(shape):
     rng = np.random.default_rng(0)
     for m in _random_masks(rng, 6, shape):
         s = rle.encode(m)
-        assert np.array_equal(seed.rle_decode(s, shape), m)
+        assert np.array_equal(notebook.rle_decode(s, shape), m)
         assert np.array_equal(rle.decode(s, shape), m)
     assert not rle.decode("", shape).any() and not rle.decode(float("nan"), shape).any()
 
@@ -33,7 +33,7 @@ def test_decode_matches_seed_and_encode_inverts(shape):
 @pytest.mark.parametrize("shape,size", [((1400, 2100), (224, 224)), ((350, 525), (224, 224)),
                                         ((1400, 2100), (128, 160)), ((100, 150), (224, 224))])
 @pytest.mark.e2e
-def test_decode_resized_is_bit_identical_to_seed_make_mask(shape, size):
+def test_decode_resized_is_bit_identical_to_the_notebooks_make_mask(shape, size):
     rng = np.random.default_rng(1)
     masks = _random_masks(rng, 10, shape)
     labels = [f"img{i}.jpg_Fish" for i in range(len(masks))] + ["empty.jpg_Fish"]
@@ -41,7 +41,7 @@ def test_decode_resized_is_bit_identical_to_seed_make_mask(shape, size):
     ours = rle.decode_resized(list(df["EncodedPixels"]) + [None], shape, size)
     assert ours.dtype == np.uint8 and ours.shape == (len(df) + 1, *size)
     for k, label in enumerate(labels):
-        ref = seed.make_mask(df, label, shape, image_height=size[1], image_width=size[0])
+        ref = notebook.make_mask(df, label, shape, image_height=size[1], image_width=size[0])
         assert np.array_equal(ours[k], ref), label
     assert not ours[-1].any()
 

@@ -1,8 +1,8 @@
-"""Guided Grad-CAM against the seed's cells on a small DenseNet-family model.
+"""Guided Grad-CAM against the notebook's cells on a small DenseNet-family model.
 
-The reference uses the seed's own mechanism: the `Relu` gradient overridden with
+The reference uses the notebook's own mechanism: the `Relu` gradient overridden with
 `gradient_override_map` in a graph (`tf.function`), `tf.gradients` of the layer output for guided
-backprop, one Grad-CAM gradient per class, and the seed's numpy post-processing."""
+backprop, one Grad-CAM gradient per class, and the notebook's numpy post-processing."""
 import cv2
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def images():
     return x
 
 
-def seed_reference(model, images, layer_name):
+def notebook_reference(model, images, layer_name):
     import tensorflow as tf
     from tensorflow.python.framework import ops
 
@@ -77,16 +77,16 @@ def seed_reference(model, images, layer_name):
 
 
 @pytest.mark.e2e
-def test_guided_gradcam_equals_the_seed(densenet, images):
+def test_guided_gradcam_equals_the_notebook(densenet, images):
     layer = saliency.gradcam_layer(densenet)
     assert layer == "conv5_block2_concat"
-    ref_gb, ref_cam, ref_ggc = seed_reference(densenet, images, layer)
+    ref_gb, ref_cam, ref_ggc = notebook_reference(densenet, images, layer)
     ggc = saliency.guided_gradcam(densenet, images, batch_size=2)
     assert ggc.shape == (4, 5, 64, 64) and ggc.dtype == np.float32
     finite = np.isfinite(ref_ggc)
     assert finite.sum() > 0.5 * finite.size
     assert np.abs(ggc[finite] - ref_ggc[finite]).max() < 1e-4
-    assert (ggc[~finite] == 0).all()  # the seed's NaN (a zero maximum) is 0 here
+    assert (ggc[~finite] == 0).all()  # the notebook's NaN (a zero maximum) is 0 here
     assert np.abs(saliency.guided_backprop(densenet, images) - ref_gb).max() < 1e-4
     cam = saliency.gradcam(densenet, images)
     assert np.abs(cam[np.isfinite(ref_cam)] - ref_cam[np.isfinite(ref_cam)]).max() < 1e-4
@@ -117,7 +117,7 @@ def test_every_way_of_writing_relu_is_guided(kind):
     model = _relu_variants()[kind]
     x = np.random.default_rng(2).random((3, 32, 32, 3)).astype(np.float32)
     layer = "c2" if kind == "activation_arg" else "r2"
-    ref_gb, _, ref_ggc = seed_reference(model, x, layer)
+    ref_gb, _, ref_ggc = notebook_reference(model, x, layer)
     ours = saliency.guided_gradcam(model, x, layer_name=layer)
     finite = np.isfinite(ref_ggc)
     assert np.abs(ours[finite] - ref_ggc[finite]).max() < 1e-4
@@ -142,7 +142,7 @@ def test_one_engine_per_model_and_layer_serves_every_call(densenet, images):
 
 def gradcam_plus_plus_reference(model, images, layer_name):
     """Grad-CAM++ as pytorch-grad-cam's `GradCAMPlusPlus.get_cam_weights` computes the weights, in
-    NumPy, per class from TensorFlow's gradients; then the seed's Grad-CAM normalisation."""
+    NumPy, per class from TensorFlow's gradients; then the notebook's Grad-CAM normalisation."""
     import keras
     import tensorflow as tf
 

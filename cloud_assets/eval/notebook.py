@@ -1,4 +1,4 @@
-"""The seed notebook's cells, reimplemented as written (its bugs fixed only where tests say so).
+"""The reference notebook's cells, reimplemented as written (its bugs fixed only where tests say so).
 
 These are the references the tests and the benchmarks compare against; the package's production
 path never uses them.
@@ -28,8 +28,8 @@ def make_mask(df, image_label, shape=(1400, 2100), image_height=224, image_width
     return cv2.resize(mask, (image_height, image_width))
 
 
-def seed_label_table(train_df_orig: pd.DataFrame):
-    """The seed's train_df (one row per image with >= 1 mask) and its class order."""
+def notebook_label_table(train_df_orig: pd.DataFrame):
+    """The notebook's train_df (one row per image with >= 1 mask) and its class order."""
     train_df = train_df_orig[~train_df_orig["EncodedPixels"].isnull()].copy()
     train_df["Image"] = train_df["Image_Label"].map(lambda x: x.split("_")[0])
     train_df["Class"] = train_df["Image_Label"].map(lambda x: x.split("_")[1])
@@ -40,9 +40,9 @@ def seed_label_table(train_df_orig: pd.DataFrame):
     return train_df, list(classes)
 
 
-def seed_split(train_df):
+def notebook_split(train_df):
     from sklearn.model_selection import train_test_split
-    # `.values`, as the seed wrote it, is an object array in the pandas of its time
+    # `.values`, as the notebook wrote it, is an object array in the pandas of its time
     return train_test_split(np.asarray(train_df["Image"], dtype=object), test_size=0.2,
                             stratify=train_df["Class"].map(lambda x: str(sorted(list(x)))), random_state=10)
 
@@ -100,8 +100,8 @@ def precision_recall_curve(y_true, probas_pred):
 
 
 def threshold_cell(y_true, y_pred, n_classes):
-    """The seed's threshold cell with its stale-curve bug fixed (the curve is computed per class), on
-    the notebook's scikit-learn curve. A level the seed cannot reach (IndexError) is recorded as None."""
+    """The notebook's threshold cell with its stale-curve bug fixed (the curve is computed per class), on
+    the notebook's scikit-learn curve. A level the notebook cannot reach (IndexError) is recorded as None."""
     prec_maps = [dict() for _ in range(n_classes)]
     rec_maps = [dict() for _ in range(n_classes)]
     for class_i in range(n_classes):

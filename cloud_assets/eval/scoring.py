@@ -23,7 +23,7 @@ def injected_errors(manifest: pd.DataFrame, images) -> set[tuple[str, str]]:
 
 def expected_hits(score: np.ndarray, truth: np.ndarray, n: int) -> float:
     """How many true errors the top `n` by `score` hold, ties broken at random (the expectation):
-    a flag-style score (0/1, as the seed's FP set) gets no help from the order of its ties."""
+    a flag-style score (0/1, as the notebook's FP set) gets no help from the order of its ties."""
     order = np.argsort(-score, kind="stable")
     s, t = score[order], truth[order]
     levels, starts = np.unique(-s, return_index=True)

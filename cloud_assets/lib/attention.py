@@ -2,7 +2,7 @@
 inside other classes' masks, outside every mask, and on black no-data pixels.
 
 The four regions partition the image, in this order of precedence: no-data (channel 0 == 0, the
-seed's "dark" pixel), own mask, other classes' masks, outside. Shares sum to 1; a map with no
+notebook's "dark" pixel), own mask, other classes' masks, outside. Shares sum to 1; a map with no
 energy has every share 0.
 
 For the mask itself: how much of it holds no evidence, by the class's Grad-CAM (`cam_empty`) and by

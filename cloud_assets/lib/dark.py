@@ -1,4 +1,4 @@
-"""Dark (no-data) images, the seed's definition: at least a third of the model-size image's
+"""Dark (no-data) images, the notebook's definition: at least a third of the model-size image's
 pixels have channel 0 (blue, in OpenCV's BGR) exactly 0."""
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ def black_fraction(images: np.ndarray, batch: int = ARRAY_BATCH) -> np.ndarray:
 
 
 def is_dark(fraction: np.ndarray, n_pixels: int) -> np.ndarray:
-    """The seed's test `np.sum(img[:, :, 0] == 0) >= h * w / 3`, from the black fraction."""
+    """The notebook's test `np.sum(img[:, :, 0] == 0) >= h * w / 3`, from the black fraction."""
     return np.round(fraction * n_pixels) >= n_pixels * DARK_SHARE
 
 
 def class_counts(dark: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-    """Per class, how many dark images carry it (the seed's pie chart)."""
+    """Per class, how many dark images carry it (the notebook's pie chart)."""
     return onehot[dark].sum(axis=0).astype(np.int64)

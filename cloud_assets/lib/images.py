@@ -89,7 +89,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """uint8 BGR `(size[0], size[1], 3)`: the seed's `cv2.resize(cv2.imread(path), ...)`, before /255."""
+    """uint8 BGR `(size[0], size[1], 3)`: the notebook's `cv2.resize(cv2.imread(path), ...)`, before /255."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise DatasetError(f"{path}: OpenCV cannot decode this image; expected a JPEG")

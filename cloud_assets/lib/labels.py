@@ -1,4 +1,4 @@
-"""train.csv -> validated rows -> one row per image (`label_table`) -> the seed's stratified split."""
+"""train.csv -> validated rows -> one row per image (`label_table`) -> the notebook's stratified split."""
 from __future__ import annotations
 
 import dataclasses
@@ -112,7 +112,7 @@ def label_table(df: pd.DataFrame, class_names) -> pd.DataFrame:
     `n_labels`, then one 0/1 int8 column per class in the model's order `class_names`.
 
     An image's class is present when its EncodedPixels is non-empty. Images whose rows are all
-    empty are kept with no class (the seed drops them; the real data has none).
+    empty are kept with no class (the notebook drops them; the real data has none).
     """
     parts = df["Image_Label"].str.rpartition("_")
     long = pd.DataFrame({"image": parts[0], "class": parts[2], "present": df["EncodedPixels"].str.strip() != ""})
@@ -127,9 +127,9 @@ def label_table(df: pd.DataFrame, class_names) -> pd.DataFrame:
 
 
 def stratified_split(table: pd.DataFrame, test_size: float = 0.2, random_state: int = 10):
-    """The seed's split: train_test_split of the image names, stratified by label combination.
+    """The notebook's split: train_test_split of the image names, stratified by label combination.
 
-    The seed's key is `str(sorted(list(classes)))`. Where scikit-learn cannot stratify by it
+    The notebook's key is `str(sorted(list(classes)))`. Where scikit-learn cannot stratify by it
     (a combination held by one image, or more combinations than validation images: small data,
     never the real data) combinations held by one image are pooled, then the number of labels is
     used, then no stratification.

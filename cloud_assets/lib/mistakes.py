@@ -6,7 +6,7 @@ import pandas as pd
 
 
 def binarize(y_pred: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """1 where `y_pred >= threshold` per class (the seed's `np.where(... >= t, 1.0, 0.0)`);
+    """1 where `y_pred >= threshold` per class (the notebook's `np.where(... >= t, 1.0, 0.0)`);
     a NaN threshold (precision never reached) predicts nothing."""
     with np.errstate(invalid="ignore"):
         return (y_pred >= np.asarray(thresholds)[None, :]).astype(np.int8)
@@ -23,7 +23,7 @@ def confusion(y_true: np.ndarray, y_bin: np.ndarray) -> np.ndarray:
 
 
 def normalize_rows(matrices: np.ndarray) -> np.ndarray:
-    """Each row divided by its sum (the seed's normalize=True); NaN for an empty row."""
+    """Each row divided by its sum (the notebook's normalize=True); NaN for an empty row."""
     sums = matrices.sum(axis=-1, keepdims=True).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(sums > 0, matrices / sums, np.nan)
@@ -48,7 +48,7 @@ def confusion_table(y_true: np.ndarray, y_pred: np.ndarray, maps: pd.DataFrame, 
 
 
 def outcome_indices(y_true_c: np.ndarray, y_pred_c: np.ndarray, threshold: float):
-    """(tp, fp, fn) image indices for one class, as the seed's `get_fp_tp_fn_indices`."""
+    """(tp, fp, fn) image indices for one class, as the notebook's `get_fp_tp_fn_indices`."""
     with np.errstate(invalid="ignore"):
         pred = y_pred_c >= threshold
     label = y_true_c == 1
@@ -56,7 +56,7 @@ def outcome_indices(y_true_c: np.ndarray, y_pred_c: np.ndarray, threshold: float
 
 
 def class_distribution(y_true: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Per class, how many of the images `indices` carry it (the seed's `barplot_per_classes`)."""
+    """Per class, how many of the images `indices` carry it (the notebook's `barplot_per_classes`)."""
     return y_true[indices].sum(axis=0).astype(np.int64) if len(indices) else np.zeros(y_true.shape[1], np.int64)
 
 

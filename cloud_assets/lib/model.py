@@ -1,6 +1,6 @@
 """Load and check a Keras classifier file; predict in batches. TensorFlow is imported lazily.
 
-`.keras` files load with Keras 3 in safe mode. `.h5` files are usually Keras 2 files (the seed's
+`.keras` files load with Keras 3 in safe mode. `.h5` files are usually Keras 2 files (the notebook's
 DenseNet121 among them, whose layer names contain '/', which Keras 3 refuses): they load with
 `tf_keras`, Keras 2 kept for this, and Keras 3 is tried only if that fails. Everything that takes
 a model works with either kind.
@@ -220,7 +220,7 @@ def _shape(tensor) -> tuple:
 
 def gradcam_layer(model, name: str | None = None) -> str:
     """`name` if the model has it, else the last convolution or concatenation with a 4-D output
-    (for Keras DenseNets `conv5_block<N>_concat`, the seed's choice)."""
+    (for Keras DenseNets `conv5_block<N>_concat`, the notebook's choice)."""
     four_d = [layer for layer in model.layers if _has_4d_output(layer)]
     if name:
         if name not in {layer.name for layer in model.layers}:
@@ -280,7 +280,7 @@ def _output_activation(model) -> str:
 
 
 def batches(images, batch_size: int, positions=None):
-    """`(members, rows, batch)` over uint8 BGR (scaled by 1/255, as the seed) or [0, 1] images:
+    """`(members, rows, batch)` over uint8 BGR (scaled by 1/255, as the notebook) or [0, 1] images:
     float32 batches of `batch_size`, `images[members]` at rows `rows`, the other rows black.
 
     An image sits at row `position % batch_size` of its batch, its position being its index or,
@@ -305,8 +305,8 @@ def batches(images, batch_size: int, positions=None):
 
 def predict(model, images: np.ndarray, batch_size: int = 32, report: Report | None = None,
             positions=None) -> np.ndarray:
-    """float32 `(n, outputs)` for uint8 BGR `(n, h, w, 3)` images (scaled by 1/255, as the seed),
-    every image included (the seed's generator drops the last partial batch); `positions` as in
+    """float32 `(n, outputs)` for uint8 BGR `(n, h, w, 3)` images (scaled by 1/255, as the notebook),
+    every image included (the notebook's generator drops the last partial batch); `positions` as in
     `batches`."""
     out = np.empty((len(images), int(model.outputs[0].shape[-1])), np.float32)
     progress = Progress(len(images), report)

@@ -64,7 +64,7 @@ def parse(rle: str, shape: tuple[int, int] = ORIGINAL_SHAPE) -> tuple[np.ndarray
 
 
 def decode(rle: str, shape: tuple[int, int] = ORIGINAL_SHAPE) -> np.ndarray:
-    """The seed's `rle_decode`: uint8 `(h, w)` with 1 inside the mask; an empty RLE gives zeros."""
+    """The notebook's `rle_decode`: uint8 `(h, w)` with 1 inside the mask; an empty RLE gives zeros."""
     flat: np.ndarray = np.zeros(shape[0] * shape[1], dtype=np.uint8)
     if not is_empty(rle):
         starts, ends = parse(rle, shape)
@@ -127,7 +127,7 @@ def _code_base(oh: int, ow: int) -> np.ndarray:
 
 def decode_resized(rles: Sequence, shape: tuple[int, int] = ORIGINAL_SHAPE,
                    size: tuple[int, int] = (224, 224), workers: int = 1) -> np.ndarray:
-    """uint8 `(len(rles), size[0], size[1])`, each equal to the seed's `make_mask`.
+    """uint8 `(len(rles), size[0], size[1])`, each equal to the notebook's `make_mask`.
 
     That is `cv2.resize(decode(rle, shape), (size[1], size[0]))` with INTER_LINEAR; an empty or
     missing RLE gives zeros. Only the pixels the resize reads are decoded. `workers` threads

@@ -2,17 +2,17 @@
 Keras 3's TensorFlow or JAX backend (and Keras 2 models through tf_keras, on TensorFlow). Another
 saliency method (`lib.saliency_methods`: Grad-CAM++) changes the channel weights alone.
 
-Same definitions as the seed notebook:
+Same definitions as the reference notebook:
 - guided backprop: gradient of the Grad-CAM layer's output (summed) with respect to the input,
   through ReLUs whose gradient is `dy * [dy > 0] * [x > 0]`; channel mean; per image
   `(g - mean) / (std + 1e-5) * 0.1 + 0.5`, clipped to [0, 1]. It does not depend on the class.
-- Grad-CAM (the seed's batch version): channel weights = spatial mean of d(sigmoid_c)/dA; cam =
+- Grad-CAM (the notebook's batch version): channel weights = spatial mean of d(sigmoid_c)/dA; cam =
   weighted sum of A's channels; minus its mean; `(cam + 1e-10) / (spectral_norm(cam) + 1e-10)`;
   then, at the image's size (`upsample`): resized with INTER_LINEAR; ReLU; divided by its
-  maximum. Where the maximum is 0 the seed gives NaN; here 0.
+  maximum. Where the maximum is 0 the notebook gives NaN; here 0.
 - Guided Grad-CAM = Grad-CAM x guided backprop.
 
-The seed runs, per batch and per class, a full guided backprop and a separate Grad-CAM pass
+The notebook runs, per batch and per class, a full guided backprop and a separate Grad-CAM pass
 (about 17 forward-pass equivalents). Here the model is cut at the Grad-CAM layer A: the body (a
 copy whose ReLUs have the guided gradient; its forward pass is the model's) gives A and, by one
 backward pass from sum(A), guided backprop; the head (A -> outputs, ordinary ReLUs) gives the
@@ -49,7 +49,7 @@ def _keras_of(model):
 
 @functools.cache
 def _guided_relu_fn():
-    """ReLU whose gradient is the seed's guided one, through the backend's custom gradient."""
+    """ReLU whose gradient is the notebook's guided one, through the backend's custom gradient."""
     from keras import ops
 
     @ops.custom_gradient
@@ -112,7 +112,7 @@ class Engine:
 
     `__call__` is the pass the assets use; `floor` (a bare guided forward and backward),
     `input_gradient` (the same, copied to the host) and `class_gradient` (one class's d(y_c)/dA) let
-    the benchmark time the floor and the seed's cost structure on the same compiled pieces.
+    the benchmark time the floor and the notebook's cost structure on the same compiled pieces.
     """
 
     def __init__(self, model, layer_name: str | None = None, method: str = DEFAULT):
@@ -141,11 +141,11 @@ class Engine:
         self._sync(self._floor(images))
 
     def input_gradient(self, images: np.ndarray) -> np.ndarray:
-        """The guided input gradient `(n, H, W, 3)`, numpy: the seed's guided backprop call."""
+        """The guided input gradient `(n, H, W, 3)`, numpy: the notebook's guided backprop call."""
         return self._host(self._floor(images))
 
     def class_gradient(self, images: np.ndarray, c: int):
-        """(A, d y_c / dA), numpy: one class's Grad-CAM gradient, as the seed computes it per class."""
+        """(A, d y_c / dA), numpy: one class's Grad-CAM gradient, as the notebook computes it per class."""
         return tuple(self._host(t) for t in self._class_gradient(images, c))
 
 
@@ -250,8 +250,8 @@ def _jax_passes(body, head, classes, reduce):
 
 def upsample(gradcam: np.ndarray, size) -> np.ndarray:
     """float32 `(..., H, W)`: Grad-CAM at the layer's resolution `(..., h, w)` brought to the image's
-    `size` (H, W) exactly as the seed does: INTER_LINEAR, ReLU, divided by the maximum; 0 where the
-    maximum is 0 (the seed's NaN). One cv2 call per map: cv2's multi-channel resize rounds a few
+    `size` (H, W) exactly as the notebook does: INTER_LINEAR, ReLU, divided by the maximum; 0 where the
+    maximum is 0 (the notebook's NaN). One cv2 call per map: cv2's multi-channel resize rounds a few
     channel counts differently, and is no faster."""
     gradcam = np.asarray(gradcam, np.float32)
     lead, (H, W) = gradcam.shape[:-2], tuple(size)
@@ -345,12 +345,12 @@ def _collect(model, images, layer_name, batch_size, method=DEFAULT):
 
 
 def guided_backprop(model, images, layer_name: str | None = None, batch_size: int = 32) -> np.ndarray:
-    """float32 `(images, H, W)`: the seed's normalised guided backprop."""
+    """float32 `(images, H, W)`: the notebook's normalised guided backprop."""
     return _collect(model, images, layer_name, batch_size)[0]
 
 
 def gradcam(model, images, layer_name: str | None = None, batch_size: int = 32, method: str = DEFAULT) -> np.ndarray:
-    """float32 `(classes, images, H, W)`: the seed's batch Grad-CAM (or `method`'s class activation
+    """float32 `(classes, images, H, W)`: the notebook's batch Grad-CAM (or `method`'s class activation
     map) at the image's size, 0 where it gives NaN."""
     return upsample(_collect(model, images, layer_name, batch_size, method)[1], np.shape(images)[1:3])
 

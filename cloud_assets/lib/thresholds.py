@@ -1,10 +1,10 @@
 """Per-class precision/recall level -> probability threshold, from each class's own PR curve.
 
-The seed's definitions, vectorised: for a precision level p the threshold is the lowest one
+The notebook's definitions, vectorised: for a precision level p the threshold is the lowest one
 whose precision is >= p (`get_probability_for_precision_threshold`); for a recall level r it is
-the highest one whose recall is >= r (`get_probability_for_recall_threshold`). The seed computes
+the highest one whose recall is >= r (`get_probability_for_recall_threshold`). The notebook computes
 one curve, for a stale class index, and uses it for every class; here each class has its own.
-A level that is never reached is NaN (the seed raises IndexError), and so is every level of a
+A level that is never reached is NaN (the notebook raises IndexError), and so is every level of a
 class without positives (scikit-learn would make up a recall for it).
 
 The curve is the one the notebook's scikit-learn (0.21) returned: it stops at the highest threshold

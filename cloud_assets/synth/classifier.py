@@ -5,7 +5,7 @@ BGR images scaled by 1/255 (as the notebook's generator made them); random flips
 rotations, binary cross-entropy with a cosine-decayed Adam, per-class PR-AUC on the validation
 split after every epoch, and the epoch with the best mean PR-AUC kept. Layer
 names follow Keras' DenseNets (`conv<stage>_block<i>_concat`), so Grad-CAM finds the same kind of
-layer as in the seed's DenseNet121.
+layer as in the notebook's DenseNet121.
 """
 from __future__ import annotations
 

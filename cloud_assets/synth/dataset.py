@@ -165,7 +165,7 @@ def plan(cfg: SynthConfig) -> list[ImageSpec]:
         has_fish = any(p.cls == "Fish" for p in patterns)
         band = None
         u = rng.random()
-        # no-data bands are twice as likely over Fish, the bias the seed notebook found
+        # no-data bands are twice as likely over Fish, the bias the reference notebook found
         scale = 2.0 if has_fish else 0.7
         if u < cfg.dark_rate * scale:
             band = (str(rng.choice(["top", "bottom", "left", "right"])), float(rng.uniform(0.4, 0.6)))

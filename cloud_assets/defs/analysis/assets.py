@@ -1,4 +1,4 @@
-"""The seed's analysis of the classifier's mistakes: thresholds, confusion matrices, TP/FP/FN."""
+"""The notebook's analysis of the classifier's mistakes: thresholds, confusion matrices, TP/FP/FN."""
 import functools
 
 import dagster as dg
@@ -84,7 +84,7 @@ def _distribution(outcome: str, val_predictions, mistakes: Bundle, dataset: Data
 
 @analysis_asset(code_version="1")
 def fp_class_distribution(val_predictions, mistakes: Bundle, dataset: DatasetResource):
-    """For each class, how many of its false-positive images carry each true label (the seed's bar plots)."""
+    """For each class, how many of its false-positive images carry each true label (the notebook's bar plots)."""
     return _distribution("fp", val_predictions, mistakes, dataset)
 
 

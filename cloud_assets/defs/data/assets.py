@@ -76,7 +76,7 @@ def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
 
 @dg.asset(group_name="data", **shards.WHOLE)
 def train_val_split(label_table: Bundle):
-    """The seed's split: stratified by label combination, test_size 0.2, random_state 10."""
+    """The notebook's split: stratified by label combination, test_size 0.2, random_state 10."""
     table = label_table.table("labels")
     train, val = labels.stratified_split(table)
     split = pd.DataFrame({"image": train + val, "split": ["train"] * len(train) + ["val"] * len(val)})
@@ -148,7 +148,7 @@ def _val_masks_summary(facts: list, seconds: float) -> dict:
                   summarize=_val_masks_summary, group_name="data")
 def val_masks(context: dg.AssetExecutionContext, shard: shards.Shard, dataset: DatasetResource, var: VarDir,
               label_table: Bundle, train_val_split: Bundle):
-    """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the seed's `make_mask`."""
+    """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the notebook's `make_mask`."""
     encoded = shard.once("rows", lambda: label_table.table("rows").set_index("Image_Label")["EncodedPixels"])
     split = shard.once("split", lambda: train_val_split.table("split"))
     shards.check_count(len(split))

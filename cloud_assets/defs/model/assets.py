@@ -55,14 +55,14 @@ def _model_pass_summary(facts: list, seconds: float) -> dict:
     outs={
         "val_predictions": dg.AssetOut(
             group_name="model", automation_condition=FOLLOWS_MODEL, code_version="1", is_required=False,
-            description="Probabilities and ground truth for every validation image (the seed drops the last "
+            description="Probabilities and ground truth for every validation image (the notebook drops the last "
                         "partial batch)."),
         "saliency_maps": dg.AssetOut(
             group_name="model", automation_condition=FOLLOWS_MODEL, is_required=False,
             code_version="2" if METHOD == saliency.DEFAULT else f"2-{METHOD}",  # a new method re-runs the maps
             description="Grad-CAM (or CLOUD_ASSETS_SALIENCY_METHOD's map, recorded in `meta`) at its layer's "
                         "resolution `(classes, val images, h, w)` float32 and guided backprop `(val images, H, W)` "
-                        "float16; `lib.saliency.upsample` brings the map to the image's size as the seed does, the "
+                        "float16; `lib.saliency.upsample` brings the map to the image's size as the notebook does, the "
                         "guided map is their product (`lib.saliency.combine`)."),
     },
     internal_asset_deps={"val_predictions": {dg.AssetKey(k) for k in ("model_file", "image_cache", "label_table")},

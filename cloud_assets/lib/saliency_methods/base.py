@@ -1,8 +1,8 @@
-"""A saliency method: the seed's class activation map with its own channel weights (the one hook).
+"""A saliency method: the notebook's class activation map with its own channel weights (the one hook).
 
 Every method shares the compiled engine (`lib.saliency.Engine`): A, the Grad-CAM layer's output, and
 d(y_c)/dA for every class come from one pass; the method says how A's channels are weighted; the
-rest is the seed's Grad-CAM (weighted sum of the channels, minus its mean, divided by its spectral
+rest is the notebook's Grad-CAM (weighted sum of the channels, minus its mean, divided by its spectral
 norm; `lib.saliency.upsample` on read) and guided backprop, whose product is the guided map.
 """
 from __future__ import annotations
