@@ -72,9 +72,10 @@ def test_make_run_under_celery_submits_a_backfill_and_follows_it_to_the_end(smal
     """CLOUD_ASSETS_EXECUTOR=celery: make run submits what is stale as one backfill, which the Dagster
     daemon runs through Celery workers (the GPU steps on the gpu queue), says its progress and ends when the
     backfill does; a second make run finds everything up to date."""
-    from tests.test_makefile import _make, _project, _runs
+    from tests.helpers import make_project
+    from tests.test_makefile import _make, _runs
 
-    project = _project(tmp_path / "project")
+    project = make_project(tmp_path / "project")
     port = free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
     settings = {"CLOUD_ASSETS_DATA_DIR": str(small_dataset), "CLOUD_ASSETS_MODEL_PATH": str(tiny_keras(tmp_path / "m.keras")),
