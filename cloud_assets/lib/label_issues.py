@@ -270,7 +270,7 @@ def reason(r) -> str:
                 f"{cls} is labelled but hardly seen anywhere (p {p:.2f})")
     if r["kind"] == LOOSE:
         if r["regions"] >= 2 and r["uncovered"] >= r["outside_mass"]:
-            return f"{cls} is seen as {int(r['regions'])} separate patches; the box drawn around them is mostly empty"
+            return f"{cls} is seen as {int(r['regions'])} separate patches, with one box drawn around them"
         if r["outside_mass"] >= r["uncovered"]:
             return f"the {cls} box misses {r['outside_mass']:.0%} of where {cls} is seen"
         return f"{r['uncovered']:.0%} of the {cls} box shows no {cls}"
