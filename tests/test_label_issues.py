@@ -104,13 +104,13 @@ def test_a_fix_proposes_a_box_per_region_of_the_prediction():
     prob[2:8, 2:12] = 0.9      # two patches of the class
     prob[12:18, 25:37] = 0.8
     prob[0, 39] = 0.9          # a speck: under 2% of the image
-    boxes = attention.proposed_boxes(prob, 0.5, 0.02)
+    boxes = attention.proposed_boxes(prob, 0.02)
     assert boxes == [(12 / 20, 25 / 40, 18 / 20, 37 / 40), (2 / 20, 2 / 40, 8 / 20, 12 / 40)]
     assert attention.parse_boxes(attention.boxes_text(boxes)) == boxes and attention.parse_boxes("") == []
     assert attention.boxes_mask(boxes, (20, 40)).sum() == 6 * 10 + 6 * 12
-    # nothing at 0.5: the regions at half the map's maximum; an empty map proposes nothing
-    assert attention.proposed_boxes(prob * 0.4, 0.5, 0.02) == boxes
-    assert attention.proposed_boxes(np.zeros((20, 40)), 0.5, 0.02) == []
+    # at half the map's maximum, however confident the map; an empty map proposes nothing
+    assert attention.proposed_boxes(prob * 0.4, 0.02) == boxes
+    assert attention.proposed_boxes(np.zeros((20, 40)), 0.02) == []
 
 
 def test_mask_evidence_measures():

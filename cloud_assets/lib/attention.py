@@ -59,13 +59,12 @@ def proposed_box(cam: np.ndarray, level: float = BOX_LEVEL) -> tuple[float, floa
     return y / H, x / W, (y + h) / H, (x + w) / W
 
 
-def proposed_boxes(prob: np.ndarray, level: float, min_share: float, most: int = 3) -> list[tuple[float, ...]]:
-    """The boxes a fix proposes from a probability map `(H, W)`: around each connected region at or
-    above `level` that covers at least `min_share` of the image and a quarter of the largest region,
-    largest first, at most `most` (a pattern that is two patches gets two boxes, as the annotators
-    drew them). Where no pixel reaches `level`, the regions at half the map's maximum; an empty list
-    for a map without a region."""
-    level = min(level, float(prob.max()) / 2)
+def proposed_boxes(prob: np.ndarray, min_share: float, most: int = 3) -> list[tuple[float, ...]]:
+    """The boxes a fix proposes from a probability map `(H, W)` (at most 1): around each connected
+    region at or above half the map's maximum that covers at least `min_share` of the image and a
+    quarter of the largest region, largest first, at most `most` (a pattern that is two patches gets
+    two boxes, as the annotators drew them); an empty list for an empty map."""
+    level = float(prob.max()) / 2
     if level <= 0:
         return []
     n, _, stats, _ = cv2.connectedComponentsWithStats((prob >= level).astype(np.uint8), connectivity=8)

@@ -23,8 +23,8 @@ what the audit model that never saw the image says of it.
   another class);
 - `audit_box_*`: the predicted region's box (shares of the side);
 - `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.attention.
-  proposed_boxes`: one per region of the prediction, so two patches get two; at half the map's
-  maximum where no pixel reaches 0.5), as text (`lib.attention.boxes_text`).
+  proposed_boxes`: one per region at half the prediction's maximum, so two patches get two), as text
+  (`lib.attention.boxes_text`).
 """
 from __future__ import annotations
 
@@ -96,5 +96,5 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
                          float(area[i]) / own[i].size, float(uncovered[i]),
                          box_iou(box, own[i]), _regions(p[i]), float(inside_other[i]), other_class[i],
                          *(box if box is not None else (np.nan,) * 4),
-                         boxes_text(proposed_boxes(p[i], REGION_LEVEL, MIN_REGION))))
+                         boxes_text(proposed_boxes(p[i], MIN_REGION))))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -16,7 +16,7 @@ from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUE
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import review, rle, saliency, thresholds
 from cloud_assets.lib.label_issues import accept_does, reason
-from cloud_assets.lib.attention import BOX_COLUMNS, parse_boxes
+from cloud_assets.lib.attention import parse_boxes
 from cloud_assets.lib.kinds import CONFUSION, SPURIOUS
 from cloud_assets.report import charts, images, prose
 from cloud_assets.report.gather import ReportData
@@ -250,11 +250,10 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         full = images.original(data.data_dir / "train_images" / r["image"], small)
         masks = np.concatenate([rle.decode_resized([data.encoded.get(f"{r['image']}_{c}", "")], data.original_shape,
                                                    small.shape[:2]) for c in data.class_names])
-        boxes = parse_boxes(r.get("proposal")) or [tuple(float(r[col]) for col in BOX_COLUMNS)]
         evidence = data.candidate_maps[k].astype(np.float32)
         thumb, big = (images.masks_outline(images.saliency_overlay(img, evidence, frame=False, scaled=False), masks)
                       for img in (small, full))
-        for box in boxes:
+        for box in parse_boxes(r["proposal"]):
             thumb, big = images.proposed_box(thumb, box), images.proposed_box(big, box)
         return images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
 
