@@ -68,7 +68,7 @@ def test_the_label_issues_page_says_why_each_candidate_and_how_many_labels_are_w
     page = html.unescape((var / "site" / "issues.html").read_text())
     expected = int(round(issues["score"].sum()))
     assert f"about {expected} of the {len(issues)} labels" in re.sub("<[^>]+>", "", page)
-    captions = re.findall(r"<figcaption>(#\d+ [^<]*)<details", page)
+    captions = re.findall(r'<span class="why">(#\d+ [^<]*)</span>', page)
     assert captions and all(re.fullmatch(r"#\d+ \S+ \w+ \((train|val)\): .+\. Accept .+\.", c) for c in captions), captions[:3]
     first = issues.iloc[0]
     assert captions[0].startswith(f"#1 {first['image']} {first['class']} (")

@@ -123,7 +123,7 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
     that any set of them composes (`_compose`). ReviewError when one does not fit train.csv (it has
     changed since the review) or needs a mask the audit does not propose."""
     enc = dict(zip(train["Image_Label"], train["EncodedPixels"]))
-    proposals = _proposals(issues)
+    proposals = proposals_of(issues)
     accepted = review[review["decision"] == "accept"]
     problems = []
 
@@ -158,7 +158,16 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
     return corrected, changes, proposed.sort_values("line", kind="stable").reset_index(drop=True)
 
 
-def _proposals(issues: pd.DataFrame) -> dict:
+def after_accept(image: str, cls: str, kind: str, new_class: str, enc: dict, proposals: dict,
+                 shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """class -> its new mask, for every class that accepting one candidate (`image`, `cls`, `kind`,
+    `new_class`) changes, as `apply` writes it (`enc`: train.csv's `Image_Label -> EncodedPixels`,
+    `proposals` from `proposals_of`)."""
+    decision = pd.DataFrame([{"image": image, "class": cls, "kind": kind, "new_class": new_class, "line": 0}])
+    return _compose(image, decision, enc, proposals, shape)[0]
+
+
+def proposals_of(issues: pd.DataFrame) -> dict:
     """(image, class) -> the boxes a fix of that label proposes: the `proposal` column of
     `label_issues`, or its single box where a table has none."""
     if "proposal" in issues.columns:

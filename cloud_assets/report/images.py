@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 
 from cloud_assets.constants import JPEG_QUALITY
-from cloud_assets.lib.attention import box_pixels
 
 FULL_WIDTH = 1050  # the "full size" view: the original image, at most this wide
 MASK_BGR = np.array([60, 220, 255], np.float32)  # yellow
@@ -61,41 +60,57 @@ def masks_outline(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return out
 
 
-PROPOSED_BGR = (0, 0, 255)  # red, dashed: the box the classifier proposes
-
-
-def proposed_box(img: np.ndarray, box) -> np.ndarray:
-    """BGR uint8: a dashed rectangle at `box` (top, left, bottom, right as shares of the side);
-    the image unchanged when `box` has NaN (no evidence to propose from)."""
-    if box is None or np.isnan(box).any():
-        return img
-    h, w = img.shape[:2]
-    y0, x0, y1, x1 = box_pixels(box, img.shape)
-    y1, x1 = min(y1, h - 1), min(x1, w - 1)
-    out, t, dash = img.copy(), max(1, w // 200), max(4, w // 40)
-    for a, b in (((x0, y0), (x1, y0)), ((x0, y1), (x1, y1)), ((x0, y0), (x0, y1)), ((x1, y0), (x1, y1))):
-        points = np.linspace(a, b, max(abs(b[0] - a[0]), abs(b[1] - a[1])) // dash + 2).round().astype(int)
-        for p, q in zip(points[0::2], points[1::2]):
-            cv2.line(out, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), PROPOSED_BGR, t)
-    return out
-
-
 # cv2's jet colour map as a table: the same colours as cv2.applyColorMap, which builds its table anew
-# on every call (20 ms an image, most of the Label issues page's time)
+# on every call (20 ms an image)
 JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_JET)[:, 0, :]
 
 
-def saliency_overlay(img: np.ndarray, saliency: np.ndarray, frame: bool = True, scaled: bool = True) -> np.ndarray:
-    """BGR uint8: the saliency map (jet, scaled to its maximum; `scaled=False`: a probability, as
-    is) blended over the image, red frame."""
+def saliency_overlay(img: np.ndarray, saliency: np.ndarray, frame: bool = True) -> np.ndarray:
+    """BGR uint8: the saliency map (jet, scaled to its maximum) blended over the image, red frame."""
     s = cv2.resize(saliency.astype(np.float32), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-    top = float(s.max()) if scaled else 1.0
+    top = float(s.max())
     heat = JET[np.uint8(255 * np.clip(s / top if top > 0 else s, 0, 1))]
     out = cv2.addWeighted(img, 0.6, heat, 0.4, 0)
     if frame:
         t = max(2, img.shape[1] // 100)
         cv2.rectangle(out, (0, 0), (img.shape[1] - 1, img.shape[0] - 1), RED, t)
     return out
+
+
+def hex_color(bgr) -> str:
+    """`#rrggbb` of a BGR colour."""
+    return "#{2:02x}{1:02x}{0:02x}".format(*bgr)
+
+
+def outline_path(mask: np.ndarray, size) -> str:
+    """SVG path data (`M x,y L ... Z`, in pixels of `size` (h, w)) outlining a 0/1 mask of any size,
+    its corners simplified to within a pixel; empty for an empty mask."""
+    m = fit_mask(mask, size)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    parts = []
+    for c in contours:
+        points = cv2.approxPolyDP(c, 1.0, True)[:, 0]
+        parts.append("M" + " L".join(f"{x},{y}" for x, y in points) + " Z")
+    return " ".join(parts)
+
+
+def write_heat(path: Path, values: np.ndarray, scaled: bool = False) -> str:
+    """Write a small RGBA PNG of `values` `(h, w)` (a probability; `scaled`: divided by its maximum)
+    in jet colours, transparent where low, for the browser to stretch over an image; its name."""
+    v = values.astype(np.float32)
+    top = float(v.max()) if scaled else 1.0
+    v = np.clip(v / top if top > 0 else v, 0, 1)
+    rgba = np.dstack([JET[np.uint8(255 * v)], np.uint8(200 * v)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), rgba, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return path.name
+
+
+def write_plain(path: Path, img: np.ndarray) -> str:
+    """Write the image as a JPEG (at most FULL_WIDTH wide, its aspect kept); its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), _fit(img, FULL_WIDTH), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return path.name
 
 
 def write_pair(folder: Path, stem: str, thumb: np.ndarray, full: np.ndarray) -> tuple[str, str]:

@@ -16,7 +16,6 @@ from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUE
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import review, rle, saliency, thresholds
 from cloud_assets.lib.label_issues import accept_does, reason
-from cloud_assets.lib.attention import parse_boxes
 from cloud_assets.lib.kinds import CONFUSION, SPURIOUS
 from cloud_assets.report import charts, images, prose
 from cloud_assets.report.gather import ReportData
@@ -237,46 +236,102 @@ def _review_controls(r: dict, class_names) -> dict:
             "others": [c for c in class_names if c != r["class"]]}
 
 
+def _option_values(r: dict, class_names) -> list[str]:
+    """The values of candidate `r`'s class menu (`_review_controls`); one empty value without a menu."""
+    controls = _review_controls(r, class_names)
+    if not controls["change"]:
+        return [""]
+    return [""] * controls["removable"] + controls["others"]
+
+
+def _label_words(classes) -> str:
+    return ", ".join(classes) or "none"
+
+
+def _issue_card(data: ReportData, img_dir: Path, records: list[dict], ranks: list[int], proposals: dict) -> dict:
+    """One image's card on the Label issues page: the plain image (written), every class's mask
+    outlined, and per candidate what Accept changes (for each class its menu offers): the masks that
+    go and come, drawn, and the image's labels before and after, in words; its overlays (the audit's
+    probability, the classifier's Grad-CAM on validation images) written as small PNGs."""
+    image = records[0]["image"]
+    split, row = data.cache_rows[image]
+    plain = images.original(data.data_dir / "train_images" / image, data.cache[split][row])
+    j = ranks[0]
+    name = images.write_plain(img_dir / "issues" / f"image_{j}.jpg", plain)
+    size = plain.shape[:2]
+    enc = {c: data.encoded.get(f"{image}_{c}", "") for c in data.class_names}
+    now = dict(zip(data.class_names, rle.decode_resized(list(enc.values()), data.original_shape, size)))
+    colors = {c: images.hex_color(bgr) for c, (bgr, _) in zip(data.class_names, images.mask_colors(len(data.class_names)))}
+    labelled = [c for c in data.class_names if now[c].any()]
+    outlines = [{"color": colors[c], "path": images.outline_path(now[c], size)} for c in labelled]
+    enc_full = {f"{image}_{c}": e for c, e in enc.items()}
+    candidates = []
+    for k, r in zip(ranks, records):
+        options = []
+        for value in _option_values(r, data.class_names):
+            after = review.after_accept(image, r["class"], r["kind"], value, enc_full, proposals, data.original_shape)
+            goes, comes = [], []
+            for c, mask in after.items():
+                new = images.fit_mask(mask, size)
+                if np.array_equal(new, now[c]):
+                    continue
+                if now[c].any():
+                    goes.append(images.outline_path(now[c], size))
+                if new.any():
+                    comes.append({"color": colors[c], "path": images.outline_path(new, size)})
+            classes = [c for c in data.class_names if (after[c].any() if c in after else now[c].any())]
+            words = (f"Labels {_label_words(labelled)} → {_label_words(classes)}." if classes != labelled else
+                     f"Labels {_label_words(labelled)}, unchanged; " + ("the masks change." if goes or comes
+                                                                       else "no mask changes."))
+            options.append({"value": value, "goes": goes, "comes": comes, "words": words})
+        heat = images.write_heat(img_dir / "issues" / f"heat_{k}.png", data.candidate_maps[k])
+        cam = None
+        if split == "val":
+            cam = images.write_heat(img_dir / "issues" / f"cam_{k}.png", data.gradcam[data.class_names.index(r["class"]), row],
+                                    scaled=True)
+        candidates.append({"record": r, "rank": k, "options": options, "heat": f"img/issues/{heat}",
+                           "cam": f"img/issues/{cam}" if cam else None})
+    return {"image": image, "split": split, "src": f"img/issues/{name}", "width": size[1], "height": size[0],
+            "outlines": outlines, "candidates": candidates}
+
+
+def _numbers(r: dict, cam: str) -> str:
+    """The evidence behind candidate `r`'s sentence, as numbers."""
+    other = f" ({r['other_class']})" if r["other_class"] else ""
+    numbers = (f"{r['kind']}{other}; score {r['score']:.2f}, labelled {'yes' if r['label'] else 'no'}; audit "
+               f"p={r['audit_probability']:.2f}, predicted outside the mask {r['outside_mass']:.0%}")
+    if r["label"]:
+        numbers += (f", mask quality {r['mask_quality']:.2f}, mask without prediction {r['uncovered']:.0%}, "
+                    f"predicted box IoU {r['region_iou']:.2f}")
+    if not np.isnan(r["probability"]):
+        numbers += (f"; classifier p={r['probability']:.2f}, {cam} own {r['cam_own']:.0%} / other "
+                    f"{r['cam_other']:.0%} / outside {r['cam_outside']:.0%}")
+    return numbers
+
+
 def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
     chart = Charts(file)
     top = data.issues.head(ISSUES_SHOWN)
     kinds = data.issues.head(ISSUES_COUNTED)["kind"].value_counts().rename_axis("kind").reset_index(name="labels")
     records = top.to_dict("records")
+    proposals = review.proposals_of(top)
+    by_image: dict[str, list[int]] = {}
+    for k, r in enumerate(records):  # most likely first: an image's card ranks by its best candidate
+        by_image.setdefault(r["image"], []).append(k)
 
-    def draw(k: int) -> tuple[str, str]:  # candidate k's thumbnail and full view, written
-        r = records[k]
-        split, row = data.cache_rows[r["image"]]
-        small = data.cache[split][row]
-        full = images.original(data.data_dir / "train_images" / r["image"], small)
-        masks = np.concatenate([rle.decode_resized([data.encoded.get(f"{r['image']}_{c}", "")], data.original_shape,
-                                                   small.shape[:2]) for c in data.class_names])
-        evidence = data.candidate_maps[k].astype(np.float32)
-        thumb, big = (images.masks_outline(images.saliency_overlay(img, evidence, frame=False, scaled=False), masks)
-                      for img in (small, full))
-        for box in parse_boxes(r["proposal"]):
-            thumb, big = images.proposed_box(thumb, box), images.proposed_box(big, box)
-        return images.write_pair(img_dir / "issues", f"issue_{k}", thumb, big)
+    def draw(ranks: list[int]) -> dict:
+        return _issue_card(data, img_dir, [records[k] for k in ranks], ranks, proposals)
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # OpenCV's reading, drawing and encoding free the GIL
-        written = list(pool.map(draw, range(len(records))))
-    items = []
-    for k, (r, (t, f)) in enumerate(zip(records, written)):
-        split = data.cache_rows[r["image"]][0]
-        other = f" ({r['other_class']})" if r["other_class"] else ""
-        caption = f"#{k + 1} {r['image']} {r['class']} ({split}): {reason(r)}. Accept {accept_does(r)}."
-        numbers = (f"{r['kind']}{other}; score {r['score']:.2f}, labelled {'yes' if r['label'] else 'no'}; audit "
-                   f"p={r['audit_probability']:.2f}, predicted outside the mask {r['outside_mass']:.0%}")
-        if r["label"]:
-            numbers += (f", mask quality {r['mask_quality']:.2f}, mask without prediction {r['uncovered']:.0%}, "
-                        f"predicted box IoU {r['region_iou']:.2f}")
-        if not np.isnan(r["probability"]):
-            numbers += (f"; classifier p={r['probability']:.2f}, {data.method.cam} own {r['cam_own']:.0%} / other "
-                        f"{r['cam_other']:.0%} / outside {r['cam_outside']:.0%}")
-        items.append({"thumb": f"img/issues/{t}", "full": f"img/issues/{f}", "style": "issue", "caption": caption,
-                      "numbers": numbers,
-                      "data": {"image": r["image"], "class": r["class"], "kind": r["kind"], "split": split,
-                               "score": f"{r['score']:.4f}"},
-                      "review": _review_controls(r, data.class_names)})
+        cards = list(pool.map(draw, by_image.values()))
+    for card in cards:
+        for c in card["candidates"]:
+            r = c.pop("record")
+            c["caption"] = f"#{c['rank'] + 1} {r['image']} {r['class']} ({card['split']}): {reason(r)}. Accept {accept_does(r)}."
+            c["numbers"] = _numbers(r, data.method.cam)
+            c["data"] = {"image": r["image"], "class": r["class"], "kind": r["kind"], "split": card["split"],
+                         "score": f"{r['score']:.4f}"}
+            c["review"] = _review_controls(r, data.class_names)
     progress = review.progress(data.review, top) if data.review_summary["reviewed"] else None
     cols = ["image", "class", "split", "kind", "other_class", "score", "label", "audit_probability", "audit_cleanlab",
             "mask_quality", "outside_mass", "uncovered", "region_iou", "regions", "probability", "cleanlab",
@@ -294,6 +349,6 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
                   per_split=table(per_split), error_rates=table(error_rates.round(4)),
                   dataset=str(data.data_dir.resolve()), class_names=data.class_names,
                   kind_names=sorted(top["kind"].unique()), split_names=sorted(top["split"].unique()),
-                  colors=_colors(data), candidates=items, progress=prose.review_progress(data),
+                  colors=_colors(data), cards=cards, shown_images=len(cards), progress=prose.review_progress(data),
                   progress_table=table(progress[progress["listed"] > 0]) if progress is not None else None,
                   listed=ISSUES_LISTED, top=table(data.issues.head(ISSUES_LISTED)[cols].round(3)))
