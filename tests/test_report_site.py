@@ -58,6 +58,8 @@ def test_site_has_every_page_and_is_published_atomically(built):
 
 
 def test_the_label_issues_page_says_why_each_candidate_and_how_many_labels_are_wrong(built):
+    """The overview and the Label issues page give the labels suspected beside the estimate of how many
+    are wrong, and say what cleanlab's health score is; each candidate has its sentence."""
     import html
     import re
 
@@ -66,8 +68,12 @@ def test_the_label_issues_page_says_why_each_candidate_and_how_many_labels_are_w
     var = built[0]
     issues = Store(var / "store").get("label_issues").table("issues")
     page = html.unescape((var / "site" / "issues.html").read_text())
-    expected = int(round(issues["score"].sum()))
-    assert f"about {expected} of the {len(issues)} labels" in re.sub("<[^>]+>", "", page)
+    expected, suspected = int(round(issues["score"].sum())), int((issues["score"] >= 0.5).sum())
+    text = re.sub("<[^>]+>", "", page)
+    assert f"The audit suspects {suspected} of the {len(issues)} labels" in text and f"about {expected} (" in text
+    overview = re.sub("<[^>]+>", "", html.unescape((var / "site" / "index.html").read_text()))
+    assert f"The audit suspects {suspected} labels" in overview and f"about {expected} (" in overview
+    assert "not an error rate" in overview
     captions = re.findall(r'<span class="why">(#\d+ [^<]*)</span>', page)
     assert captions and all(re.fullmatch(r"#\d+ \S+ \w+ \((train|val)\): .+\. Accept .+\.", c) for c in captions), captions[:3]
     first = issues.iloc[0]

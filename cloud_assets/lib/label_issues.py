@@ -257,6 +257,15 @@ def _where(boxes) -> str:
     return f"on the {side}" if row == 1 else f"in the {('upper', '', 'lower')[row]} {side}"
 
 
+SUSPECT = 0.5  # a label whose score reaches this is one the audit suspects
+
+
+def how_many_wrong(issues: pd.DataFrame) -> tuple[int, int]:
+    """(the labels the audit suspects: score >= SUSPECT, the estimate of how many labels are wrong:
+    the sum of the scores, each the probability that its label is wrong) of `rank`'s frame."""
+    return int((issues["score"] >= SUSPECT).sum()), int(round(issues["score"].sum()))
+
+
 def reason(r) -> str:
     """Why a candidate (a row of `rank`'s frame) is suspected, in one sentence, from its evidence."""
     cls, other, p = r["class"], r["other_class"], float(r["audit_probability"])

@@ -15,7 +15,7 @@ import pandas as pd
 from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUES_SHOWN, MARK_LEVELS, SUMMARY_LEVELS
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import review, rle, saliency, thresholds
-from cloud_assets.lib.label_issues import accept_does, reason
+from cloud_assets.lib.label_issues import SUSPECT, accept_does, how_many_wrong, reason
 from cloud_assets.lib.kinds import CONFUSION, SPURIOUS
 from cloud_assets.report import charts, images, prose
 from cloud_assets.report.gather import ReportData
@@ -342,7 +342,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
         "Class Name": "class", "Label Issues": "labels cleanlab finds wrong",
         "Label Noise": "estimated error rate (share of images)"})
     return render("issues.md.j2", file, method=data.method, health=data.health,
-                  expected_wrong=int(round(data.issues["score"].sum())),
+                  wrong=how_many_wrong(data.issues), suspect=SUSPECT,
                   kinds=chart(charts.bars(kinds, "kind", "labels", f"Suspected kind among the {ISSUES_COUNTED} top "
                                           f"candidates", "kind", "labels")),
                   audited=len(data.issues), audited_images=data.issues["image"].nunique(), shown=len(top),

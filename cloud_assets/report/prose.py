@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import ISSUES_COUNTED
+from cloud_assets.lib.label_issues import SUSPECT, how_many_wrong
 from cloud_assets.report.gather import ReportData
 
 
@@ -38,7 +39,14 @@ def findings(data: ReportData) -> list[str]:
     out.append(f"Among the {len(top)} most likely label errors of the {len(data.issues)} labels audited: "
                + ", ".join(f"{k} {int(v)}" for k, v in kinds.items())
                + f"; the most likely is {top['image'].iloc[0]} {top['class'].iloc[0]} ({top['kind'].iloc[0]}, "
-                 f"score {top['score'].iloc[0]:.2f}). cleanlab's label health score: {data.health:.3f}.")
+                 f"score {top['score'].iloc[0]:.2f}).")
+    suspected, expected = how_many_wrong(data.issues)
+    n = len(data.issues)
+    out.append(f"The audit suspects {suspected} labels ({suspected / n:.1%}: a score of {SUSPECT} or more, the "
+               f"probability that the label is wrong) and estimates that about {expected} ({expected / n:.1%}) are "
+               f"wrong, the sum of the scores. cleanlab's label health score, {data.health:.3f}, is the share of images "
+               f"in which cleanlab, on the audit's class probabilities alone, suspects no label: not an error rate "
+               f"(see Label issues).")
     if data.review_summary["reviewed"]:
         s = data.review_summary
         out.append(f"A review of {s['reviewed']} candidates accepted {s['accepted']}, changing {s['changes']} labels "
