@@ -230,25 +230,3 @@ def test_each_candidate_has_its_reason_in_one_sentence_and_what_accept_changes()
     assert label_issues.reason({**loose, "outside_mass": 0.1}) == "30% of the Fish box shows no Fish"
     assert label_issues.reason({**loose, "outside_mass": 0.1, "regions": 2}).startswith("Fish is seen as 2 separate patches")
     assert label_issues.accept_does(loose) == "replaces the Fish mask with the dashed boxes"
-
-
-def test_a_labelled_mask_is_fixed_by_the_reading_that_holds_most_of_the_prediction():
-    prob = np.full((40, 60), 0.1, np.float32)
-    prob[10:20, 30:50] = 0.42  # the pattern as the annotators box it: its rim under half the maximum,
-    prob[12:18, 34:46] = 0.9   # so that the prediction's own region is its core
-    prob[30:34, 2:6] = 0.5     # and a speck of the class elsewhere, which no reading of the mask takes in
-
-    def mask(top, left, bottom, right):
-        m = np.zeros((40, 60), np.uint8)
-        m[top:bottom, left:right] = 1
-        return m
-
-    pattern = (10 / 40, 30 / 60, 20 / 40, 50 / 60)
-    # a box beside its pattern: moved onto it at its own size
-    assert attention.fitted_boxes(prob, mask(20, 5, 30, 25), 0.02) == [pattern]
-    # a box drawn too wide or too small: its edges moved to where the prediction ends
-    assert attention.fitted_boxes(prob, mask(2, 20, 38, 58), 0.02) == [pattern]
-    assert attention.fitted_boxes(prob, mask(13, 35, 17, 45), 0.02) == [pattern]
-    # no mask (a missing label): the prediction's own regions
-    assert attention.fitted_boxes(prob, np.zeros((40, 60), np.uint8), 0.02) == attention.proposed_boxes(prob, 0.02)
-    assert attention.proposed_boxes(prob, 0.02) == [(12 / 40, 34 / 60, 18 / 40, 46 / 60)]

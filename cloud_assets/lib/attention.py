@@ -78,47 +78,6 @@ def proposed_boxes(prob: np.ndarray, min_share: float, most: int = 3) -> list[tu
              (stats[1 + k, 0] + stats[1 + k, 2]) / W) for k in keep]
 
 
-FIT_LEVEL = 0.4  # a labelled mask's proposal holds the most probability above this level (`fitted_boxes`)
-
-
-def fitted_boxes(prob: np.ndarray, mask: np.ndarray, min_share: float) -> list[tuple[float, ...]]:
-    """The boxes a fix of a labelled `mask` `(H, W)` proposes from the probability map `prob` of the
-    same shape: of three readings, the one whose boxes hold the most probability above `FIT_LEVEL`
-    (the sum of `prob - FIT_LEVEL` inside them): the prediction's own regions (`proposed_boxes`), the
-    mask's box moved onto the prediction at its size (a box drawn beside its pattern), and the mask's
-    box with its edges moved to where the prediction ends (a box drawn too wide or too small)."""
-    regions = proposed_boxes(prob, min_share)
-    if not mask.any():
-        return regions
-    H, W = prob.shape
-    integral = cv2.integral((prob - FIT_LEVEL).astype(np.float64))
-
-    def inside(top, left, bottom, right):  # the sum of prob - FIT_LEVEL over a box; any side may be an array
-        return integral[bottom, right] - integral[top, right] - integral[bottom, left] + integral[top, left]
-
-    ys, xs = np.nonzero(mask)
-    top, left, bottom, right = int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
-    h, w = bottom - top, right - left
-    rows, cols = np.arange(H - h + 1)[:, None], np.arange(W - w + 1)[None, :]
-    y, x = (int(v) for v in np.unravel_index(int(inside(rows, cols, rows + h, cols + w).argmax()), (H - h + 1, W - w + 1)))
-    moved = (y, x, y + h, x + w)
-    def span(n, sums):  # the (start, end) of the best run of rows or columns: sums(starts, ends)
-        starts, ends = np.arange(n)[:, None], np.arange(1, n + 1)[None, :]
-        runs = np.where(ends > starts, sums(starts, ends), -np.inf)
-        start, end = np.unravel_index(int(runs.argmax()), runs.shape)
-        return int(start), int(end) + 1
-
-    for _ in range(3):  # the best rows between the columns, then the best columns between those rows
-        top, bottom = span(H, lambda t, b: inside(t, left, b, right))
-        left, right = span(W, lambda lf, r: inside(top, lf, bottom, r))
-    readings = [regions, [_shares(moved, H, W)], [_shares((top, left, bottom, right), H, W)]]
-    return max(readings, key=lambda boxes: float((prob - FIT_LEVEL)[boxes_mask(boxes, (H, W)).astype(bool)].sum()))
-
-
-def _shares(box, H: int, W: int) -> tuple[float, ...]:
-    return box[0] / H, box[1] / W, box[2] / H, box[3] / W
-
-
 def boxes_text(boxes) -> str:
     """Boxes as text, `top left bottom right` (shares of the side) joined by `;`: a table cell."""
     return ";".join(" ".join(f"{v:.4f}" for v in box) for box in boxes)

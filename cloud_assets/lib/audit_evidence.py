@@ -22,11 +22,9 @@ what the audit model that never saw the image says of it.
   class's mask, and that class (a swapped label: the prediction sits inside the mask labelled as
   another class);
 - `audit_box_*`: the predicted region's box (shares of the side);
-- `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew, as text (`lib.attention.
-  boxes_text`): for a missing label, one per region at half the prediction's maximum, so two patches
-  get two (`lib.attention.proposed_boxes`); for a labelled mask, those regions, the mask's box moved
-  onto the prediction or the mask's box with its edges moved, whichever holds most of the
-  prediction (`lib.attention.fitted_boxes`).
+- `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.attention.
+  proposed_boxes`: one per region at half the prediction's maximum, so two patches get two), as text
+  (`lib.attention.boxes_text`).
 """
 from __future__ import annotations
 
@@ -36,7 +34,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.attention import box_iou, boxes_text, fitted_boxes, proposed_box
+from cloud_assets.lib.attention import box_iou, boxes_text, proposed_box, proposed_boxes
 from cloud_assets.lib.label_issues import cleanlab_scores
 
 LOW = 0.2            # a predicted probability below this counts as "not the class"
@@ -98,5 +96,5 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
                          float(area[i]) / own[i].size, float(uncovered[i]),
                          box_iou(box, own[i]), _regions(p[i]), float(inside_other[i]), other_class[i],
                          *(box if box is not None else (np.nan,) * 4),
-                         boxes_text(fitted_boxes(p[i], own[i], MIN_REGION))))
+                         boxes_text(proposed_boxes(p[i], MIN_REGION))))
     return pd.DataFrame(rows, columns=COLUMNS)

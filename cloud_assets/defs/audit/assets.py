@@ -218,7 +218,7 @@ def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_mode
     return dg.Output(out, metadata={"folds": len(out)})
 
 
-@dg.asset(group_name="audit", code_version=f"{CODE}-5", **shards.WHOLE)
+@dg.asset(group_name="audit", code_version=f"{CODE}-4", **shards.WHOLE)
 def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
                    audit_inputs: Bundle, audit_folds: Bundle):
     """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
