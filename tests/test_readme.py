@@ -85,7 +85,8 @@ def test_the_readme_getting_started_blocks_run_as_written(repository, small_data
     (home / "Downloads").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUD_ASSETS_", "DAGSTER_HOME", "MAKE"))}
     env.update(HOME=str(home), LOGS=str(logs), STAMP=".venv/.installed", UI_PORT=str(free_port()), SERVE_PORT=str(free_port()),
-               DEMO_SIZE="--train 24 --test 4 --height 140 --width 210 --seed 1", DEMO_TRAIN="--epochs 1")
+               DEMO_SIZE="--train 24 --test 4 --height 140 --width 210 --seed 1", DEMO_TRAIN="--epochs 1",
+               CLOUD_ASSETS_AUDIT_FOLDS=os.environ["CLOUD_ASSETS_AUDIT_FOLDS"])  # the tests' fold count (conftest)
 
     # Quick start: the demo prints progress and where things are, not Dagster's DEBUG events
     quick = _blocks("Quick start", "bash")

@@ -1,6 +1,7 @@
 """The package installed as a wheel (not editable) into a fresh environment, used from a folder
 outside the repository: every asset materializes and the report site is built from the site
 sources the wheel carries."""
+import os
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def test_wheel_installs_and_builds_the_site_outside_the_repository(small_dataset
 
     work = tmp_path / "elsewhere"
     home = dagster_home(work)
-    env = run_env(home, small_dataset, tiny_keras(work / "model.keras"), inherit_settings=False)
+    env = run_env(home, small_dataset, tiny_keras(work / "model.keras"), inherit_settings=False,
+                  audit_folds=os.environ["CLOUD_ASSETS_AUDIT_FOLDS"])  # the tests' fold count (conftest)
     env.pop("PYTHONPATH", None)
     where = subprocess.run([str(python), "-c", "import cloud_assets; print(cloud_assets.__file__)"], cwd=work, env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
