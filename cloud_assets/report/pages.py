@@ -256,20 +256,18 @@ def _issue_card(data: ReportData, img_dir: Path, records: list[dict], ranks: lis
     image = records[0]["image"]
     split, row = data.cache_rows[image]
     plain = images.original(data.data_dir / "train_images" / image, data.cache[split][row])
-    j = ranks[0]
-    name = images.write_plain(img_dir / "issues" / f"image_{j}.jpg", plain)
+    name = images.write_plain(img_dir / "issues" / f"image_{ranks[0]}.jpg", plain)
     size = plain.shape[:2]
-    enc = {c: data.encoded.get(f"{image}_{c}", "") for c in data.class_names}
-    now = dict(zip(data.class_names, rle.decode_resized(list(enc.values()), data.original_shape, size)))
+    enc = {f"{image}_{c}": data.encoded.get(f"{image}_{c}", "") for c in data.class_names}
+    now = {c: images.fit_mask(rle.decode(enc[f"{image}_{c}"], data.original_shape), size) for c in data.class_names}
     colors = {c: images.hex_color(bgr) for c, (bgr, _) in zip(data.class_names, images.mask_colors(len(data.class_names)))}
-    labelled = [c for c in data.class_names if now[c].any()]
+    labelled = [c for c in data.class_names if not rle.is_empty(enc[f"{image}_{c}"])]
     outlines = [{"color": colors[c], "path": images.outline_path(now[c], size)} for c in labelled]
-    enc_full = {f"{image}_{c}": e for c, e in enc.items()}
     candidates = []
     for k, r in zip(ranks, records):
         options = []
         for value in _option_values(r, data.class_names):
-            after = review.after_accept(image, r["class"], r["kind"], value, enc_full, proposals, data.original_shape)
+            after = review.after_accept(image, r["class"], r["kind"], value, enc, proposals, data.original_shape)
             goes, comes = [], []
             for c, mask in after.items():
                 new = images.fit_mask(mask, size)
