@@ -308,3 +308,18 @@ def test_observing_a_damaged_review_fails_naming_the_file_and_line(small_dataset
     result = defs.resolve_job_def("observe_label_review").execute_in_process(raise_on_error=False)
     assert not result.success
     assert f"{path} line 2: byte 0xff is not UTF-8" in failure_message(result)
+
+
+@pytest.mark.parametrize("cls", list(C_CANDIDATES))
+def test_what_the_page_draws_for_a_candidate_is_what_apply_writes(tmp_path, cls):
+    """`after_accept` (the Label issues page's before/after) gives, for one accepted candidate, the
+    masks `apply` writes for it, and no other class."""
+    kind, new_class = C_CANDIDATES[cls]
+    path = _review(tmp_path, [("c.jpg", cls, "accept", new_class, kind)])
+    corrected = review.apply(C_TRAIN, review.read(path, ["a.jpg", "b.jpg", "c.jpg"], CLASSES), C_ISSUES, SHAPE, path)[0]
+    enc = dict(zip(C_TRAIN["Image_Label"], C_TRAIN["EncodedPixels"]))
+    after = review.after_accept("c.jpg", cls, kind, new_class, enc, review.proposals_of(C_ISSUES), SHAPE)
+    written = corrected.set_index("Image_Label")["EncodedPixels"]
+    assert set(after) == {c for c in CLASSES if written[f"c.jpg_{c}"] != enc[f"c.jpg_{c}"]}
+    for c, mask in after.items():
+        assert (mask.astype(bool) == rle.decode(written[f"c.jpg_{c}"], SHAPE).astype(bool)).all()
