@@ -11,4 +11,4 @@ ISSUES_SHOWN = 1000                # report: label-issue candidates drawn, to re
 ISSUES_LISTED = 50                 # report and metadata: candidates listed in a table
 ISSUES_COUNTED = 100               # report: candidates whose suspected kinds are counted
 METADATA_ROWS = 15                 # rows of a table shown in an asset's metadata
-JPEG_QUALITY = 88                  # report images
+JPEG_QUALITY = 75                  # report images (the demo's site within 30 MB)
