@@ -100,10 +100,10 @@ HEAT_LEVELS = 32  # the overlays' shades: a third of the file of 256, and as smo
 def write_heat(path: Path, values: np.ndarray, scaled: bool = False) -> str:
     """Write a small RGBA PNG of `values` `(h, w)` (a probability; `scaled`: divided by its maximum)
     in jet colours, transparent where low, for the browser to stretch over an image; its name."""
-    v = values.astype(np.float32)
-    top = float(v.max()) if scaled else 1.0
-    v = np.round(np.clip(v / top if top > 0 else v, 0, 1) * (HEAT_LEVELS - 1)) / (HEAT_LEVELS - 1)
-    rgba = np.dstack([JET[np.uint8(255 * v)], np.uint8(200 * v)])
+    top = float(values.max()) if scaled else 1.0
+    v = np.clip(values.astype(np.float32) / (top if top > 0 else 1.0), 0, 1)
+    shade = np.round(v * (HEAT_LEVELS - 1)) / (HEAT_LEVELS - 1)
+    rgba = np.dstack([JET[np.uint8(255 * shade)], np.uint8(200 * shade)])
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), rgba, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return path.name
