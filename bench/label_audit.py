@@ -20,7 +20,7 @@ bench/.cache/label_audit/.
 
     .venv/bin/python bench/label_audit.py --prepare                every cell (about 13 min each on 2 cores)
     .venv/bin/python bench/label_audit.py                         the grid, over every label
-    .venv/bin/python bench/label_audit.py --fit                    refit the trees on TUNING
+    .venv/bin/python bench/label_audit.py --fit                    refit the profile's trees on TUNING
     .venv/bin/python bench/label_audit.py --cleaning               the value of cleaning: segmentation Dice
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --method gradcam++       with another saliency method
@@ -155,7 +155,10 @@ def rank_dataset(noisy: Path, store: Store, model: dict | None = None, scored: b
     split = store.get("train_val_split").table("split")
     args = (store.get("audit_evidence").table("evidence"), dict(zip(split["image"], split["split"])),
             label_issues.classifier_evidence(table, y_true, y_pred))
-    ranked = label_issues.rank(*args, model) if scored else label_issues.labels_frame(*args)
+    if scored:
+        ranked = label_issues.rank(*args, model or label_issues.load_model(label_issues.model_path(audit_assets.PROFILE)))
+    else:
+        ranked = label_issues.labels_frame(*args)
     # the notebook's FP set at 90% precision: the classifier's, on the validation split only
     maps = thresholds.threshold_maps(y_true, y_pred)
     cut = np.array([thresholds.probability_at(maps, c, PRECISION_LEVEL) for c in range(len(classes))])
@@ -329,10 +332,12 @@ def one_dataset(data_dir: Path, model: Path):
 def fit():
     """Fit the ranking's trees on the TUNING cells and store them in the package."""
     frame = pd.concat([rank_cell(seed, mix, scored=False) for seed, mix in TUNING], ignore_index=True)
-    note = (f"fitted by bench/label_audit.py --fit on the synthetic cells {[f'{s}-{m}' for s, m in TUNING]}: "
+    cells = [f"{s}-{m}" for s, m in TUNING]
+    note = (f"fitted by bench/label_audit.py --fit --profile {audit_assets.PROFILE} on the synthetic cells {cells}: "
             f"{len(frame)} labels, {int(frame['truth'].sum())} injected errors")
-    weights.save_model(weights.fit_model(frame, note))
-    print(f"wrote {label_issues.MODEL_PATH}: {note}")
+    path = label_issues.model_path(audit_assets.PROFILE)
+    weights.save_model(weights.fit_model(frame, note), path)
+    print(f"wrote {path}: {note}")
 
 
 def cleaning_value(seed: int, mix: str, held_out: int):

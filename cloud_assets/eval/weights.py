@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cloud_assets.lib.label_issues import MODEL_PATH, SIGNALS, STATES, signals
+from cloud_assets.lib.label_issues import SIGNALS, STATES, signals
 
 
 def fit_model(frame: pd.DataFrame, note: str) -> dict:
     """Fit one classifier per label state on a `rank` frame with a boolean `truth` column (injected
-    errors); the result is what `label_issue_model.skops` holds."""
+    errors); the result is what `label_issue_model_<profile>.skops` holds."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     model = {"note": note}
@@ -21,7 +21,7 @@ def fit_model(frame: pd.DataFrame, note: str) -> dict:
     return model
 
 
-def save_model(model: dict, path=MODEL_PATH) -> None:
+def save_model(model: dict, path) -> None:
     import skops.io
 
     skops.io.dump(model, path)

@@ -15,7 +15,8 @@ missing (NaN), which the trees read as such.
 The signals are combined by gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier,
 one for labelled and one for unlabelled classes), monotone in every signal whose direction is known,
 fitted by `bench/label_audit.py --fit` on synthetic datasets and noise draws that the bench's
-reported figures do not use, and stored with skops (`label_issue_model.skops`). Their output, the
+reported figures do not use, and stored with skops, one fit per audit profile
+(`label_issue_model_<profile>.skops`). Their output, the
 `score`, estimates the probability that the label is wrong; every signal's value is kept beside it.
 """
 from __future__ import annotations
@@ -191,8 +192,8 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
 
 def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None,
          model: dict | None = None) -> pd.DataFrame:
-    """`labels_frame` with `score` (the estimated probability that the label is wrong, from the
-    stored trees unless `model`), most likely error first."""
+    """`labels_frame` with `score` (the estimated probability that the label is wrong, from `model`,
+    the trees of an audit profile, by default the fast one's), most likely error first."""
     out = labels_frame(evidence, split, classifier)
     out.insert(5, "score", error_probability(out, model))
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
@@ -208,7 +209,14 @@ SIGNALS = {
                    "cleanlab": 1, "logit": 1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 0},
 }
 STATES = {"labelled": 1, "unlabelled": 0}
-MODEL_PATH = Path(__file__).with_name("label_issue_model.skops")
+
+
+def model_path(profile: str = "fast") -> Path:
+    """The stored trees for the fold audit's `profile` (`lib.audit.PROFILES`): its signals, and so the
+    trees that read them, differ with its resolution and network."""
+    return Path(__file__).with_name(f"label_issue_model_{profile}.skops")
+
+
 # what the stored model may hold besides scikit-learn's and Python's own trusted types
 TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
@@ -226,7 +234,7 @@ def signals(frame: pd.DataFrame, state: str) -> pd.DataFrame:
 
 
 @functools.cache
-def load_model(path: Path = MODEL_PATH) -> dict:
+def load_model(path: Path) -> dict:
     """The stored trees: {"labelled": classifier, "unlabelled": classifier, "note": how they were fitted}."""
     import skops.io
 
@@ -235,7 +243,7 @@ def load_model(path: Path = MODEL_PATH) -> dict:
 
 def error_probability(frame: pd.DataFrame, model: dict | None = None) -> np.ndarray:
     """float64 `(rows,)`: the estimated probability that each label of a `rank` frame is wrong."""
-    model = model or load_model()
+    model = model or load_model(model_path())
     out = np.zeros(len(frame))
     for state, labelled in STATES.items():
         rows = (frame["label"] == labelled).to_numpy()

@@ -9,7 +9,7 @@ from cloud_assets.constants import CONFUSION_LEVELS, ISSUES_LISTED, ISSUES_SHOWN
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs import shards
-from cloud_assets.defs.audit.assets import FOLD_KEYS
+from cloud_assets.defs.audit.assets import FOLD_KEYS, PROFILE
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib import attention
 from cloud_assets.lib import label_issues as label_issues_lib
@@ -127,7 +127,8 @@ def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audi
     classifier = label_issues_lib.classifier_evidence(mask_attention.table("shares"), val_predictions.array("y_true"),
                                                       val_predictions.array("probabilities"))
     split = train_val_split.table("split")
-    ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier)
+    ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
+                                   label_issues_lib.load_model(label_issues_lib.model_path(PROFILE)))
     wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
     y_true, y_pred = wide["label"][classes].to_numpy(np.int8), wide["audit_probability"][classes].to_numpy()
     health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)
