@@ -149,8 +149,11 @@ def test_every_page_renders_offline_in_chromium(built, served, origin):
                 marks = page.evaluate("""() => [...document.querySelectorAll('div.chart')].map(
                     d => d.querySelectorAll('svg .role-mark path, svg .role-mark line, svg .role-mark rect').length)""")
                 assert all(m > 0 for m in marks), (name, marks)
-            # the long lists' thumbnails load lazily: load them all to find a broken one
-            page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
+            # the long lists' images load lazily, the review's overlays on first use: load them all to find a broken one
+            page.evaluate("""() => document.querySelectorAll('img[loading=lazy]').forEach(i => {
+                i.loading = 'eager';
+                if (i.dataset.src) i.src = i.dataset.src;
+            })""")
             page.wait_for_function("[...document.images].every(i => i.complete)", timeout=30000)
             broken = page.evaluate("""() => [...document.images].filter(
                 i => !i.complete || i.naturalWidth === 0).map(i => i.src)""")
