@@ -262,7 +262,8 @@ def _issue_card(data: ReportData, img_dir: Path, records: list[dict], ranks: lis
     now = {c: images.fit_mask(rle.decode(enc[f"{image}_{c}"], data.original_shape), size) for c in data.class_names}
     colors = {c: images.hex_color(bgr) for c, (bgr, _) in zip(data.class_names, images.mask_colors(len(data.class_names)))}
     labelled = [c for c in data.class_names if not rle.is_empty(enc[f"{image}_{c}"])]
-    outlines = [{"color": colors[c], "path": images.outline_path(now[c], size)} for c in labelled]
+    drawn = {c: images.outline_path(now[c], size) for c in labelled}
+    outlines = [{"color": colors[c], "path": drawn[c]} for c in labelled]
     candidates = []
     for k, r in zip(ranks, records):
         options = []
@@ -273,8 +274,8 @@ def _issue_card(data: ReportData, img_dir: Path, records: list[dict], ranks: lis
                 new = images.fit_mask(mask, size)
                 if np.array_equal(new, now[c]):
                     continue
-                if now[c].any():
-                    goes.append(images.outline_path(now[c], size))
+                if c in drawn:
+                    goes.append(drawn[c])
                 if new.any():
                     comes.append({"color": colors[c], "path": images.outline_path(new, size)})
             classes = [c for c in data.class_names if (after[c].any() if c in after else now[c].any())]
