@@ -51,22 +51,25 @@ def test_some_dagster_postgres_variables_are_not_enough():
 
 _CLAIMER = """
 import sys, time
+from pathlib import Path
 import dagster as dg
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from cloud_assets.instance import SqliteEventLogStorage as Ours
-home, me, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+home, me, other, which = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 storage = dg.DagsterInstance.get().event_log_storage
 assert type(storage) is Ours
-claim = (Ours if sys.argv[4] == "ours" else SqliteEventLogStorage)._claim_concurrency_slot
-while time.time() < start:
-    pass
-lost = 0
-for k in range(300):
+claim = (Ours if which == "ours" else SqliteEventLogStorage)._claim_concurrency_slot
+(home / f"ready-{me}").touch()
+while not (home / f"ready-{other}").exists():  # both imported: the claims below overlap
+    time.sleep(0.001)
+began, lost, k = time.time(), 0, 0
+while time.time() - began < (5 if which == "ours" else 30) and not (which == "dagster" and lost):
+    k += 1
     if claim(storage, "gpu", me, f"step{k}").name == "CLAIMED":
         holders = [s.run_id for s in storage.get_concurrency_info("gpu").claimed_slots]
         lost += holders != [me]  # another claim took the one slot this one holds
         storage.free_concurrency_slot_for_step(me, f"step{k}")
-print(lost)
+print(began, time.time(), k, lost)
 """
 
 
@@ -75,25 +78,23 @@ print(lost)
 def test_two_processes_claiming_the_gpu_slot_at_once_never_both_get_it(storage, tmp_path, monkeypatch):
     """The instance's SQLite event log claims the pool's one slot atomically; Dagster's own claim (a
     SELECT ... FOR UPDATE that SQLite ignores, then an update by id) lets two claims both succeed."""
-    import subprocess
-    import sys
-    import time
-
     for name in [instance.POSTGRES_URL, *instance.DAGSTER_POSTGRES.values()]:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance.write(home, ROOT / "dagster.yaml")
-    start = time.time() + 8  # both processes imported and waiting
-    procs = [subprocess.Popen([sys.executable, "-c", _CLAIMER, str(home), me, str(start), storage],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for me in ("a", "b")]
-    lost = []
+    procs = [subprocess.Popen([sys.executable, "-c", _CLAIMER, str(home), me, other, storage],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for me, other in (("a", "b"), ("b", "a"))]
+    results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
-        lost.append(int(out.strip().splitlines()[-1]))
+        results.append([float(x) for x in out.split()[-4:]])
+    began, ended, claims, lost = zip(*results)
+    assert max(began) < min(ended), "the two processes' claims did not overlap"
     if storage == "ours":
-        assert lost == [0, 0]
+        assert min(claims) > 20 and lost == (0, 0)
     else:  # the race this storage closes, still open in Dagster's: shown so that a fixed Dagster is noticed
         assert sum(lost) > 0, "Dagster's SQLite claim no longer races: cloud_assets.instance's override can go"
 
