@@ -35,12 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from cloud_assets.settings import Settings  # noqa: E402
+
 MODEL = ROOT / "var" / "demo-model.keras"  # the demo classifier; `make` trains it when missing
 CACHE = ROOT / "bench" / ".cache" / "full"
 FULL, HALF = CACHE / "data", CACHE / "half-data"
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 MODEL_DEPENDENT = "val_predictions*,saliency_maps*"
 SHARDS = 4
+FOLD_KEYS = Settings.from_env(os.environ).fold_keys
 
 
 def ensure_data() -> None:
@@ -193,8 +196,6 @@ def main():
     cold = materialize(FULL, model, runs / "full")
     print(f"bench full_scale: cold run at full size in {SHARDS} shards (one run) ...", flush=True)
     sharded = materialize(FULL, model, runs / "sharded", shards=SHARDS)
-    from cloud_assets.defs.audit.assets import FOLD_KEYS
-
     print("bench full_scale: the fold audit at full size (every fold in one run) ...", flush=True)
     fold_audit = materialize(FULL, model, runs / "full", select="group:audit", partitions=FOLD_KEYS)
     print("bench full_scale: every label ranked, the corrections and the site ...", flush=True)

@@ -42,24 +42,33 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# the saliency method and the audit's profile are read when the definitions load
-# (CLOUD_ASSETS_SALIENCY_METHOD, CLOUD_ASSETS_AUDIT_PROFILE): set them first
-for option, variable in (("--method", "CLOUD_ASSETS_SALIENCY_METHOD"), ("--profile", "CLOUD_ASSETS_AUDIT_PROFILE")):
-    if option in sys.argv[:-1]:
-        os.environ[variable] = sys.argv[sys.argv.index(option) + 1]
 
 import dagster as dg  # noqa: E402
 
 from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
-from cloud_assets.defs.audit import assets as audit_assets  # noqa: E402
-from cloud_assets.defs.data import assets as data  # noqa: E402
-from cloud_assets.defs.model import assets as model_assets  # noqa: E402
+from cloud_assets.definitions import asset, build_defs  # noqa: E402
+from cloud_assets.defs.audit.assets import AuditTraining  # noqa: E402
 from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib import saliency_methods  # noqa: E402
 from cloud_assets.lib.kinds import CONFUSION, ISSUE_OF_NOISE, SPURIOUS  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib import attention, audit, audit_evidence, label_issues, mistakes, rle, thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
+from cloud_assets.settings import Settings  # noqa: E402
+
+
+def _settings() -> Settings:
+    """The environment's settings, with --method and --profile (the saliency method, the audit's profile)."""
+    env = dict(os.environ)
+    for option, variable in (("--method", "saliency_method"), ("--profile", "audit_profile")):
+        if option in sys.argv[:-1]:
+            env[Settings.variable(variable)] = sys.argv[sys.argv.index(option) + 1]
+    return Settings.from_env(env)
+
+
+SETTINGS = _settings()
+PROFILE, SIZE = SETTINGS.profile, SETTINGS.audit_shape
+DEFS = build_defs(SETTINGS)
 
 CACHE = ROOT / "bench" / ".cache" / "label_audit"
 # a cell: a dataset (synthesized with --seed S) whose every label, training and validation, is
@@ -78,11 +87,12 @@ RANKINGS = {NOTEBOOK: "notebook_fp90", CLEANLAB: "audit_cleanlab",
 CLI = [sys.executable, "-m", "cloud_assets.cli"]
 # each saliency method's and audit profile's pipeline in its own folder; the data, the noise and the
 # classifiers are shared
-VAR = ("var" + ("" if model_assets.METHOD == saliency_methods.DEFAULT else f"-{model_assets.METHOD}")
-       + ("" if audit_assets.PROFILE == "fast" else f"-{audit_assets.PROFILE}"))
-BEFORE_AUDIT = [data.label_table, data.train_val_split, data.image_cache, data.val_masks, model_assets.model_file,
-                model_assets.model_pass, audit_assets.audit_folds, audit_assets.audit_inputs]
-FOLDS = [audit_assets.audit_models, audit_assets.audit_predictions]
+METHOD = SETTINGS.saliency_method
+VAR = ("var" + ("" if METHOD == saliency_methods.DEFAULT else f"-{METHOD}") + ("" if PROFILE == "fast" else f"-{PROFILE}"))
+BEFORE_AUDIT = [asset(DEFS, name) for name in ("label_table", "train_val_split", "image_cache", "val_masks",
+                                                       "model_file", "val_predictions", "audit_folds", "audit_inputs")]
+FOLDS = [asset(DEFS, name) for name in ("audit_models", "audit_predictions")]
+AUDIT_EVIDENCE = asset(DEFS, "audit_evidence")
 
 
 def prepare(seed: int, mix: str) -> Path:
@@ -107,8 +117,8 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
     """The assets the ranking reads: the classifier's predictions and maps of the validation split,
     and the fold audit's evidence on every label."""
     store = Store(var / "store")
-    everything = BEFORE_AUDIT + FOLDS + [audit_assets.audit_evidence]
-    resources = build_resources(str(data_dir), str(model), str(var))
+    everything = BEFORE_AUDIT + FOLDS + [AUDIT_EVIDENCE]
+    resources = build_resources(SETTINGS.replace(data_dir=str(data_dir), model_path=str(model), var_dir=str(var)))
 
     def run(selection, partition_key=None):
         result = dg.materialize(everything, resources=resources, selection=selection, partition_key=partition_key,
@@ -117,14 +127,14 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
 
     stored = store.get("audit_evidence").table("evidence") if store.stored("audit_evidence") else None
     if stored is not None and set(audit_evidence.COLUMNS) - set(stored.columns):
-        run([audit_assets.audit_evidence.key])  # computed by an earlier version: its signals again
+        run([AUDIT_EVIDENCE.key])  # computed by an earlier version: its signals again
     if not store.stored("audit_evidence"):
         if not store.stored("saliency_maps") or not store.stored("audit_inputs"):
             run([k for a in BEFORE_AUDIT if isinstance(a, dg.AssetsDefinition) for k in a.keys])
-        for key in audit_assets.FOLD_KEYS:
+        for key in SETTINGS.fold_keys:
             print(f"{data_dir}: audit fold {key}", flush=True)
             run([a.key for a in FOLDS], key)
-        run([audit_assets.audit_evidence.key])
+        run([AUDIT_EVIDENCE.key])
     return store
 
 
@@ -156,7 +166,7 @@ def rank_dataset(noisy: Path, store: Store, model: dict | None = None, scored: b
     args = (store.get("audit_evidence").table("evidence"), dict(zip(split["image"], split["split"])),
             label_issues.classifier_evidence(table, y_true, y_pred))
     if scored:
-        ranked = label_issues.rank(*args, model or label_issues.load_model(label_issues.model_path(audit_assets.PROFILE)))
+        ranked = label_issues.rank(*args, model or label_issues.load_model(label_issues.model_path(PROFILE)))
     else:
         ranked = label_issues.labels_frame(*args)
     # the notebook's FP set at 90% precision: the classifier's, on the validation split only
@@ -260,7 +270,7 @@ def fixed_share(accepted: pd.DataFrame) -> pd.DataFrame:
 
 def training_seconds(store: Store) -> float:
     """The fold models' training time, summed over their epochs and folds (from their histories)."""
-    return sum(float(store.get(f"audit_models@{key}").table("history")["seconds"].sum()) for key in audit_assets.FOLD_KEYS)
+    return sum(float(store.get(f"audit_models@{key}").table("history")["seconds"].sum()) for key in SETTINGS.fold_keys)
 
 
 def grid():
@@ -301,9 +311,9 @@ def grid():
     print("\nThe true errors among the top 2k, accepted with the page's proposals: the share whose label then "
           f"matches the clean one (IoU >= {FIXED_IOU}), pooled over the grid; {refused} accepted decisions refused:")
     print(share.round(3).to_markdown())
-    print(f"\nthe audit's profile {audit_assets.PROFILE} ({audit_assets.SIZE[0]}x{audit_assets.SIZE[1]}): its five "
+    print(f"\nthe audit's profile {PROFILE} ({SIZE[0]}x{SIZE[1]}): its five "
           f"fold models trained in {np.mean(seconds):.0f} s a cell on average (1200 images)")
-    print(f"bench label_audit: profile={audit_assets.PROFILE} precision_at_k={combined['precision_at_k']:.3f} "
+    print(f"bench label_audit: profile={PROFILE} precision_at_k={combined['precision_at_k']:.3f} "
           f"auroc={combined['auroc']:.3f} min_kind_recall_at_2k={kinds.min():.3f} "
           f"notebook_precision_at_k={notebook_fp['precision_at_k']:.3f} cleanlab_precision_at_k={clean['precision_at_k']:.3f} "
           f"fixed={share.loc['every kind', 'fixed']:.3f} refused={refused} audit_training_s={np.mean(seconds):.0f}")
@@ -333,9 +343,9 @@ def fit():
     """Fit the ranking's trees on the TUNING cells and store them in the package."""
     frame = pd.concat([rank_cell(seed, mix, scored=False) for seed, mix in TUNING], ignore_index=True)
     cells = [f"{s}-{m}" for s, m in TUNING]
-    note = (f"fitted by bench/label_audit.py --fit --profile {audit_assets.PROFILE} on the synthetic cells {cells}: "
+    note = (f"fitted by bench/label_audit.py --fit --profile {PROFILE} on the synthetic cells {cells}: "
             f"{len(frame)} labels, {int(frame['truth'].sum())} injected errors")
-    path = label_issues.model_path(audit_assets.PROFILE)
+    path = label_issues.model_path(PROFILE)
     weights.save_model(weights.fit_model(frame, note), path)
     print(f"wrote {path}: {note}")
 
@@ -356,7 +366,7 @@ def cleaning_value(seed: int, mix: str, held_out: int):
     base = CACHE / "grid" / f"ds{held_out}" / "base"
     if not (base / "train_clean.csv").exists():
         subprocess.run(CLI + ["synth", "--out", str(base), "--seed", str(held_out)] + SYNTH, check=True)
-    size, classes = audit_assets.SIZE, labels.NOTEBOOK_CLASS_ORDER
+    size, classes = SIZE, labels.NOTEBOOK_CLASS_ORDER
     shape = tuple(store.get("label_table").json("meta")["original_shape"])
 
     def dataset(rows: pd.DataFrame, data_dir: Path):
@@ -376,7 +386,7 @@ def cleaning_value(seed: int, mix: str, held_out: int):
                        ("clean (train_clean.csv)", labels.read_train_csv(noisy / "train_clean.csv"))):
         inputs, scores = dataset(rows[["Image_Label", "EncodedPixels"]], noisy), []
         for training_seed in range(DICE_SEEDS):  # the differences are small: averaged over training seeds
-            config = dataclasses.replace(audit_assets.AuditTraining().training(), seed=training_seed)
+            config = dataclasses.replace(AuditTraining().training(SIZE, audit.PROFILES[PROFILE].widths), seed=training_seed)
             model, _ = audit.train(*inputs, config, log=lambda m: None)
             predicted = np.concatenate([p for _, _, p in audit.predict(model, test_x)]).astype(np.float32) >= 0.5
             scores.append(mean_dice(predicted.transpose(0, 2, 3, 1), test_masks > 0))

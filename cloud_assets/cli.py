@@ -37,7 +37,9 @@ def _renoise(args) -> int:
 
 def _logs() -> Path:
     """Where the commands' logs go: $CLOUD_ASSETS_VAR_DIR/logs (var/logs without it)."""
-    return Path(os.environ.get("CLOUD_ASSETS_VAR_DIR", "var")) / "logs"
+    from cloud_assets.settings import Settings
+
+    return Path(Settings.from_env(os.environ).var_dir) / "logs"
 
 
 @contextlib.contextmanager

@@ -97,7 +97,7 @@ def run(log_path: Path, say: Callable[[str], None] = print) -> int:
     from dagster._core.loader import LoadingContextForTest
 
     from cloud_assets import definitions
-    from cloud_assets.defs import settings
+    from cloud_assets.settings import Settings
 
     if launch(["--job", "observe_sources"], log_path, say):
         return 1
@@ -121,7 +121,7 @@ def run(log_path: Path, say: Callable[[str], None] = print) -> int:
             say("every asset is up to date: nothing to materialize")
             return 0
         say(f"stale or missing: {', '.join(k.to_user_string() for k in todo)}")
-        if settings.load_time(settings.EXECUTOR):
+        if Settings.from_env(os.environ).executor:
             return _backfill(instance, graph, todo, say)
     finally:
         instance.dispose()

@@ -15,26 +15,40 @@ import urllib.request
 
 import dagster as dg
 
-from cloud_assets.defs.analysis import assets as analysis
-from cloud_assets.defs.audit import assets as audit_assets
-from cloud_assets.defs.data import assets as data_assets
-from cloud_assets.defs.model import assets as model_assets
+from cloud_assets.definitions import asset, build_defs
 from cloud_assets.defs.resources import build_resources
 from cloud_assets.instance import POSTGRES_URL, text as instance_yaml
-from cloud_assets.defs.review import assets as review_assets
+from cloud_assets.settings import Settings
 
-DATA_ASSETS = [data_assets.label_table, data_assets.train_val_split, data_assets.image_cache,
-               data_assets.val_masks, data_assets.dark_image_counts]
-# the classifier's audit: its predictions, maps and mistakes, every label ranked, the corrections
-ANALYSIS = [model_assets.model_pass, analysis.threshold_maps, analysis.confusion_matrices, analysis.mistakes,
-            analysis.fp_class_distribution, analysis.fn_class_distribution, analysis.mask_attention,
-            analysis.label_issues, review_assets.corrected_labels]
-# the fold audit, which label_issues reads; one epoch per fold model in the tests
-FOLD_AUDIT = [audit_assets.audit_folds, audit_assets.audit_inputs, audit_assets.audit_models,
-              audit_assets.audit_predictions, audit_assets.audit_evidence]
-QUICK_AUDIT = {"ops": {"audit_models": {"config": {"epochs": 1}}}}
+
+class Assets:
+    """The assets of `build_defs(settings)` by name (`A.label_table`; a multi-asset by any of its
+    assets' names), and the lists the tests materialize."""
+
+    def __init__(self, settings: Settings):
+        self.settings, self.defs = settings, build_defs(settings)
+        self.DATA = [getattr(self, n) for n in ("label_table", "train_val_split", "image_cache", "val_masks",
+                                                "dark_image_counts")]
+        # the classifier's audit: its predictions, maps and mistakes, every label ranked, the corrections
+        self.ANALYSIS = [getattr(self, n) for n in (
+            "val_predictions", "threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution",
+            "fn_class_distribution", "mask_attention", "label_issues", "corrected_labels")]
+        # the fold audit, which label_issues reads
+        self.FOLD_AUDIT = [getattr(self, n) for n in ("audit_folds", "audit_inputs", "audit_models",
+                                                      "audit_predictions", "audit_evidence")]
+
+    def __getattr__(self, name: str) -> dg.AssetsDefinition:
+        if name.startswith("_"):  # pytest's and mock's probes
+            raise AttributeError(name)
+        return asset(self.defs, name)
+
+
+SETTINGS = Settings.from_env(os.environ)  # as the definitions Dagster loads here: two folds (conftest)
+A = Assets(SETTINGS)
+DATA_ASSETS, ANALYSIS, FOLD_AUDIT = A.DATA, A.ANALYSIS, A.FOLD_AUDIT
+QUICK_AUDIT = {"ops": {"audit_models": {"config": {"epochs": 1}}}}  # one epoch per fold model in the tests
 FOLD_AUDIT_NAMES = ["audit_folds", "audit_inputs", *(f"{a}@{k}" for a in ("audit_models", "audit_predictions")
-                                                    for k in audit_assets.FOLD_KEYS), "audit_evidence"]
+                                                    for k in SETTINGS.fold_keys), "audit_evidence"]
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright: no browser download
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -55,31 +69,37 @@ def tiny_keras(path, outputs=4, input_shape=(224, 224, 3)):
     return path
 
 
+def resources(data_dir, model_path, var_dir, settings: Settings | None = None, **dataset_config) -> dict:
+    """The project's resources for these folders, with `settings` (the environment's by default)."""
+    settings = settings or Settings.from_env(os.environ)
+    return build_resources(settings.replace(data_dir=str(data_dir), model_path=str(model_path), var_dir=str(var_dir)),
+                           **dataset_config)
+
+
 def materialize(data_dir, var_dir, assets=DATA_ASSETS, model_path="", run_config=None, selection=None,
-                instance=None, partition_key=None, **dataset_config):
+                instance=None, partition_key=None, settings: Settings | None = None, **dataset_config):
     """dg.materialize with the project's resources; where `assets` hold label_issues, the dataset's
     fold audit is placed in `var_dir` first (`fold_audit`) and its assets are added, unselected."""
-    if analysis.label_issues in assets:
+    if A.label_issues in assets:
         fold_audit(data_dir, var_dir, **dataset_config)
         if selection is None:
             selection = [k for a in assets if isinstance(a, dg.AssetsDefinition) for k in a.keys]
         assets = assets + [a for a in FOLD_AUDIT if a not in assets]
-    return dg.materialize(assets, resources=build_resources(str(data_dir), str(model_path), str(var_dir),
-                                                            **dataset_config),
+    return dg.materialize(assets, resources=resources(data_dir, model_path, var_dir, settings, **dataset_config),
                           raise_on_error=False, run_config=run_config, selection=selection, instance=instance,
                           partition_key=partition_key)
 
 
 def _run_fold_audit(data_dir, var_dir, instance, dataset_config) -> None:
-    resources = build_resources(str(data_dir), "", str(var_dir), **dataset_config)
+    built = resources(data_dir, "", var_dir, **dataset_config)
 
     def run(selection, partition_key=None):
-        result = dg.materialize(DATA_ASSETS + FOLD_AUDIT, resources=resources, selection=selection, instance=instance,
+        result = dg.materialize(DATA_ASSETS + FOLD_AUDIT, resources=built, selection=selection, instance=instance,
                                 partition_key=partition_key, run_config=QUICK_AUDIT if partition_key else None)
         assert result.success, failure_message(result)
 
     run(["label_table", "train_val_split", "image_cache", "audit_folds", "audit_inputs"])
-    for fold in audit_assets.FOLD_KEYS:
+    for fold in SETTINGS.fold_keys:
         run(["audit_models", "audit_predictions"], fold)
     run(["audit_evidence"])
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloud_assets.defs.audit import assets as audit_assets
 from cloud_assets.lib.store import Store
-from tests.helpers import DATA_ASSETS, FOLD_AUDIT as AUDIT, QUICK_AUDIT as QUICK, ROOT, failure_message, materialize
+from tests.helpers import (DATA_ASSETS, FOLD_AUDIT as AUDIT, QUICK_AUDIT as QUICK, ROOT, SETTINGS, A, Assets,
+                           failure_message, materialize)
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -27,7 +27,7 @@ def _run(data, var):
     result = materialize(data, var, DATA_ASSETS + AUDIT, selection=["label_table", "train_val_split", "image_cache",
                                                                     "audit_folds", "audit_inputs"])
     assert result.success, failure_message(result)
-    for key in audit_assets.FOLD_KEYS:
+    for key in SETTINGS.fold_keys:
         result = materialize(data, var, DATA_ASSETS + AUDIT, selection=["audit_models", "audit_predictions"],
                              partition_key=key, run_config=QUICK)
         assert result.success, failure_message(result)
@@ -40,7 +40,7 @@ def _trained(var) -> dict:
 
 
 def _digests(store, name="training_digest") -> list:
-    return [store.get(f"audit_models@{key}").json("meta")[name] for key in audit_assets.FOLD_KEYS]
+    return [store.get(f"audit_models@{key}").json("meta")[name] for key in SETTINGS.fold_keys]
 
 
 def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, tmp_path):
@@ -51,21 +51,21 @@ def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, t
     train = pd.read_csv(dataset_copy / "train.csv")
     assert sorted(folds["image"]) == sorted(set(train["Image_Label"].str.rpartition("_")[0]))
     seen = []
-    for key in audit_assets.FOLD_KEYS:
+    for key in SETTINGS.fold_keys:
         predictions, model = store.get(f"audit_predictions@{key}"), store.get(f"audit_models@{key}")
         images = list(predictions.table("images")["image"])
         assert set(images) == set(folds.loc[folds["fold"] == int(key), "image"])
         assert model.json("meta")["training_images"] == len(folds) - len(images)
         probs, pixels = predictions.array("probabilities"), predictions.array("pixels")
-        assert probs.shape == (len(images), 4) and pixels.shape == (4, len(images), *audit_assets.SIZE)
+        assert probs.shape == (len(images), 4) and pixels.shape == (4, len(images), *SETTINGS.audit_shape)
         assert pixels.dtype == np.float16 and 0 <= float(pixels.min()) and float(pixels.max()) <= 1
         seen += images
     assert sorted(seen) == sorted(folds["image"])
     inputs = store.get("audit_inputs")
-    assert inputs.array("images").shape == (len(folds), *audit_assets.SIZE, 3)
-    assert inputs.array("masks").shape == (len(folds), *audit_assets.SIZE, 4)
+    assert inputs.array("images").shape == (len(folds), *SETTINGS.audit_shape, 3)
+    assert inputs.array("masks").shape == (len(folds), *SETTINGS.audit_shape, 4)
     trained, digests = _trained(var), _digests(store)
-    assert len(trained) == audit_assets.FOLDS
+    assert len(trained) == SETTINGS.audit_folds
 
     # every (image, class) label, with its evidence from its own fold's model
     result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_evidence"])
@@ -90,10 +90,10 @@ def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, t
     rows.to_csv(dataset_copy / "train.csv", index=False)
     _run(dataset_copy, var)
     assert store.get("audit_folds").table("folds")["fold"].tolist() == folds["fold"].tolist()
-    assert [a == b for a, b in zip(digests, _digests(store))] == [f == fold for f in range(audit_assets.FOLDS)]
+    assert [a == b for a, b in zip(digests, _digests(store))] == [f == fold for f in range(SETTINGS.audit_folds)]
     now = _trained(var)
     assert {k: v for k, v in now.items() if k in trained} == trained  # nothing trained before was rewritten
-    assert len(now) == len(trained) + audit_assets.FOLDS - 1           # the other folds' new training sets
+    assert len(now) == len(trained) + SETTINGS.audit_folds - 1           # the other folds' new training sets
 
     # an image file changed under its name: likewise, the other folds train again, its own not
     image = folds["image"].iloc[-1]
@@ -102,23 +102,22 @@ def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, t
     cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
     pixels = _digests(store, "images_digest")
     _run(dataset_copy, var)
-    assert [a == b for a, b in zip(pixels, _digests(store, "images_digest"))] == [f == fold for f in range(audit_assets.FOLDS)]
+    assert [a == b for a, b in zip(pixels, _digests(store, "images_digest"))] == [f == fold for f in range(SETTINGS.audit_folds)]
     after = _trained(var)
     assert {k: v for k, v in after.items() if k in now} == now
-    assert len(after) == len(now) + audit_assets.FOLDS - 1
+    assert len(after) == len(now) + SETTINGS.audit_folds - 1
 
 
 def test_a_run_killed_after_some_folds_keeps_their_models_and_the_next_trains_only_the_rest(dataset_copy, tmp_path):
     var = tmp_path / "var"
-    some = min(2, audit_assets.FOLDS - 1)  # the folds trained before the kill, fewer than all
+    some = min(2, SETTINGS.audit_folds - 1)  # the folds trained before the kill, fewer than all
     result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["label_table", "train_val_split",
                                                                             "image_cache", "audit_folds", "audit_inputs"])
     assert result.success, failure_message(result)
     script = textwrap.dedent(f"""
         import dagster as dg
-        from cloud_assets.defs.audit import assets as audit_assets
-        from tests.helpers import DATA_ASSETS, FOLD_AUDIT, QUICK_AUDIT, materialize
-        for key in audit_assets.FOLD_KEYS:
+        from tests.helpers import DATA_ASSETS, FOLD_AUDIT, QUICK_AUDIT, SETTINGS, materialize
+        for key in SETTINGS.fold_keys:
             assert materialize({str(dataset_copy)!r}, {str(var)!r}, DATA_ASSETS + FOLD_AUDIT, selection=["audit_models"],
                                partition_key=key, run_config=QUICK_AUDIT).success
         """)
@@ -132,17 +131,17 @@ def test_a_run_killed_after_some_folds_keeps_their_models_and_the_next_trains_on
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     kept = _trained(var)
-    assert some <= len(kept) < audit_assets.FOLDS, kept  # killed in the middle, each kept model whole
+    assert some <= len(kept) < SETTINGS.audit_folds, kept  # killed in the middle, each kept model whole
     assert all((models / name / "model.keras").is_file() for name in kept)
     _run(dataset_copy, var)
     now = _trained(var)
-    assert {k: v for k, v in now.items() if k in kept} == kept and len(now) == audit_assets.FOLDS
+    assert {k: v for k, v in now.items() if k in kept} == kept and len(now) == SETTINGS.audit_folds
 
 
 def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_copy, tmp_path):
     """CLOUD_ASSETS_AUDIT_PREDICTIONS: a folder of images.csv, probabilities.npy, pixels.npy (here at
     twice the audit size) replaces the training; an image it lacks is named, and nothing is written."""
-    n_classes, (h, w) = 4, audit_assets.SIZE
+    n_classes, (h, w) = 4, SETTINGS.audit_shape
     images = sorted(set(pd.read_csv(dataset_copy / "train.csv")["Image_Label"].str.rpartition("_")[0]))
     rng = np.random.default_rng(0)
     made = tmp_path / "oof"
@@ -155,14 +154,14 @@ def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_co
     var = tmp_path / "var"
     everything = ["label_table", "train_val_split", "image_cache", "audit_folds", "audit_inputs"]
     assert materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=everything, audit_predictions=str(made)).success
-    for key in audit_assets.FOLD_KEYS:
+    for key in SETTINGS.fold_keys:
         result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_models", "audit_predictions"],
                              partition_key=key, audit_predictions=str(made))
         assert result.success, failure_message(result)
     assert not (var / "audit-models").exists()  # nothing trained
     store = Store(var / "store")
     row = {image: k for k, image in enumerate(images[::-1])}
-    for key in audit_assets.FOLD_KEYS:
+    for key in SETTINGS.fold_keys:
         got = store.get(f"audit_predictions@{key}")
         names = list(got.table("images")["image"])
         assert np.allclose(got.array("probabilities"), probs[[row[i] for i in names]])
@@ -176,7 +175,7 @@ def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_co
     np.save(made / "probabilities.npy", probs[1:])
     np.save(made / "pixels.npy", pixels[:, 1:])
     folds = store.get("audit_folds").table("folds")
-    key = audit_assets.FOLD_KEYS[int(folds.loc[folds["image"] == images[0], "fold"].iloc[0])]
+    key = SETTINGS.fold_keys[int(folds.loc[folds["image"] == images[0], "fold"].iloc[0])]
     before = os.readlink(var / "store" / f"audit_predictions@{key}")
     result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_models", "audit_predictions"],
                          partition_key=key, audit_predictions=str(made))
@@ -186,27 +185,23 @@ def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_co
 
 
 def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_models_stay(dataset_copy, tmp_path):
-    """CLOUD_ASSETS_AUDIT_PROFILE=strong (read when the definitions load: a process of its own) trains a
-    fold model at the strong profile's size, recorded in its metadata; back on this process's profile,
-    the models trained before are kept and nothing trains."""
+    """The definitions built with the strong profile (in this process, beside the tests' own) train a
+    fold model at the strong profile's size, recorded in its metadata; back on the first profile, the
+    models trained before are kept and nothing trains."""
     var = tmp_path / "var"
     _run(dataset_copy, var)
     before = _trained(var)
     store = Store(var / "store")
-    assert store.get("audit_models@0").json("meta")["profile"] == audit_assets.PROFILE == "fast"
-    script = textwrap.dedent(f"""
-        from cloud_assets.defs.audit import assets as audit_assets
-        from tests.helpers import DATA_ASSETS, FOLD_AUDIT, QUICK_AUDIT, failure_message, materialize
-        assert audit_assets.PROFILE == "strong" and audit_assets.SIZE == (128, 192)
-        result = materialize({str(dataset_copy)!r}, {str(var)!r}, DATA_ASSETS + FOLD_AUDIT, selection=["audit_inputs"])
-        assert result.success, failure_message(result)
-        result = materialize({str(dataset_copy)!r}, {str(var)!r}, DATA_ASSETS + FOLD_AUDIT, selection=["audit_models"],
-                             partition_key="0", run_config=QUICK_AUDIT)
-        assert result.success, failure_message(result)
-        """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "CLOUD_ASSETS_AUDIT_PROFILE": "strong"})
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert store.get("audit_models@0").json("meta")["profile"] == SETTINGS.profile == "fast"
+    strong = Assets(SETTINGS.replace(audit_profile="strong"))
+    assert strong.settings.audit_shape == (128, 192)
+    assert strong.audit_models.code_versions_by_key != A.audit_models.code_versions_by_key  # a new profile re-runs
+    result = materialize(dataset_copy, var, strong.DATA + strong.FOLD_AUDIT, selection=["audit_inputs"],
+                         settings=strong.settings)
+    assert result.success, failure_message(result)
+    result = materialize(dataset_copy, var, strong.DATA + strong.FOLD_AUDIT, selection=["audit_models"],
+                         partition_key="0", run_config=QUICK, settings=strong.settings)
+    assert result.success, failure_message(result)
     meta = store.get("audit_models@0").json("meta")
     assert (meta["profile"], meta["size"], meta["widths"]) == ("strong", [128, 192], [8, 24, 48, 64])
     assert len(_trained(var)) == len(before) + 1

@@ -5,22 +5,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cloud_assets.defs.analysis import assets as analysis
 from cloud_assets.defs.automation import definitions as automation
-from cloud_assets.defs.model import assets as model_assets
-from cloud_assets.defs.report import assets as report_assets
-from cloud_assets.defs.resources import build_resources
-from cloud_assets.defs.review import assets as review_assets
-from tests.helpers import ANALYSIS, DATA_ASSETS, FOLD_AUDIT, dagster_home, fold_audit, tiny_keras
+from tests.helpers import A, ANALYSIS, DATA_ASSETS, FOLD_AUDIT, dagster_home, fold_audit, tiny_keras, resources as project_resources
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
-ALL = DATA_ASSETS + ANALYSIS + [report_assets.report_site]
-MODEL_DEPENDENT = {k.to_user_string() for a in ANALYSIS + [report_assets.report_site] for k in a.keys}
+ALL = DATA_ASSETS + ANALYSIS + [A.report_site]
+MODEL_DEPENDENT = {k.to_user_string() for a in ANALYSIS + [A.report_site] for k in a.keys}
 
 
 def _defs(resources, assets=None):
-    return dg.Definitions(assets=[model_assets.model_file, review_assets.label_review] + (assets or ALL) + FOLD_AUDIT,
+    return dg.Definitions(assets=[A.model_file, A.label_review] + (assets or ALL) + FOLD_AUDIT,
                           resources=resources, jobs=[automation.observe_model_file, automation.observe_label_review])
 
 
@@ -37,8 +32,7 @@ def world(small_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("auto")
     with dg.instance_for_test(temp_dir=str(dagster_home(tmp))) as instance:
         model = tiny_keras(tmp / "model.keras")
-        resources = build_resources(str(small_dataset), str(model), str(tmp / "var"),
-                                    review_path=str(tmp / "label_review.csv"))
+        resources = project_resources(small_dataset, model, tmp / "var", review_path=str(tmp / "label_review.csv"))
         defs = _defs(resources)
         _observe(defs, instance)
         _observe(defs, instance, "observe_label_review")  # no review file: observed as absent
@@ -58,7 +52,7 @@ def test_unchanged_model_file_requests_nothing(world):
 
 def test_code_version_change_requests_the_asset_and_what_depends_on_it(world):
     instance, _, resources, _, cursor = world
-    bumped = [a if a is not analysis.threshold_maps else
+    bumped = [a if a is not A.threshold_maps else
               a.map_asset_specs(lambda spec: spec.replace_attributes(code_version="2")) for a in ALL]
     result = dg.evaluate_automation_conditions(defs=_defs(resources, bumped), instance=instance, cursor=cursor)
     assert _requested(result) == {"threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution",

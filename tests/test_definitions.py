@@ -10,11 +10,11 @@ import dagster as dg
 
 
 def _load() -> dg.Definitions:
-    """What `cloud_assets.definitions` loads lazily."""
-    import cloud_assets.defs
+    """What `cloud_assets.definitions` builds with the default settings."""
+    from cloud_assets.definitions import build_defs
+    from cloud_assets.settings import Settings
 
-    os.environ.setdefault("CLOUD_ASSETS_DATA_DIR", "/nonexistent")
-    return dg.load_defs(defs_root=cloud_assets.defs)
+    return build_defs(Settings())
 
 
 def test_asset_specs_snapshot(snapshot):
@@ -38,8 +38,8 @@ def test_asset_specs_snapshot(snapshot):
 
 @pytest.mark.e2e
 def test_definitions_validate_without_importing_tensorflow(tmp_path):
-    code = ("import sys, os; os.environ['CLOUD_ASSETS_DATA_DIR']='/x'; import dagster as dg, cloud_assets.defs;"
-            "from cloud_assets.definitions import defs; dg.load_defs(defs_root=cloud_assets.defs).resolve_all_asset_specs();"
+    code = ("import sys, os; from cloud_assets.definitions import build_defs; from cloud_assets.settings import Settings;"
+            "build_defs(Settings.from_env(os.environ)).resolve_all_asset_specs();"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported at load time';"
             "assert 'cloud_assets.eval' not in sys.modules, 'the production path imports the evaluation'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)

@@ -3,11 +3,9 @@
 import pandas as pd
 import pytest
 
-from cloud_assets.defs.model import assets as model_assets
-from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.lib.store import Store
 from cloud_assets.synth.dataset import boxes_rle
-from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
+from tests.helpers import A, ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -21,8 +19,8 @@ def test_the_whole_graph_runs_on_five_classes(dataset_copy, tmp_path):
             for i, image in enumerate(images)]
     pd.concat([rows, pd.DataFrame(haze, columns=rows.columns)]).to_csv(dataset_copy / "train.csv", index=False)
     model = tiny_keras(tmp_path / "model.keras", outputs=5)
-    result = materialize(dataset_copy, tmp_path / "var", DATA_ASSETS + ANALYSIS + [model_assets.model_file,
-                                                                             report_assets.report_site],
+    result = materialize(dataset_copy, tmp_path / "var", DATA_ASSETS + ANALYSIS + [A.model_file,
+                                                                             A.report_site],
                          model, class_names=CLASSES)
     assert result.success, failure_message(result)
     store = Store(tmp_path / "var" / "store")

@@ -5,12 +5,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from cloud_assets.defs.model import assets as model_assets
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import thresholds
 from cloud_assets.lib.store import Store
 from cloud_assets.eval import notebook
-from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
+from tests.helpers import A, ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it ou
 def audited(small_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("audit")
     model = tiny_keras(tmp / "model.keras")
-    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + ANALYSIS + [model_assets.model_file], model,
+    result = materialize(small_dataset, tmp / "var", DATA_ASSETS + ANALYSIS + [A.model_file], model,
                          run_config={"ops": {"mistakes": {"config": {"precision_level": 80}}}})
     assert result.success, failure_message(result)
     return result, Store(tmp / "var" / "store"), model
@@ -115,7 +114,7 @@ def test_model_file_observation_is_the_sha256(audited, tmp_path):
     _, _, model_path = audited
     from cloud_assets.defs.resources import ModelResource
 
-    defs = dg.Definitions(assets=[model_assets.model_file], resources={"model": ModelResource(path=str(model_path))})
+    defs = dg.Definitions(assets=[A.model_file], resources={"model": ModelResource(path=str(model_path))})
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     observations = [e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_OBSERVATION]

@@ -6,8 +6,7 @@ import dagster as dg
 import pytest
 
 from cloud_assets import notebook_access
-from cloud_assets.defs.data import assets as data_assets
-from tests.helpers import dagster_home, materialize, run_env
+from tests.helpers import A, dagster_home, materialize, run_env
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it ou
 def test_load_returns_the_latest_value_in_a_plain_python_session(small_dataset, tmp_path):
     home = dagster_home(tmp_path)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
-        result = materialize(small_dataset, tmp_path / "var", [data_assets.label_table, data_assets.train_val_split],
+        result = materialize(small_dataset, tmp_path / "var", [A.label_table, A.train_val_split],
                              instance=instance)
         assert result.success
         split = notebook_access.load("train_val_split", instance).table("split")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cloud_assets.defs import settings
+from cloud_assets.settings import SettingError, Settings, variables
 from cloud_assets.lib.store import Store
 from tests.helpers import dg_run
 from tests.test_shards import BIN, _env
@@ -74,41 +74,63 @@ def test_bad_settings_fail_the_load_and_more_shards_than_images_fail_before_anyt
 
 
 @pytest.mark.parametrize("variable,value,allowed", [
-    (settings.SHARDS, "abc", "a whole number of shards, at least 1"),
-    (settings.SHARDS, "0", "a whole number of shards, at least 1"),
-    (settings.SHARDS, "-1", "a whole number of shards, at least 1"),
-    (settings.SHARDS_PER_RUN, "2.5", "a whole number of shards per backfill run, at least 1"),
-    (settings.EXECUTOR, "dask", "'k8s', 'celery' or unset (multiprocess)"),
-    (settings.MODEL_CHECK_CRON, "every 5 minutes", "a cron expression of five fields"),
-    (settings.MODEL_CHECK_CRON, "61 * * * *", "a cron expression of five fields"),
-    (settings.CLASSES, "Fish,,Sugar", "the classes in the model's output order, comma-separated, each once"),
-    (settings.CLASSES, "Fish,Sugar,Fish", "the classes in the model's output order, comma-separated, each once"),
-    (settings.CLASSES, "Fish_1,Sugar", "the classes in the model's output order, comma-separated, each once"),
-    (settings.SALIENCY_METHOD, "scorecam", "one of guided-gradcam, gradcam++"),
-    (settings.AUDIT_FOLDS, "1", "a whole number of folds, at least 2"),
-    (settings.AUDIT_SIZE, "60x96", "HEIGHTxWIDTH, each a multiple of 16"),
-    (settings.AUDIT_SIZE, "64", "HEIGHTxWIDTH, each a multiple of 16"),
-    (settings.AUDIT_PROFILE, "best", "'fast', 'strong' or unset (strong where a GPU is visible, else fast)"),
+    (Settings.variable("shards"), "abc", "a whole number of shards, at least 1"),
+    (Settings.variable("shards"), "0", "a whole number of shards, at least 1"),
+    (Settings.variable("shards"), "-1", "a whole number of shards, at least 1"),
+    (Settings.variable("shards_per_run"), "2.5", "a whole number of shards per backfill run, at least 1"),
+    (Settings.variable("executor"), "dask", "'k8s', 'celery' or unset (multiprocess)"),
+    (Settings.variable("model_check_cron"), "every 5 minutes", "a cron expression of five fields"),
+    (Settings.variable("model_check_cron"), "61 * * * *", "a cron expression of five fields"),
+    (Settings.variable("classes"), "Fish,,Sugar", "the classes in the model's output order, comma-separated, each once"),
+    (Settings.variable("classes"), "Fish,Sugar,Fish", "the classes in the model's output order, comma-separated, each once"),
+    (Settings.variable("classes"), "Fish_1,Sugar", "the classes in the model's output order, comma-separated, each once"),
+    (Settings.variable("saliency_method"), "scorecam", "one of guided-gradcam, gradcam++"),
+    (Settings.variable("audit_folds"), "1", "a whole number of folds, at least 2"),
+    (Settings.variable("audit_size"), "60x96", "HEIGHTxWIDTH, each a multiple of 16"),
+    (Settings.variable("audit_size"), "64", "HEIGHTxWIDTH, each a multiple of 16"),
+    (Settings.variable("audit_profile"), "best", "'fast', 'strong' or unset (strong where a GPU is visible, else fast)"),
 ])
-def test_a_load_time_value_that_is_not_allowed_names_the_variable(monkeypatch, variable, value, allowed):
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(settings.SettingError, match="^" + re.escape(f"{variable}={value!r}: expected {allowed}")):
-        settings.load_time(variable)
+def test_a_value_that_is_not_allowed_names_the_variable(variable, value, allowed):
+    with pytest.raises(SettingError, match="^" + re.escape(f"{variable}={value!r}: expected {allowed}")):
+        Settings.from_env({variable: value})
 
 
-def test_unset_or_empty_load_time_values_take_their_defaults(monkeypatch):
-    for variable, setting in settings.LOAD_TIME.items():
-        monkeypatch.setenv(variable, "")
-        assert settings.load_time(variable) == setting.parse(setting.default)
-    monkeypatch.setenv("CLOUD_ASSETS_BATCH_SIZE", "eight")
-    with pytest.raises(settings.SettingError, match=r"model.batch_size \(CLOUD_ASSETS_BATCH_SIZE\)='eight': expected a whole number"):
-        settings.fields("model")
+def test_unset_or_empty_values_take_their_defaults():
+    assert Settings.from_env({}) == Settings.from_env({v: "" for v in variables()}) == Settings()
+    for value in ("eight", "0"):
+        with pytest.raises(SettingError, match=rf"^CLOUD_ASSETS_BATCH_SIZE='{value}': expected a whole number"):
+            Settings.from_env({"CLOUD_ASSETS_BATCH_SIZE": value})
 
 
-def test_the_class_list_reaches_the_dataset_resource(monkeypatch):
+def test_the_class_list_reaches_the_dataset_resource():
     from cloud_assets.defs.resources import build_resources
 
-    monkeypatch.setenv(settings.CLASSES, "Sugar, Gravel,Fish")
-    assert build_resources("/data")["dataset"].class_names == ["Sugar", "Gravel", "Fish"]
-    monkeypatch.delenv(settings.CLASSES)
-    assert build_resources("/data")["dataset"].class_names == ["Fish", "Flower", "Sugar", "Gravel"]
+    given = Settings.from_env({"CLOUD_ASSETS_CLASSES": "Sugar, Gravel,Fish", "CLOUD_ASSETS_DATA_DIR": "/data"})
+    assert build_resources(given)["dataset"].class_names == ["Sugar", "Gravel", "Fish"]
+    assert build_resources(Settings())["dataset"].class_names == ["Fish", "Flower", "Sugar", "Gravel"]
+
+
+def test_two_settings_build_two_sets_of_definitions_in_one_process():
+    """The shards' and the folds' partitions, the audit's code version, the saliency method's and the
+    schedules' cron follow the settings each build_defs call is given."""
+    import dagster as dg
+
+    from cloud_assets.definitions import build_defs
+
+    one = build_defs(Settings())
+    other = build_defs(Settings.from_env({"CLOUD_ASSETS_SHARDS": "3", "CLOUD_ASSETS_AUDIT_FOLDS": "2",
+                                          "CLOUD_ASSETS_AUDIT_PROFILE": "strong",
+                                          "CLOUD_ASSETS_SALIENCY_METHOD": "gradcam++",
+                                          "CLOUD_ASSETS_MODEL_CHECK_CRON": "0 * * * *"}))
+
+    def partitions(defs, name):
+        definition = defs.resolve_asset_graph().get(dg.AssetKey(name)).partitions_def
+        return definition.get_partition_keys() if definition else None
+
+    assert partitions(one, "image_cache") is None and partitions(other, "image_cache") == ["0", "1", "2"]
+    assert partitions(one, "audit_models") == ["0", "1", "2", "3", "4"] and partitions(other, "audit_models") == ["0", "1"]
+    assert one.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")] == "2-64x96"
+    assert other.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")] == "2-128x192-strong"
+    assert other.get_assets_def("saliency_maps").code_versions_by_key[dg.AssetKey("saliency_maps")] == "2-gradcam++"
+    assert one.resolve_schedule_def("model_file_schedule").cron_schedule == "*/5 * * * *"
+    assert other.resolve_schedule_def("model_file_schedule").cron_schedule == "0 * * * *"

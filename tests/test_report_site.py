@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud_assets.defs.report import assets as report_assets
 from cloud_assets.report import site
-from tests.helpers import ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
+from tests.helpers import A, ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -32,12 +31,12 @@ def built(small_dataset, tmp_path_factory):
     return tmp / "var", result, model, instance
 
 
-ALL = DATA_ASSETS + ANALYSIS + [report_assets.report_site]
+ALL = DATA_ASSETS + ANALYSIS + [A.report_site]
 
 
 def _rebuild(small_dataset, built, sources=""):
     var, _, model, instance = built
-    return materialize(small_dataset, var, ALL, model, selection=[report_assets.report_site], instance=instance,
+    return materialize(small_dataset, var, ALL, model, selection=[A.report_site], instance=instance,
                        run_config={"ops": {"report_site": {"config": {"sources": str(sources)}}}})
 
 

@@ -12,10 +12,8 @@ from cloud_assets.eval import scoring
 from cloud_assets.lib import review, rle
 from cloud_assets.lib.attention import BOX_COLUMNS, boxes_mask
 from cloud_assets.defs.automation import definitions as automation
-from cloud_assets.defs.resources import build_resources
-from cloud_assets.defs.review import assets as review_assets
 from cloud_assets.lib.store import Store
-from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
+from tests.helpers import A, ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras, resources as project_resources
 
 CLASSES = ["Fish", "Flower", "Sugar", "Gravel"]
 SHAPE = (10, 20)
@@ -302,9 +300,8 @@ def test_corrections_are_never_replaced_by_fewer_unless_asked(audited, dataset_c
 def test_observing_a_damaged_review_fails_naming_the_file_and_line(small_dataset, tmp_path):
     path = tmp_path / "label_review.csv"
     path.write_bytes(b"image,class,decision,new_class,score,kind,reviewed_at\nx.jpg,Fish,accept,,0.9,\xff,t\n")
-    defs = dg.Definitions(assets=[review_assets.label_review], jobs=[automation.observe_label_review],
-                          resources=build_resources(str(small_dataset), "", str(tmp_path / "var"),
-                                                    review_path=str(path)))
+    defs = dg.Definitions(assets=[A.label_review], jobs=[automation.observe_label_review],
+                          resources=project_resources(small_dataset, "", tmp_path / "var", review_path=str(path)))
     result = defs.resolve_job_def("observe_label_review").execute_in_process(raise_on_error=False)
     assert not result.success
     assert f"{path} line 2: byte 0xff is not UTF-8" in failure_message(result)

@@ -12,19 +12,17 @@ import pandas as pd
 import pytest
 
 from cloud_assets.constants import ISSUES_SHOWN
-from cloud_assets.defs.report import assets as report_assets
-from cloud_assets.defs.review import assets as review_assets
 from cloud_assets.lib import rle
 from cloud_assets.lib.attention import boxes_mask, parse_boxes
 from cloud_assets.lib.kinds import CONFUSION, LOOSE, MISSING, SPURIOUS
 from cloud_assets.report.images import hex_color, mask_colors
 from cloud_assets.lib.store import Store
-from tests.helpers import ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
+from tests.helpers import A, ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-ALL = DATA_ASSETS + ANALYSIS + [report_assets.report_site, review_assets.label_review]
+ALL = DATA_ASSETS + ANALYSIS + [A.report_site, A.label_review]
 
 
 def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
@@ -151,9 +149,9 @@ def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
         assert {(r.image, r[2]): (r.decision, r.kind, r.new_class) for r in review.itertuples()} == decided
 
         # placed in the dataset folder: observed, applied, and the report rebuilt
-        result = materialize(dataset_copy, var, ALL + [review_assets.corrected_labels], model, instance=instance,
-                             selection=[review_assets.label_review, review_assets.corrected_labels,
-                                        report_assets.report_site])
+        result = materialize(dataset_copy, var, ALL + [A.corrected_labels], model, instance=instance,
+                             selection=[A.label_review, A.corrected_labels,
+                                        A.report_site])
         assert result.success, failure_message(result)
         corrected = pd.read_csv(var / "store" / "corrected_labels" / "train_corrected.csv", dtype=str,
                                 keep_default_na=False).set_index("Image_Label")

@@ -1,29 +1,26 @@
-"""Configuration: each CLOUD_ASSETS_* variable that is set reaches its resource field as a Dagster
-EnvVar; an unset one leaves the field's default; a bad value fails the step naming the variable."""
+"""Configuration: each CLOUD_ASSETS_* variable, read by `Settings.from_env`, reaches its resource
+field; an unset one leaves the field's default; a bad value fails the step naming the variable."""
 import dagster as dg
 
-from cloud_assets.defs import settings
+from cloud_assets import settings
 from cloud_assets.defs.resources import build_resources
+from cloud_assets.settings import Settings
 from tests.helpers import ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
 
 
-def test_set_variables_become_env_vars_and_unset_ones_keep_the_defaults(monkeypatch, tmp_path):
-    monkeypatch.setenv("CLOUD_ASSETS_BATCH_SIZE", "8")
-    monkeypatch.delenv("CLOUD_ASSETS_MODEL_SAFE_MODE", raising=False)
-    fields = settings.fields("model")
-    assert set(fields) == {"path", "batch_size"}  # path is required, so always taken from its variable
-    assert fields["batch_size"].env_var_name == "CLOUD_ASSETS_BATCH_SIZE"
-    monkeypatch.setenv("CLOUD_ASSETS_MODEL_PATH", str(tmp_path / "m.keras"))
-    with dg.build_resources({"model": build_resources(data_dir=str(tmp_path))["model"]}) as resources:
+def test_set_variables_reach_their_fields_and_unset_ones_keep_the_defaults(tmp_path):
+    given = Settings.from_env({"CLOUD_ASSETS_BATCH_SIZE": "8", "CLOUD_ASSETS_MODEL_PATH": str(tmp_path / "m.keras")})
+    assert settings.resource_fields(given, "model") == {"path": str(tmp_path / "m.keras"), "batch_size": 8}
+    with dg.build_resources({"model": build_resources(given)["model"]}) as resources:
         assert resources.model.batch_size == 8 and resources.model.safe_mode == 1
         assert resources.model.path == str(tmp_path / "m.keras")
     assert "model.batch_size (CLOUD_ASSETS_BATCH_SIZE)" in settings.naming_variables("model.batch_size")
 
 
-def test_a_bad_batch_size_fails_the_model_step_naming_the_variable(small_dataset, tmp_path, monkeypatch):
-    monkeypatch.setenv("CLOUD_ASSETS_BATCH_SIZE", "0")
+def test_a_bad_batch_size_fails_the_model_step_naming_the_variable(small_dataset, tmp_path):
     model = tiny_keras(tmp_path / "model.keras")
-    result = materialize(small_dataset, tmp_path / "var", DATA_ASSETS + ANALYSIS[:1], model)
+    result = materialize(small_dataset, tmp_path / "var", DATA_ASSETS + ANALYSIS[:1], model,
+                         settings=Settings().replace(batch_size=0))  # as the launchpad's resource config may
     assert not result.success
     assert "model.batch_size (CLOUD_ASSETS_BATCH_SIZE)=0: expected a whole number of images" in failure_message(result)
 
@@ -55,13 +52,15 @@ def test_env_example_and_the_readme_list_every_setting_with_its_default():
     root = Path(__file__).resolve().parents[1]
     from cloud_assets.instance import POSTGRES_URL
 
-    known = {v for v, _ in settings.FIELDS.values()} | set(settings.LOAD_TIME) | {"DAGSTER_HOME", "KERAS_BACKEND",
-                                                                                 POSTGRES_URL}
+    known = set(settings.variables()) | {"DAGSTER_HOME", "KERAS_BACKEND", POSTGRES_URL}
     example = _documented((root / ".env.example").read_text(), r"^#? ?([A-Z_]+)=(.*)$")
     table = _documented((root / "README.md").read_text(), r"^\| `([A-Z_]+)` \|.*\| ([^|]*) \|$")
     assert set(example) | {"KERAS_BACKEND"} == known, set(example) ^ known
     assert set(table) == known, set(table) ^ known
-    for variable, setting in settings.LOAD_TIME.items():
-        assert example[variable] == setting.default, variable
-        assert table[variable].startswith(f"`{setting.default}`") if setting.default else table[variable] == "unset", \
+    for variable, setting in settings.variables().items():
+        if setting["resource"]:
+            continue  # unset, the resource field's default, which the table gives
+        assert example[variable] == setting["default"], variable
+        default = setting["default"]
+        assert table[variable].startswith(f"`{default}`") if default else table[variable] == "unset", \
             (variable, table[variable])

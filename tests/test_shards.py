@@ -79,8 +79,10 @@ def test_four_shards_give_the_unsharded_results_and_a_new_model_reruns_only_its_
     # a new model: the model's shards and what follows them, not the images or the masks
     tiny_keras(model)
     script = textwrap.dedent("""
-        import json, dagster as dg, cloud_assets.defs
-        defs = dg.load_defs(defs_root=cloud_assets.defs)
+        import json, os, dagster as dg
+        from cloud_assets.definitions import build_defs
+        from cloud_assets.settings import Settings
+        defs = build_defs(Settings.from_env(os.environ))
         with dg.DagsterInstance.get() as instance:
             first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
             assert defs.resolve_job_def("observe_model_file").execute_in_process(instance=instance).success

@@ -14,8 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cloud_assets.defs.audit.assets import FOLD_KEYS
-from tests.helpers import CHROMIUM, FLAGS, dagster_home, fold_audit, free_port, make_project, run_env, tiny_keras
+from tests.helpers import SETTINGS, CHROMIUM, FLAGS, dagster_home, fold_audit, free_port, make_project, run_env, tiny_keras
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -112,8 +111,8 @@ def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_asse
     _wait(lambda: _observed_sha(instance) == sha256(model), 150, "the first observation of the model file")
     # what label_issues reads: the dataset's fold audit, placed in the store and reported to the instance
     fold_audit(small_dataset, tmp_path / "var")
-    for name, keys in (("audit_folds", [None]), ("audit_inputs", [None]), ("audit_models", FOLD_KEYS),
-                       ("audit_predictions", FOLD_KEYS), ("audit_evidence", [None])):
+    for name, keys in (("audit_folds", [None]), ("audit_inputs", [None]), ("audit_models", SETTINGS.fold_keys),
+                       ("audit_predictions", SETTINGS.fold_keys), ("audit_evidence", [None])):
         for key in keys:
             instance.report_runless_asset_event(dg.AssetMaterialization(name, partition=key))
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)

@@ -5,15 +5,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from cloud_assets.defs import settings, shards
+from cloud_assets import settings
+from cloud_assets.defs import shards
 from cloud_assets.lib import images, labels
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib.labels import DatasetError
 from cloud_assets.lib.shards import RECORD, Shards
 from cloud_assets.lib.store import Bundle, Store
-
-DEFAULT_VAR_DIR = "var"
-
+from cloud_assets.settings import Settings
 
 
 class DatasetResource(dg.ConfigurableResource):
@@ -33,6 +32,9 @@ class DatasetResource(dg.ConfigurableResource):
 
     @property
     def root(self) -> Path:
+        if not self.data_dir:
+            raise DatasetError(settings.naming_variables(
+                "dataset.data_dir is not set; it must be a folder with train.csv, train_images/ and test_images/"))
         root = Path(self.data_dir)
         if not root.exists():
             raise DatasetError(settings.naming_variables(
@@ -111,7 +113,7 @@ class ModelResource(dg.ConfigurableResource):
 class VarDir(dg.ConfigurableResource):
     """The folder for the array store (`store/`) and the built site (`site/`)."""
 
-    path: str = DEFAULT_VAR_DIR
+    path: str = settings.DEFAULT_VAR_DIR
 
     @property
     def store(self) -> Store:
@@ -137,6 +139,7 @@ class ArrayStore(dg.ConfigurableIOManager):
     """
 
     var: VarDir
+    shards: int = 1  # CLOUD_ASSETS_SHARDS: a per-image value of another count is stale
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         name = context.asset_key.to_python_identifier()
@@ -151,7 +154,7 @@ class ArrayStore(dg.ConfigurableIOManager):
             context.add_output_metadata({"stored_mb": round(sum(b.nbytes() for b in bundles) / 2 ** 20, 2),
                                          "stored_in": dg.MetadataValue.path(str(self.var.store.root.resolve()))})
         if bundle.has(RECORD):  # a per-image asset: the values of another shard count are stale now
-            for stale in shards.stale(name, self.var.store.stored(name)):
+            for stale in shards.stale(name, self.var.store.stored(name), self.shards):
                 context.log.info(f"{name}: removing {stale}, computed with another shard count")
                 self.var.store.remove(stale)
 
@@ -178,10 +181,10 @@ class ArrayStore(dg.ConfigurableIOManager):
             try:
                 bundles[key] = store.get(stored)
             except FileNotFoundError:
-                shards.check_stored(name, self._records(name))
+                shards.check_stored(name, self._records(name), self.shards)
                 raise
             if bundles[key].has(RECORD):
-                shards.check_stored(name, {stored: bundles[key].json(RECORD)})
+                shards.check_stored(name, {stored: bundles[key].json(RECORD)}, self.shards)
         return Shards(bundles) if context.has_asset_partitions else bundles[None]
 
     def _records(self, name: str) -> dict:
@@ -190,39 +193,29 @@ class ArrayStore(dg.ConfigurableIOManager):
         return {stored: b.json(RECORD) if b.has(RECORD) else None for stored, b in values.items()}
 
 
-def build_resources(data_dir=None, model_path=None, var_dir=None, **dataset_config) -> dict:
-    """The resources of the definitions, their fields filled from the environment (`settings`);
-    tests pass real folders and files, which take precedence."""
-    given = {"dataset": {"data_dir": data_dir, "class_names": settings.load_time(settings.CLASSES), **dataset_config},
-             "model": {"path": model_path},
-             "var": {"path": var_dir}}
-    config = {name: {**settings.fields(name), **{k: v for k, v in values.items() if v is not None}}
-              for name, values in given.items()}
-    var = VarDir(**config["var"])
-    return {"io_manager": ArrayStore(var=var), "var": var, "dataset": DatasetResource(**config["dataset"]),
-            "model": ModelResource(**config["model"])}
+def build_resources(config: Settings, **dataset_config) -> dict:
+    """The resources of the definitions, their fields filled from `config` (a field it leaves unset
+    keeps its default); `dataset_config`: further fields of the dataset (the images' size)."""
+    dataset = {"class_names": list(config.classes), **settings.resource_fields(config, "dataset"), **dataset_config}
+    var = VarDir(**settings.resource_fields(config, "var"))
+    return {"io_manager": ArrayStore(var=var, shards=config.shards), "var": var, "dataset": DatasetResource(**dataset),
+            "model": ModelResource(**settings.resource_fields(config, "model"))}
 
 
-def executor():
+def executor(config: Settings):
     """CLOUD_ASSETS_EXECUTOR: unset, the multiprocess executor, whose step processes fork from a
     server that has imported the definitions and scikit-learn's metrics (which the analysis steps,
     cleanlab and the report use) once: seconds saved per step; `k8s`, a pod per step
     (deploy/helm/); `celery`, Celery workers behind the broker CLOUD_ASSETS_CELERY_BROKER (the documentation's Deploying page)."""
-    spread_over = settings.load_time(settings.EXECUTOR)
-    if spread_over == "k8s":
+    if config.executor == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
-    if spread_over == "celery":
+    if config.executor == "celery":
         from dagster_celery import celery_executor
 
-        return celery_executor.configured({"broker": settings.load_time(settings.CELERY_BROKER),
-                                           "backend": settings.load_time(settings.CELERY_BACKEND)}, name="celery")
+        return celery_executor.configured({"broker": config.celery_broker, "backend": config.celery_backend},
+                                          name="celery")
     preload = ["cloud_assets.definitions", "sklearn.metrics"]
     return dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": preload}}},
                                                name="multiprocess")
-
-
-@dg.definitions
-def resources() -> dg.Definitions:
-    return dg.Definitions(resources=build_resources(), executor=executor())

@@ -74,7 +74,9 @@ def configure_device() -> str:
 
 
 def check_path(path) -> Path:
-    """`path` as a Path if it is a file; ModelError if it is missing or a folder."""
+    """`path` as a Path if it is a file; ModelError if it is unset, missing or a folder."""
+    if path in ("", None):
+        raise ModelError("model.path is not set; it must be a .keras or .h5 file")
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model file not found; model.path must be a .keras or .h5 file")

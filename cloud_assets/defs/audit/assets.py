@@ -11,96 +11,25 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cloud_assets.defs import settings, shards
+from cloud_assets.defs.shards import Sharding
 from cloud_assets.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from cloud_assets.defs.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import audit, folds as folds_lib, model as model_lib, rle
 from cloud_assets.lib import audit_evidence as audit_evidence_lib
-from cloud_assets.lib import shards as shard_lib
 from cloud_assets.lib.files import written_folder
 from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.store import Bundle
+from cloud_assets.settings import Settings
 
-FOLDS = settings.load_time(settings.AUDIT_FOLDS)
-PROFILE = settings.load_time(settings.AUDIT_PROFILE) or audit.default_profile()
-SIZE: tuple[int, int] = settings.load_time(settings.AUDIT_SIZE) or audit.PROFILES[PROFILE].size
-WIDTHS = audit.PROFILES[PROFILE].widths
-FOLD_KEYS = shard_lib.keys(FOLDS)
-# every fold in one step on one machine; one fold per run where runs spread over GPU workers or pods
-FOLD_PARTITIONS: dict[str, Any] = {"partitions_def": dg.StaticPartitionsDefinition(FOLD_KEYS),
-                   "backfill_policy": dg.BackfillPolicy.multi_run(1) if shards.SPREAD
-                   else dg.BackfillPolicy.single_run()}
-CODE = f"2-{SIZE[0]}x{SIZE[1]}" + ("" if PROFILE == "fast" else f"-{PROFILE}")  # a new size or profile re-runs it
+
+def code_version(settings: Settings) -> str:
+    """The audit assets' code version: a new size or profile re-runs them."""
+    size, profile = settings.audit_shape, settings.profile
+    return f"2-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
+
+
 MODELS = "audit-models"  # under CLOUD_ASSETS_VAR_DIR: every fold model trained, by its training set
-
-
-@dg.asset(group_name="audit", code_version="1", **shards.WHOLE)
-def audit_folds(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle):
-    """Every image of train.csv in one of CLOUD_ASSETS_AUDIT_FOLDS folds, stratified by its label
-    combination (`lib.folds`); an image keeps its fold across runs, so that a corrected label
-    retrains the other folds' models only. With each fold's training digest: what its model trains on."""
-    table = label_table.table("labels")
-    classes = dataset.class_names
-    combos = folds_lib.combination(table[classes].to_numpy(), classes)
-    previous = None
-    if var.store.stored("audit_folds"):
-        before = var.store.get("audit_folds")
-        if before.json("meta")["folds"] == FOLDS:
-            previous = dict(zip(before.table("folds")["image"], before.table("folds")["fold"]))
-    assigned = folds_lib.assign(table["image"], combos, FOLDS, previous)
-    rows = label_table.table("rows")
-    parts = rows["Image_Label"].str.rpartition("_")
-    masks = pd.DataFrame({"image": parts[0], "class": parts[2], "rle": rows["EncodedPixels"]}).pivot(
-        index="image", columns="class", values="rle").reindex(index=table["image"], columns=classes).fillna("")
-    out = pd.DataFrame({"image": table["image"], "fold": assigned, "combination": combos})
-    with_masks = pd.concat([out, masks.reset_index(drop=True)], axis=1)
-    digests = {key: folds_lib.training_digest(with_masks, f, classes) for f, key in enumerate(FOLD_KEYS)}
-    counts = out.pivot_table(index="combination", columns="fold", values="image", aggfunc="count", fill_value=0)
-    kept = sum(1 for i in table["image"] if previous and i in previous)
-    context.log.info(f"audit_folds: {len(out)} images in {FOLDS} folds ({kept} kept their fold)")
-    return dg.Output({"folds": out, "digests": digests, "meta": {"folds": FOLDS}}, metadata={
-        "folds": FOLDS, "images": len(out), "kept_their_fold": kept,
-        "images_per_fold": md_table(out.groupby("fold").size().rename("images").reset_index()),
-        "combinations_per_fold": md_table(counts.rename(columns=str).reset_index())})
-
-
-@dg.asset(group_name="audit", code_version=CODE, **shards.WHOLE)
-def audit_inputs(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
-                 image_cache):
-    """What the audit models learn from, for every image of train.csv in `audit_folds`' order: uint8
-    `images (n, h, w, 3)` BGR at CLOUD_ASSETS_AUDIT_SIZE (from the image cache), uint8 `masks (n, h,
-    w, classes)` decoded from train.csv at that size, and `labels (n, classes)`."""
-    table = label_table.table("labels")
-    classes, shape = dataset.class_names, tuple(label_table.json("meta")["original_shape"])
-    where = {}
-    for split in ("train", "val"):
-        names = image_cache.table(f"{split}_names")["image"]
-        where.update({name: (split, k) for k, name in enumerate(names)})
-    missing = [i for i in table["image"] if i not in where]
-    if missing:
-        raise ValueError(f"audit_inputs: {len(missing)} images of train.csv are not in image_cache (first: "
-                         f"{missing[0]}); materialize image_cache again")
-    encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
-    n, (h, w) = len(table), SIZE
-    progress = Progress(n, progress_logger(context, "audit_inputs"))
-    with var.staging(context.asset_key) as staged:
-        images = staged.new_array("images", (n, h, w, 3), np.uint8)
-        masks = staged.new_array("masks", (n, h, w, len(classes)), np.uint8)
-        cache = {s: image_cache.array(s) for s in ("train", "val")}
-        for start in range(0, n, 256):
-            names = list(table["image"][start:start + 256])
-            batch = np.stack([cache[where[i][0]][where[i][1]] for i in names])
-            images[start:start + len(names)] = audit.resize_images(batch, SIZE)
-            for c, cls in enumerate(classes):
-                masks[start:start + len(names), ..., c] = rle.decode_resized(
-                    [encoded.get(f"{i}_{cls}", "") for i in names], shape, SIZE)
-            progress.advance(len(names))
-        images.flush()
-        masks.flush()
-        staged.put("labels", table[classes].to_numpy(np.uint8))
-        staged.put("images_table", table[["image"]])
-    return dg.Output(staged, metadata={"images": n, "size": f"{h}x{w}", "classes": len(classes)})
 
 
 def _training_set(folds: pd.DataFrame, fold: int):
@@ -110,142 +39,223 @@ def _training_set(folds: pd.DataFrame, fold: int):
 
 class AuditTraining(dg.Config):
     """How the fold models train (`lib.audit.TrainingConfig`), at the profile's size and widths
-    (CLOUD_ASSETS_AUDIT_PROFILE); the defaults fit the demo's budget."""
+    (CLOUD_ASSETS_AUDIT_PROFILE, CLOUD_ASSETS_AUDIT_SIZE); the defaults fit the demo's budget."""
     epochs: int = 10
     patience: int = 2
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 0
 
-    def training(self) -> audit.TrainingConfig:
-        return audit.TrainingConfig(size=SIZE, widths=WIDTHS, epochs=self.epochs, patience=self.patience,
+    def training(self, size: tuple[int, int], widths: tuple[int, ...]) -> audit.TrainingConfig:
+        return audit.TrainingConfig(size=size, widths=widths, epochs=self.epochs, patience=self.patience,
                                     batch_size=self.batch_size, learning_rate=self.learning_rate, seed=self.seed)
 
 
-@dg.asset(group_name="audit", code_version=CODE, pool=GPU_POOL, op_tags=GPU_OP_TAGS, **FOLD_PARTITIONS)
-def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, dataset: DatasetResource, var: VarDir,
-                 audit_inputs: Bundle, audit_folds: Bundle):
-    """Per fold, a U-Net with an image-level head (`lib.audit`) trained from scratch on the images and
-    current labels of the other folds. A model is kept under CLOUD_ASSETS_VAR_DIR/audit-models/ by
-    its training set's digests (labels, masks and pixels) as soon as it is trained: a run killed after
-    some folds, or a label or image changed in one fold, trains only the folds whose training set has
-    no model yet. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made
-    elsewhere take the models' place."""
-    out, training, trainer = {}, config.training(), None
-    folds, digests = audit_folds.table("folds"), audit_folds.json("digests")
-    images, masks, labels = (audit_inputs.array(a) for a in ("images", "masks", "labels"))
-    for key in context.partition_keys:
-        fold = FOLD_KEYS.index(key)
-        digest = digests[key]
-        train_rows, held_out = _training_set(folds, fold)
-        meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
-                "held_out_images": len(held_out), "profile": PROFILE, "size": list(SIZE), "widths": list(WIDTHS)}
-        if dataset.audit_predictions:
-            context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
-                             f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
-            with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
-                staged.put("meta", {**meta, "imported": dataset.audit_predictions})
-            out[key] = staged
-            continue
-        train_images = images[train_rows]  # read once: for the digest and, when trained, for training
-        pixels = audit.images_digest(train_images, folds["image"].to_numpy()[train_rows])
-        kept = Path(var.path) / MODELS / f"{digest[:16]}-{pixels}-{CODE}-{audit.config_digest(training)}"
-        meta["images_digest"] = pixels
-        if (kept / "model.keras").is_file():
-            context.log.info(f"audit_models fold {key}: a model of this training set and settings exists; "
-                             f"keeping {kept}")
-        else:
-            context.log.info(f"audit_models fold {key}: training on {len(train_rows)} images of the other folds "
-                             f"({model_lib.configure_device()})")
-            trainer = trainer or audit.Trainer(labels.shape[1], training)  # the folds share its traced steps
-            def log(message: str, key: str = key) -> None:
-                context.log.info(f"audit_models fold {key}: {message}")
+def build(settings: Settings, sharding: Sharding) -> list:
+    """The fold audit, with `settings`' folds, profile and size."""
+    fold_count, profile, size = settings.audit_folds, settings.profile, settings.audit_shape
+    widths = audit.PROFILES[profile].widths
+    fold_keys = settings.fold_keys
+    # every fold in one step on one machine; one fold per run where runs spread over GPU workers or pods
+    fold_partitions: dict[str, Any] = {"partitions_def": dg.StaticPartitionsDefinition(fold_keys),
+                                       "backfill_policy": dg.BackfillPolicy.multi_run(1) if sharding.spread
+                                       else dg.BackfillPolicy.single_run()}
+    code = code_version(settings)
 
-            model, history = trainer.train(train_images, masks[train_rows], labels[train_rows], log=log)
-            with written_folder(kept) as folder:
-                model.save(folder / "model.keras")
-                pd.DataFrame(history).to_parquet(folder / "history.parquet")
-        with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
-            shutil.copy(kept / "model.keras", staged.path / "model.keras")
-            history = pd.read_parquet(kept / "history.parquet")
-            staged.put("history", history)
-            staged.put("meta", {**meta, "epochs": len(history)})
-        out[key] = staged
-    return dg.Output(out, metadata={"folds": len(out)})
+    @dg.asset(group_name="audit", code_version="1", **sharding.whole)
+    def audit_folds(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle):
+        """Every image of train.csv in one of CLOUD_ASSETS_AUDIT_FOLDS folds, stratified by its label
+        combination (`lib.folds`); an image keeps its fold across runs, so that a corrected label
+        retrains the other folds' models only. With each fold's training digest: what its model trains on."""
+        table = label_table.table("labels")
+        classes = dataset.class_names
+        combos = folds_lib.combination(table[classes].to_numpy(), classes)
+        previous = None
+        if var.store.stored("audit_folds"):
+            before = var.store.get("audit_folds")
+            if before.json("meta")["folds"] == fold_count:
+                previous = dict(zip(before.table("folds")["image"], before.table("folds")["fold"]))
+        assigned = folds_lib.assign(table["image"], combos, fold_count, previous)
+        rows = label_table.table("rows")
+        parts = rows["Image_Label"].str.rpartition("_")
+        masks = pd.DataFrame({"image": parts[0], "class": parts[2], "rle": rows["EncodedPixels"]}).pivot(
+            index="image", columns="class", values="rle").reindex(index=table["image"], columns=classes).fillna("")
+        out = pd.DataFrame({"image": table["image"], "fold": assigned, "combination": combos})
+        with_masks = pd.concat([out, masks.reset_index(drop=True)], axis=1)
+        digests = {key: folds_lib.training_digest(with_masks, f, classes) for f, key in enumerate(fold_keys)}
+        counts = out.pivot_table(index="combination", columns="fold", values="image", aggfunc="count", fill_value=0)
+        kept = sum(1 for i in table["image"] if previous and i in previous)
+        context.log.info(f"audit_folds: {len(out)} images in {fold_count} folds ({kept} kept their fold)")
+        return dg.Output({"folds": out, "digests": digests, "meta": {"folds": fold_count}}, metadata={
+            "folds": fold_count, "images": len(out), "kept_their_fold": kept,
+            "images_per_fold": md_table(out.groupby("fold").size().rename("images").reset_index()),
+            "combinations_per_fold": md_table(counts.rename(columns=str).reset_index())})
 
 
-@dg.asset(group_name="audit", code_version=CODE, **FOLD_PARTITIONS)
-def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_models, audit_inputs: Bundle,
-                      audit_folds: Bundle):
-    """Per fold, for each of its images, from the model that never saw it: each class's probability
-    `(images, classes)` float32 and each pixel's `(classes, images, h, w)` float16 at the audit size,
-    written batch by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS,
-    read from the predictions made elsewhere (`lib.audit.ImportedPredictions`)."""
-    out, model = {}, None
-    folds, classes = audit_folds.table("folds"), audit_inputs.array("labels").shape[1]
-    for key in context.partition_keys:
-        fold = FOLD_KEYS.index(key)
-        _, rows = _training_set(folds, fold)
-        names = list(folds["image"].iloc[rows])
-        imported = audit_models[key].json("meta").get("imported")
-        if imported:
-            batches = audit.ImportedPredictions(imported, classes).batches(names, SIZE)
-        else:
-            import keras
+    @dg.asset(group_name="audit", code_version=code, **sharding.whole)
+    def audit_inputs(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
+                     image_cache):
+        """What the audit models learn from, for every image of train.csv in `audit_folds`' order: uint8
+        `images (n, h, w, 3)` BGR at CLOUD_ASSETS_AUDIT_SIZE (from the image cache), uint8 `masks (n, h,
+        w, classes)` decoded from train.csv at that size, and `labels (n, classes)`."""
+        table = label_table.table("labels")
+        classes, shape = dataset.class_names, tuple(label_table.json("meta")["original_shape"])
+        where = {}
+        for split in ("train", "val"):
+            names = image_cache.table(f"{split}_names")["image"]
+            where.update({name: (split, k) for k, name in enumerate(names)})
+        missing = [i for i in table["image"] if i not in where]
+        if missing:
+            raise ValueError(f"audit_inputs: {len(missing)} images of train.csv are not in image_cache (first: "
+                             f"{missing[0]}); materialize image_cache again")
+        encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
+        n, (h, w) = len(table), size
+        progress = Progress(n, progress_logger(context, "audit_inputs"))
+        with var.staging(context.asset_key) as staged:
+            images = staged.new_array("images", (n, h, w, 3), np.uint8)
+            masks = staged.new_array("masks", (n, h, w, len(classes)), np.uint8)
+            cache = {s: image_cache.array(s) for s in ("train", "val")}
+            for start in range(0, n, 256):
+                names = list(table["image"][start:start + 256])
+                batch = np.stack([cache[where[i][0]][where[i][1]] for i in names])
+                images[start:start + len(names)] = audit.resize_images(batch, size)
+                for c, cls in enumerate(classes):
+                    masks[start:start + len(names), ..., c] = rle.decode_resized(
+                        [encoded.get(f"{i}_{cls}", "") for i in names], shape, size)
+                progress.advance(len(names))
+            images.flush()
+            masks.flush()
+            staged.put("labels", table[classes].to_numpy(np.uint8))
+            staged.put("images_table", table[["image"]])
+        return dg.Output(staged, metadata={"images": n, "size": f"{h}x{w}", "classes": len(classes)})
 
-            # the folds' models share one architecture: one model, each fold's weights loaded into it, so
-            # that the prediction step is traced once
-            path = audit_models[key].path / "model.keras"
-            if model is None:
-                model = keras.saving.load_model(path)
+
+    @dg.asset(group_name="audit", code_version=code, pool=GPU_POOL, op_tags=GPU_OP_TAGS, **fold_partitions)
+    def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, dataset: DatasetResource, var: VarDir,
+                     audit_inputs: Bundle, audit_folds: Bundle):
+        """Per fold, a U-Net with an image-level head (`lib.audit`) trained from scratch on the images and
+        current labels of the other folds. A model is kept under CLOUD_ASSETS_VAR_DIR/audit-models/ by
+        its training set's digests (labels, masks and pixels) as soon as it is trained: a run killed after
+        some folds, or a label or image changed in one fold, trains only the folds whose training set has
+        no model yet. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made
+        elsewhere take the models' place."""
+        out, training, trainer = {}, config.training(size, widths), None
+        folds, digests = audit_folds.table("folds"), audit_folds.json("digests")
+        images, masks, labels = (audit_inputs.array(a) for a in ("images", "masks", "labels"))
+        for key in context.partition_keys:
+            fold = fold_keys.index(key)
+            digest = digests[key]
+            train_rows, held_out = _training_set(folds, fold)
+            meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
+                    "held_out_images": len(held_out), "profile": profile, "size": list(size), "widths": list(widths)}
+            if dataset.audit_predictions:
+                context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
+                                 f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
+                with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
+                    staged.put("meta", {**meta, "imported": dataset.audit_predictions})
+                out[key] = staged
+                continue
+            train_images = images[train_rows]  # read once: for the digest and, when trained, for training
+            pixels = audit.images_digest(train_images, folds["image"].to_numpy()[train_rows])
+            kept = Path(var.path) / MODELS / f"{digest[:16]}-{pixels}-{code}-{audit.config_digest(training)}"
+            meta["images_digest"] = pixels
+            if (kept / "model.keras").is_file():
+                context.log.info(f"audit_models fold {key}: a model of this training set and settings exists; "
+                                 f"keeping {kept}")
             else:
-                model.load_weights(path)
-            batches = audit.predict(model, audit_inputs.array("images")[rows])
-        start_s = time.monotonic()
-        with var.staging(dg.AssetKey(f"audit_predictions@{key}")) as staged:
-            probs = staged.new_array("probabilities", (len(rows), classes), np.float32)
-            pixels = staged.new_array("pixels", (classes, len(rows), *SIZE), np.float16)
-            progress = Progress(len(rows), progress_logger(context, f"audit_predictions fold {key}"))
-            for start, p, pix in batches:
-                probs[start:start + len(p)] = p
-                pixels[:, start:start + len(p)] = pix.transpose(1, 0, 2, 3)
-                progress.advance(len(p))
-            probs.flush()
-            pixels.flush()
-            staged.put("images", pd.DataFrame({"image": names}))
-        out[key] = staged
-        context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
-    return dg.Output(out, metadata={"folds": len(out)})
+                context.log.info(f"audit_models fold {key}: training on {len(train_rows)} images of the other folds "
+                                 f"({model_lib.configure_device()})")
+                trainer = trainer or audit.Trainer(labels.shape[1], training)  # the folds share its traced steps
+                def log(message: str, key: str = key) -> None:
+                    context.log.info(f"audit_models fold {key}: {message}")
+
+                model, history = trainer.train(train_images, masks[train_rows], labels[train_rows], log=log)
+                with written_folder(kept) as folder:
+                    model.save(folder / "model.keras")
+                    pd.DataFrame(history).to_parquet(folder / "history.parquet")
+            with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
+                shutil.copy(kept / "model.keras", staged.path / "model.keras")
+                history = pd.read_parquet(kept / "history.parquet")
+                staged.put("history", history)
+                staged.put("meta", {**meta, "epochs": len(history)})
+            out[key] = staged
+        return dg.Output(out, metadata={"folds": len(out)})
 
 
-@dg.asset(group_name="audit", code_version=f"{CODE}-4", **shards.WHOLE)
-def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
-                   audit_inputs: Bundle, audit_folds: Bundle):
-    """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
-    (`lib.audit_evidence`): the class probability and cleanlab's label quality from the model that
-    never saw the image, cleanlab.segmentation's quality of the mask, the predicted mass outside it,
-    the mask's share without prediction, the predicted region's box and its overlap with the mask,
-    how many regions the prediction has; the input of the ranking of every label."""
-    folds = audit_folds.table("folds")
-    position = {image: k for k, image in enumerate(folds["image"])}
-    labels, masks, classes = audit_inputs.array("labels"), audit_inputs.array("masks"), dataset.class_names
-    frames = []
-    for key in FOLD_KEYS:
-        predictions = audit_predictions[key]
-        images = list(predictions.table("images")["image"])
-        rows = np.array([position[i] for i in images], np.int64)
-        frames.append(audit_evidence_lib.evidence(images, classes, labels[rows], masks[rows],
-                                                  predictions.array("probabilities"), predictions.array("pixels")))
-        context.log.info(f"audit_evidence: fold {key}, {len(images)} images")
-    table = pd.concat(frames, ignore_index=True)
-    table["class"] = pd.Categorical(table["class"], categories=classes)
-    table = table.sort_values(["image", "class"], kind="stable").reset_index(drop=True)
-    table["class"] = table["class"].astype(str)
-    per_class = table.groupby(["class", "label"], sort=False)[["audit_probability", "mask_quality",
-                                                               "outside_mass", "uncovered"]].mean().round(3)
-    lowest = table[table["label"] == 1].nsmallest(10, "mask_quality")[["image", "class", "mask_quality",
-                                                                          "outside_mass", "uncovered"]]
-    return dg.Output({"evidence": table}, metadata={
-        "labels": len(table), "labelled": int(table["label"].sum()),
-        "mean_per_class_and_label": md_table(per_class.reset_index()),
-        "lowest_mask_quality": md_table(lowest.round(3))})
+    @dg.asset(group_name="audit", code_version=code, **fold_partitions)
+    def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_models, audit_inputs: Bundle,
+                          audit_folds: Bundle):
+        """Per fold, for each of its images, from the model that never saw it: each class's probability
+        `(images, classes)` float32 and each pixel's `(classes, images, h, w)` float16 at the audit size,
+        written batch by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS,
+        read from the predictions made elsewhere (`lib.audit.ImportedPredictions`)."""
+        out, model = {}, None
+        folds, classes = audit_folds.table("folds"), audit_inputs.array("labels").shape[1]
+        for key in context.partition_keys:
+            fold = fold_keys.index(key)
+            _, rows = _training_set(folds, fold)
+            names = list(folds["image"].iloc[rows])
+            imported = audit_models[key].json("meta").get("imported")
+            if imported:
+                batches = audit.ImportedPredictions(imported, classes).batches(names, size)
+            else:
+                import keras
+
+                # the folds' models share one architecture: one model, each fold's weights loaded into it, so
+                # that the prediction step is traced once
+                path = audit_models[key].path / "model.keras"
+                if model is None:
+                    model = keras.saving.load_model(path)
+                else:
+                    model.load_weights(path)
+                batches = audit.predict(model, audit_inputs.array("images")[rows])
+            start_s = time.monotonic()
+            with var.staging(dg.AssetKey(f"audit_predictions@{key}")) as staged:
+                probs = staged.new_array("probabilities", (len(rows), classes), np.float32)
+                pixels = staged.new_array("pixels", (classes, len(rows), *size), np.float16)
+                progress = Progress(len(rows), progress_logger(context, f"audit_predictions fold {key}"))
+                for start, p, pix in batches:
+                    probs[start:start + len(p)] = p
+                    pixels[:, start:start + len(p)] = pix.transpose(1, 0, 2, 3)
+                    progress.advance(len(p))
+                probs.flush()
+                pixels.flush()
+                staged.put("images", pd.DataFrame({"image": names}))
+            out[key] = staged
+            context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
+        return dg.Output(out, metadata={"folds": len(out)})
+
+
+    @dg.asset(group_name="audit", code_version=f"{code}-4", **sharding.whole)
+    def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
+                       audit_inputs: Bundle, audit_folds: Bundle):
+        """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
+        (`lib.audit_evidence`): the class probability and cleanlab's label quality from the model that
+        never saw the image, cleanlab.segmentation's quality of the mask, the predicted mass outside it,
+        the mask's share without prediction, the predicted region's box and its overlap with the mask,
+        how many regions the prediction has; the input of the ranking of every label."""
+        folds = audit_folds.table("folds")
+        position = {image: k for k, image in enumerate(folds["image"])}
+        labels, masks, classes = audit_inputs.array("labels"), audit_inputs.array("masks"), dataset.class_names
+        frames = []
+        for key in fold_keys:
+            predictions = audit_predictions[key]
+            images = list(predictions.table("images")["image"])
+            rows = np.array([position[i] for i in images], np.int64)
+            frames.append(audit_evidence_lib.evidence(images, classes, labels[rows], masks[rows],
+                                                      predictions.array("probabilities"), predictions.array("pixels")))
+            context.log.info(f"audit_evidence: fold {key}, {len(images)} images")
+        table = pd.concat(frames, ignore_index=True)
+        table["class"] = pd.Categorical(table["class"], categories=classes)
+        table = table.sort_values(["image", "class"], kind="stable").reset_index(drop=True)
+        table["class"] = table["class"].astype(str)
+        per_class = table.groupby(["class", "label"], sort=False)[["audit_probability", "mask_quality",
+                                                                   "outside_mass", "uncovered"]].mean().round(3)
+        lowest = table[table["label"] == 1].nsmallest(10, "mask_quality")[["image", "class", "mask_quality",
+                                                                              "outside_mass", "uncovered"]]
+        return dg.Output({"evidence": table}, metadata={
+            "labels": len(table), "labelled": int(table["label"].sum()),
+            "mean_per_class_and_label": md_table(per_class.reset_index()),
+            "lowest_mask_quality": md_table(lowest.round(3))})
+
+    return [audit_folds, audit_inputs, audit_models, audit_predictions, audit_evidence]

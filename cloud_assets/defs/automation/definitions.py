@@ -4,9 +4,9 @@ where no automation daemon runs; the report is rebuilt nightly; jobs for the UI:
 asset but the fold audit's, and the fold audit."""
 import dagster as dg
 
-from cloud_assets.defs import settings
 from cloud_assets.defs.resources import ModelResource
 from cloud_assets.lib import model_watch
+from cloud_assets.settings import Settings
 
 MODEL_DEPENDENT = (dg.AssetSelection.assets("model_file").downstream(include_self=False))
 DATA = dg.AssetSelection.groups("data")
@@ -36,18 +36,14 @@ fold_audit_job = dg.define_asset_job("fold_audit_job", selection=AUDIT,
 
 
 
-def _observation_schedule(name: str, job, what: str, follows: str) -> dg.ScheduleDefinition:
+def _observation_schedule(name: str, job, what: str, follows: str, cron: str) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
-        name=name, job=job, cron_schedule=settings.load_time(settings.MODEL_CHECK_CRON),
+        name=name, job=job, cron_schedule=cron,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Observe {what} (CLOUD_ASSETS_MODEL_CHECK_CRON, default every 5 minutes); a new SHA-256 makes "
                     f"{follows} re-materialize through their automation conditions.")
 
 
-model_file_schedule = _observation_schedule("model_file_schedule", observe_model_file, "the model file",
-                                            "the model-dependent assets")
-label_review_schedule = _observation_schedule("label_review_schedule", observe_label_review, "label_review.csv",
-                                              "corrected_labels and the report")
 nightly_report = dg.ScheduleDefinition(name="nightly_report", job=report_job, cron_schedule="0 3 * * *",
                                        description="Rebuild the report site every night at 03:00.")
 
@@ -69,9 +65,14 @@ def model_file_sensor(context: dg.SensorEvaluationContext, model: ModelResource)
     return dg.RunRequest(run_key=cursor, tags={"cloud_assets/model_sha256": cursor})
 
 
-@dg.definitions
-def automation() -> dg.Definitions:
-    return dg.Definitions(jobs=[observe_sources, observe_model_file, observe_label_review, data_job, model_audit_job, report_job,
-                                classifier_job, fold_audit_job],
-                          schedules=[model_file_schedule, label_review_schedule, nightly_report],
-                          sensors=[model_automation, model_file_sensor])
+def build(settings: Settings) -> dg.Definitions:
+    """The jobs, the schedules (the observations' at CLOUD_ASSETS_MODEL_CHECK_CRON) and the sensors."""
+    cron = settings.model_check_cron
+    schedules = [_observation_schedule("model_file_schedule", observe_model_file, "the model file",
+                                       "the model-dependent assets", cron),
+                 _observation_schedule("label_review_schedule", observe_label_review, "label_review.csv",
+                                       "corrected_labels and the report", cron),
+                 nightly_report]
+    return dg.Definitions(jobs=[observe_sources, observe_model_file, observe_label_review, data_job, model_audit_job,
+                                report_job, classifier_job, fold_audit_job],
+                          schedules=schedules, sensors=[model_automation, model_file_sensor])

@@ -6,9 +6,10 @@ import dagster as dg
 import pandas as pd
 
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
-from cloud_assets.defs import shards
+from cloud_assets.defs.shards import Sharding
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.report import gather, site
+from cloud_assets.settings import Settings
 
 def model_history(instance: dg.DagsterInstance, class_names) -> pd.DataFrame:
     """Per model version (SHA-256) and class: the latest PR-AUC and FP count recorded in the
@@ -38,16 +39,20 @@ class ReportSources(dg.Config):
     sources: str = ""  # a folder with mkdocs.yml and site/ to build from; empty: the package's own
 
 
-@dg.asset(group_name="report", automation_condition=FOLLOWS_MODEL, code_version="1", **shards.WHOLE,
-          ins={name: dg.AssetIn() for name in gather.INPUTS})
-def report_site(context: dg.AssetExecutionContext, config: ReportSources, dataset: DatasetResource, var: VarDir,
-                **inputs):
-    """The MkDocs report site, built with `--strict` beside the live one and swapped in atomically.
-    `inputs`: `Bundle`s, or `Shards` for the per-image assets of a sharded run."""
-    data = gather.gather(inputs, dataset.class_names, dataset.root, model_history(context.instance, dataset.class_names))
-    built = site.build(data, site.sources(config.sources), Path(var.path), log=context.log.info)
-    index = built.path / "index.html"
-    context.log.info(f"report_site: built {index}")
-    return dg.MaterializeResult(metadata={"index": dg.MetadataValue.url(index.resolve().as_uri()),
-                                          "path": dg.MetadataValue.path(str(Path(var.path, "site", "index.html").resolve())),
-                                          "pages": len(list(built.path.rglob("*.html")))})
+def build(settings: Settings, sharding: Sharding) -> list:
+    """The report site."""
+    @dg.asset(group_name="report", automation_condition=FOLLOWS_MODEL, code_version="1", **sharding.whole,
+              ins={name: dg.AssetIn() for name in gather.INPUTS})
+    def report_site(context: dg.AssetExecutionContext, config: ReportSources, dataset: DatasetResource, var: VarDir,
+                    **inputs):
+        """The MkDocs report site, built with `--strict` beside the live one and swapped in atomically.
+        `inputs`: `Bundle`s, or `Shards` for the per-image assets of a sharded run."""
+        data = gather.gather(inputs, dataset.class_names, dataset.root, model_history(context.instance, dataset.class_names))
+        built = site.build(data, site.sources(config.sources), Path(var.path), log=context.log.info)
+        index = built.path / "index.html"
+        context.log.info(f"report_site: built {index}")
+        return dg.MaterializeResult(metadata={"index": dg.MetadataValue.url(index.resolve().as_uri()),
+                                              "path": dg.MetadataValue.path(str(Path(var.path, "site", "index.html").resolve())),
+                                              "pages": len(list(built.path.rglob("*.html")))})
+
+    return [report_site]

@@ -4,13 +4,15 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from cloud_assets.defs import checks, shards
+from cloud_assets.defs import checks
+from cloud_assets.defs.shards import Sharding
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.defs.metadata import md_table
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import labels, model as model_lib, review
 from cloud_assets.lib.labels import Problem
 from cloud_assets.lib.store import Bundle
+from cloud_assets.settings import Settings
 
 REVIEW_CHECKS = [
     checks.spec("corrected_labels", "review_applies",
@@ -29,76 +31,80 @@ class ReviewConfig(dg.Config):
     allow_fewer_changes: bool = False
 
 
-@dg.observable_source_asset(group_name="review")
-def label_review(dataset: DatasetResource):
-    """The reviewer's decisions, `label_review.csv` (written by the report's Label issues page), in the
-    dataset folder or at CLOUD_ASSETS_REVIEW_PATH; its data version is the file's SHA-256. The file is
-    read and checked as `corrected_labels` reads it: a bad file fails the observation, naming the line."""
-    path = dataset.review_file
-    if not path.exists():
-        return dg.ObserveResult(data_version=dg.DataVersion("absent"),
-                                metadata={"path": dg.MetadataValue.path(str(path)), "decisions": 0})
-    images = labels.read_csv(dataset.train_csv, ["Image_Label"])["Image_Label"].str.rpartition("_")[0]
-    decisions = review.read(path, images, dataset.class_names)
-    return dg.ObserveResult(data_version=dg.DataVersion(model_lib.sha256(path)), metadata={
-        "path": dg.MetadataValue.path(str(path.resolve())), "decisions": len(decisions),
-        "accepted": int((decisions["decision"] == "accept").sum())})
+def build(settings: Settings, sharding: Sharding) -> list:
+    """The review's input and the corrections."""
+    @dg.observable_source_asset(group_name="review")
+    def label_review(dataset: DatasetResource):
+        """The reviewer's decisions, `label_review.csv` (written by the report's Label issues page), in the
+        dataset folder or at CLOUD_ASSETS_REVIEW_PATH; its data version is the file's SHA-256. The file is
+        read and checked as `corrected_labels` reads it: a bad file fails the observation, naming the line."""
+        path = dataset.review_file
+        if not path.exists():
+            return dg.ObserveResult(data_version=dg.DataVersion("absent"),
+                                    metadata={"path": dg.MetadataValue.path(str(path)), "decisions": 0})
+        images = labels.read_csv(dataset.train_csv, ["Image_Label"])["Image_Label"].str.rpartition("_")[0]
+        decisions = review.read(path, images, dataset.class_names)
+        return dg.ObserveResult(data_version=dg.DataVersion(model_lib.sha256(path)), metadata={
+            "path": dg.MetadataValue.path(str(path.resolve())), "decisions": len(decisions),
+            "accepted": int((decisions["decision"] == "accept").sum())})
 
 
-@dg.asset(group_name="review", deps=[label_review], check_specs=REVIEW_CHECKS, automation_condition=FOLLOWS_MODEL,
-          code_version="2", **shards.WHOLE)
-def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, dataset: DatasetResource,
-                     var: VarDir, label_table: Bundle, label_issues: Bundle):
-    """`train_corrected.csv` (Kaggle format, same rows and order as train.csv): the accepted decisions of
-    label_review applied to train.csv; `proposed_masks.csv` lists the masks proposed by the classifier
-    (boxes) that it contains. Every version is also kept in `var/corrections/<review>-<train.csv>/`. A bad
-    review fails the check `review_applies`, naming the file and line; a review that gives fewer label
-    changes than the latest corrections of this train.csv (missing or empty, after corrections) fails
-    `keeps_corrections` unless the run config says `allow_fewer_changes`. Then nothing is written."""
-    path = dataset.review_file
-    rows = label_table.table("rows")
-    shape = tuple(label_table.json("meta")["original_shape"])
-    issues = label_issues.table("issues")
-    train_sha = model_lib.sha256(dataset.train_csv)
-    kept = Path(var.path) / CORRECTIONS
-    previous = review.latest(kept, train_sha)
-    problems = []
-    try:
-        decisions = review.read(path, label_table.table("labels")["image"], dataset.class_names) \
-            if path.exists() else pd.DataFrame(columns=[*review.COLUMNS, "line"])
-        corrected, changes, proposed = review.apply(rows, decisions, issues, shape, path)
-    except review.ReviewError as e:
-        problems = [Problem("review_applies", where, what) for where, what in e.problems]
-    else:
-        lost = None if config.allow_fewer_changes else review.loss(path, decisions, len(changes), previous)
-        if lost:
-            problems = [Problem("keeps_corrections", str(path), f"{lost}; nothing was written (every version is "
-                                f"kept in {kept}). To apply it on purpose, launch corrected_labels with the run "
-                                f"config allow_fewer_changes: true")]
-    yield from checks.results(REVIEW_CHECKS, problems)
-    checks.raise_blocking(REVIEW_CHECKS, problems)
-    if not path.exists():
-        context.log.warning(f"corrected_labels: no review file at {path}; train_corrected.csv is train.csv unchanged")
+    @dg.asset(group_name="review", deps=[label_review], check_specs=REVIEW_CHECKS, automation_condition=FOLLOWS_MODEL,
+              code_version="2", **sharding.whole)
+    def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, dataset: DatasetResource,
+                         var: VarDir, label_table: Bundle, label_issues: Bundle):
+        """`train_corrected.csv` (Kaggle format, same rows and order as train.csv): the accepted decisions of
+        label_review applied to train.csv; `proposed_masks.csv` lists the masks proposed by the classifier
+        (boxes) that it contains. Every version is also kept in `var/corrections/<review>-<train.csv>/`. A bad
+        review fails the check `review_applies`, naming the file and line; a review that gives fewer label
+        changes than the latest corrections of this train.csv (missing or empty, after corrections) fails
+        `keeps_corrections` unless the run config says `allow_fewer_changes`. Then nothing is written."""
+        path = dataset.review_file
+        rows = label_table.table("rows")
+        shape = tuple(label_table.json("meta")["original_shape"])
+        issues = label_issues.table("issues")
+        train_sha = model_lib.sha256(dataset.train_csv)
+        kept = Path(var.path) / CORRECTIONS
+        previous = review.latest(kept, train_sha)
+        problems = []
+        try:
+            decisions = review.read(path, label_table.table("labels")["image"], dataset.class_names) \
+                if path.exists() else pd.DataFrame(columns=[*review.COLUMNS, "line"])
+            corrected, changes, proposed = review.apply(rows, decisions, issues, shape, path)
+        except review.ReviewError as e:
+            problems = [Problem("review_applies", where, what) for where, what in e.problems]
+        else:
+            lost = None if config.allow_fewer_changes else review.loss(path, decisions, len(changes), previous)
+            if lost:
+                problems = [Problem("keeps_corrections", str(path), f"{lost}; nothing was written (every version is "
+                                    f"kept in {kept}). To apply it on purpose, launch corrected_labels with the run "
+                                    f"config allow_fewer_changes: true")]
+        yield from checks.results(REVIEW_CHECKS, problems)
+        checks.raise_blocking(REVIEW_CHECKS, problems)
+        if not path.exists():
+            context.log.warning(f"corrected_labels: no review file at {path}; train_corrected.csv is train.csv unchanged")
 
-    summary = {"version": review.version_name(model_lib.sha256(path) if path.is_file() else None, train_sha),
-               "review_path": str(path), "train_csv_sha256": train_sha, "reviewed": len(decisions),
-               "accepted": int((decisions["decision"] == "accept").sum()),
-               "rejected": int((decisions["decision"] == "reject").sum()),
-               "changes": len(changes), "proposed_masks": len(proposed)}
-    with var.staging(dg.AssetKey("corrected_labels")) as staged:
-        corrected.to_csv(staged.path / "train_corrected.csv", index=False)
-        proposed.to_csv(staged.path / "proposed_masks.csv", index=False)
-        staged.put("review", decisions)
-        staged.put("changes", changes)
-        staged.put("summary", summary)
-        version = review.keep(kept, [staged.path / "train_corrected.csv", staged.path / "proposed_masks.csv"], path,
-                              summary)
-    csv = Path(var.path) / "store" / "corrected_labels" / "train_corrected.csv"
-    context.log.info(f"corrected_labels: {len(decisions)} decisions, {len(changes)} labels changed; {csv}; "
-                     f"version {summary['version']} kept in {version}")
-    yield dg.Output(staged, metadata={
-        "train_corrected": dg.MetadataValue.path(str(csv.resolve())),
-        "version": dg.MetadataValue.path(str(version.resolve())), "reviewed": len(decisions),
-        "changes": len(changes), "proposed_masks": len(proposed),
-        "changed_labels": md_table(changes.groupby("action").size().rename("labels").reset_index()),
-        "progress": md_table(review.progress(decisions, issues))})
+        summary = {"version": review.version_name(model_lib.sha256(path) if path.is_file() else None, train_sha),
+                   "review_path": str(path), "train_csv_sha256": train_sha, "reviewed": len(decisions),
+                   "accepted": int((decisions["decision"] == "accept").sum()),
+                   "rejected": int((decisions["decision"] == "reject").sum()),
+                   "changes": len(changes), "proposed_masks": len(proposed)}
+        with var.staging(dg.AssetKey("corrected_labels")) as staged:
+            corrected.to_csv(staged.path / "train_corrected.csv", index=False)
+            proposed.to_csv(staged.path / "proposed_masks.csv", index=False)
+            staged.put("review", decisions)
+            staged.put("changes", changes)
+            staged.put("summary", summary)
+            version = review.keep(kept, [staged.path / "train_corrected.csv", staged.path / "proposed_masks.csv"], path,
+                                  summary)
+        csv = Path(var.path) / "store" / "corrected_labels" / "train_corrected.csv"
+        context.log.info(f"corrected_labels: {len(decisions)} decisions, {len(changes)} labels changed; {csv}; "
+                         f"version {summary['version']} kept in {version}")
+        yield dg.Output(staged, metadata={
+            "train_corrected": dg.MetadataValue.path(str(csv.resolve())),
+            "version": dg.MetadataValue.path(str(version.resolve())), "reviewed": len(decisions),
+            "changes": len(changes), "proposed_masks": len(proposed),
+            "changed_labels": md_table(changes.groupby("action").size().rename("labels").reset_index()),
+            "progress": md_table(review.progress(decisions, issues))})
+
+    return [label_review, corrected_labels]
