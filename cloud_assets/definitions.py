@@ -35,7 +35,8 @@ def asset(defs: dg.Definitions, name: str):
     (a multi-asset's, by any of its assets' names) or an observable SourceAsset; for `dg.materialize`."""
     key = dg.AssetKey(name)
     for built in defs.assets or ():
-        if key in (built.keys if isinstance(built, dg.AssetsDefinition) else {built.key}):
+        if isinstance(built, dg.AssetsDefinition) and key in built.keys or isinstance(built, dg.SourceAsset) \
+                and built.key == key:
             return built
     raise KeyError(f"{name}: no such asset")
 
