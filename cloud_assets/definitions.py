@@ -13,7 +13,7 @@ from cloud_assets.defs.model import assets as model
 from cloud_assets.defs.report import assets as report
 from cloud_assets.defs.resources import build_resources, executor
 from cloud_assets.defs.review import assets as review
-from cloud_assets.defs.shards import Sharding
+from cloud_assets.plumbing.sharding import Sharding
 from cloud_assets.settings import Settings
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from cloud_assets import settings
-from cloud_assets.defs import shards
+from cloud_assets.plumbing import sharding
 from cloud_assets.lib import images, labels
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib.labels import DatasetError
@@ -154,7 +154,7 @@ class ArrayStore(dg.ConfigurableIOManager):
             context.add_output_metadata({"stored_mb": round(sum(b.nbytes() for b in bundles) / 2 ** 20, 2),
                                          "stored_in": dg.MetadataValue.path(str(self.var.store.root.resolve()))})
         if bundle.has(RECORD):  # a per-image asset: the values of another shard count are stale now
-            for stale in shards.stale(name, self.var.store.stored(name), self.shards):
+            for stale in sharding.stale(name, self.var.store.stored(name), self.shards):
                 context.log.info(f"{name}: removing {stale}, computed with another shard count")
                 self.var.store.remove(stale)
 
@@ -181,10 +181,10 @@ class ArrayStore(dg.ConfigurableIOManager):
             try:
                 bundles[key] = store.get(stored)
             except FileNotFoundError:
-                shards.check_stored(name, self._records(name), self.shards)
+                sharding.check_stored(name, self._records(name), self.shards)
                 raise
             if bundles[key].has(RECORD):
-                shards.check_stored(name, {stored: bundles[key].json(RECORD)}, self.shards)
+                sharding.check_stored(name, {stored: bundles[key].json(RECORD)}, self.shards)
         return Shards(bundles) if context.has_asset_partitions else bundles[None]
 
     def _records(self, name: str) -> dict:

@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import CONFUSION_LEVELS, ISSUES_LISTED, ISSUES_SHOWN, METADATA_ROWS, PRECISION_LEVEL, SUMMARY_LEVELS
-from cloud_assets.defs.metadata import md_table, progress_logger
+from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
-from cloud_assets.defs import shards
-from cloud_assets.defs.shards import Sharding
+from cloud_assets.plumbing.sharding import Shard, Sharding
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib import attention
 from cloud_assets.lib import label_issues as label_issues_lib
@@ -118,7 +117,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
 
     @sharding.per_image(dg.asset, layouts={"result": ({}, {})}, summarize=_attention_summary, group_name="analysis",
                       automation_condition=FOLLOWS_MODEL, code_version="3")
-    def mask_attention(context: dg.AssetExecutionContext, shard: shards.Shard, saliency_maps, val_masks, image_cache,
+    def mask_attention(context: dg.AssetExecutionContext, shard: Shard, saliency_maps, val_masks, image_cache,
                        dataset: DatasetResource):
         """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
         class's mask, inside other classes' masks, outside every mask, on no-data pixels; pointing game."""

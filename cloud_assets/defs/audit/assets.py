@@ -11,9 +11,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cloud_assets.defs.shards import Sharding
-from cloud_assets.defs.gpu import GPU_OP_TAGS, GPU_POOL
-from cloud_assets.defs.metadata import md_table, progress_logger
+from cloud_assets.plumbing.sharding import Sharding
+from cloud_assets.plumbing.gpu import GPU_OP_TAGS, GPU_POOL
+from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import audit, folds as folds_lib, model as model_lib, rle
 from cloud_assets.lib import audit_evidence as audit_evidence_lib

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import ARRAY_BATCH
-from cloud_assets.defs import checks, shards
-from cloud_assets.defs.shards import Sharding
-from cloud_assets.defs.metadata import md_table, progress_logger
+from cloud_assets.plumbing import checks
+from cloud_assets.plumbing.sharding import Shard, Sharding, check_count
+from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import dark, files, images, labels, rle
 from cloud_assets.lib.labels import DatasetError, Problem
@@ -35,17 +35,17 @@ IMAGE_CHECKS = [
 SPLITS = ("train", "val", "test")
 
 
-def _split_names(shard: shards.Shard, dataset: DatasetResource, train_val_split: Bundle) -> dict:
+def _split_names(shard: Shard, dataset: DatasetResource, train_val_split: Bundle) -> dict:
     """split -> image names, in the unsharded order (read once per step)."""
     def read():
         split = train_val_split.table("split")
-        shards.check_count(shard.count, len(split))
+        check_count(shard.count, len(split))
         return {**{s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")},
                 "test": dataset.test_images()}
     return shard.once("split names", read)
 
 
-def _image_problems(context, shard: shards.Shard, dataset: DatasetResource, var: VarDir, train_val_split: Bundle):
+def _image_problems(context, shard: Shard, dataset: DatasetResource, var: VarDir, train_val_split: Bundle):
     paths = [dataset.image_dir(s) / n for s, names in _split_names(shard, dataset, train_val_split).items()
              for n in shard.select(names, s)]
     progress = Progress(len(paths), progress_logger(context, f"image_cache checks{shard.where}"))
@@ -129,7 +129,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
     @sharding.per_image(dg.asset, layouts={"result": ({s: (s, 0) for s in SPLITS}, {f"{s}_names": s for s in SPLITS})},
                       summarize=_image_cache_summary, check=(IMAGE_CHECKS, _image_problems), group_name="data",
                       check_specs=IMAGE_CHECKS, code_version="2", deps=[raw_data])
-    def image_cache(context: dg.AssetExecutionContext, shard: shards.Shard, dataset: DatasetResource, var: VarDir,
+    def image_cache(context: dg.AssetExecutionContext, shard: Shard, dataset: DatasetResource, var: VarDir,
                     train_val_split: Bundle):
         """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split;
         with each image's black fraction (the share of pixels whose channel 0 is 0)."""
@@ -150,7 +150,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
 
     @sharding.per_image(dg.asset, layouts={"result": ({"masks": ("val", 1)}, {"images": "val"})},
                       summarize=_val_masks_summary, group_name="data")
-    def val_masks(context: dg.AssetExecutionContext, shard: shards.Shard, dataset: DatasetResource, var: VarDir,
+    def val_masks(context: dg.AssetExecutionContext, shard: Shard, dataset: DatasetResource, var: VarDir,
                   label_table: Bundle, train_val_split: Bundle):
         """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the notebook's `make_mask`."""
         encoded = shard.once("rows", lambda: label_table.table("rows").set_index("Image_Label")["EncodedPixels"])

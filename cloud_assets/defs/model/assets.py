@@ -6,11 +6,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cloud_assets.defs.metadata import md_table, progress_logger
+from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
-from cloud_assets.defs.gpu import GPU_OP_TAGS, GPU_POOL
-from cloud_assets.defs import shards
-from cloud_assets.defs.shards import Sharding
+from cloud_assets.plumbing.gpu import GPU_OP_TAGS, GPU_POOL
+from cloud_assets.plumbing.sharding import Shard, Sharding
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
@@ -87,7 +86,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         },
         internal_asset_deps={"val_predictions": {dg.AssetKey(k) for k in ("model_file", "image_cache", "label_table")},
                              "saliency_maps": {dg.AssetKey(k) for k in ("model_file", "image_cache")}})
-    def model_pass(context: dg.AssetExecutionContext, shard: shards.Shard, model: ModelResource, dataset: DatasetResource,
+    def model_pass(context: dg.AssetExecutionContext, shard: Shard, model: ModelResource, dataset: DatasetResource,
                    var: VarDir, image_cache, label_table: Bundle):
         """One pass of the model over the validation images: `val_predictions` and `saliency_maps`.
 

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
-from cloud_assets.defs.shards import Sharding
+from cloud_assets.plumbing.sharding import Sharding
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.report import gather, site
 from cloud_assets.settings import Settings

@@ -4,10 +4,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from cloud_assets.defs import checks
-from cloud_assets.defs.shards import Sharding
+from cloud_assets.plumbing import checks
+from cloud_assets.plumbing.sharding import Sharding
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
-from cloud_assets.defs.metadata import md_table
+from cloud_assets.plumbing.metadata import md_table
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import labels, model as model_lib, review
 from cloud_assets.lib.labels import Problem

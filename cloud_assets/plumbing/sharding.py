@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from cloud_assets.defs import checks
+from cloud_assets.plumbing import checks
 from cloud_assets.lib import shards
 from cloud_assets.settings import SettingError, Settings
 
