@@ -79,3 +79,40 @@ def test_a_failure_while_staging_discards_the_folder(tmp_path):
             staged.put("a", np.ones(3))
             raise RuntimeError("boom")
     assert not staged.path.exists()
+
+
+def test_a_value_declares_each_part_once_and_refuses_an_undeclared_one(tmp_path):
+    from cloud_assets.lib.rle import ValMasks
+    from cloud_assets.lib.store import Array, Table, Value
+
+    class Example(Value):
+        masks = Array("val", axis=1)
+        images = Table("val")
+        summary = Table()
+
+    store = Store(tmp_path / "store")
+    with store.staging("example") as staged:
+        masks = Example.masks.new(staged, (2, 3, 4, 4), np.uint8)
+        masks[:] = 1
+        masks.flush()
+        Example.images.put(staged, pd.DataFrame({"image": ["a", "b", "c"]}))
+    value = Example(store.publish("example", staged))
+    assert value.masks.shape == (2, 3, 4, 4) and list(value.images["image"]) == ["a", "b", "c"]
+    assert Example.layout() == ({"masks": ("val", 1)}, {"images": "val"})  # what a sharded value is put together by
+    assert ValMasks.layout() == Example.layout()
+    with pytest.raises(KeyError, match="Example: no part named mask"):
+        Example.of(mask=np.zeros(1))
+
+
+def test_no_part_name_is_written_outside_its_value_declaration():
+    """Assets and the report read and write every part through its declaration (`lib.store.Value`):
+    a renamed part fails at import, not at run time in an end-to-end test."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "cloud_assets"
+    found = [f"{path.relative_to(root)}:{n}: {line.strip()}" for path in root.rglob("*.py")
+             if path.name not in ("store.py", "shards.py")
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"""\.(table|array|json|put|new_array)\(f?["']""", line)]
+    assert not found, "\n".join(found)

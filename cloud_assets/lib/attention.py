@@ -17,7 +17,7 @@ import pandas as pd
 
 from cloud_assets.lib.progress import Progress, Report
 from cloud_assets.lib.saliency import upsample
-from cloud_assets.lib.store import release
+from cloud_assets.lib.store import Table, Value, release
 
 REGIONS = ("own", "other", "outside", "nodata")
 EMPTY_LEVEL = 0.2      # evidence below this share of the map's maximum counts as none
@@ -207,3 +207,8 @@ def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.
         release(gradcam, guided_backprop, masks, images)
         progress.advance(sl.stop - sl.start)
     return pd.concat(rows, ignore_index=True).sort_values(["index", "class_index"]).reset_index(drop=True)
+
+
+class MaskAttention(Value):
+    """`mask_attention`: per validation image and class, the saliency energy's shares."""
+    shares = Table()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from cloud_assets.lib.store import Array, Document, Table, Value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,3 +256,29 @@ class ImportedPredictions:
                 if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
                     raise ValueError(f"{self.folder / name}: values outside [0, 1] (rows {take[0]}...{take[-1]})")
             yield start, probs, pixels.astype(np.float16)
+
+
+class AuditInputs(Value):
+    """`audit_inputs`: what the fold models learn from, in `audit_folds`' order."""
+    images = Array()         # uint8 (n, h, w, 3) BGR at the audit size
+    masks = Array()          # uint8 (n, h, w, classes)
+    labels = Array()         # uint8 (n, classes)
+    images_table = Table()   # image
+
+
+class AuditModel(Value):
+    """One fold of `audit_models`: `model.keras` beside these."""
+    history = Table()    # per epoch
+    meta = Document()    # fold, training digests, profile, size, widths, epochs (or imported)
+    FILE = "model.keras"
+
+    @property
+    def model_file(self) -> Path:
+        return self.source.path / self.FILE
+
+
+class AuditPredictions(Value):
+    """One fold of `audit_predictions`: each of its images from the model that never saw it."""
+    probabilities = Array()   # float32 (images, classes)
+    pixels = Array()          # float16 (classes, images, h, w)
+    images = Table()          # image

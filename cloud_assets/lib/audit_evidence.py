@@ -36,6 +36,7 @@ import pandas as pd
 
 from cloud_assets.lib.attention import box_iou, boxes_text, proposed_box, proposed_boxes
 from cloud_assets.lib.label_issues import cleanlab_scores
+from cloud_assets.lib.store import Table, Value
 
 LOW = 0.2            # a predicted probability below this counts as "not the class"
 REGION_LEVEL = 0.5   # the predicted region: pixels at or above this probability
@@ -98,3 +99,8 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
                          *(box if box is not None else (np.nan,) * 4),
                          boxes_text(proposed_boxes(p[i], MIN_REGION))))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+class AuditEvidence(Value):
+    """`audit_evidence`: every (image, class) label with the fold audit's evidence."""
+    evidence = Table()

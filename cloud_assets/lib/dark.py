@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cloud_assets.constants import ARRAY_BATCH
-from cloud_assets.lib.store import release
+from cloud_assets.lib.store import Table, Value, release
 
 DARK_SHARE = 1 / 3
 
@@ -27,3 +27,10 @@ def is_dark(fraction: np.ndarray, n_pixels: int) -> np.ndarray:
 def class_counts(dark: np.ndarray, onehot: np.ndarray) -> np.ndarray:
     """Per class, how many dark images carry it (the notebook's pie chart)."""
     return onehot[dark].sum(axis=0).astype(np.int64)
+
+
+class DarkImageCounts(Value):
+    """`dark_image_counts`."""
+    images = Table()      # image, split, black_fraction, dark
+    per_class = Table()   # class, dark_images
+    per_split = Table()   # split, dark_images

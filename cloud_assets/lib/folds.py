@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 import pandas as pd
+from cloud_assets.lib.store import Document, Table, Value
 
 
 def combination(onehot: np.ndarray, class_names) -> list[str]:
@@ -56,3 +57,10 @@ def training_digest(table: pd.DataFrame, fold: int, columns) -> str:
     for values in rows[["image", *columns]].itertuples(index=False):
         h.update("\x1f".join(map(str, values)).encode() + b"\x1e")
     return h.hexdigest()
+
+
+class AuditFolds(Value):
+    """`audit_folds`."""
+    folds = Table()        # image, fold, combination
+    digests = Document()   # fold key -> its training set's digest
+    meta = Document()      # folds

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from cloud_assets.lib.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress, Report
-from cloud_assets.lib.store import release
+from cloud_assets.lib.store import Array, Table, Value, release
 
 def jpeg_header(path: Path) -> tuple[int, int, int, int]:
     """(height, width, bits per sample, components) from a JPEG's frame header, read by Pillow
@@ -113,3 +114,23 @@ def cache_images(paths: Sequence[Path], out: np.ndarray, size: tuple[int, int],
             progress.advance()
             if i % 64 == 63:
                 release(out)
+
+
+class ImageCache(Value):
+    """`image_cache`: every image decoded once, per split; each split's names and black fractions."""
+    train, val, test = Array("train"), Array("val"), Array("test")  # uint8 (n, h, w, 3) BGR
+    train_names, val_names, test_names = Table("train"), Table("val"), Table("test")  # image, black_fraction
+
+    def images(self, split: str) -> np.ndarray:
+        return getattr(self, split)
+
+    def names(self, split: str) -> pd.DataFrame:
+        return getattr(self, f"{split}_names")
+
+    @classmethod
+    def images_part(cls, split: str) -> Array:
+        return getattr(cls, split)
+
+    @classmethod
+    def names_part(cls, split: str) -> Table:
+        return getattr(cls, f"{split}_names")

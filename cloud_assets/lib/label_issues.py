@@ -30,6 +30,7 @@ import pandas as pd
 
 from cloud_assets.lib.attention import BOX_COLUMNS, parse_boxes
 from cloud_assets.lib.kinds import CONFUSION, LOOSE, MISSING, NODATA, SPURIOUS
+from cloud_assets.lib.store import Array, Document, Table, Value
 
 
 def _labels_list(y_true: np.ndarray) -> list[list[int]]:
@@ -302,3 +303,11 @@ def accept_does(r) -> str:
             SPURIOUS: f"moves the {cls} mask to {other}" if other else f"removes {cls}",
             CONFUSION: f"moves the {other} mask to {cls}" if other else f"adds {cls}",
             NODATA: "changes no label"}[r["kind"]]
+
+
+class LabelIssues(Value):
+    """`label_issues`: every label ranked, most likely wrong first."""
+    issues = Table()
+    class_ranking = Table()
+    candidate_maps = Array()   # float16 (candidates, h, w): the audit's probability of the class
+    health = Document()        # overall_health_score

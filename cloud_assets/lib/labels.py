@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib import rle
+from cloud_assets.lib.store import Document, Table, Value
 
 NOTEBOOK_CLASS_ORDER = ("Fish", "Flower", "Sugar", "Gravel")  # the notebook classifier's output order
 
@@ -150,3 +151,15 @@ def stratified_split(table: pd.DataFrame, test_size: float = 0.2, random_state: 
         except ValueError:
             continue
     raise AssertionError("unreachable: an unstratified split always succeeds")
+
+
+class LabelTable(Value):
+    """`label_table`: one row per image of train.csv, its classes one-hot in the model's order."""
+    labels = Table()    # image, n_labels, one column per class
+    rows = Table()      # train.csv's rows: Image_Label, EncodedPixels
+    meta = Document()   # class_names, original_shape
+
+
+class TrainValSplit(Value):
+    """`train_val_split`: the notebook's split."""
+    split = Table()     # image, split ("train" or "val")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from cloud_assets.lib.store import Document, Table, Value
 
 
 def binarize(y_pred: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -82,3 +83,19 @@ def distribution_table(y_true, mistakes: pd.DataFrame, outcome: str, class_names
         for true_name, n in zip(list(class_names) + ["(no label)"], list(counts) + [unlabelled]):
             rows.append({"class": name, "true_class": true_name, "images": int(n), "of": len(idx)})
     return pd.DataFrame(rows)
+
+
+class ConfusionMatrices(Value):
+    """`confusion_matrices`."""
+    matrices = Table()
+
+
+class Mistakes(Value):
+    """`mistakes`: TP / FP / FN validation images per class at a precision level."""
+    mistakes = Table()
+    level = Document()   # precision_level, thresholds
+
+
+class ClassDistribution(Value):
+    """`fp_class_distribution`, `fn_class_distribution`."""
+    distribution = Table()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cloud_assets.lib.progress import Progress, Report
-from cloud_assets.lib.store import release
+from cloud_assets.lib.store import Array, Document, Table, Value, release
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -316,3 +316,11 @@ def predict(model, images: np.ndarray, batch_size: int = 32, report: Report | No
         out[members] = np.asarray(model.predict_on_batch(batch), dtype=np.float32)[rows]
         progress.advance(len(members))
     return out
+
+
+class ValPredictions(Value):
+    """`val_predictions`: the classifier's pass over the validation images."""
+    probabilities = Array("val")   # float (images, classes)
+    y_true = Array("val")          # int8 (images, classes)
+    images = Table("val")          # image
+    summary = Document()           # model_path, model_sha256, device, framework, gradcam_layer

@@ -42,6 +42,7 @@ from cloud_assets.lib.files import written_folder
 from cloud_assets.lib.kinds import CONFUSION, ISSUE_KINDS, LOOSE, MISSING, SPURIOUS
 from cloud_assets.lib.attention import BOX_COLUMNS, boxes_mask, parse_boxes
 from cloud_assets.lib.labels import DatasetError, read_csv
+from cloud_assets.lib.store import Document, Table, Value
 
 COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed_at")
 DECISIONS = ("accept", "reject")
@@ -277,3 +278,10 @@ def loss(path: Path, decisions: pd.DataFrame, changes: int, previous: dict | Non
     what = ("there is no review file" if not Path(path).exists() else
             "the review names no decision" if decisions.empty else f"the review gives {changes} label changes")
     return f"{what}, fewer than the {before} label changes of the latest corrections ({previous['version']}), which stay"
+
+
+class CorrectedLabels(Value):
+    """`corrected_labels`: beside `train_corrected.csv` and `proposed_masks.csv`."""
+    review = Table()     # the decisions applied
+    changes = Table()    # the labels changed
+    summary = Document()

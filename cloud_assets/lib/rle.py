@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from cloud_assets.lib.store import Array, Table, Value
 
 ORIGINAL_SHAPE = (1400, 2100)
 
@@ -167,3 +168,9 @@ def decode_resized(rles: Sequence, shape: tuple[int, int] = ORIGINAL_SHAPE,
         for k in range(len(rles)):
             one(k)
     return out
+
+
+class ValMasks(Value):
+    """`val_masks`: the validation images' masks at the model input, as the notebook's make_mask."""
+    masks = Array("val", axis=1)   # uint8 (classes, images, h, w)
+    images = Table("val")          # image

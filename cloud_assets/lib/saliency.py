@@ -36,7 +36,7 @@ from cloud_assets.constants import ARRAY_BATCH
 from cloud_assets.lib.model import ModelError, batches, framework, gradcam_layer, keras_backend
 from cloud_assets.lib.progress import Progress, Report
 from cloud_assets.lib.saliency_methods import DEFAULT, SaliencyMethod, method as saliency_method
-from cloud_assets.lib.store import release
+from cloud_assets.lib.store import Array, Document, Table, Value, release
 
 
 def _keras_of(model):
@@ -325,8 +325,8 @@ def write_maps(staged, engine: Engine, images, batch_size: int = 32, report: Rep
     memory-mapped files, each batch written while the next is computed; returns the probabilities
     `(n, classes)`. `positions`: a shard's images' positions in the unsharded order."""
     n, h, w = images.shape[:3]
-    cams = staged.new_array("gradcam", (engine.classes, n, *engine.layer_size), np.float32)
-    guided = staged.new_array("guided_backprop", (n, h, w), np.float16)
+    cams = SaliencyMaps.gradcam.new(staged, (engine.classes, n, *engine.layer_size), np.float32)
+    guided = SaliencyMaps.guided_backprop.new(staged, (n, h, w), np.float16)
     probabilities = np.empty((n, engine.classes), np.float32)
     for members, gb, cam, probs in iter_batches(None, images, batch_size=batch_size, report=report, engine=engine,
                                                 positions=positions):
@@ -379,3 +379,11 @@ def combine(gradcam: np.ndarray, guided_backprop: np.ndarray) -> np.ndarray:
     backprop `(n, H, W)`."""
     guided_backprop = np.asarray(guided_backprop, np.float32)
     return upsample(gradcam, guided_backprop.shape[-2:]) * guided_backprop
+
+
+class SaliencyMaps(Value):
+    """`saliency_maps`: Grad-CAM at its layer's resolution and guided backprop at the image's."""
+    gradcam = Array("val", axis=1)     # float32 (classes, images, h, w)
+    guided_backprop = Array("val")     # float16 (images, H, W)
+    images = Table("val")              # image
+    meta = Document()                  # class_names, layer, device, model_sha256, method

@@ -50,7 +50,7 @@ class Bundle:
         return json.loads((self.path / f"{name}.json").read_text())
 
     # writing (staging bundles only)
-    def new_array(self, name: str, shape, dtype) -> np.ndarray:
+    def new_array(self, name: str, shape, dtype) -> np.memmap:
         """A writable memory-mapped `.npy` to fill in place, its disk space reserved (OSError ENOSPC
         here if the disk is full, rather than SIGBUS while writing)."""
         path = self.path / f"{name}.npy"
@@ -72,6 +72,73 @@ class Bundle:
 
     def nbytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir())
+
+
+class Part:
+    """One named part of an asset's value, declared once as an attribute of its `Value` class: the
+    attribute's name is the part's name in the store. Read on a value (`LabelTable(bundle).rows`);
+    written through the class (`LabelTable.rows.put(staged, rows)`). `group` and `axis`: for a
+    per-image value, the group of images (`train`, `val`, `test`) its rows follow and, for an array,
+    its image axis (what a sharded value is reassembled by)."""
+    kind = ""
+
+    def __init__(self, group: str | None = None, axis: int = 0):
+        self.group, self.axis, self.name = group, axis, ""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, value, owner=None):
+        if value is None:
+            return self
+        return getattr(value.source, self.kind)(self.name)
+
+    def put(self, staged: "Bundle", data) -> None:
+        staged.put(self.name, data)
+
+
+class Array(Part):
+    kind = "array"
+
+    def new(self, staged: "Bundle", shape, dtype) -> np.memmap:
+        """A writable memory-mapped array of this part in `staged` (`Bundle.new_array`)."""
+        return staged.new_array(self.name, shape, dtype)
+
+
+class Table(Part):
+    kind = "table"
+
+
+class Document(Part):
+    kind = "json"
+
+
+class Value:
+    """An asset's value, typed: a subclass declares its parts (`Array`, `Table`, `Document`) as
+    attributes and wraps what the IO manager loads (a `Bundle`, or a per-image value's `Shards`)."""
+
+    def __init__(self, source):
+        self.source = source
+
+    @classmethod
+    def parts(cls) -> dict[str, Part]:
+        return {name: part for klass in reversed(cls.__mro__) for name, part in vars(klass).items()
+                if isinstance(part, Part)}
+
+    @classmethod
+    def of(cls, **data) -> dict:
+        """The value to return from an asset, part name -> data; every name must be a declared part."""
+        unknown = set(data) - set(cls.parts())
+        if unknown:
+            raise KeyError(f"{cls.__name__}: no part named {', '.join(sorted(unknown))}")
+        return data
+
+    @classmethod
+    def layout(cls) -> tuple[dict, dict]:
+        """(arrays: name -> (group, image axis), tables: name -> group) of the parts that follow images."""
+        parts = cls.parts().values()
+        return ({p.name: (p.group, p.axis) for p in parts if isinstance(p, Array) and p.group},
+                {p.name: p.group for p in parts if isinstance(p, Table) and p.group})
 
 
 def release(*arrays) -> None:

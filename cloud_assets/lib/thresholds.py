@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from cloud_assets.lib.store import Table, Value
 
 LEVELS = np.arange(10, 100)  # percent
 
@@ -93,3 +94,8 @@ def pr_auc(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
             precision, recall, _ = pr_curve(y_true[:, c], y_pred[:, c])
             out[c] = auc(recall, precision)
     return out
+
+
+class ThresholdMaps(Value):
+    """`threshold_maps`."""
+    maps = Table()   # class, kind (precision or recall), level, probability

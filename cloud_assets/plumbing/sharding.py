@@ -95,14 +95,14 @@ class Sharding:
         """The shards this step computes: its partition keys, or [None] (every image) when unsharded."""
         return list(context.partition_keys) if self.partitions is not None else [None]
 
-    def per_image(self, decorator, layouts: dict, summarize=None, check=None, **definition):
+    def per_image(self, decorator, value_types: dict, summarize=None, check=None, **definition):
         """Make `compute(context, shard, **inputs) -> (values, facts)`, which computes one `Shard`, a
         per-image asset: `decorator(**definition)` (`dg.asset` or `dg.multi_asset`) with the shards'
         partitions and backfill policy. The step runs `compute` once per shard of its partitions, each
         per-image input given as that shard's value; `values` is output name -> a staging Bundle or a
-        dict (only the selected outputs of a multi-asset). Each value gets its layout record
-        (`layouts`: output name -> (arrays: name -> (group, image axis), tables: name -> group)) and
-        its partitioning record, and the shards' values are packed into one output.
+        dict (only the selected outputs of a multi-asset). Each value gets its layout record (from
+        `value_types`: output name -> its `lib.store.Value` class, whose parts say the group of images
+        they follow) and its partitioning record, and the shards' values are packed into one output.
         `summarize(facts, seconds)`, from every shard's `facts`, gives the metadata (output name ->
         metadata). `check = (specs, find)`: `find(context, shard, **inputs)` lists the problems of a
         shard, found for every shard before anything is written and reported as those checks."""
@@ -125,7 +125,7 @@ class Sharding:
                 for shard in steps:
                     out, fact = compute(context, shard, **own(shard))
                     for name, value in out.items():
-                        arrays, tables = layouts[name]
+                        arrays, tables = value_types[name].layout()
                         if shard.key is not None:
                             groups = {g for g, _ in arrays.values()} | set(tables.values())
                             layout = shards.layout({g: p for g, p in shard.positions.items() if g in groups},

@@ -10,6 +10,16 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib import thresholds
+from cloud_assets.lib.dark import DarkImageCounts
+from cloud_assets.lib.images import ImageCache
+from cloud_assets.lib.label_issues import LabelIssues
+from cloud_assets.lib.labels import LabelTable, TrainValSplit
+from cloud_assets.lib.mistakes import ClassDistribution, ConfusionMatrices, Mistakes
+from cloud_assets.lib.model import ValPredictions
+from cloud_assets.lib.review import CorrectedLabels
+from cloud_assets.lib.rle import ValMasks
+from cloud_assets.lib.saliency import SaliencyMaps
+from cloud_assets.lib.thresholds import ThresholdMaps
 from cloud_assets.lib.saliency_methods import DEFAULT, SaliencyMethod, method as saliency_method
 
 
@@ -56,37 +66,36 @@ INPUTS = ("label_table", "train_val_split", "image_cache", "val_masks", "dark_im
 
 
 def gather(inputs: dict, class_names, data_dir: Path, history: pd.DataFrame) -> ReportData:
-    """ReportData from the materialized `INPUTS` (name -> Bundle)."""
-    summary = inputs["val_predictions"].json("summary")
+    """ReportData from the materialized `INPUTS` (name -> Bundle, or Shards)."""
+    labelled, split = LabelTable(inputs["label_table"]), TrainValSplit(inputs["train_val_split"])
+    cache, predictions = ImageCache(inputs["image_cache"]), ValPredictions(inputs["val_predictions"])
+    maps, mistakes = SaliencyMaps(inputs["saliency_maps"]), Mistakes(inputs["mistakes"])
+    dark, issues = DarkImageCounts(inputs["dark_image_counts"]), LabelIssues(inputs["label_issues"])
+    corrected, summary = CorrectedLabels(inputs["corrected_labels"]), predictions.summary
     model_path = Path(summary["model_path"])
     modified = (time.strftime("%Y-%m-%d %H:%M", time.gmtime(model_path.stat().st_mtime))
                 if model_path.exists() else "?")
-    cache, predictions, saliency_maps = inputs["image_cache"], inputs["val_predictions"], inputs["saliency_maps"]
+    y_true, y_pred = predictions.y_true, predictions.probabilities
+    rows = labelled.rows
     return ReportData(
-        class_names=list(class_names), labels=inputs["label_table"].table("labels"),
-        split=inputs["train_val_split"].table("split"), test_images=list(cache.table("test_names")["image"]),
-        val_images=list(predictions.table("images")["image"]), y_true=predictions.array("y_true"),
-        y_pred=predictions.array("probabilities"), maps=inputs["threshold_maps"].table("maps"),
-        confusion=inputs["confusion_matrices"].table("matrices"), mistakes=inputs["mistakes"].table("mistakes"),
-        fp_distribution=inputs["fp_class_distribution"].table("distribution"),
-        fn_distribution=inputs["fn_class_distribution"].table("distribution"),
-        dark_images=inputs["dark_image_counts"].table("images"),
-        dark_per_class=inputs["dark_image_counts"].table("per_class"),
-        cache={s: cache.array(s) for s in ("train", "val", "test")}, val_masks=inputs["val_masks"].array("masks"),
-        gradcam=saliency_maps.array("gradcam"), guided_backprop=saliency_maps.array("guided_backprop"),
-        method=saliency_method(saliency_maps.json("meta").get("method", DEFAULT)),
+        class_names=list(class_names), labels=labelled.labels, split=split.split,
+        test_images=list(cache.test_names["image"]), val_images=list(predictions.images["image"]), y_true=y_true,
+        y_pred=y_pred, maps=ThresholdMaps(inputs["threshold_maps"]).maps,
+        confusion=ConfusionMatrices(inputs["confusion_matrices"]).matrices, mistakes=mistakes.mistakes,
+        fp_distribution=ClassDistribution(inputs["fp_class_distribution"]).distribution,
+        fn_distribution=ClassDistribution(inputs["fn_class_distribution"]).distribution,
+        dark_images=dark.images, dark_per_class=dark.per_class,
+        cache={s: cache.images(s) for s in ("train", "val", "test")}, val_masks=ValMasks(inputs["val_masks"]).masks,
+        gradcam=maps.gradcam, guided_backprop=maps.guided_backprop,
+        method=saliency_method(maps.meta.get("method", DEFAULT)),
         data_dir=data_dir,
         model={"path": summary["model_path"], "sha256": summary["model_sha256"], "modified": modified,
                "device": summary["device"],
-               "pr_auc": dict(zip(class_names, map(float, thresholds.pr_auc(predictions.array("y_true"),
-                                                                            predictions.array("probabilities")))))},
-        history=history, precision_level=int(inputs["mistakes"].json("level")["precision_level"]),
-        issues=inputs["label_issues"].table("issues"), candidate_maps=inputs["label_issues"].array("candidate_maps"),
-        class_ranking=inputs["label_issues"].table("class_ranking"),
-        cache_rows={name: (s, k) for s in ("train", "val", "test")
-                    for k, name in enumerate(cache.table(f"{s}_names")["image"])},
-        encoded=dict(zip(inputs["label_table"].table("rows")["Image_Label"],
-                         inputs["label_table"].table("rows")["EncodedPixels"])),
-        original_shape=tuple(inputs["label_table"].json("meta")["original_shape"]),
-        health=float(inputs["label_issues"].json("health")["overall_health_score"]),
-        review=inputs["corrected_labels"].table("review"), review_summary=inputs["corrected_labels"].json("summary"))
+               "pr_auc": dict(zip(class_names, map(float, thresholds.pr_auc(y_true, y_pred))))},
+        history=history, precision_level=int(mistakes.level["precision_level"]),
+        issues=issues.issues, candidate_maps=issues.candidate_maps, class_ranking=issues.class_ranking,
+        cache_rows={name: (s, k) for s in ("train", "val", "test") for k, name in enumerate(cache.names(s)["image"])},
+        encoded=dict(zip(rows["Image_Label"], rows["EncodedPixels"])),
+        original_shape=tuple(labelled.meta["original_shape"]),
+        health=float(issues.health["overall_health_score"]),
+        review=corrected.review, review_summary=corrected.summary)

@@ -15,7 +15,19 @@ from cloud_assets.lib import label_issues as label_issues_lib
 from cloud_assets.lib import mistakes as mistakes_lib
 from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
+from cloud_assets.lib.attention import MaskAttention
+from cloud_assets.lib.audit import AuditPredictions
+from cloud_assets.lib.audit_evidence import AuditEvidence
+from cloud_assets.lib.folds import AuditFolds
+from cloud_assets.lib.images import ImageCache
+from cloud_assets.lib.label_issues import LabelIssues
+from cloud_assets.lib.labels import TrainValSplit
+from cloud_assets.lib.mistakes import ClassDistribution, ConfusionMatrices, Mistakes
+from cloud_assets.lib.model import ValPredictions
+from cloud_assets.lib.rle import ValMasks
+from cloud_assets.lib.saliency import SaliencyMaps
 from cloud_assets.lib.store import Bundle
+from cloud_assets.lib.thresholds import ThresholdMaps
 from cloud_assets.settings import Settings
 
 class PrecisionLevel(dg.Config):
@@ -27,10 +39,10 @@ class ConfusionLevels(dg.Config):
 
 
 def _distribution(outcome: str, val_predictions, mistakes: Bundle, dataset: DatasetResource):
-    table = mistakes_lib.distribution_table(val_predictions.array("y_true"), mistakes.table("mistakes"), outcome,
-                                            dataset.class_names)
+    table = mistakes_lib.distribution_table(ValPredictions(val_predictions).y_true, Mistakes(mistakes).mistakes,
+                                            outcome, dataset.class_names)
     wide = table.pivot(index="class", columns="true_class", values="images").reindex(dataset.class_names)
-    return dg.Output({"distribution": table}, metadata={"images_by_true_class": dg.MetadataValue.md(wide.to_markdown())})
+    return dg.Output(ClassDistribution.of(distribution=table), metadata={"images_by_true_class": dg.MetadataValue.md(wide.to_markdown())})
 
 
 def _attention_summary(facts: list, seconds: float) -> dict:
@@ -42,13 +54,14 @@ def _attention_summary(facts: list, seconds: float) -> dict:
 def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, classes, fold_keys) -> np.ndarray:
     """float16 `(candidates, h, w)`: each candidate's class probability per pixel, from the audit
     model of its image's fold."""
-    folds = audit_folds.table("folds")
+    folds = AuditFolds(audit_folds).folds
     fold = dict(zip(folds["image"], folds["fold"]))
-    rows = {key: {i: k for k, i in enumerate(p.table("images")["image"])} for key, p in audit_predictions.items()}
+    predictions = {key: AuditPredictions(p) for key, p in audit_predictions.items()}
+    rows = {key: {i: k for k, i in enumerate(p.images["image"])} for key, p in predictions.items()}
     out = []
     for image, cls in zip(candidates["image"], candidates["class"]):
         key = fold_keys[fold[image]]
-        out.append(audit_predictions[key].array("pixels")[classes.index(cls), rows[key][image]])
+        out.append(predictions[key].pixels[classes.index(cls), rows[key][image]])
     return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)
 
 
@@ -61,72 +74,71 @@ def build(settings: Settings, sharding: Sharding) -> list:
     @analysis_asset(code_version="1")
     def threshold_maps(val_predictions, dataset: DatasetResource):
         """Per class: precision level 10..99 -> probability, recall level 10..99 -> probability (NaN: never reached)."""
-        maps = thresholds.threshold_maps(val_predictions.array("y_true"), val_predictions.array("probabilities"))
+        predictions = ValPredictions(val_predictions)
+        maps = thresholds.threshold_maps(predictions.y_true, predictions.probabilities)
         wide = maps[maps["level"].isin(SUMMARY_LEVELS)].copy()
         wide["class"] = [dataset.class_names[c] for c in wide["class"]]
         wide = wide.pivot_table(index=["class", "kind"], columns="level", values="probability", dropna=False)
-        return dg.Output({"maps": maps}, metadata={"levels": "10..99", "unreached": int(maps["probability"].isna().sum()),
-                                                   "selected_levels": dg.MetadataValue.md(wide.round(4).to_markdown())})
-
+        return dg.Output(ThresholdMaps.of(maps=maps), metadata={
+            "levels": "10..99", "unreached": int(maps["probability"].isna().sum()),
+            "selected_levels": dg.MetadataValue.md(wide.round(4).to_markdown())})
 
     @analysis_asset(code_version="1")
     def confusion_matrices(config: ConfusionLevels, val_predictions, threshold_maps: Bundle,
                            dataset: DatasetResource):
         """One-vs-rest `[[tn, fp], [fn, tp]]` per class at precision 90 and the configured levels, raw and row-normalized."""
-        y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
-        table = mistakes_lib.confusion_table(y_true, y_pred, threshold_maps.table("maps"),
+        predictions = ValPredictions(val_predictions)
+        y_true, y_pred = predictions.y_true, predictions.probabilities
+        table = mistakes_lib.confusion_table(y_true, y_pred, ThresholdMaps(threshold_maps).maps,
                                              sorted({PRECISION_LEVEL, *config.precision_levels}), dataset.class_names)
         at90 = table[table["level"] == PRECISION_LEVEL].drop(columns="level").round(3)
-        return dg.Output({"matrices": table}, metadata={"at_precision_90": md_table(at90),
-                                                        "levels": sorted({PRECISION_LEVEL, *config.precision_levels})})
-
+        return dg.Output(ConfusionMatrices.of(matrices=table), metadata={
+            "at_precision_90": md_table(at90), "levels": sorted({PRECISION_LEVEL, *config.precision_levels})})
 
     @analysis_asset(code_version="1")
     def mistakes(config: PrecisionLevel, val_predictions, threshold_maps: Bundle, saliency_maps,
                  dataset: DatasetResource):
         """TP / FP / FN validation images per class at the configured precision level (default 90), with
         `mean_guided_gradcam`: the image's mean Guided Grad-CAM for that class."""
-        y_true, y_pred = val_predictions.array("y_true"), val_predictions.array("probabilities")
-        cut = thresholds.cut_at(threshold_maps.table("maps"), len(dataset.class_names), config.precision_level)
+        predictions, maps = ValPredictions(val_predictions), SaliencyMaps(saliency_maps)
+        y_true, y_pred = predictions.y_true, predictions.probabilities
+        cut = thresholds.cut_at(ThresholdMaps(threshold_maps).maps, len(dataset.class_names), config.precision_level)
         table = mistakes_lib.mistakes_table(y_true, y_pred, cut, dataset.class_names,
-                                            val_predictions.table("images")["image"])
+                                            predictions.images["image"])
         table["mean_guided_gradcam"] = saliency.mean_guided_gradcam(
-            saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"),
+            maps.gradcam, maps.guided_backprop,
             [dataset.class_names.index(c) for c in table["class"]], table["index"].to_numpy())
         counts = (table.groupby(["class", "outcome"]).size().unstack(fill_value=0)
                   .reindex(index=dataset.class_names, columns=["tp", "fp", "fn"], fill_value=0))
-        return dg.Output({"mistakes": table, "level": {"precision_level": config.precision_level,
-                                                       "thresholds": dict(zip(dataset.class_names, cut))}},
+        return dg.Output(Mistakes.of(mistakes=table, level={"precision_level": config.precision_level,
+                                                            "thresholds": dict(zip(dataset.class_names, cut))}),
                          metadata={"precision_level": config.precision_level,
                                    "counts": dg.MetadataValue.md(counts.to_markdown()),
-                                   "model_sha256": val_predictions.json("summary")["model_sha256"],
+                                   "model_sha256": predictions.summary["model_sha256"],
                                    **{f"fp_{c}": int(counts.loc[c, "fp"]) for c in dataset.class_names}})
-
 
     @analysis_asset(code_version="1")
     def fp_class_distribution(val_predictions, mistakes: Bundle, dataset: DatasetResource):
         """For each class, how many of its false-positive images carry each true label (the notebook's bar plots)."""
         return _distribution("fp", val_predictions, mistakes, dataset)
 
-
     @analysis_asset(code_version="1")
     def fn_class_distribution(val_predictions, mistakes: Bundle, dataset: DatasetResource):
         """For each class, how many of its false-negative images carry each true label."""
         return _distribution("fn", val_predictions, mistakes, dataset)
 
-
-    @sharding.per_image(dg.asset, layouts={"result": ({}, {})}, summarize=_attention_summary, group_name="analysis",
-                      automation_condition=FOLLOWS_MODEL, code_version="3")
+    @sharding.per_image(dg.asset, value_types={"result": MaskAttention}, summarize=_attention_summary,
+                        group_name="analysis", automation_condition=FOLLOWS_MODEL, code_version="3")
     def mask_attention(context: dg.AssetExecutionContext, shard: Shard, saliency_maps, val_masks, image_cache,
                        dataset: DatasetResource):
         """Per validation image and class: the share of Grad-CAM and Guided Grad-CAM energy inside the
         class's mask, inside other classes' masks, outside every mask, on no-data pixels; pointing game."""
+        maps = SaliencyMaps(saliency_maps)
         table = attention.attention_table(
-            saliency_maps.array("gradcam"), saliency_maps.array("guided_backprop"), val_masks.array("masks"),
-            image_cache.array("val"), dataset.class_names, saliency_maps.table("images")["image"],
+            maps.gradcam, maps.guided_backprop, ValMasks(val_masks).masks, ImageCache(image_cache).val,
+            dataset.class_names, maps.images["image"],
             report=progress_logger(context, f"mask_attention{shard.where}"), positions=shard.rows(image_cache))
-        return {"result": {"shares": table}}, table
-
+        return {"result": MaskAttention.of(shares=table)}, table
 
     @analysis_asset(code_version="3")
     def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
@@ -137,11 +149,12 @@ def build(settings: Settings, sharding: Sharding) -> list:
         box; cleanlab's class ranking (each class's estimated error rate) and health score on the audit's
         out-of-sample probabilities; and the audit's per-pixel probability of the class for the first
         ISSUES_SHOWN candidates, which the report draws."""
-        evidence = audit_evidence.table("evidence")
+        evidence = AuditEvidence(audit_evidence).evidence
         classes = dataset.class_names
-        classifier = label_issues_lib.classifier_evidence(mask_attention.table("shares"), val_predictions.array("y_true"),
-                                                          val_predictions.array("probabilities"))
-        split = train_val_split.table("split")
+        predictions = ValPredictions(val_predictions)
+        classifier = label_issues_lib.classifier_evidence(MaskAttention(mask_attention).shares, predictions.y_true,
+                                                          predictions.probabilities)
+        split = TrainValSplit(train_val_split).split
         ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
                                        label_issues_lib.load_model(label_issues_lib.model_path(settings.profile)))
         wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
@@ -154,8 +167,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
                                           "mask_quality"]]
         context.log.info(f"label_issues: {len(ranked)} labels of {len(wide)} images ranked "
                          f"({int((ranked['split'] == 'val').sum())} with the classifier's evidence too)")
-        return dg.Output({"issues": ranked, "class_ranking": health["class_ranking"], "candidate_maps": maps,
-                          "health": {"overall_health_score": health["health"]}},
+        return dg.Output(LabelIssues.of(issues=ranked, class_ranking=health["class_ranking"], candidate_maps=maps,
+                                        health={"overall_health_score": health["health"]}),
                          metadata={"labels": len(ranked), "images": len(wide),
                                    "top_candidates": md_table(top.round(3)),
                                    "cleanlab_health_score": health["health"],
@@ -164,4 +177,5 @@ def build(settings: Settings, sharding: Sharding) -> list:
                                    "kinds_in_top_50": dg.MetadataValue.md(
                                        ranked.head(ISSUES_LISTED)["kind"].value_counts().to_frame().to_markdown())})
 
-    return [threshold_maps, confusion_matrices, mistakes, fp_class_distribution, fn_class_distribution, mask_attention, label_issues]
+    return [threshold_maps, confusion_matrices, mistakes, fp_class_distribution, fn_class_distribution, mask_attention,
+            label_issues]

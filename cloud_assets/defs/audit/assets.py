@@ -19,6 +19,11 @@ from cloud_assets.lib import audit, folds as folds_lib, model as model_lib, rle
 from cloud_assets.lib import audit_evidence as audit_evidence_lib
 from cloud_assets.lib.files import written_folder
 from cloud_assets.lib.progress import Progress
+from cloud_assets.lib.audit import AuditInputs, AuditModel, AuditPredictions
+from cloud_assets.lib.audit_evidence import AuditEvidence
+from cloud_assets.lib.folds import AuditFolds
+from cloud_assets.lib.images import ImageCache
+from cloud_assets.lib.labels import LabelTable
 from cloud_assets.lib.store import Bundle
 from cloud_assets.settings import Settings
 
@@ -67,16 +72,16 @@ def build(settings: Settings, sharding: Sharding) -> list:
         """Every image of train.csv in one of CLOUD_ASSETS_AUDIT_FOLDS folds, stratified by its label
         combination (`lib.folds`); an image keeps its fold across runs, so that a corrected label
         retrains the other folds' models only. With each fold's training digest: what its model trains on."""
-        table = label_table.table("labels")
+        table = LabelTable(label_table).labels
         classes = dataset.class_names
         combos = folds_lib.combination(table[classes].to_numpy(), classes)
         previous = None
         if var.store.stored("audit_folds"):
-            before = var.store.get("audit_folds")
-            if before.json("meta")["folds"] == fold_count:
-                previous = dict(zip(before.table("folds")["image"], before.table("folds")["fold"]))
+            before = AuditFolds(var.store.get("audit_folds"))
+            if before.meta["folds"] == fold_count:
+                previous = dict(zip(before.folds["image"], before.folds["fold"]))
         assigned = folds_lib.assign(table["image"], combos, fold_count, previous)
-        rows = label_table.table("rows")
+        rows = LabelTable(label_table).rows
         parts = rows["Image_Label"].str.rpartition("_")
         masks = pd.DataFrame({"image": parts[0], "class": parts[2], "rle": rows["EncodedPixels"]}).pivot(
             index="image", columns="class", values="rle").reindex(index=table["image"], columns=classes).fillna("")
@@ -86,11 +91,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
         counts = out.pivot_table(index="combination", columns="fold", values="image", aggfunc="count", fill_value=0)
         kept = sum(1 for i in table["image"] if previous and i in previous)
         context.log.info(f"audit_folds: {len(out)} images in {fold_count} folds ({kept} kept their fold)")
-        return dg.Output({"folds": out, "digests": digests, "meta": {"folds": fold_count}}, metadata={
+        return dg.Output(AuditFolds.of(folds=out, digests=digests, meta={"folds": fold_count}), metadata={
             "folds": fold_count, "images": len(out), "kept_their_fold": kept,
             "images_per_fold": md_table(out.groupby("fold").size().rename("images").reset_index()),
             "combinations_per_fold": md_table(counts.rename(columns=str).reset_index())})
-
 
     @dg.asset(group_name="audit", code_version=code, **sharding.whole)
     def audit_inputs(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
@@ -98,26 +102,27 @@ def build(settings: Settings, sharding: Sharding) -> list:
         """What the audit models learn from, for every image of train.csv in `audit_folds`' order: uint8
         `images (n, h, w, 3)` BGR at CLOUD_ASSETS_AUDIT_SIZE (from the image cache), uint8 `masks (n, h,
         w, classes)` decoded from train.csv at that size, and `labels (n, classes)`."""
-        table = label_table.table("labels")
-        classes, shape = dataset.class_names, tuple(label_table.json("meta")["original_shape"])
+        labelled, cache = LabelTable(label_table), ImageCache(image_cache)
+        table = labelled.labels
+        classes, shape = dataset.class_names, tuple(labelled.meta["original_shape"])
         where = {}
         for split in ("train", "val"):
-            names = image_cache.table(f"{split}_names")["image"]
+            names = cache.names(split)["image"]
             where.update({name: (split, k) for k, name in enumerate(names)})
         missing = [i for i in table["image"] if i not in where]
         if missing:
             raise ValueError(f"audit_inputs: {len(missing)} images of train.csv are not in image_cache (first: "
                              f"{missing[0]}); materialize image_cache again")
-        encoded = label_table.table("rows").set_index("Image_Label")["EncodedPixels"]
+        encoded = labelled.rows.set_index("Image_Label")["EncodedPixels"]
         n, (h, w) = len(table), size
         progress = Progress(n, progress_logger(context, "audit_inputs"))
         with var.staging(context.asset_key) as staged:
-            images = staged.new_array("images", (n, h, w, 3), np.uint8)
-            masks = staged.new_array("masks", (n, h, w, len(classes)), np.uint8)
-            cache = {s: image_cache.array(s) for s in ("train", "val")}
+            images = AuditInputs.images.new(staged, (n, h, w, 3), np.uint8)
+            masks = AuditInputs.masks.new(staged, (n, h, w, len(classes)), np.uint8)
+            split_images = {s: cache.images(s) for s in ("train", "val")}
             for start in range(0, n, 256):
                 names = list(table["image"][start:start + 256])
-                batch = np.stack([cache[where[i][0]][where[i][1]] for i in names])
+                batch = np.stack([split_images[where[i][0]][where[i][1]] for i in names])
                 images[start:start + len(names)] = audit.resize_images(batch, size)
                 for c, cls in enumerate(classes):
                     masks[start:start + len(names), ..., c] = rle.decode_resized(
@@ -125,10 +130,9 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 progress.advance(len(names))
             images.flush()
             masks.flush()
-            staged.put("labels", table[classes].to_numpy(np.uint8))
-            staged.put("images_table", table[["image"]])
+            AuditInputs.labels.put(staged, table[classes].to_numpy(np.uint8))
+            AuditInputs.images_table.put(staged, table[["image"]])
         return dg.Output(staged, metadata={"images": n, "size": f"{h}x{w}", "classes": len(classes)})
-
 
     @dg.asset(group_name="audit", code_version=code, pool=GPU_POOL, op_tags=GPU_OP_TAGS, **fold_partitions)
     def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, dataset: DatasetResource, var: VarDir,
@@ -140,8 +144,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
         no model yet. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made
         elsewhere take the models' place."""
         out, training, trainer = {}, config.training(size, widths), None
-        folds, digests = audit_folds.table("folds"), audit_folds.json("digests")
-        images, masks, labels = (audit_inputs.array(a) for a in ("images", "masks", "labels"))
+        assignment = AuditFolds(audit_folds)
+        folds, digests = assignment.folds, assignment.digests
+        inputs = AuditInputs(audit_inputs)
+        images, masks, labels = inputs.images, inputs.masks, inputs.labels
         for key in context.partition_keys:
             fold = fold_keys.index(key)
             digest = digests[key]
@@ -152,14 +158,14 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
                                  f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
                 with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
-                    staged.put("meta", {**meta, "imported": dataset.audit_predictions})
+                    AuditModel.meta.put(staged, {**meta, "imported": dataset.audit_predictions})
                 out[key] = staged
                 continue
             train_images = images[train_rows]  # read once: for the digest and, when trained, for training
             pixels = audit.images_digest(train_images, folds["image"].to_numpy()[train_rows])
             kept = Path(var.path) / MODELS / f"{digest[:16]}-{pixels}-{code}-{audit.config_digest(training)}"
             meta["images_digest"] = pixels
-            if (kept / "model.keras").is_file():
+            if (kept / AuditModel.FILE).is_file():
                 context.log.info(f"audit_models fold {key}: a model of this training set and settings exists; "
                                  f"keeping {kept}")
             else:
@@ -171,16 +177,15 @@ def build(settings: Settings, sharding: Sharding) -> list:
 
                 model, history = trainer.train(train_images, masks[train_rows], labels[train_rows], log=log)
                 with written_folder(kept) as folder:
-                    model.save(folder / "model.keras")
+                    model.save(folder / AuditModel.FILE)
                     pd.DataFrame(history).to_parquet(folder / "history.parquet")
             with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
-                shutil.copy(kept / "model.keras", staged.path / "model.keras")
+                shutil.copy(kept / AuditModel.FILE, staged.path / AuditModel.FILE)
                 history = pd.read_parquet(kept / "history.parquet")
-                staged.put("history", history)
-                staged.put("meta", {**meta, "epochs": len(history)})
+                AuditModel.history.put(staged, history)
+                AuditModel.meta.put(staged, {**meta, "epochs": len(history)})
             out[key] = staged
         return dg.Output(out, metadata={"folds": len(out)})
-
 
     @dg.asset(group_name="audit", code_version=code, **fold_partitions)
     def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_models, audit_inputs: Bundle,
@@ -190,12 +195,13 @@ def build(settings: Settings, sharding: Sharding) -> list:
         written batch by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS,
         read from the predictions made elsewhere (`lib.audit.ImportedPredictions`)."""
         out, model = {}, None
-        folds, classes = audit_folds.table("folds"), audit_inputs.array("labels").shape[1]
+        folds, classes = AuditFolds(audit_folds).folds, AuditInputs(audit_inputs).labels.shape[1]
         for key in context.partition_keys:
             fold = fold_keys.index(key)
             _, rows = _training_set(folds, fold)
             names = list(folds["image"].iloc[rows])
-            imported = audit_models[key].json("meta").get("imported")
+            fold_model = AuditModel(audit_models[key])
+            imported = fold_model.meta.get("imported")
             if imported:
                 batches = audit.ImportedPredictions(imported, classes).batches(names, size)
             else:
@@ -203,16 +209,16 @@ def build(settings: Settings, sharding: Sharding) -> list:
 
                 # the folds' models share one architecture: one model, each fold's weights loaded into it, so
                 # that the prediction step is traced once
-                path = audit_models[key].path / "model.keras"
+                path = fold_model.model_file
                 if model is None:
                     model = keras.saving.load_model(path)
                 else:
                     model.load_weights(path)
-                batches = audit.predict(model, audit_inputs.array("images")[rows])
+                batches = audit.predict(model, AuditInputs(audit_inputs).images[rows])
             start_s = time.monotonic()
             with var.staging(dg.AssetKey(f"audit_predictions@{key}")) as staged:
-                probs = staged.new_array("probabilities", (len(rows), classes), np.float32)
-                pixels = staged.new_array("pixels", (classes, len(rows), *size), np.float16)
+                probs = AuditPredictions.probabilities.new(staged, (len(rows), classes), np.float32)
+                pixels = AuditPredictions.pixels.new(staged, (classes, len(rows), *size), np.float16)
                 progress = Progress(len(rows), progress_logger(context, f"audit_predictions fold {key}"))
                 for start, p, pix in batches:
                     probs[start:start + len(p)] = p
@@ -220,11 +226,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
                     progress.advance(len(p))
                 probs.flush()
                 pixels.flush()
-                staged.put("images", pd.DataFrame({"image": names}))
+                AuditPredictions.images.put(staged, pd.DataFrame({"image": names}))
             out[key] = staged
             context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
         return dg.Output(out, metadata={"folds": len(out)})
-
 
     @dg.asset(group_name="audit", code_version=f"{code}-4", **sharding.whole)
     def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
@@ -234,16 +239,17 @@ def build(settings: Settings, sharding: Sharding) -> list:
         never saw the image, cleanlab.segmentation's quality of the mask, the predicted mass outside it,
         the mask's share without prediction, the predicted region's box and its overlap with the mask,
         how many regions the prediction has; the input of the ranking of every label."""
-        folds = audit_folds.table("folds")
+        folds = AuditFolds(audit_folds).folds
         position = {image: k for k, image in enumerate(folds["image"])}
-        labels, masks, classes = audit_inputs.array("labels"), audit_inputs.array("masks"), dataset.class_names
+        inputs, classes = AuditInputs(audit_inputs), dataset.class_names
+        labels, masks = inputs.labels, inputs.masks
         frames = []
         for key in fold_keys:
-            predictions = audit_predictions[key]
-            images = list(predictions.table("images")["image"])
+            predictions = AuditPredictions(audit_predictions[key])
+            images = list(predictions.images["image"])
             rows = np.array([position[i] for i in images], np.int64)
             frames.append(audit_evidence_lib.evidence(images, classes, labels[rows], masks[rows],
-                                                      predictions.array("probabilities"), predictions.array("pixels")))
+                                                      predictions.probabilities, predictions.pixels))
             context.log.info(f"audit_evidence: fold {key}, {len(images)} images")
         table = pd.concat(frames, ignore_index=True)
         table["class"] = pd.Categorical(table["class"], categories=classes)
@@ -253,7 +259,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                                                                    "outside_mass", "uncovered"]].mean().round(3)
         lowest = table[table["label"] == 1].nsmallest(10, "mask_quality")[["image", "class", "mask_quality",
                                                                               "outside_mass", "uncovered"]]
-        return dg.Output({"evidence": table}, metadata={
+        return dg.Output(AuditEvidence.of(evidence=table), metadata={
             "labels": len(table), "labelled": int(table["label"].sum()),
             "mean_per_class_and_label": md_table(per_class.reset_index()),
             "lowest_mask_quality": md_table(lowest.round(3))})

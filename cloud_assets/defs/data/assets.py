@@ -14,6 +14,10 @@ from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import dark, files, images, labels, rle
 from cloud_assets.lib.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress
+from cloud_assets.lib.dark import DarkImageCounts
+from cloud_assets.lib.images import ImageCache
+from cloud_assets.lib.labels import LabelTable, TrainValSplit
+from cloud_assets.lib.rle import ValMasks
 from cloud_assets.lib.store import Bundle, release
 from cloud_assets.settings import Settings
 
@@ -38,7 +42,7 @@ SPLITS = ("train", "val", "test")
 def _split_names(shard: Shard, dataset: DatasetResource, train_val_split: Bundle) -> dict:
     """split -> image names, in the unsharded order (read once per step)."""
     def read():
-        split = train_val_split.table("split")
+        split = TrainValSplit(train_val_split).split
         check_count(shard.count, len(split))
         return {**{s: list(split.loc[split["split"] == s, "image"]) for s in ("train", "val")},
                 "test": dataset.test_images()}
@@ -89,7 +93,6 @@ def build(settings: Settings, sharding: Sharding) -> list:
             "path": dg.MetadataValue.path(str(root.resolve())),
             "train_images": sum(1 for _ in dataset.image_dir("train").glob("*")), "test_images": len(dataset.test_images())})
 
-
     @dg.asset(group_name="data", check_specs=LABEL_CHECKS, deps=[raw_data], **sharding.whole)
     def label_table(context: dg.AssetExecutionContext, dataset: DatasetResource):
         """One row per image of train.csv (an image whose rows are all empty is kept, with no class): its
@@ -111,22 +114,20 @@ def build(settings: Settings, sharding: Sharding) -> list:
         per_image = table["n_labels"].value_counts().sort_index().rename_axis("labels").reset_index(name="images")
         context.log.info(f"label_table: {len(table)} images, {int(table[dataset.class_names].to_numpy().sum())} labels")
         yield dg.Output(
-            {"labels": table, "rows": rows[["Image_Label", "EncodedPixels"]],
-             "meta": {"class_names": dataset.class_names, "original_shape": shape}},
+            LabelTable.of(labels=table, rows=rows[["Image_Label", "EncodedPixels"]],
+                          meta={"class_names": dataset.class_names, "original_shape": shape}),
             metadata={"images": len(table), "rows": len(rows), "class_frequencies": md_table(freq),
                       "labels_per_image": md_table(per_image)})
-
 
     @dg.asset(group_name="data", **sharding.whole)
     def train_val_split(label_table: Bundle):
         """The notebook's split: stratified by label combination, test_size 0.2, random_state 10."""
-        table = label_table.table("labels")
+        table = LabelTable(label_table).labels
         train, val = labels.stratified_split(table)
         split = pd.DataFrame({"image": train + val, "split": ["train"] * len(train) + ["val"] * len(val)})
-        return dg.Output({"split": split}, metadata={"train": len(train), "val": len(val)})
+        return dg.Output(TrainValSplit.of(split=split), metadata={"train": len(train), "val": len(val)})
 
-
-    @sharding.per_image(dg.asset, layouts={"result": ({s: (s, 0) for s in SPLITS}, {f"{s}_names": s for s in SPLITS})},
+    @sharding.per_image(dg.asset, value_types={"result": ImageCache},
                       summarize=_image_cache_summary, check=(IMAGE_CHECKS, _image_problems), group_name="data",
                       check_specs=IMAGE_CHECKS, code_version="2", deps=[raw_data])
     def image_cache(context: dg.AssetExecutionContext, shard: Shard, dataset: DatasetResource, var: VarDir,
@@ -138,30 +139,29 @@ def build(settings: Settings, sharding: Sharding) -> list:
         with var.staging(context.asset_key) as staged:
             for s, names in _split_names(shard, dataset, train_val_split).items():
                 ns = shard.select(names, s)
-                out = staged.new_array(s, (len(ns), h, w, 3), np.uint8)
+                out = ImageCache.images_part(s).new(staged, (len(ns), h, w, 3), np.uint8)
                 images.cache_images([dataset.image_dir(s) / n for n in ns], out, (h, w),
                                     progress_logger(context, f"image_cache {s}{shard.where}"))
                 out.flush()
-                staged.put(f"{s}_names", pd.DataFrame({"image": ns, "black_fraction": dark.black_fraction(out)}))
+                ImageCache.names_part(s).put(staged, pd.DataFrame({"image": ns, "black_fraction": dark.black_fraction(out)}))
                 counts[s] = len(ns)
         return {"result": staged}, {**counts, "size": (h, w), "original": shard.once("original shape",
                                                                                      dataset.original_shape)}
 
-
-    @sharding.per_image(dg.asset, layouts={"result": ({"masks": ("val", 1)}, {"images": "val"})},
+    @sharding.per_image(dg.asset, value_types={"result": ValMasks},
                       summarize=_val_masks_summary, group_name="data")
     def val_masks(context: dg.AssetExecutionContext, shard: Shard, dataset: DatasetResource, var: VarDir,
                   label_table: Bundle, train_val_split: Bundle):
         """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the notebook's `make_mask`."""
-        encoded = shard.once("rows", lambda: label_table.table("rows").set_index("Image_Label")["EncodedPixels"])
-        split = shard.once("split", lambda: train_val_split.table("split"))
+        encoded = shard.once("rows", lambda: LabelTable(label_table).rows.set_index("Image_Label")["EncodedPixels"])
+        split = shard.once("split", lambda: TrainValSplit(train_val_split).split)
         sharding.check_count(len(split))
-        shape = tuple(label_table.json("meta")["original_shape"])
+        shape = tuple(LabelTable(label_table).meta["original_shape"])
         classes, chunk = dataset.class_names, ARRAY_BATCH
         with_mask, cover = np.zeros(len(classes), np.int64), np.zeros(len(classes))
         val = shard.select(list(split.loc[split["split"] == "val", "image"]), "val")
         with var.staging(context.asset_key) as staged:
-            masks = staged.new_array("masks", (len(classes), len(val), *dataset.input_shape), np.uint8)
+            masks = ValMasks.masks.new(staged, (len(classes), len(val), *dataset.input_shape), np.uint8)
             for c, cls in enumerate(classes):
                 rles = encoded.reindex([f"{img}_{cls}" for img in val]).tolist()
                 for start in range(0, len(val), chunk):
@@ -172,20 +172,19 @@ def build(settings: Settings, sharding: Sharding) -> list:
                     cover[c] += float(part.sum())
                     release(masks)
             masks.flush()
-            staged.put("images", pd.DataFrame({"image": val}))
+            ValMasks.images.put(staged, pd.DataFrame({"image": val}))
         context.log.info(f"val_masks{shard.where}: {len(val)} images")
         return {"result": staged}, {"images": len(val), "classes": classes, "size": dataset.input_shape,
                                     "with_mask": with_mask, "cover": cover}
 
-
     @dg.asset(group_name="data", code_version="2", **sharding.whole)
     def dark_image_counts(label_table: Bundle, image_cache, dataset: DatasetResource):
         """Per image black fraction; per class dark-image counts over train+val; the test count."""
-        table = label_table.table("labels").set_index("image")
+        table = LabelTable(label_table).labels.set_index("image")
         frames = []
         pixels = int(np.prod(dataset.input_shape))
         for s in ("train", "val", "test"):
-            names = image_cache.table(f"{s}_names")
+            names = ImageCache(image_cache).names(s)
             frames.append(pd.DataFrame({"image": names["image"], "split": s, "black_fraction": names["black_fraction"],
                                         "dark": dark.is_dark(names["black_fraction"].to_numpy(), pixels)}))
         per_image = pd.concat(frames, ignore_index=True)
@@ -194,7 +193,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         per_class = pd.DataFrame({"class": dataset.class_names,
                                   "dark_images": dark.class_counts(labelled["dark"].to_numpy(), onehot)})
         per_split = per_image.groupby("split", sort=False)["dark"].sum().astype(int).reset_index(name="dark_images")
-        return dg.Output({"images": per_image, "per_class": per_class, "per_split": per_split},
+        return dg.Output(DarkImageCounts.of(images=per_image, per_class=per_class, per_split=per_split),
                          metadata={"per_class": md_table(per_class), "per_split": md_table(per_split),
                                    "test_dark": int(per_image.loc[per_image["split"] == "test", "dark"].sum())})
 

@@ -14,6 +14,10 @@ from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib import model as model_lib
 from cloud_assets.lib import saliency
 from cloud_assets.lib import thresholds
+from cloud_assets.lib.images import ImageCache
+from cloud_assets.lib.labels import LabelTable
+from cloud_assets.lib.model import ValPredictions
+from cloud_assets.lib.saliency import SaliencyMaps
 from cloud_assets.lib.store import Bundle
 from cloud_assets.settings import Settings
 
@@ -43,8 +47,8 @@ def _saliency_maps(context, net, info, images, names, classes, device, digest, v
                      f"({engine.layer_size[0]}x{engine.layer_size[1]})")
     with var.staging(SALIENCY_MAPS) as staged:
         y_pred = saliency.write_maps(staged, engine, images, batch_size, report, positions)
-        staged.put("images", names)
-        staged.put("meta", {"class_names": classes, "layer": info.gradcam_layer, "device": device,
+        SaliencyMaps.images.put(staged, names)
+        SaliencyMaps.meta.put(staged, {"class_names": classes, "layer": info.gradcam_layer, "device": device,
                             "model_sha256": digest, "method": method})
     return y_pred, staged
 
@@ -64,11 +68,9 @@ def build(settings: Settings, sharding: Sharding) -> list:
             "size_mb": round(stat.st_size / 2 ** 20, 2),
             "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stat.st_mtime))})
 
-
     @sharding.per_image(
         dg.multi_asset, summarize=_model_pass_summary,
-        layouts={"val_predictions": ({"probabilities": ("val", 0), "y_true": ("val", 0)}, {"images": "val"}),
-                 "saliency_maps": ({"gradcam": ("val", 1), "guided_backprop": ("val", 0)}, {"images": "val"})},
+        value_types={"val_predictions": ValPredictions, "saliency_maps": SaliencyMaps},
         pool=GPU_POOL, op_tags=GPU_OP_TAGS, can_subset=True, deps=[model_file],
         ins={"image_cache": dg.AssetIn(), "label_table": dg.AssetIn()},
         outs={
@@ -103,7 +105,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
         digest = shard.once("digest", lambda: model_lib.sha256(Path(model.path)))
         net, info = shard.once("model", lambda: model.load(dataset))
         classes = list(dataset.class_names)
-        images, names = image_cache.array("val"), image_cache.table("val_names")[["image"]]
+        cache = ImageCache(image_cache)
+        images, names = cache.val, cache.val_names[["image"]]
         report = progress_logger(context, f"model_pass{shard.where}")
         context.log.info(f"model_pass{shard.where}: loaded {model.path} ({info.framework}, sha256 {digest[:12]}); "
                          f"{len(images)} images; Keras backend {device}")
@@ -116,13 +119,13 @@ def build(settings: Settings, sharding: Sharding) -> list:
         else:
             y_pred = model_lib.predict(net, images, model.batch_size, report, positions)
         secs = time.monotonic() - start
-        labels = shard.once("labels", lambda: label_table.table("labels").set_index("image"))
+        labels = shard.once("labels", lambda: LabelTable(label_table).labels.set_index("image"))
         y_true = labels.loc[names["image"], classes].to_numpy().astype(np.int8)
         if VAL_PREDICTIONS in context.selected_asset_keys:
-            out["val_predictions"] = {"probabilities": y_pred, "y_true": y_true, "images": names,
-                                      "summary": {"model_path": str(Path(model.path).resolve()), "model_sha256": digest,
-                                                  "device": device, "framework": info.framework,
-                                                  "gradcam_layer": info.gradcam_layer}}
+            out["val_predictions"] = ValPredictions.of(
+                probabilities=y_pred, y_true=y_true, images=names,
+                summary={"model_path": str(Path(model.path).resolve()), "model_sha256": digest, "device": device,
+                         "framework": info.framework, "gradcam_layer": info.gradcam_layer})
         return out, {"images": len(images), "seconds": secs, "digest": digest, "device": device,
                      "layer": info.gradcam_layer, "classes": classes, "y_true": y_true, "y_pred": y_pred,
                      "method": method}

@@ -11,6 +11,9 @@ from cloud_assets.plumbing.metadata import md_table
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import labels, model as model_lib, review
 from cloud_assets.lib.labels import Problem
+from cloud_assets.lib.label_issues import LabelIssues
+from cloud_assets.lib.labels import LabelTable
+from cloud_assets.lib.review import CorrectedLabels
 from cloud_assets.lib.store import Bundle
 from cloud_assets.settings import Settings
 
@@ -48,7 +51,6 @@ def build(settings: Settings, sharding: Sharding) -> list:
             "path": dg.MetadataValue.path(str(path.resolve())), "decisions": len(decisions),
             "accepted": int((decisions["decision"] == "accept").sum())})
 
-
     @dg.asset(group_name="review", deps=[label_review], check_specs=REVIEW_CHECKS, automation_condition=FOLLOWS_MODEL,
               code_version="2", **sharding.whole)
     def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, dataset: DatasetResource,
@@ -60,15 +62,15 @@ def build(settings: Settings, sharding: Sharding) -> list:
         changes than the latest corrections of this train.csv (missing or empty, after corrections) fails
         `keeps_corrections` unless the run config says `allow_fewer_changes`. Then nothing is written."""
         path = dataset.review_file
-        rows = label_table.table("rows")
-        shape = tuple(label_table.json("meta")["original_shape"])
-        issues = label_issues.table("issues")
+        labelled = LabelTable(label_table)
+        rows, shape = labelled.rows, tuple(labelled.meta["original_shape"])
+        issues = LabelIssues(label_issues).issues
         train_sha = model_lib.sha256(dataset.train_csv)
         kept = Path(var.path) / CORRECTIONS
         previous = review.latest(kept, train_sha)
         problems = []
         try:
-            decisions = review.read(path, label_table.table("labels")["image"], dataset.class_names) \
+            decisions = review.read(path, labelled.labels["image"], dataset.class_names) \
                 if path.exists() else pd.DataFrame(columns=[*review.COLUMNS, "line"])
             corrected, changes, proposed = review.apply(rows, decisions, issues, shape, path)
         except review.ReviewError as e:
@@ -92,9 +94,9 @@ def build(settings: Settings, sharding: Sharding) -> list:
         with var.staging(dg.AssetKey("corrected_labels")) as staged:
             corrected.to_csv(staged.path / "train_corrected.csv", index=False)
             proposed.to_csv(staged.path / "proposed_masks.csv", index=False)
-            staged.put("review", decisions)
-            staged.put("changes", changes)
-            staged.put("summary", summary)
+            CorrectedLabels.review.put(staged, decisions)
+            CorrectedLabels.changes.put(staged, changes)
+            CorrectedLabels.summary.put(staged, summary)
             version = review.keep(kept, [staged.path / "train_corrected.csv", staged.path / "proposed_masks.csv"], path,
                                   summary)
         csv = Path(var.path) / "store" / "corrected_labels" / "train_corrected.csv"
