@@ -195,8 +195,9 @@ class ArrayStore(dg.ConfigurableIOManager):
 
 def build_resources(config: Settings, **dataset_config) -> dict:
     """The resources of the definitions, their fields filled from `config` (a field it leaves unset
-    keeps its default); `dataset_config`: further fields of the dataset (the images' size)."""
-    dataset = {"class_names": list(config.classes), **settings.resource_fields(config, "dataset"), **dataset_config}
+    keeps its default); `dataset_config`: further fields of the dataset (the images' size; None: unset)."""
+    dataset = {"class_names": list(config.classes), **settings.resource_fields(config, "dataset"),
+               **{k: v for k, v in dataset_config.items() if v is not None}}
     var = VarDir(**settings.resource_fields(config, "var"))
     return {"io_manager": ArrayStore(var=var, shards=config.shards), "var": var, "dataset": DatasetResource(**dataset),
             "model": ModelResource(**settings.resource_fields(config, "model"))}
