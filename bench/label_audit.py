@@ -138,15 +138,15 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
     return store
 
 
-def rank_cell(seed: int, mix: str, model: dict | None = None, scored: bool = True) -> pd.DataFrame:
+def rank_cell(seed: int, mix: str, trees: dict | None = None, scored: bool = True) -> pd.DataFrame:
     """Every label of the cell (`seed`, `mix`), ranked (`rank_dataset`)."""
     folder = prepare(seed, mix)
-    return rank_dataset(folder / "noisy", Store(folder / VAR / "store"), model, scored)
+    return rank_dataset(folder / "noisy", Store(folder / VAR / "store"), trees, scored)
 
 
-def rank_dataset(noisy: Path, store: Store, model: dict | None = None, scored: bool = True) -> pd.DataFrame:
+def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: bool = True) -> pd.DataFrame:
     """Every label of the dataset `noisy` (with its label_noise.csv; its assets in `store`) ranked by
-    `label_issues.rank` (the stored fit unless `model`; unscored and unsorted when not `scored`),
+    `label_issues.rank` (the stored trees unless `trees`; unscored and unsorted when not `scored`),
     with `truth` (an injected error), `true_kind`, `true_severity`, `swapped_with` and the
     baselines' columns."""
     rows = pd.read_csv(noisy / "train.csv", dtype=str, keep_default_na=False)
@@ -166,7 +166,7 @@ def rank_dataset(noisy: Path, store: Store, model: dict | None = None, scored: b
     args = (store.get("audit_evidence").table("evidence"), dict(zip(split["image"], split["split"])),
             label_issues.classifier_evidence(table, y_true, y_pred))
     if scored:
-        ranked = label_issues.rank(*args, model or label_issues.load_model(label_issues.model_path(PROFILE)))
+        ranked = label_issues.rank(*args, trees or label_issues.load_trees(label_issues.trees_path(PROFILE)))
     else:
         ranked = label_issues.labels_frame(*args)
     # the notebook's FP set at 90% precision: the classifier's, on the validation split only
@@ -345,8 +345,8 @@ def fit():
     cells = [f"{s}-{m}" for s, m in TUNING]
     note = (f"fitted by bench/label_audit.py --fit --profile {PROFILE} on the synthetic cells {cells}: "
             f"{len(frame)} labels, {int(frame['truth'].sum())} injected errors")
-    path = label_issues.model_path(PROFILE)
-    weights.save_model(weights.fit_model(frame, note), path)
+    path = label_issues.trees_path(PROFILE)
+    weights.save_trees(weights.fit_trees(frame, note), path)
     print(f"wrote {path}: {note}")
 
 

@@ -147,10 +147,10 @@ def test_the_shipped_model_rises_with_the_evidence_of_an_error():
                                                     for p in (0.02, 0.5, 0.98)]))
     assert (np.diff(unseen) >= 0).all() and unseen[-1] > 0.5 > unseen[0]
     for profile in audit_lib.PROFILES:  # each audit profile's trees are shipped, fitted by the bench on its signals
-        assert "fitted by bench/label_audit.py --fit" in label_issues.load_model(label_issues.model_path(profile))["note"]
+        assert "fitted by bench/label_audit.py --fit" in label_issues.load_trees(label_issues.trees_path(profile))["note"]
 
 
-def test_a_fitted_model_is_stored_and_read_back_by_skops(tmp_path):
+def test_fitted_trees_are_stored_and_read_back_by_skops(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
     for label in (0, 1):
@@ -167,11 +167,11 @@ def test_a_fitted_model_is_stored_and_read_back_by_skops(tmp_path):
     seen = frame.index % 5 == 0  # the classifier's evidence on a fifth (the validation split)
     for col in label_issues.CLASSIFIER_COLUMNS:
         frame.loc[seen, col] = rng.random(int(seen.sum()))
-    model = weights_lib.fit_model(frame, "test")
-    weights_lib.save_model(model, tmp_path / "model.skops")
-    again = label_issues.load_model(tmp_path / "model.skops")
+    trees = weights_lib.fit_trees(frame, "test")
+    weights_lib.save_trees(trees, tmp_path / "trees.skops")
+    again = label_issues.load_trees(tmp_path / "trees.skops")
     p = label_issues.error_probability(frame, again)
-    assert np.array_equal(p, label_issues.error_probability(frame, model)) and again["note"] == "test"
+    assert np.array_equal(p, label_issues.error_probability(frame, trees)) and again["note"] == "test"
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(frame["truth"], p) > 0.8
 

@@ -1,5 +1,5 @@
 """The README's getting-started blocks, run as written in a copy of the repository: Quick start,
-Your own model and dataset (with make and without) and the Assets page's In a notebook. Only the example paths are
+Your own model and dataset (with make and without) and the Assets page's From Python or Jupyter. Only the example paths are
 replaced (the data folder by a small dataset, the model file by a tiny model), the demo is made small
 (DEMO_SIZE, DEMO_TRAIN), `make ui` and `make serve` run until they answer on their port, and
 `make test` is this suite."""
@@ -123,8 +123,8 @@ def test_the_readme_getting_started_blocks_run_as_written(repository, small_data
 
     _bash(ours(without_make), repository, env)
 
-    # In a notebook, on the instance of that dataset
-    (notebook,) = _blocks("In a notebook", "python", (DOCS / "pages" / "assets.md").read_text())
+    # From Python or Jupyter, on the instance of that dataset
+    (notebook,) = _blocks("From Python or Jupyter", "python", (DOCS / "pages" / "assets.md").read_text())
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", notebook + "print(len(issues), cams.shape)"],
                           cwd=repository, env={**env, "DAGSTER_HOME": str(var / "dagster")}, capture_output=True,
                           text=True)

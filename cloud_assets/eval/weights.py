@@ -7,21 +7,21 @@ import pandas as pd
 from cloud_assets.lib.label_issues import SIGNALS, STATES, signals
 
 
-def fit_model(frame: pd.DataFrame, note: str) -> dict:
+def fit_trees(frame: pd.DataFrame, note: str) -> dict:
     """Fit one classifier per label state on a `rank` frame with a boolean `truth` column (injected
-    errors); the result is what `label_issue_model_<profile>.skops` holds."""
+    errors); the result is what `ranking_trees_<profile>.skops` holds."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    model = {"note": note}
+    trees = {"note": note}
     for state, labelled in STATES.items():
         part = frame[frame["label"] == labelled]
-        model[state] = HistGradientBoostingClassifier(
+        trees[state] = HistGradientBoostingClassifier(
             max_iter=150, learning_rate=0.06, max_leaf_nodes=12, min_samples_leaf=40,
             monotonic_cst=SIGNALS[state], random_state=0).fit(signals(part, state), part["truth"].to_numpy())
-    return model
+    return trees
 
 
-def save_model(model: dict, path) -> None:
+def save_trees(trees: dict, path) -> None:
     import skops.io
 
-    skops.io.dump(model, path)
+    skops.io.dump(trees, path)

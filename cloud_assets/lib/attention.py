@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.progress import Progress, ProgressCallback
 from cloud_assets.lib.saliency import upsample
 from cloud_assets.lib.store import Table, Value, release
 
@@ -155,7 +155,7 @@ def top_other_class(maps: np.ndarray, masks: np.ndarray, c: int) -> np.ndarray:
 
 
 def attention_table(gradcam: np.ndarray, guided_backprop: np.ndarray, masks: np.ndarray, images: np.ndarray,
-                    class_names, image_names, batch: int = 64, report: Report | None = None,
+                    class_names, image_names, batch: int = 64, report: ProgressCallback | None = None,
                     positions: np.ndarray | None = None) -> pd.DataFrame:
     """One row per (image, class): shares for Grad-CAM (`cam_*`) and Guided Grad-CAM (`ggc_*`),
     the Grad-CAM pointing-game hit, the other class whose mask draws most Grad-CAM energy, the

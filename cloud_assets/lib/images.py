@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib.labels import DatasetError, Problem
-from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.progress import Progress, ProgressCallback
 from cloud_assets.lib.store import Array, Table, Value, release
 
 def jpeg_header(path: Path) -> tuple[int, int, int, int]:
@@ -98,7 +98,7 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 def cache_images(paths: Sequence[Path], out: np.ndarray, size: tuple[int, int],
-                 report: Report | None = None, workers: int | None = None) -> None:
+                 report: ProgressCallback | None = None, workers: int | None = None) -> None:
     """Decode `paths` into `out[i]` (uint8 `(n, h, w, 3)`, e.g. a memmap) with a thread per core.
 
     OpenCV releases the GIL while decoding and resizing, so threads use every core. A memory-mapped

@@ -16,7 +16,7 @@ The signals are combined by gradient-boosted trees (scikit-learn's HistGradientB
 one for labelled and one for unlabelled classes), monotone in every signal whose direction is known,
 fitted by `bench/label_audit.py --fit` on synthetic datasets and noise draws that the bench's
 reported figures do not use, and stored with skops, one fit per audit profile
-(`label_issue_model_<profile>.skops`). Their output, the
+(`ranking_trees_<profile>.skops`). Their output, the
 `score`, estimates the probability that the label is wrong; every signal's value is kept beside it.
 """
 from __future__ import annotations
@@ -192,11 +192,11 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
 
 
 def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None,
-         model: dict | None = None) -> pd.DataFrame:
-    """`labels_frame` with `score` (the estimated probability that the label is wrong, from `model`,
+         trees: dict | None = None) -> pd.DataFrame:
+    """`labels_frame` with `score` (the estimated probability that the label is wrong, from `trees`,
     the trees of an audit profile, by default the fast one's), most likely error first."""
     out = labels_frame(evidence, split, classifier)
-    out.insert(5, "score", error_probability(out, model))
+    out.insert(5, "score", error_probability(out, trees))
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -212,13 +212,13 @@ SIGNALS = {
 STATES = {"labelled": 1, "unlabelled": 0}
 
 
-def model_path(profile: str = "fast") -> Path:
+def trees_path(profile: str = "fast") -> Path:
     """The stored trees for the fold audit's `profile` (`lib.audit.PROFILES`): its signals, and so the
     trees that read them, differ with its resolution and network."""
-    return Path(__file__).with_name(f"label_issue_model_{profile}.skops")
+    return Path(__file__).with_name(f"ranking_trees_{profile}.skops")
 
 
-# what the stored model may hold besides scikit-learn's and Python's own trusted types
+# what the stored trees may hold besides scikit-learn's and Python's own trusted types
 TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
@@ -235,21 +235,21 @@ def signals(frame: pd.DataFrame, state: str) -> pd.DataFrame:
 
 
 @functools.cache
-def load_model(path: Path) -> dict:
+def load_trees(path: Path) -> dict:
     """The stored trees: {"labelled": classifier, "unlabelled": classifier, "note": how they were fitted}."""
     import skops.io
 
     return skops.io.load(path, trusted=TRUSTED)
 
 
-def error_probability(frame: pd.DataFrame, model: dict | None = None) -> np.ndarray:
+def error_probability(frame: pd.DataFrame, trees: dict | None = None) -> np.ndarray:
     """float64 `(rows,)`: the estimated probability that each label of a `rank` frame is wrong."""
-    model = model or load_model(model_path())
+    trees = trees or load_trees(trees_path())
     out = np.zeros(len(frame))
     for state, labelled in STATES.items():
         rows = (frame["label"] == labelled).to_numpy()
         if rows.any():
-            out[rows] = model[state].predict_proba(signals(frame[rows], state))[:, 1]
+            out[rows] = trees[state].predict_proba(signals(frame[rows], state))[:, 1]
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.progress import Progress, ProgressCallback
 from cloud_assets.lib.store import Array, Document, Table, Value, release
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -305,7 +305,7 @@ def batches(images, batch_size: int, positions=None):
         yield members, rows[members], batch
 
 
-def predict(model, images: np.ndarray, batch_size: int = 32, report: Report | None = None,
+def predict(model, images: np.ndarray, batch_size: int = 32, report: ProgressCallback | None = None,
             positions=None) -> np.ndarray:
     """float32 `(n, outputs)` for uint8 BGR `(n, h, w, 3)` images (scaled by 1/255, as the notebook),
     every image included (the notebook's generator drops the last partial batch); `positions` as in

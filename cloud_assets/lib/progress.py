@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-Report = Callable[[int, int, float], None]
+ProgressCallback = Callable[[int, int, float], None]
 
 EVERY_S = 5.0  # long loops report at least this often (the run log shows count, rate and ETA)
 
@@ -13,7 +13,7 @@ class Progress:
     """Counts finished items; calls `report` after the first batch, then at most every `every_s`
     seconds, and once at the end."""
 
-    def __init__(self, total: int, report: Report | None = None, every_s: float = EVERY_S):
+    def __init__(self, total: int, report: ProgressCallback | None = None, every_s: float = EVERY_S):
         self.total, self.report, self.every_s = total, report, every_s
         self.done = 0
         self.start = self.last = time.monotonic()

@@ -34,7 +34,7 @@ import numpy as np
 
 from cloud_assets.constants import ARRAY_BATCH
 from cloud_assets.lib.model import ModelError, batches, framework, gradcam_layer, keras_backend
-from cloud_assets.lib.progress import Progress, Report
+from cloud_assets.lib.progress import Progress, ProgressCallback
 from cloud_assets.lib.saliency_methods import DEFAULT, SaliencyMethod, method as saliency_method
 from cloud_assets.lib.store import Array, Document, Table, Value, release
 
@@ -300,7 +300,7 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
 
 
 def iter_batches(model, images, layer_name: str | None = None, batch_size: int = 32,
-                 report: Report | None = None, engine: Engine | None = None, positions=None):
+                 report: ProgressCallback | None = None, engine: Engine | None = None, positions=None):
     """Yield `(members, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1]
     images (`images[members]`, in order); Grad-CAM at the layer's resolution. Images are read one
     batch ahead, and each batch's pass runs while the caller handles the previous one; batches as
@@ -318,7 +318,7 @@ def iter_batches(model, images, layer_name: str | None = None, batch_size: int =
         progress.advance(len(members))
 
 
-def write_maps(staged, engine: Engine, images, batch_size: int = 32, report: Report | None = None,
+def write_maps(staged, engine: Engine, images, batch_size: int = 32, report: ProgressCallback | None = None,
                positions=None) -> np.ndarray:
     """Fill `staged` (a store `Bundle`) with `gradcam` `(classes, n, h, w)` float32 at the layer's
     resolution and `guided_backprop` `(n, H, W)` float16 for uint8 BGR `images`, batch by batch into

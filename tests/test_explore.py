@@ -5,7 +5,7 @@ import sys
 import dagster as dg
 import pytest
 
-from cloud_assets import notebook_access
+from cloud_assets import explore
 from tests.helpers import A, dagster_home, materialize, run_env
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
@@ -17,10 +17,10 @@ def test_load_returns_the_latest_value_in_a_plain_python_session(small_dataset, 
         result = materialize(small_dataset, tmp_path / "var", [A.label_table, A.train_val_split],
                              instance=instance)
         assert result.success
-        split = notebook_access.load("train_val_split", instance).table("split")
+        split = explore.load("train_val_split", instance).table("split")
         assert len(split) == 48 and set(split["split"]) == {"train", "val"}
         with pytest.raises(LookupError, match="label_issues: no materialization recorded by the Dagster instance"):
-            notebook_access.load("label_issues", instance)
+            explore.load("label_issues", instance)
     code = ("import cloud_assets; labels = cloud_assets.load('label_table').table('labels'); "
             "print(len(labels), list(labels.columns[:3]))")
     done = subprocess.run([sys.executable, "-c", code], env=run_env(home, small_dataset), cwd=tmp_path,
