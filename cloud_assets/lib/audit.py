@@ -69,6 +69,41 @@ def images_digest(images: np.ndarray, names) -> str:
     return h.hexdigest()[:12]
 
 
+class KeptModels:
+    """Every fold model trained, kept in `root` by what it was trained on (its training set's labels
+    digest and pixels digest, the audit's code version, the training settings) as soon as it is
+    trained: a run killed after some folds, or a label or image changed in one fold, trains only the
+    folds whose training set has no model yet."""
+    HISTORY = "history.parquet"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def folder(self, labels_digest: str, pixels_digest: str, code: str, config: TrainingConfig) -> Path:
+        return self.root / f"{labels_digest[:16]}-{pixels_digest}-{code}-{config_digest(config)}"
+
+    @staticmethod
+    def has(folder: Path) -> bool:
+        return (folder / AuditModel.FILE).is_file()
+
+    @classmethod
+    def keep(cls, folder: Path, model, history: list[dict]) -> None:
+        """Write `model` and its `history` (one row per epoch) into `folder`, whole or not at all."""
+        import pandas as pd
+
+        from cloud_assets.lib.files import written_folder
+
+        with written_folder(folder) as staging:
+            model.save(staging / AuditModel.FILE)
+            pd.DataFrame(history).to_parquet(staging / cls.HISTORY)
+
+    @classmethod
+    def history(cls, folder: Path):
+        import pandas as pd
+
+        return pd.read_parquet(folder / cls.HISTORY)
+
+
 def build(n_classes: int, config: TrainingConfig):
     """The U-Net: a stride-2 stem, then `widths` levels of two 3x3 convolutions (batch norm, ReLU),
     max-pooled on the way down, upsampled and joined with the skip connection on the way up, all at

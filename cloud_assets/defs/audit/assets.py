@@ -17,9 +17,8 @@ from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import audit, folds as folds_lib, model as model_lib, rle
 from cloud_assets.lib import audit_evidence as audit_evidence_lib
-from cloud_assets.lib.files import written_folder
 from cloud_assets.lib.progress import Progress
-from cloud_assets.lib.audit import AuditInputs, AuditModel, AuditPredictions
+from cloud_assets.lib.audit import AuditInputs, AuditModel, AuditPredictions, KeptModels
 from cloud_assets.lib.audit_evidence import AuditEvidence
 from cloud_assets.lib.folds import AuditFolds
 from cloud_assets.lib.images import ImageCache
@@ -163,9 +162,9 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 continue
             train_images = images[train_rows]  # read once: for the digest and, when trained, for training
             pixels = audit.images_digest(train_images, folds["image"].to_numpy()[train_rows])
-            kept = Path(var.path) / MODELS / f"{digest[:16]}-{pixels}-{code}-{audit.config_digest(training)}"
+            kept = KeptModels(Path(var.path) / MODELS).folder(digest, pixels, code, training)
             meta["images_digest"] = pixels
-            if (kept / AuditModel.FILE).is_file():
+            if KeptModels.has(kept):
                 context.log.info(f"audit_models fold {key}: a model of this training set and settings exists; "
                                  f"keeping {kept}")
             else:
@@ -175,13 +174,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 def log(message: str, key: str = key) -> None:
                     context.log.info(f"audit_models fold {key}: {message}")
 
-                model, history = trainer.train(train_images, masks[train_rows], labels[train_rows], log=log)
-                with written_folder(kept) as folder:
-                    model.save(folder / AuditModel.FILE)
-                    pd.DataFrame(history).to_parquet(folder / "history.parquet")
+                KeptModels.keep(kept, *trainer.train(train_images, masks[train_rows], labels[train_rows], log=log))
             with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
                 shutil.copy(kept / AuditModel.FILE, staged.path / AuditModel.FILE)
-                history = pd.read_parquet(kept / "history.parquet")
+                history = KeptModels.history(kept)
                 AuditModel.history.put(staged, history)
                 AuditModel.meta.put(staged, {**meta, "epochs": len(history)})
             out[key] = staged
