@@ -153,8 +153,8 @@ def notebook_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
     (`make_mask`, re-indexing the whole table), and its per-class saliency."""
     import cv2
 
-    from cloud_assets.lib import model as model_lib
-    from cloud_assets.lib.saliency import Engine
+    from cloud_assets.lib.classifier import model as model_lib
+    from cloud_assets.lib.saliency.engine import Engine
     from saliency import notebook_batch
     from cloud_assets.eval.notebook import make_mask
 

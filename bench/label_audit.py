@@ -4,7 +4,7 @@ A cell: a dataset synthesized with `--seed S --twin-rate 0.15` at the demo's siz
 it (training and validation) re-noised from its `train_clean.csv` with a mix (noise seed 100*S + 1),
 a classifier trained on those labels (`cloud-assets train`, 8 epochs), the pipeline up to the
 classifier's maps, and the fold audit (5 folds, a U-Net each, out-of-sample predictions for every
-image) materialized. Every label of the cell is then ranked by `lib.label_issues.rank`.
+image) materialized. Every label of the cell is then ranked by `lib.audit.label_issues.rank`.
 
 The ranking's trees are fitted on the cells `TUNING` (`--fit`); every figure printed comes from the
 cells `REPORTED`, which no weight or threshold was chosen on.
@@ -49,10 +49,16 @@ from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
 from cloud_assets.definitions import asset, build_defs  # noqa: E402
 from cloud_assets.defs.audit.assets import AuditTraining  # noqa: E402
 from cloud_assets.eval import scoring, weights  # noqa: E402
-from cloud_assets.lib import saliency_methods  # noqa: E402
-from cloud_assets.lib.kinds import CONFUSION, ISSUE_OF_NOISE, SPURIOUS  # noqa: E402
+from cloud_assets.lib.saliency import methods as saliency_methods  # noqa: E402
+from cloud_assets.lib.audit.kinds import CONFUSION, ISSUE_OF_NOISE, SPURIOUS  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
-from cloud_assets.lib import attention, audit, audit_evidence, label_issues, mistakes, rle, thresholds  # noqa: E402
+from cloud_assets.lib.saliency import attention  # noqa: E402
+from cloud_assets.lib.audit import network as audit  # noqa: E402
+from cloud_assets.lib.audit import evidence as audit_evidence  # noqa: E402
+from cloud_assets.lib.audit import label_issues  # noqa: E402
+from cloud_assets.lib.classifier import mistakes  # noqa: E402
+from cloud_assets.lib.data import rle  # noqa: E402
+from cloud_assets.lib.classifier import thresholds  # noqa: E402
 from cloud_assets.lib.store import Store  # noqa: E402
 from cloud_assets.settings import Settings  # noqa: E402
 
@@ -198,7 +204,7 @@ def scores(ranked: pd.DataFrame) -> pd.DataFrame:
 
 def found(ranked: pd.DataFrame) -> pd.DataFrame:
     """The injected errors, each with `found`: in the top 2k of the combined score (k = errors), and
-    `kind_right`: suspected as the issue kind that undoes its noise kind (`lib.kinds.ISSUE_OF_NOISE`)."""
+    `kind_right`: suspected as the issue kind that undoes its noise kind (`lib.audit.kinds.ISSUE_OF_NOISE`)."""
     k = int(ranked["truth"].sum())
     top = set(ranked.sort_values("score", ascending=False, kind="stable").head(2 * k).index)
     errors = ranked[ranked["truth"]].copy()
@@ -230,7 +236,8 @@ def fixes(ranked: pd.DataFrame, noisy: Path, store: Store, corrected: bool = Fal
     (its label then matches train_clean.csv: mask IoU >= FIXED_IOU; a swap needs both of its classes
     right), and how many accepted decisions were refused (then left out); with `corrected`, the
     corrected train.csv rows as well."""
-    from cloud_assets.lib import labels, review
+    from cloud_assets.lib import review
+    from cloud_assets.lib.data import labels
 
     k = int(ranked["truth"].sum())
     top = ranked.head(2 * k)
@@ -353,11 +360,12 @@ def fit():
 def cleaning_value(seed: int, mix: str, held_out: int):
     """The value of cleaning on the segmentation task: the reviewer of `fixes` on the cell (`seed`,
     `mix`) gives train_corrected.csv; a segmentation network (the fold audit's U-Net and training,
-    `lib.audit`) is trained on every image of the cell with its noisy labels, with the corrected ones
+    `lib.audit.network`) is trained on every image of the cell with its noisy labels, with the corrected ones
     and with the clean ones (DICE_SEEDS training seeds each), and each is scored on the clean masks of
     dataset `held_out` (never trained, tuned or ranked on): Kaggle's mean Dice over every image and
     class, at the audit size, averaged over the seeds."""
-    from cloud_assets.lib import images, labels
+    from cloud_assets.lib.data import images
+    from cloud_assets.lib.data import labels
 
     folder = prepare(seed, mix)
     store = Store(folder / VAR / "store")

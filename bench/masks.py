@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cloud_assets.lib import labels, rle  # noqa: E402
+from cloud_assets.lib.data import labels
+from cloud_assets.lib.data import rle  # noqa: E402
 from cloud_assets.synth import SynthConfig  # noqa: E402
 from cloud_assets.synth.dataset import label_rows, plan, write_csv  # noqa: E402
 from cloud_assets.eval import notebook  # noqa: E402

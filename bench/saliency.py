@@ -8,7 +8,7 @@ the repository. Builds Keras DenseNet121(weights=None, pooling='avg') + Dense(4,
 - notebook: the notebook's structure per batch: predict, then per class a guided backprop call and a
   Grad-CAM call (compiled functions of the same engine), each copied to the host and post-processed
   in NumPy as the notebook does, full-resolution maps included;
-- engine: `lib.saliency.write_maps` end to end, as `model_pass` runs it: uint8 images read from
+- engine: `lib.saliency.engine.write_maps` end to end, as `model_pass` runs it: uint8 images read from
   memory, the one-pass method with its reductions on the device, the copy to the host and the maps
   written into a store on local disk, overlapped with the next batch.
 The notebook's structure is timed on `--notebook-images` images (it is slow) and reported per image.
@@ -43,7 +43,7 @@ def normalize_guided_backprop(gb):
 
 def gradcam_from_gradients(a, grads, size):
     """The notebook's batch Grad-CAM in NumPy, from A `(n, h, w, k)` and `grads` `(classes, n, h, w, k)`, at `size`."""
-    from cloud_assets.lib.saliency import upsample
+    from cloud_assets.lib.saliency.engine import upsample
 
     weights = grads.mean(axis=(2, 3))
     cams = np.einsum("nhwk,cnk->cnhw", a, weights)
@@ -85,8 +85,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported
 
-    from cloud_assets.lib import saliency
-    from cloud_assets.lib.model import configure_device
+    from cloud_assets.lib.saliency import engine as saliency
+    from cloud_assets.lib.classifier.model import configure_device
     from cloud_assets.lib.store import Store
 
     device = configure_device()

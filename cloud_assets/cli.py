@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 import sys
 
-from cloud_assets.lib.labels import NOTEBOOK_CLASS_ORDER
+from cloud_assets.lib.data.labels import NOTEBOOK_CLASS_ORDER
 
 MIN_SIDE = 32  # the smallest synthetic image side whose patterns are still regions of texture
 
@@ -74,7 +74,7 @@ def _train(args) -> int:
 
 
 def _convert_model(args) -> int:
-    from cloud_assets.lib.model import convert
+    from cloud_assets.lib.classifier.model import convert
 
     diff = convert(args.src, args.dst, safe_mode=not args.unsafe)
     print(f"convert-model: wrote {args.dst}; its predictions equal those of {args.src} "
@@ -83,7 +83,7 @@ def _convert_model(args) -> int:
 
 
 def _device(args) -> int:
-    from cloud_assets.lib.model import configure_device
+    from cloud_assets.lib.classifier.model import configure_device
 
     print(configure_device())
     return 0
@@ -115,7 +115,8 @@ def _score_review(args) -> int:
     import pandas as pd
 
     from cloud_assets.eval.scoring import review_matches
-    from cloud_assets.lib import labels, review
+    from cloud_assets.lib import review
+    from cloud_assets.lib.data import labels
 
     noise = args.data / "label_noise.csv"
     if not noise.is_file():
@@ -170,7 +171,7 @@ def _share(text: str) -> float:
 
 
 def _size(text: str) -> tuple[int, int]:
-    from cloud_assets.lib.images import parse_size
+    from cloud_assets.lib.data.images import parse_size
 
     try:
         return parse_size(text)

@@ -13,8 +13,8 @@ allowed. `.env.example` and the README's table list the same variables.
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from cloud_assets.lib import saliency_methods
-from cloud_assets.lib.labels import NOTEBOOK_CLASS_ORDER
+from cloud_assets.lib.saliency import methods as saliency_methods
+from cloud_assets.lib.data.labels import NOTEBOOK_CLASS_ORDER
 
 DEFAULT_VAR_DIR = "var"
 
@@ -156,14 +156,14 @@ class Settings:
     @property
     def profile(self) -> str:
         """The audit profile: CLOUD_ASSETS_AUDIT_PROFILE's, else strong where a GPU is visible."""
-        from cloud_assets.lib import audit
+        from cloud_assets.lib.audit import network as audit
 
         return self.audit_profile or audit.default_profile()
 
     @property
     def audit_shape(self) -> tuple[int, int]:
         """The audit's (height, width): CLOUD_ASSETS_AUDIT_SIZE's, else the profile's."""
-        from cloud_assets.lib import audit
+        from cloud_assets.lib.audit import network as audit
 
         return self.audit_size or audit.PROFILES[self.profile].size
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import multilabel_confusion_matrix
 
-from cloud_assets.lib import mistakes, thresholds
+from cloud_assets.lib.classifier import mistakes
+from cloud_assets.lib.classifier import thresholds
 from cloud_assets.eval import notebook
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloud_assets.lib import audit, folds
+from cloud_assets.lib.audit import network as audit
+from cloud_assets.lib.audit import folds
 
 
 def _dataset(n=1000, seed=0):
@@ -98,7 +99,7 @@ def test_each_profile_builds_at_its_size_and_the_default_follows_the_device():
 def test_the_evidence_names_a_shifted_mask_and_a_missing_label():
     """Image a: the Fish mask where the model predicts Fish; b: the Fish mask beside the prediction;
     c: Sugar predicted but not labelled."""
-    from cloud_assets.lib import audit_evidence
+    from cloud_assets.lib.audit import evidence as audit_evidence
 
     h, w = 64, 96
     masks, labels = np.zeros((3, h, w, 2), np.uint8), np.zeros((3, 2), np.uint8)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from cloud_assets import cli
-from cloud_assets.lib import model as model_lib
-from cloud_assets.lib import saliency
-from cloud_assets.lib.model import ModelError
+from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.saliency import engine as saliency
+from cloud_assets.lib.classifier.model import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 ONLY_JAX = """
@@ -39,7 +39,8 @@ def run_on_jax(code: str, only_jax: bool = True) -> subprocess.CompletedProcess:
 
 MAPS_ON_JAX = """
 import numpy as np, keras
-from cloud_assets.lib import model as model_lib, saliency
+from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.saliency import engine as saliency
 assert keras.config.backend() == "jax"
 net = model_lib.load("{model}")
 x = np.load("{images}")
@@ -140,7 +141,7 @@ def test_convert_model_refuses_a_non_keras_destination(tmp_path):
 def test_a_keras2_file_on_jax_is_refused_with_the_way_out(tmp_path):
     src = keras2_file(tmp_path / "old.h5")
     done = run_on_jax(f"""
-        from cloud_assets.lib import model as model_lib
+        from cloud_assets.lib.classifier import model as model_lib
         try:
             model_lib.load("{src}")
         except model_lib.ModelError as e:
@@ -190,7 +191,7 @@ def test_the_audit_unet_trains_and_predicts_on_jax():
     from scratch and predicts every pixel."""
     done = run_on_jax("""
         import numpy as np
-        from cloud_assets.lib import audit
+        from cloud_assets.lib.audit import network as audit
         rng = np.random.default_rng(0)
         images = rng.integers(0, 255, (40, 32, 48, 3)).astype(np.uint8)
         masks = np.zeros((40, 32, 48, 2), np.uint8)

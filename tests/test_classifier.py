@@ -10,7 +10,7 @@ def test_train_writes_a_model_of_the_requested_input_size(small_dataset, tmp_pat
     assert cli.main(["train", "--data", str(small_dataset), "--out", str(out), "--size", "64x96",
                      "--epochs", "1"]) == 0
     assert "train: saved" in capsys.readouterr().out
-    from cloud_assets.lib import model as model_lib
+    from cloud_assets.lib.classifier import model as model_lib
 
     net = model_lib.load(out)
     assert tuple(net.inputs[0].shape) == (None, 64, 96, 3)

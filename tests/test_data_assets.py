@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib import rle
+from cloud_assets.lib.data import rle
 from cloud_assets.lib.store import Store
 from cloud_assets.eval import notebook
 from tests.helpers import DATA_ASSETS, checks, failure_message, materialize

@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 
 from cloud_assets.eval import scoring, weights as weights_lib
-from cloud_assets.lib import attention, label_issues
-from cloud_assets.lib import audit as audit_lib
+from cloud_assets.lib.saliency import attention
+from cloud_assets.lib.audit import label_issues
+from cloud_assets.lib.audit import network as audit_lib
 
 CLASSES = ["Fish", "Flower", "Sugar", "Gravel"]
 

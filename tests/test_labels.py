@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloud_assets.lib import labels
+from cloud_assets.lib.data import labels
 from cloud_assets.eval import notebook
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cloud_assets.lib import model as model_lib
-from cloud_assets.lib.model import ModelError
+from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.classifier.model import ModelError
 from tests.helpers import tiny_keras
 
 

@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from cloud_assets.lib import mistakes as mistakes_lib
-from cloud_assets.lib import thresholds
+from cloud_assets.lib.classifier import mistakes as mistakes_lib
+from cloud_assets.lib.classifier import thresholds
 from cloud_assets.lib.store import Store
 from cloud_assets.eval import notebook
 from tests.helpers import A, ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras
@@ -47,7 +47,7 @@ def test_val_predictions_cover_every_val_image_with_the_notebook_inputs(audited,
 
 
 def test_saliency_maps_cover_every_val_image_compactly(audited):
-    from cloud_assets.lib import saliency
+    from cloud_assets.lib.saliency import engine as saliency
 
     result, store, model_path = audited
     maps = store.get("saliency_maps")
@@ -95,7 +95,7 @@ def test_analysis_assets_agree_with_the_library(audited):
     assert at90[["tn", "fp", "fn", "tp"]].to_numpy().reshape(4, 2, 2).tolist() == expected.tolist()
     table = store.get("mistakes").table("mistakes")
     assert store.get("mistakes").json("level")["precision_level"] == 80
-    from cloud_assets.lib import saliency
+    from cloud_assets.lib.saliency import engine as saliency
     maps = store.get("saliency_maps")
     classes = ["Fish", "Flower", "Sugar", "Gravel"]
     for row in table.iloc[[0, len(table) // 2, -1]].itertuples():

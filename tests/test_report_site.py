@@ -169,7 +169,7 @@ def test_every_page_renders_offline_in_chromium(built, served, origin):
 def test_a_precision_level_outside_the_confusion_levels_is_computed_and_shown(built, small_dataset):
     import numpy as np
 
-    from cloud_assets.lib import thresholds
+    from cloud_assets.lib.classifier import thresholds
     from cloud_assets.lib.store import Store
 
     var, _, model, instance = built

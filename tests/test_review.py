@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from cloud_assets.eval import scoring
-from cloud_assets.lib import review, rle
-from cloud_assets.lib.attention import BOX_COLUMNS, boxes_mask
+from cloud_assets.lib import review
+from cloud_assets.lib.data import rle
+from cloud_assets.lib.saliency.attention import BOX_COLUMNS, boxes_mask
 from cloud_assets.defs.automation import definitions as automation
 from cloud_assets.lib.store import Store
 from tests.helpers import A, ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras, resources as project_resources

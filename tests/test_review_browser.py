@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from cloud_assets.constants import ISSUES_SHOWN
-from cloud_assets.lib import rle
-from cloud_assets.lib.attention import boxes_mask, parse_boxes
-from cloud_assets.lib.kinds import CONFUSION, LOOSE, MISSING, SPURIOUS
+from cloud_assets.lib.data import rle
+from cloud_assets.lib.saliency.attention import boxes_mask, parse_boxes
+from cloud_assets.lib.audit.kinds import CONFUSION, LOOSE, MISSING, SPURIOUS
 from cloud_assets.report.images import hex_color, mask_colors
 from cloud_assets.lib.store import Store
 from tests.helpers import A, ANALYSIS, CHROMIUM, DATA_ASSETS, FLAGS, failure_message, materialize, tiny_keras

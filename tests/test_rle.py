@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloud_assets.lib import rle
+from cloud_assets.lib.data import rle
 from cloud_assets.eval import notebook
 
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cloud_assets.lib import saliency
+from cloud_assets.lib.saliency import engine as saliency
 
 
 @pytest.fixture(scope="module")

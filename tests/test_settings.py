@@ -27,7 +27,7 @@ def test_a_bad_batch_size_fails_the_model_step_naming_the_variable(small_dataset
 
 def test_a_missing_model_file_names_its_variable_once(tmp_path):
     from cloud_assets.defs.resources import DatasetResource, ModelResource
-    from cloud_assets.lib.model import ModelError
+    from cloud_assets.lib.classifier.model import ModelError
 
     for call in (lambda m: m.file(), lambda m: m.load(DatasetResource(data_dir=str(tmp_path)))):
         try:

@@ -82,7 +82,7 @@ def test_a_failure_while_staging_discards_the_folder(tmp_path):
 
 
 def test_a_value_declares_each_part_once_and_refuses_an_undeclared_one(tmp_path):
-    from cloud_assets.lib.rle import ValMasks
+    from cloud_assets.lib.data.rle import ValMasks
     from cloud_assets.lib.store import Array, Table, Value
 
     class Example(Value):

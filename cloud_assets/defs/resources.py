@@ -7,9 +7,10 @@ import dagster as dg
 
 from cloud_assets import settings
 from cloud_assets.plumbing import sharding
-from cloud_assets.lib import images, labels
-from cloud_assets.lib import model as model_lib
-from cloud_assets.lib.labels import DatasetError
+from cloud_assets.lib.data import images
+from cloud_assets.lib.data import labels
+from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.data.labels import DatasetError
 from cloud_assets.lib.shards import RECORD, Shards
 from cloud_assets.lib.store import Bundle, Store
 from cloud_assets.settings import Settings
@@ -24,7 +25,7 @@ class DatasetResource(dg.ConfigurableResource):
     image_height: int = 0     # original image size; 0: the most common size among train_images/
     image_width: int = 0
     review_path: str = ""     # the reviewer's label_review.csv; empty: <data_dir>/label_review.csv
-    audit_predictions: str = ""  # out-of-fold predictions made elsewhere (lib.audit.ImportedPredictions); empty: train
+    audit_predictions: str = ""  # out-of-fold predictions made elsewhere (lib.audit.network.ImportedPredictions); empty: train
 
     @property
     def review_file(self) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.kinds import ISSUE_OF_NOISE
+from cloud_assets.lib.audit.kinds import ISSUE_OF_NOISE
 
 
 def injected_errors(manifest: pd.DataFrame, images) -> set[tuple[str, str]]:
@@ -59,7 +59,7 @@ def scores_against(ranked: pd.DataFrame, errors: set, score: str) -> dict:
 def review_matches(review: pd.DataFrame, manifest: pd.DataFrame) -> dict:
     """On a synthetic dataset: of the accepted decisions, how many name an injected error
     (`label_noise.csv`: image, class, kind, labelled_as; a swap counts from either class), and how
-    many of those with the issue kind that undoes it (`lib.kinds.ISSUE_OF_NOISE`)."""
+    many of those with the issue kind that undoes it (`lib.audit.kinds.ISSUE_OF_NOISE`)."""
     accepted = review[review["decision"] == "accept"]
     injected = {(i, c): ISSUE_OF_NOISE.get(k, "") for i, c, k in zip(manifest["image"], manifest["class"],
                                                                      manifest["kind"])}

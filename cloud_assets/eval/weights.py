@@ -1,10 +1,10 @@
 """The fit of the label-issue ranking's trees (`bench/label_audit.py --fit`), kept out of the
-production path, which only reads them (`lib.label_issues.error_probability`)."""
+production path, which only reads them (`lib.audit.label_issues.error_probability`)."""
 from __future__ import annotations
 
 import pandas as pd
 
-from cloud_assets.lib.label_issues import SIGNALS, STATES, signals
+from cloud_assets.lib.audit.label_issues import SIGNALS, STATES, signals
 
 
 def fit_trees(frame: pd.DataFrame, note: str) -> dict:

@@ -18,7 +18,7 @@ decisions applies together: the two halves of a swap exchange the two masks, the
 accepted from both sides is made once, a missing label that a moved mask supplies takes that mask
 rather than the proposal, and a mask that moves to a class that has one already is merged with it
 (their union). The proposal is a box around each region where the fold audit's model, which never
-saw the image, gives the class at least half its highest probability (`lib.attention.
+saw the image, gives the class at least half its highest probability (`lib.saliency.attention.
 proposed_boxes`: two patches get two boxes, as rectangular as the annotators' own), drawn dashed on
 the page; every proposed box written is listed in a side file so that it can be redrawn by hand.
 
@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib import rle
+from cloud_assets.lib.data import rle
 from cloud_assets.lib.files import written_folder
-from cloud_assets.lib.kinds import CONFUSION, ISSUE_KINDS, LOOSE, MISSING, SPURIOUS
-from cloud_assets.lib.attention import BOX_COLUMNS, boxes_mask, parse_boxes
-from cloud_assets.lib.labels import DatasetError, read_csv
+from cloud_assets.lib.audit.kinds import CONFUSION, ISSUE_KINDS, LOOSE, MISSING, SPURIOUS
+from cloud_assets.lib.saliency.attention import BOX_COLUMNS, boxes_mask, parse_boxes
+from cloud_assets.lib.data.labels import DatasetError, read_csv
 from cloud_assets.lib.store import Document, Table, Value
 
 COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed_at")

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from cloud_assets.lib.labels import DatasetError, Problem
+from cloud_assets.lib.data.labels import DatasetError, Problem
 
 MAX_LISTED = 20
 

@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib import thresholds
-from cloud_assets.lib.dark import DarkImageCounts
-from cloud_assets.lib.images import ImageCache
-from cloud_assets.lib.label_issues import LabelIssues
-from cloud_assets.lib.labels import LabelTable, TrainValSplit
-from cloud_assets.lib.mistakes import ClassDistribution, ConfusionMatrices, Mistakes
-from cloud_assets.lib.model import ValPredictions
+from cloud_assets.lib.classifier import thresholds
+from cloud_assets.lib.data.dark import DarkImageCounts
+from cloud_assets.lib.data.images import ImageCache
+from cloud_assets.lib.audit.label_issues import LabelIssues
+from cloud_assets.lib.data.labels import LabelTable, TrainValSplit
+from cloud_assets.lib.classifier.mistakes import ClassDistribution, ConfusionMatrices, Mistakes
+from cloud_assets.lib.classifier.model import ValPredictions
 from cloud_assets.lib.review import CorrectedLabels
-from cloud_assets.lib.rle import ValMasks
-from cloud_assets.lib.saliency import SaliencyMaps
-from cloud_assets.lib.thresholds import ThresholdMaps
-from cloud_assets.lib.saliency_methods import DEFAULT, SaliencyMethod, method as saliency_method
+from cloud_assets.lib.data.rle import ValMasks
+from cloud_assets.lib.saliency.engine import SaliencyMaps
+from cloud_assets.lib.classifier.thresholds import ThresholdMaps
+from cloud_assets.lib.saliency.methods import DEFAULT, SaliencyMethod, method as saliency_method
 
 
 @dataclasses.dataclass

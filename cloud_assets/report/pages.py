@@ -13,10 +13,13 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import GALLERY, ISSUES_COUNTED, ISSUES_LISTED, ISSUES_SHOWN, MARK_LEVELS, SUMMARY_LEVELS
-from cloud_assets.lib import mistakes as mistakes_lib
-from cloud_assets.lib import review, rle, saliency, thresholds
-from cloud_assets.lib.label_issues import SUSPECT, accept_does, how_many_wrong, reason
-from cloud_assets.lib.kinds import CONFUSION, SPURIOUS
+from cloud_assets.lib.classifier import mistakes as mistakes_lib
+from cloud_assets.lib import review
+from cloud_assets.lib.data import rle
+from cloud_assets.lib.saliency import engine as saliency
+from cloud_assets.lib.classifier import thresholds
+from cloud_assets.lib.audit.label_issues import SUSPECT, accept_does, how_many_wrong, reason
+from cloud_assets.lib.audit.kinds import CONFUSION, SPURIOUS
 from cloud_assets.report import charts, images, prose
 from cloud_assets.report.gather import ReportData
 

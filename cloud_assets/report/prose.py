@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.constants import ISSUES_COUNTED
-from cloud_assets.lib.label_issues import SUSPECT, how_many_wrong
+from cloud_assets.lib.audit.label_issues import SUSPECT, how_many_wrong
 from cloud_assets.report.gather import ReportData
 
 

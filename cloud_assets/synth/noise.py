@@ -29,11 +29,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib import rle
-from cloud_assets.lib.kinds import NOISE_KINDS
+from cloud_assets.lib.data import rle
+from cloud_assets.lib.audit.kinds import NOISE_KINDS
 
 LABEL_KINDS = ("missing", "swapped", "shifted", "wide", "small")  # drawn from one uniform per label, in this order
-KINDS = NOISE_KINDS  # lib.kinds: what each is, and which issue kind finds it
+KINDS = NOISE_KINDS  # lib.audit.kinds: what each is, and which issue kind finds it
 SEVERITY = {"shifted": (0.1, 0.6), "wide": (1.2, 2.5), "small": (0.3, 0.7)}
 MIXES = {
     # drops, boxes where no pattern is, swaps between any two classes, partly shifted boxes
@@ -257,7 +257,7 @@ def renoise_dataset(data: str | Path, out: str | Path, spec: str, seed: int) -> 
     """Write `out`: `data`'s images (hard links), its `train_clean.csv`, and `train.csv` plus
     `label_noise.csv` re-noised by `spec`, whole or not at all. Returns the manifest."""
     from cloud_assets.lib.files import written_folder
-    from cloud_assets.lib.images import jpeg_size
+    from cloud_assets.lib.data.images import jpeg_size
     from cloud_assets.synth.dataset import DATASET_FILES, write_csv
 
     data, out = Path(data), Path(out)

@@ -10,24 +10,24 @@ from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.plumbing.sharding import Shard, Sharding
 from cloud_assets.defs.resources import DatasetResource
-from cloud_assets.lib import attention
-from cloud_assets.lib import label_issues as label_issues_lib
-from cloud_assets.lib import mistakes as mistakes_lib
-from cloud_assets.lib import saliency
-from cloud_assets.lib import thresholds
-from cloud_assets.lib.attention import MaskAttention
-from cloud_assets.lib.audit import AuditPredictions
-from cloud_assets.lib.audit_evidence import AuditEvidence
-from cloud_assets.lib.folds import AuditFolds
-from cloud_assets.lib.images import ImageCache
-from cloud_assets.lib.label_issues import LabelIssues
-from cloud_assets.lib.labels import TrainValSplit
-from cloud_assets.lib.mistakes import ClassDistribution, ConfusionMatrices, Mistakes
-from cloud_assets.lib.model import ValPredictions
-from cloud_assets.lib.rle import ValMasks
-from cloud_assets.lib.saliency import SaliencyMaps
+from cloud_assets.lib.saliency import attention
+from cloud_assets.lib.audit import label_issues as label_issues_lib
+from cloud_assets.lib.classifier import mistakes as mistakes_lib
+from cloud_assets.lib.saliency import engine as saliency
+from cloud_assets.lib.classifier import thresholds
+from cloud_assets.lib.saliency.attention import MaskAttention
+from cloud_assets.lib.audit.network import AuditPredictions
+from cloud_assets.lib.audit.evidence import AuditEvidence
+from cloud_assets.lib.audit.folds import AuditFolds
+from cloud_assets.lib.data.images import ImageCache
+from cloud_assets.lib.audit.label_issues import LabelIssues
+from cloud_assets.lib.data.labels import TrainValSplit
+from cloud_assets.lib.classifier.mistakes import ClassDistribution, ConfusionMatrices, Mistakes
+from cloud_assets.lib.classifier.model import ValPredictions
+from cloud_assets.lib.data.rle import ValMasks
+from cloud_assets.lib.saliency.engine import SaliencyMaps
 from cloud_assets.lib.store import Bundle
-from cloud_assets.lib.thresholds import ThresholdMaps
+from cloud_assets.lib.classifier.thresholds import ThresholdMaps
 from cloud_assets.settings import Settings
 
 class PrecisionLevel(dg.Config):

@@ -15,14 +15,17 @@ from cloud_assets.plumbing.sharding import Sharding
 from cloud_assets.plumbing.gpu import GPU_OP_TAGS, GPU_POOL
 from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
-from cloud_assets.lib import audit, folds as folds_lib, model as model_lib, rle
-from cloud_assets.lib import audit_evidence as audit_evidence_lib
+from cloud_assets.lib.audit import network as audit
+from cloud_assets.lib.audit import folds as folds_lib
+from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.data import rle
+from cloud_assets.lib.audit import evidence as audit_evidence_lib
 from cloud_assets.lib.progress import Progress
-from cloud_assets.lib.audit import AuditInputs, AuditModel, AuditPredictions, KeptModels
-from cloud_assets.lib.audit_evidence import AuditEvidence
-from cloud_assets.lib.folds import AuditFolds
-from cloud_assets.lib.images import ImageCache
-from cloud_assets.lib.labels import LabelTable
+from cloud_assets.lib.audit.network import AuditInputs, AuditModel, AuditPredictions, KeptModels
+from cloud_assets.lib.audit.evidence import AuditEvidence
+from cloud_assets.lib.audit.folds import AuditFolds
+from cloud_assets.lib.data.images import ImageCache
+from cloud_assets.lib.data.labels import LabelTable
 from cloud_assets.lib.store import Bundle
 from cloud_assets.settings import Settings
 
@@ -42,7 +45,7 @@ def _training_set(folds: pd.DataFrame, fold: int):
 
 
 class AuditTraining(dg.Config):
-    """How the fold models train (`lib.audit.TrainingConfig`), at the profile's size and widths
+    """How the fold models train (`lib.audit.network.TrainingConfig`), at the profile's size and widths
     (CLOUD_ASSETS_AUDIT_PROFILE, CLOUD_ASSETS_AUDIT_SIZE); the defaults fit the demo's budget."""
     epochs: int = 10
     patience: int = 2
@@ -69,7 +72,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
     @dg.asset(group_name="audit", code_version="1", **sharding.whole)
     def audit_folds(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle):
         """Every image of train.csv in one of CLOUD_ASSETS_AUDIT_FOLDS folds, stratified by its label
-        combination (`lib.folds`); an image keeps its fold across runs, so that a corrected label
+        combination (`lib.audit.folds`); an image keeps its fold across runs, so that a corrected label
         retrains the other folds' models only. With each fold's training digest: what its model trains on."""
         table = LabelTable(label_table).labels
         classes = dataset.class_names
@@ -136,7 +139,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
     @dg.asset(group_name="audit", code_version=code, pool=GPU_POOL, op_tags=GPU_OP_TAGS, **fold_partitions)
     def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, dataset: DatasetResource, var: VarDir,
                      audit_inputs: Bundle, audit_folds: Bundle):
-        """Per fold, a U-Net with an image-level head (`lib.audit`) trained from scratch on the images and
+        """Per fold, a U-Net with an image-level head (`lib.audit.network`) trained from scratch on the images and
         current labels of the other folds. A model is kept under CLOUD_ASSETS_VAR_DIR/audit-models/ by
         its training set's digests (labels, masks and pixels) as soon as it is trained: a run killed after
         some folds, or a label or image changed in one fold, trains only the folds whose training set has
@@ -189,7 +192,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         """Per fold, for each of its images, from the model that never saw it: each class's probability
         `(images, classes)` float32 and each pixel's `(classes, images, h, w)` float16 at the audit size,
         written batch by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS,
-        read from the predictions made elsewhere (`lib.audit.ImportedPredictions`)."""
+        read from the predictions made elsewhere (`lib.audit.network.ImportedPredictions`)."""
         out, model = {}, None
         folds, classes = AuditFolds(audit_folds).folds, AuditInputs(audit_inputs).labels.shape[1]
         for key in context.partition_keys:
@@ -231,7 +234,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
     def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
                        audit_inputs: Bundle, audit_folds: Bundle):
         """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
-        (`lib.audit_evidence`): the class probability and cleanlab's label quality from the model that
+        (`lib.audit.evidence`): the class probability and cleanlab's label quality from the model that
         never saw the image, cleanlab.segmentation's quality of the mask, the predicted mass outside it,
         the mask's share without prediction, the predicted region's box and its overlap with the mask,
         how many regions the prediction has; the input of the ranking of every label."""

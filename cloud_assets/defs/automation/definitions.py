@@ -5,7 +5,7 @@ asset but the fold audit's, and the fold audit."""
 import dagster as dg
 
 from cloud_assets.defs.resources import ModelResource
-from cloud_assets.lib import model_watch
+from cloud_assets.lib.classifier import model_watch
 from cloud_assets.settings import Settings
 
 MODEL_DEPENDENT = (dg.AssetSelection.assets("model_file").downstream(include_self=False))

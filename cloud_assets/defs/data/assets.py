@@ -11,13 +11,17 @@ from cloud_assets.plumbing import checks
 from cloud_assets.plumbing.sharding import Shard, Sharding, check_count
 from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
-from cloud_assets.lib import dark, files, images, labels, rle
-from cloud_assets.lib.labels import DatasetError, Problem
+from cloud_assets.lib import files
+from cloud_assets.lib.data import dark
+from cloud_assets.lib.data import images
+from cloud_assets.lib.data import labels
+from cloud_assets.lib.data import rle
+from cloud_assets.lib.data.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress
-from cloud_assets.lib.dark import DarkImageCounts
-from cloud_assets.lib.images import ImageCache
-from cloud_assets.lib.labels import LabelTable, TrainValSplit
-from cloud_assets.lib.rle import ValMasks
+from cloud_assets.lib.data.dark import DarkImageCounts
+from cloud_assets.lib.data.images import ImageCache
+from cloud_assets.lib.data.labels import LabelTable, TrainValSplit
+from cloud_assets.lib.data.rle import ValMasks
 from cloud_assets.lib.store import Bundle, release
 from cloud_assets.settings import Settings
 

@@ -11,13 +11,13 @@ from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.plumbing.gpu import GPU_OP_TAGS, GPU_POOL
 from cloud_assets.plumbing.sharding import Shard, Sharding
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
-from cloud_assets.lib import model as model_lib
-from cloud_assets.lib import saliency
-from cloud_assets.lib import thresholds
-from cloud_assets.lib.images import ImageCache
-from cloud_assets.lib.labels import LabelTable
-from cloud_assets.lib.model import ValPredictions
-from cloud_assets.lib.saliency import SaliencyMaps
+from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.saliency import engine as saliency
+from cloud_assets.lib.classifier import thresholds
+from cloud_assets.lib.data.images import ImageCache
+from cloud_assets.lib.data.labels import LabelTable
+from cloud_assets.lib.classifier.model import ValPredictions
+from cloud_assets.lib.saliency.engine import SaliencyMaps
 from cloud_assets.lib.store import Bundle
 from cloud_assets.settings import Settings
 
@@ -55,7 +55,7 @@ def _saliency_maps(context, net, info, images, names, classes, device, digest, v
 
 def build(settings: Settings, sharding: Sharding) -> list:
     """The model file and the model's pass, with `settings`'s saliency method."""
-    method = settings.saliency_method  # lib.saliency_methods: the notebook's Guided Grad-CAM by default
+    method = settings.saliency_method  # lib.saliency.methods: the notebook's Guided Grad-CAM by default
 
     @dg.observable_source_asset(group_name="model")
     def model_file(model: ModelResource):
@@ -83,8 +83,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 code_version="2" if method == saliency.DEFAULT else f"2-{method}",  # a new method re-runs the maps
                 description="Grad-CAM (or CLOUD_ASSETS_SALIENCY_METHOD's map, recorded in `meta`) at its layer's "
                             "resolution `(classes, val images, h, w)` float32 and guided backprop `(val images, H, W)` "
-                            "float16; `lib.saliency.upsample` brings the map to the image's size as the notebook does, the "
-                            "guided map is their product (`lib.saliency.combine`)."),
+                            "float16; `lib.saliency.engine.upsample` brings the map to the image's size as the notebook does, the "
+                            "guided map is their product (`lib.saliency.engine.combine`)."),
         },
         internal_asset_deps={"val_predictions": {dg.AssetKey(k) for k in ("model_file", "image_cache", "label_table")},
                              "saliency_maps": {dg.AssetKey(k) for k in ("model_file", "image_cache")}})

@@ -9,10 +9,12 @@ from cloud_assets.plumbing.sharding import Sharding
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.plumbing.metadata import md_table
 from cloud_assets.defs.resources import DatasetResource, VarDir
-from cloud_assets.lib import labels, model as model_lib, review
-from cloud_assets.lib.labels import Problem
-from cloud_assets.lib.label_issues import LabelIssues
-from cloud_assets.lib.labels import LabelTable
+from cloud_assets.lib import review
+from cloud_assets.lib.data import labels
+from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.data.labels import Problem
+from cloud_assets.lib.audit.label_issues import LabelIssues
+from cloud_assets.lib.data.labels import LabelTable
 from cloud_assets.lib.review import CorrectedLabels
 from cloud_assets.lib.store import Bundle
 from cloud_assets.settings import Settings

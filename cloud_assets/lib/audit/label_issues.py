@@ -1,6 +1,6 @@
 """Rank likely label errors over every (image, class) label of train.csv.
 
-The evidence about every label comes from the fold audit (`lib.audit_evidence`), whose model never
+The evidence about every label comes from the fold audit (`lib.audit.evidence`), whose model never
 saw the image: confident learning on its class probability (cleanlab's multi-label functions), the
 mask's quality given its per-pixel probabilities (cleanlab.segmentation), the predicted mass outside
 the mask, the mask's share without prediction, the predicted region's box against the mask, a
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.attention import BOX_COLUMNS, parse_boxes
-from cloud_assets.lib.kinds import CONFUSION, LOOSE, MISSING, NODATA, SPURIOUS
+from cloud_assets.lib.saliency.attention import BOX_COLUMNS, parse_boxes
+from cloud_assets.lib.audit.kinds import CONFUSION, LOOSE, MISSING, NODATA, SPURIOUS
 from cloud_assets.lib.store import Array, Document, Table, Value
 
 
@@ -137,7 +137,7 @@ CLASSIFIER_COLUMNS = ("probability", "cleanlab", "attention_score", "swap", "cam
 
 def classifier_evidence(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray) -> pd.DataFrame:
     """The classifier's evidence per (image, class) of the split it predicted out of sample: the
-    mask-attention table `attention` (`lib.attention.attention_table`), the labels and its
+    mask-attention table `attention` (`lib.saliency.attention.attention_table`), the labels and its
     probabilities `(n, classes)` in the table's `index` order. Columns `image`, `class`,
     `CLASSIFIER_COLUMNS` and `cam_kind` (what the attention suggests)."""
     t = attention.sort_values(["index", "class_index"]).reset_index(drop=True)
@@ -160,7 +160,7 @@ AUDIT_COLUMNS = ("audit_probability", "audit_cleanlab", "mask_quality", "outside
 
 
 def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (image, class) of the audit's `evidence` (`lib.audit_evidence.evidence`), in its
+    """One row per (image, class) of the audit's `evidence` (`lib.audit.evidence.evidence`), in its
     order: `image`, `class`, `split` (from `split`: image -> train/val), `kind` (what the evidence
     suggests), `other_class`, `label`, the audit's signals `AUDIT_COLUMNS`, the classifier's
     `CLASSIFIER_COLUMNS` (from `classifier_evidence`; NaN where it has none), the predicted region's
@@ -213,7 +213,7 @@ STATES = {"labelled": 1, "unlabelled": 0}
 
 
 def trees_path(profile: str = "fast") -> Path:
-    """The stored trees for the fold audit's `profile` (`lib.audit.PROFILES`): its signals, and so the
+    """The stored trees for the fold audit's `profile` (`lib.audit.network.PROFILES`): its signals, and so the
     trees that read them, differ with its resolution and network."""
     return Path(__file__).with_name(f"ranking_trees_{profile}.skops")
 

@@ -1,5 +1,5 @@
 """Guided Grad-CAM, the notebook's: each channel weighted by the spatial mean of its gradient."""
-from cloud_assets.lib.saliency_methods.base import SaliencyMethod
+from cloud_assets.lib.saliency.methods.base import SaliencyMethod
 
 
 class GuidedGradCAM(SaliencyMethod):

@@ -33,7 +33,7 @@ def normalize_rows(matrices: np.ndarray) -> np.ndarray:
 def confusion_table(y_true: np.ndarray, y_pred: np.ndarray, maps: pd.DataFrame, levels, class_names) -> pd.DataFrame:
     """One row per (class, precision level): `class`, `level`, `threshold` (from the threshold `maps`),
     `tn`, `fp`, `fn`, `tp` and their row-normalized `*_rate`s."""
-    from cloud_assets.lib.thresholds import cut_at
+    from cloud_assets.lib.classifier.thresholds import cut_at
 
     rows = []
     for level in levels:

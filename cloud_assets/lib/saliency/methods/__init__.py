@@ -1,8 +1,8 @@
 """The saliency methods, by name: adding one is a module with a `SaliencyMethod` subclass and its
 line here."""
-from cloud_assets.lib.saliency_methods.base import SaliencyMethod
-from cloud_assets.lib.saliency_methods.gradcam_plus_plus import GradCAMPlusPlus
-from cloud_assets.lib.saliency_methods.guided_gradcam import GuidedGradCAM
+from cloud_assets.lib.saliency.methods.base import SaliencyMethod
+from cloud_assets.lib.saliency.methods.gradcam_plus_plus import GradCAMPlusPlus
+from cloud_assets.lib.saliency.methods.guided_gradcam import GuidedGradCAM
 
 METHODS = {m.name: m for m in (GuidedGradCAM, GradCAMPlusPlus)}
 DEFAULT = GuidedGradCAM.name  # the notebook's

@@ -1,7 +1,7 @@
 """Grad-CAM++ (Chattopadhay et al. 2018), guided: each channel weighted by the positive gradients,
 each location's share given by the second- and third-order terms, alpha = g^2 / (2 g^2 + sum(A) g^3)
 (0 where the gradient is 0), as pytorch-grad-cam's `GradCAMPlusPlus` computes them."""
-from cloud_assets.lib.saliency_methods.base import SaliencyMethod
+from cloud_assets.lib.saliency.methods.base import SaliencyMethod
 
 EPS = 1e-7
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.labels import DatasetError, Problem
+from cloud_assets.lib.data.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress, ProgressCallback
 from cloud_assets.lib.store import Array, Table, Value, release
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib.progress import Progress, ProgressCallback
-from cloud_assets.lib.saliency import upsample
+from cloud_assets.lib.saliency.engine import upsample
 from cloud_assets.lib.store import Table, Value, release
 
 REGIONS = ("own", "other", "outside", "nodata")

@@ -15,16 +15,16 @@ what the audit model that never saw the image says of it.
 - `uncovered`: the share of the labelled mask where the predicted probability is below 0.2 (a box
   drawn too wide, or beside its pattern);
 - `region_iou`: the overlap of the predicted region's box (the largest connected region at or above
-  0.5) with the labelled mask (`lib.attention.box_iou`, as for the classifier's proposed box);
+  0.5) with the labelled mask (`lib.saliency.attention.box_iou`, as for the classifier's proposed box);
   `regions`: how many regions of at least 2% of the image the prediction has (a pattern drawn as
   one box over two patches: 2);
 - `inside_other`, `other_class`: the largest share of the predicted mass that lies inside one other
   class's mask, and that class (a swapped label: the prediction sits inside the mask labelled as
   another class);
 - `audit_box_*`: the predicted region's box (shares of the side);
-- `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.attention.
+- `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.saliency.attention.
   proposed_boxes`: one per region at half the prediction's maximum, so two patches get two), as text
-  (`lib.attention.boxes_text`).
+  (`lib.saliency.attention.boxes_text`).
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.attention import box_iou, boxes_text, proposed_box, proposed_boxes
-from cloud_assets.lib.label_issues import cleanlab_scores
+from cloud_assets.lib.saliency.attention import box_iou, boxes_text, proposed_box, proposed_boxes
+from cloud_assets.lib.audit.label_issues import cleanlab_scores
 from cloud_assets.lib.store import Table, Value
 
 LOW = 0.2            # a predicted probability below this counts as "not the class"

@@ -1,6 +1,6 @@
 """Guided Grad-CAM for every class from one forward and one guided backward pass per batch, on
 Keras 3's TensorFlow or JAX backend (and Keras 2 models through tf_keras, on TensorFlow). Another
-saliency method (`lib.saliency_methods`: Grad-CAM++) changes the channel weights alone.
+saliency method (`lib.saliency.methods`: Grad-CAM++) changes the channel weights alone.
 
 Same definitions as the reference notebook:
 - guided backprop: gradient of the Grad-CAM layer's output (summed) with respect to the input,
@@ -33,9 +33,9 @@ import cv2
 import numpy as np
 
 from cloud_assets.constants import ARRAY_BATCH
-from cloud_assets.lib.model import ModelError, batches, framework, gradcam_layer, keras_backend
+from cloud_assets.lib.classifier.model import ModelError, batches, framework, gradcam_layer, keras_backend
 from cloud_assets.lib.progress import Progress, ProgressCallback
-from cloud_assets.lib.saliency_methods import DEFAULT, SaliencyMethod, method as saliency_method
+from cloud_assets.lib.saliency.methods import DEFAULT, SaliencyMethod, method as saliency_method
 from cloud_assets.lib.store import Array, Document, Table, Value, release
 
 
@@ -304,7 +304,7 @@ def iter_batches(model, images, layer_name: str | None = None, batch_size: int =
     """Yield `(members, guided_backprop, gradcam, probabilities)` per batch of uint8 BGR or [0, 1]
     images (`images[members]`, in order); Grad-CAM at the layer's resolution. Images are read one
     batch ahead, and each batch's pass runs while the caller handles the previous one; batches as
-    `lib.model.batches` makes them (`positions`: a shard's, in the unsharded order)."""
+    `lib.classifier.model.batches` makes them (`positions`: a shard's, in the unsharded order)."""
     engine = engine or engine_for(model, layer_name)
     progress = Progress(len(images), report)
 

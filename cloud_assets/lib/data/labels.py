@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib import rle
+from cloud_assets.lib.data import rle
 from cloud_assets.lib.store import Document, Table, Value
 
 NOTEBOOK_CLASS_ORDER = ("Fish", "Flower", "Sugar", "Gravel")  # the notebook classifier's output order

@@ -1,9 +1,9 @@
 """A saliency method: the notebook's class activation map with its own channel weights (the one hook).
 
-Every method shares the compiled engine (`lib.saliency.Engine`): A, the Grad-CAM layer's output, and
+Every method shares the compiled engine (`lib.saliency.engine.Engine`): A, the Grad-CAM layer's output, and
 d(y_c)/dA for every class come from one pass; the method says how A's channels are weighted; the
 rest is the notebook's Grad-CAM (weighted sum of the channels, minus its mean, divided by its spectral
-norm; `lib.saliency.upsample` on read) and guided backprop, whose product is the guided map.
+norm; `lib.saliency.engine.upsample` on read) and guided backprop, whose product is the guided map.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class SaliencyMethod:
     def reduce(self, a, grads, input_grad):
         """The per-image reductions, inside the compiled pass: (guided backprop `(n, H, W)` from the
         input gradient `(n, H, W, 3)`, the class activation map at the layer's resolution
-        `(classes, n, h, w)`, before `lib.saliency.upsample`)."""
+        `(classes, n, h, w)`, before `lib.saliency.engine.upsample`)."""
         from keras import ops
 
         g = ops.mean(input_grad, axis=3)
