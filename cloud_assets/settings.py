@@ -98,11 +98,12 @@ class Settings:
     model_path: str = _setting("CLOUD_ASSETS_MODEL_PATH", "", "a .keras or .h5 file", _text, resource="model.path")
     input_size: str | None = _setting("CLOUD_ASSETS_INPUT_SIZE", "", "HEIGHTxWIDTH, e.g. 224x224",
                                       _optional(_text), resource="dataset.input_size")
-    review_path: str | None = _setting("CLOUD_ASSETS_REVIEW_PATH", "", "a file path", _optional(_text), resource="dataset.review_path")
+    review_path: str | None = _setting("CLOUD_ASSETS_REVIEW_PATH", "", "a file path", _optional(_text),
+                                       resource="dataset.review_path")
     audit_predictions: str | None = _setting("CLOUD_ASSETS_AUDIT_PREDICTIONS", "", "a folder",
                                              _optional(_text), resource="dataset.audit_predictions")
-    batch_size: int | None = _setting("CLOUD_ASSETS_BATCH_SIZE", "", "a whole number of images, at least 1, or unset (32)",
-                                      _optional(_whole(1)), resource="model.batch_size")
+    batch_size: int | None = _setting("CLOUD_ASSETS_BATCH_SIZE", "", "a whole number of images, at least 1, or "
+                                      "unset (32)", _optional(_whole(1)), resource="model.batch_size")
     safe_mode: int | None = _setting("CLOUD_ASSETS_MODEL_SAFE_MODE", "", "0 or 1, or unset (1)",
                                      _optional(lambda text: int(_one_of("0", "1")(text))), resource="model.safe_mode")
     var_dir: str = _setting("CLOUD_ASSETS_VAR_DIR", DEFAULT_VAR_DIR, "a folder", _text, resource="var.path")

@@ -1,5 +1,5 @@
 """The audit's folds and models, without Dagster: folds stratified, deterministic and sticky; the
-U-Net learns where a class is from images and masks, on TensorFlow (and JAX: tests/test_backends.py
+U-Net learns where a class is from images and masks, on TensorFlow (and JAX: tests/lib/saliency/test_backends.py
 runs the engine there; the audit model is plain Keras 3)."""
 import collections
 from pathlib import Path

@@ -10,7 +10,7 @@ import pytest
 from cloud_assets.settings import SettingError, Settings, variables
 from cloud_assets.lib.store import Store
 from tests.helpers import dg_run
-from tests.test_shards import BIN, _env
+from tests.defs.test_shards import BIN, _env
 
 DATA = "label_table,train_val_split,image_cache,dark_image_counts"
 

@@ -17,7 +17,7 @@ from tests.helpers import dagster_home, dg_run, fold_audit, run_env, tiny_keras
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PER_IMAGE = ("image_cache", "val_masks", "val_predictions", "saliency_maps", "mask_attention")
 

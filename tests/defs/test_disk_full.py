@@ -41,7 +41,7 @@ print("RESULT " + json.dumps(out))
 def test_disk_full_while_writing_an_array(small_dataset, tmp_path):
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-c", SCRIPT,
                            str(small_dataset), str(tmp_path / "var")], cwd=root, capture_output=True, text=True,
                           timeout=600)

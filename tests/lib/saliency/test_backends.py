@@ -20,7 +20,7 @@ from cloud_assets.lib.classifier import model as model_lib
 from cloud_assets.lib.saliency import engine as saliency
 from cloud_assets.lib.classifier.model import ModelError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 ONLY_JAX = """
 import sys
 class Block:

@@ -19,7 +19,7 @@ def _load() -> dg.Definitions:
 
 def test_asset_specs_snapshot(snapshot):
     """Every asset's group, dependencies, code version, pools and checks, against the stored snapshot
-    (`tests/__snapshots__/`); after an intended change, `pytest tests/test_definitions.py --snapshot-update`
+    (`tests/defs/__snapshots__/`); after an intended change, `pytest tests/defs/test_definitions.py --snapshot-update`
     rewrites it, and the diff shows what changed."""
     defs = _load()
     graph = defs.resolve_asset_graph()
@@ -51,7 +51,7 @@ def test_definitions_validate_without_importing_tensorflow(tmp_path):
 
 
 def test_the_production_path_never_imports_the_evaluation_and_bench_no_test_module():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for folder, banned in (("cloud_assets/defs", "cloud_assets.eval"), ("cloud_assets/plumbing", "cloud_assets.eval"),
                            ("cloud_assets/lib", "cloud_assets.eval"),
                            ("cloud_assets/report", "cloud_assets.eval"), ("bench", "tests")):
