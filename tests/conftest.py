@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 # The tests' fold audit has two folds (the default is five): every test but test_audit is about
-# something else, and test_audit reads the fold count from the definitions. Set before the
-# definitions are imported (they read it then), and inherited by the runs the tests start.
+# something else, and test_audit reads the fold count from the settings. Set before tests.helpers
+# builds the tests' settings from the environment (SETTINGS), and inherited by the runs the tests start.
 os.environ.setdefault("CLOUD_ASSETS_AUDIT_FOLDS", "2")
 
 from cloud_assets.synth import SynthConfig, synthesize
