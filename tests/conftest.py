@@ -69,15 +69,3 @@ def postgres_server(tmp_path_factory):
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-# The longest files first (measured: make test's --durations), so that the two workers of `make test`
-# (xdist, one file at a time, --no-loadscope-reorder) end together rather than one waiting on the
-# other's last long file; every other file follows in its usual order.
-LONGEST_FIRST = ["test_readme.py", "test_faults.py", "test_celery_shards.py", "test_celery.py", "test_ui_end_to_end.py",
-                 "test_shards.py", "test_makefile.py", "test_partitioning.py", "test_review.py", "test_wheel.py"]
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests stay in order
