@@ -53,9 +53,7 @@ from cloud_assets.lib.saliency import methods as saliency_methods  # noqa: E402
 from cloud_assets.lib.audit.kinds import CONFUSION, ISSUE_OF_NOISE, SPURIOUS  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib.saliency import attention  # noqa: E402
-from cloud_assets.lib.audit import network as audit  # noqa: E402
-from cloud_assets.lib.audit import evidence as audit_evidence  # noqa: E402
-from cloud_assets.lib.audit import label_issues  # noqa: E402
+from cloud_assets.lib.audit import network as audit, evidence as audit_evidence, label_issues  # noqa: E402
 from cloud_assets.lib.classifier import mistakes  # noqa: E402
 from cloud_assets.lib.data import rle  # noqa: E402
 from cloud_assets.lib.classifier import thresholds  # noqa: E402
@@ -364,8 +362,7 @@ def cleaning_value(seed: int, mix: str, held_out: int):
     and with the clean ones (DICE_SEEDS training seeds each), and each is scored on the clean masks of
     dataset `held_out` (never trained, tuned or ranked on): Kaggle's mean Dice over every image and
     class, at the audit size, averaged over the seeds."""
-    from cloud_assets.lib.data import images
-    from cloud_assets.lib.data import labels
+    from cloud_assets.lib.data import images, labels
 
     folder = prepare(seed, mix)
     store = Store(folder / VAR / "store")

@@ -7,8 +7,7 @@ import dagster as dg
 
 from cloud_assets import settings
 from cloud_assets.plumbing import sharding
-from cloud_assets.lib.data import images
-from cloud_assets.lib.data import labels
+from cloud_assets.lib.data import images, labels
 from cloud_assets.lib.classifier import model as model_lib
 from cloud_assets.lib.data.labels import DatasetError
 from cloud_assets.lib.shards import RECORD, Shards

@@ -88,9 +88,6 @@ class Sharding:
             return dg.BackfillPolicy.multi_run(max_partitions_per_run=self.per_run)
         return dg.BackfillPolicy.single_run()
 
-    def check_count(self, images: int) -> None:
-        check_count(self.count, images)
-
     def shard_keys(self, context) -> list:
         """The shards this step computes: its partition keys, or [None] (every image) when unsharded."""
         return list(context.partition_keys) if self.partitions is not None else [None]
@@ -106,6 +103,8 @@ class Sharding:
         `summarize(facts, seconds)`, from every shard's `facts`, gives the metadata (output name ->
         metadata). `check = (specs, find)`: `find(context, shard, **inputs)` lists the problems of a
         shard, found for every shard before anything is written and reported as those checks."""
+        layouts = {name: value_type.layout() for name, value_type in value_types.items()}
+
         def wrap(compute):
             signature = inspect.signature(compute)
 
@@ -125,7 +124,7 @@ class Sharding:
                 for shard in steps:
                     out, fact = compute(context, shard, **own(shard))
                     for name, value in out.items():
-                        arrays, tables = value_types[name].layout()
+                        arrays, tables = layouts[name]
                         if shard.key is not None:
                             groups = {g for g, _ in arrays.values()} | set(tables.values())
                             layout = shards.layout({g: p for g, p in shard.positions.items() if g in groups},

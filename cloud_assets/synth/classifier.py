@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_assets.lib.data import images
-from cloud_assets.lib.data import labels
-from cloud_assets.lib.classifier import model as model_lib
-from cloud_assets.lib.classifier import thresholds
+from cloud_assets.lib.data import images, labels
+from cloud_assets.lib.classifier import model as model_lib, thresholds
 
 
 def build(input_size=(224, 224), n_classes: int = 4, blocks=(2, 3, 4, 3), growth: int = 16, stem: int = 32):

@@ -5,8 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from cloud_assets.lib.classifier import mistakes as mistakes_lib
-from cloud_assets.lib.classifier import thresholds
+from cloud_assets.lib.classifier import mistakes as mistakes_lib, thresholds
 from cloud_assets.lib.store import Store
 from cloud_assets.eval import notebook
 from tests.helpers import A, ANALYSIS, DATA_ASSETS, failure_message, materialize, tiny_keras

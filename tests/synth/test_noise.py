@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloud_assets.lib.data import labels
-from cloud_assets.lib.data import rle
+from cloud_assets.lib.data import labels, rle
 from cloud_assets.synth import SynthConfig, synthesize
 from cloud_assets.synth.noise import KINDS, MIXES, NoiseSpec, renoise
 

@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.data import labels
-from cloud_assets.lib.data import rle
+from cloud_assets.lib.data import labels, rle
 from cloud_assets.synth import SynthConfig, synthesize
 from cloud_assets.synth.dataset import CSV_CLASSES
 

@@ -15,8 +15,7 @@ from cloud_assets.plumbing.sharding import Sharding
 from cloud_assets.plumbing.gpu import GPU_OP_TAGS, GPU_POOL
 from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
-from cloud_assets.lib.audit import network as audit
-from cloud_assets.lib.audit import folds as folds_lib
+from cloud_assets.lib.audit import network as audit, folds as folds_lib
 from cloud_assets.lib.classifier import model as model_lib
 from cloud_assets.lib.data import rle
 from cloud_assets.lib.audit import evidence as audit_evidence_lib

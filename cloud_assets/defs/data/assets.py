@@ -12,10 +12,7 @@ from cloud_assets.plumbing.sharding import Shard, Sharding, check_count
 from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import files
-from cloud_assets.lib.data import dark
-from cloud_assets.lib.data import images
-from cloud_assets.lib.data import labels
-from cloud_assets.lib.data import rle
+from cloud_assets.lib.data import dark, images, labels, rle
 from cloud_assets.lib.data.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.data.dark import DarkImageCounts
@@ -112,7 +109,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         checks.raise_blocking(LABEL_CHECKS, problems)
 
         table = labels.label_table(rows, dataset.class_names)
-        sharding.check_count(len(table))
+        check_count(sharding.count, len(table))
         freq = pd.DataFrame({"class": dataset.class_names,
                              "images": [int(table[c].sum()) for c in dataset.class_names]})
         per_image = table["n_labels"].value_counts().sort_index().rename_axis("labels").reset_index(name="images")
@@ -131,9 +128,9 @@ def build(settings: Settings, sharding: Sharding) -> list:
         split = pd.DataFrame({"image": train + val, "split": ["train"] * len(train) + ["val"] * len(val)})
         return dg.Output(TrainValSplit.of(split=split), metadata={"train": len(train), "val": len(val)})
 
-    @sharding.per_image(dg.asset, value_types={"result": ImageCache},
-                      summarize=_image_cache_summary, check=(IMAGE_CHECKS, _image_problems), group_name="data",
-                      check_specs=IMAGE_CHECKS, code_version="2", deps=[raw_data])
+    @sharding.per_image(dg.asset, value_types={"result": ImageCache}, summarize=_image_cache_summary,
+                        check=(IMAGE_CHECKS, _image_problems), group_name="data", check_specs=IMAGE_CHECKS,
+                        code_version="2", deps=[raw_data])
     def image_cache(context: dg.AssetExecutionContext, shard: Shard, dataset: DatasetResource, var: VarDir,
                     train_val_split: Bundle):
         """Every image decoded once, resized (INTER_LINEAR) to the model input, uint8 BGR, per split;
@@ -152,14 +149,14 @@ def build(settings: Settings, sharding: Sharding) -> list:
         return {"result": staged}, {**counts, "size": (h, w), "original": shard.once("original shape",
                                                                                      dataset.original_shape)}
 
-    @sharding.per_image(dg.asset, value_types={"result": ValMasks},
-                      summarize=_val_masks_summary, group_name="data")
+    @sharding.per_image(dg.asset, value_types={"result": ValMasks}, summarize=_val_masks_summary,
+                        group_name="data")
     def val_masks(context: dg.AssetExecutionContext, shard: Shard, dataset: DatasetResource, var: VarDir,
                   label_table: Bundle, train_val_split: Bundle):
         """uint8 `(classes, val images, h, w)` 0/1 masks, bit-identical to the notebook's `make_mask`."""
         encoded = shard.once("rows", lambda: LabelTable(label_table).rows.set_index("Image_Label")["EncodedPixels"])
         split = shard.once("split", lambda: TrainValSplit(train_val_split).split)
-        sharding.check_count(len(split))
+        check_count(shard.count, len(split))
         shape = tuple(LabelTable(label_table).meta["original_shape"])
         classes, chunk = dataset.class_names, ARRAY_BATCH
         with_mask, cover = np.zeros(len(classes), np.int64), np.zeros(len(classes))

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloud_assets.lib.audit import network as audit
-from cloud_assets.lib.audit import folds
+from cloud_assets.lib.audit import network as audit, folds
 
 
 def _dataset(n=1000, seed=0):

@@ -5,8 +5,7 @@ import pytest
 
 from cloud_assets.eval import scoring, weights as weights_lib
 from cloud_assets.lib.saliency import attention
-from cloud_assets.lib.audit import label_issues
-from cloud_assets.lib.audit import network as audit_lib
+from cloud_assets.lib.audit import label_issues, network as audit_lib
 
 CLASSES = ["Fish", "Flower", "Sugar", "Gravel"]
 

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import multilabel_confusion_matrix
 
-from cloud_assets.lib.classifier import mistakes
-from cloud_assets.lib.classifier import thresholds
+from cloud_assets.lib.classifier import mistakes, thresholds
 from cloud_assets.eval import notebook
 
 
