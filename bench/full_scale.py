@@ -197,9 +197,9 @@ def main():
     print(f"bench full_scale: cold run at full size in {SHARDS} shards (one run) ...", flush=True)
     sharded = materialize(FULL, model, runs / "sharded", shards=SHARDS)
     print("bench full_scale: the fold audit at full size (every fold in one run) ...", flush=True)
-    fold_audit = materialize(FULL, model, runs / "full", select="group:audit", partitions=FOLD_KEYS)
+    fold_audit = materialize(FULL, model, runs / "full", select="group:audit and not key:label_issues", partitions=FOLD_KEYS)
     print("bench full_scale: every label ranked, the corrections and the site ...", flush=True)
-    ranked = materialize(FULL, model, runs / "full", select="group:audit+ and not group:audit")
+    ranked = materialize(FULL, model, runs / "full", select="label_issues+")
     site_mib = sum(p.stat().st_size for p in (runs / "full" / "var" / "site").resolve().rglob("*") if p.is_file()) / 2 ** 20
     change_model(MODEL, model)
     print("bench full_scale: re-run after the model file changed ...", flush=True)

@@ -136,7 +136,7 @@ def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_asse
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
         groups = {"data": DATA, "model": ["model_file", "val_predictions", "saliency_maps"],
-                  "analysis": MODEL_DEPENDENT[2:-2], "review": ["label_review", "corrected_labels"],
+                  "analysis": MODEL_DEPENDENT[2:-3], "audit": ["audit_models", "audit_evidence", "label_issues"], "review": ["label_review", "corrected_labels"],
                   "report": ["report_site"]}
         for group, names in groups.items():  # each group's asset graph
             page.goto(f"http://127.0.0.1:{port}/locations/cloud_assets.definitions/asset-groups/{group}")

@@ -17,9 +17,10 @@ Every decision speaks of the labels the page showed (train.csv as read), so any 
 decisions applies together: the two halves of a swap exchange the two masks, the same move
 accepted from both sides is made once, a missing label that a moved mask supplies takes that mask
 rather than the proposal, and a mask that moves to a class that has one already is merged with it
-(their union). The proposal is a box around each region where the fold audit's model, which never
-saw the image, gives the class at least half its highest probability (`lib.saliency.attention.
-proposed_boxes`: two patches get two boxes, as rectangular as the annotators' own), drawn dashed on
+(their union). The proposal is a box around each region of the class that the fold audit's model,
+which never saw the image, predicts, cut at the level whose boxes hold its prediction best
+(`lib.saliency.attention.proposed_boxes`: two patches get two boxes, as rectangular as the
+annotators' own), drawn dashed on
 the page; every proposed box written is listed in a side file so that it can be redrawn by hand.
 
 Corrections are data: every version written is kept in its own folder, named by the review's and

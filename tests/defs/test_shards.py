@@ -32,7 +32,7 @@ def _launch(env, n: int, log: Path):
     with open(log, "w") as f:
         done = dg_run(env, "launch", "--job", "observe_model_file", stdout=f, stderr=subprocess.STDOUT)
         assert done.returncode == 0, log.read_text()[-3000:]
-        for selection, options in (("not group:audit+", extra), ("group:audit+ and not group:audit", [])):
+        for selection, options in (("not group:audit+", extra), ("label_issues+", [])):
             if options == []:  # what label_issues reads: the dataset's fold audit
                 fold_audit(env["CLOUD_ASSETS_DATA_DIR"], env["CLOUD_ASSETS_VAR_DIR"])
             done = dg_run(env, "launch", "--assets", selection, *options, stdout=f, stderr=subprocess.STDOUT)

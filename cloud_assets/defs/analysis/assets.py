@@ -2,26 +2,19 @@
 import functools
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
-from cloud_assets.constants import CONFUSION_LEVELS, ISSUES_LISTED, ISSUES_SHOWN, METADATA_ROWS, PRECISION_LEVEL, SUMMARY_LEVELS
+from cloud_assets.constants import CONFUSION_LEVELS, PRECISION_LEVEL, SUMMARY_LEVELS
 from cloud_assets.plumbing.metadata import md_table, progress_logger
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.plumbing.sharding import Shard, Sharding
 from cloud_assets.defs.resources import DatasetResource
 from cloud_assets.lib.saliency import attention
-from cloud_assets.lib.audit import label_issues as label_issues_lib
 from cloud_assets.lib.classifier import mistakes as mistakes_lib
 from cloud_assets.lib.saliency import engine as saliency
 from cloud_assets.lib.classifier import thresholds
 from cloud_assets.lib.saliency.attention import MaskAttention
-from cloud_assets.lib.audit.network import AuditPredictions
-from cloud_assets.lib.audit.evidence import AuditEvidence
-from cloud_assets.lib.audit.folds import AuditFolds
 from cloud_assets.lib.data.images import ImageCache
-from cloud_assets.lib.audit.label_issues import LabelIssues
-from cloud_assets.lib.data.labels import TrainValSplit
 from cloud_assets.lib.classifier.mistakes import ClassDistribution, ConfusionMatrices, Mistakes
 from cloud_assets.lib.classifier.model import ValPredictions
 from cloud_assets.lib.data.rle import ValMasks
@@ -51,22 +44,8 @@ def _attention_summary(facts: list, seconds: float) -> dict:
     return {"result": {"rows": len(table), "mean_gradcam_shares": dg.MetadataValue.md(summary.round(3).to_markdown())}}
 
 
-def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, classes, fold_keys) -> np.ndarray:
-    """float16 `(candidates, h, w)`: each candidate's class probability per pixel, from the audit
-    model of its image's fold."""
-    folds = AuditFolds(audit_folds).folds
-    fold = dict(zip(folds["image"], folds["fold"]))
-    predictions = {key: AuditPredictions(p) for key, p in audit_predictions.items()}
-    rows = {key: {i: k for k, i in enumerate(p.images["image"])} for key, p in predictions.items()}
-    out = []
-    for image, cls in zip(candidates["image"], candidates["class"]):
-        key = fold_keys[fold[image]]
-        out.append(predictions[key].pixels[classes.index(cls), rows[key][image]])
-    return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)
-
-
 def build(settings: Settings, sharding: Sharding) -> list:
-    """The analysis of the classifier's mistakes and every label ranked."""
+    """The analysis of the classifier's mistakes."""
     # every analysis asset: in the analysis group, re-materialized when the model file changes
     analysis_asset = functools.partial(dg.asset, group_name="analysis", automation_condition=FOLLOWS_MODEL,
                                        **sharding.whole)
@@ -140,42 +119,4 @@ def build(settings: Settings, sharding: Sharding) -> list:
             report=progress_logger(context, f"mask_attention{shard.where}"), positions=shard.rows(image_cache))
         return {"result": MaskAttention.of(shares=table)}, table
 
-    @analysis_asset(code_version="3")
-    def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
-                     mask_attention, val_predictions, train_val_split: Bundle, dataset: DatasetResource):
-        """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,
-        class, split, suspected kind, score, each signal (the fold audit's for every label, the
-        classifier's where it predicted the image out of sample: the validation split), the proposed
-        box; cleanlab's class ranking (each class's estimated error rate) and health score on the audit's
-        out-of-sample probabilities; and the audit's per-pixel probability of the class for the first
-        ISSUES_SHOWN candidates, which the report draws."""
-        evidence = AuditEvidence(audit_evidence).evidence
-        classes = dataset.class_names
-        predictions = ValPredictions(val_predictions)
-        classifier = label_issues_lib.classifier_evidence(MaskAttention(mask_attention).shares, predictions.y_true,
-                                                          predictions.probabilities)
-        split = TrainValSplit(train_val_split).split
-        ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
-                                       label_issues_lib.load_trees(label_issues_lib.trees_path(settings.profile)))
-        wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
-        y_true, y_pred = wide["label"][classes].to_numpy(np.int8), wide["audit_probability"][classes].to_numpy()
-        health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)
-        issue = pd.DataFrame(health["issues"], index=wide.index, columns=classes).stack()
-        ranked["cleanlab_issue"] = issue.reindex(pd.MultiIndex.from_arrays([ranked["image"], ranked["class"]])).to_numpy()
-        maps = _candidate_maps(ranked.head(ISSUES_SHOWN), audit_predictions, audit_folds, classes, settings.fold_keys)
-        top = ranked.head(METADATA_ROWS)[["image", "class", "split", "kind", "other_class", "score", "audit_probability",
-                                          "mask_quality"]]
-        context.log.info(f"label_issues: {len(ranked)} labels of {len(wide)} images ranked "
-                         f"({int((ranked['split'] == 'val').sum())} with the classifier's evidence too)")
-        return dg.Output(LabelIssues.of(issues=ranked, class_ranking=health["class_ranking"], candidate_maps=maps,
-                                        health={"overall_health_score": health["health"]}),
-                         metadata={"labels": len(ranked), "images": len(wide),
-                                   "top_candidates": md_table(top.round(3)),
-                                   "cleanlab_health_score": health["health"],
-                                   "cleanlab_error_rate_per_class": md_table(
-                                       health["class_ranking"][["Class Name", "Label Issues", "Label Noise"]].round(4)),
-                                   "kinds_in_top_50": dg.MetadataValue.md(
-                                       ranked.head(ISSUES_LISTED)["kind"].value_counts().to_frame().to_markdown())})
-
-    return [threshold_maps, confusion_matrices, mistakes, fp_class_distribution, fn_class_distribution, mask_attention,
-            label_issues]
+    return [threshold_maps, confusion_matrices, mistakes, fp_class_distribution, fn_class_distribution, mask_attention]

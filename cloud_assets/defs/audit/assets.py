@@ -1,7 +1,9 @@
 """The audit of every label: every image of train.csv in one of K folds, one audit model per fold
 trained on the other folds, each image's out-of-sample predictions from the model that never saw
-it, and each label's evidence drawn from them. The audit does not depend on the classifier being audited: a new model file re-runs none
-of it; a change of train.csv or the images does."""
+it, each label's evidence drawn from them, and every label ranked (`label_issues`, which adds the
+classifier's evidence where it predicted the image out of sample). The fold models do not depend on
+the classifier being audited: a new model file re-runs only the ranking; a change of train.csv or
+the images re-runs the rest."""
 import shutil
 import time
 from pathlib import Path
@@ -11,6 +13,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from cloud_assets.constants import ISSUES_LISTED, ISSUES_SHOWN, METADATA_ROWS
+from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.plumbing.sharding import Sharding
 from cloud_assets.plumbing.gpu import GPU_OP_TAGS, GPU_POOL
 from cloud_assets.plumbing.metadata import md_table, progress_logger
@@ -21,10 +25,14 @@ from cloud_assets.lib.data import rle
 from cloud_assets.lib.audit import evidence as audit_evidence_lib
 from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.audit.network import AuditInputs, AuditModel, AuditPredictions, KeptModels
+from cloud_assets.lib.audit import label_issues as label_issues_lib
 from cloud_assets.lib.audit.evidence import AuditEvidence
+from cloud_assets.lib.audit.label_issues import LabelIssues
 from cloud_assets.lib.audit.folds import AuditFolds
 from cloud_assets.lib.data.images import ImageCache
-from cloud_assets.lib.data.labels import LabelTable
+from cloud_assets.lib.classifier.model import ValPredictions
+from cloud_assets.lib.data.labels import LabelTable, TrainValSplit
+from cloud_assets.lib.saliency.attention import MaskAttention
 from cloud_assets.lib.store import Bundle
 from cloud_assets.settings import Settings
 
@@ -55,6 +63,20 @@ class AuditTraining(dg.Config):
     def training(self, size: tuple[int, int], widths: tuple[int, ...]) -> audit.TrainingConfig:
         return audit.TrainingConfig(size=size, widths=widths, epochs=self.epochs, patience=self.patience,
                                     batch_size=self.batch_size, learning_rate=self.learning_rate, seed=self.seed)
+
+
+def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, classes, fold_keys) -> np.ndarray:
+    """float16 `(candidates, h, w)`: each candidate's class probability per pixel, from the audit
+    model of its image's fold."""
+    folds = AuditFolds(audit_folds).folds
+    fold = dict(zip(folds["image"], folds["fold"]))
+    predictions = {key: AuditPredictions(p) for key, p in audit_predictions.items()}
+    rows = {key: {i: k for k, i in enumerate(p.images["image"])} for key, p in predictions.items()}
+    out = []
+    for image, cls in zip(candidates["image"], candidates["class"]):
+        key = fold_keys[fold[image]]
+        out.append(predictions[key].pixels[classes.index(cls), rows[key][image]])
+    return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)
 
 
 def build(settings: Settings, sharding: Sharding) -> list:
@@ -229,7 +251,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
         return dg.Output(out, metadata={"folds": len(out)})
 
-    @dg.asset(group_name="audit", code_version=f"{code}-4", **sharding.whole)
+    @dg.asset(group_name="audit", code_version=f"{code}-5", **sharding.whole)
     def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
                        audit_inputs: Bundle, audit_folds: Bundle):
         """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
@@ -262,4 +284,41 @@ def build(settings: Settings, sharding: Sharding) -> list:
             "mean_per_class_and_label": md_table(per_class.reset_index()),
             "lowest_mask_quality": md_table(lowest.round(3))})
 
-    return [audit_folds, audit_inputs, audit_models, audit_predictions, audit_evidence]
+    @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL, code_version="4", **sharding.whole)
+    def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
+                     mask_attention, val_predictions, train_val_split: Bundle, dataset: DatasetResource):
+        """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,
+        class, split, suspected kind, score, each signal (the fold audit's for every label, the
+        classifier's where it predicted the image out of sample: the validation split), the proposed
+        box; cleanlab's class ranking (each class's estimated error rate) and health score on the audit's
+        out-of-sample probabilities; and the audit's per-pixel probability of the class for the first
+        ISSUES_SHOWN candidates, which the report draws."""
+        evidence = AuditEvidence(audit_evidence).evidence
+        classes = dataset.class_names
+        predictions = ValPredictions(val_predictions)
+        classifier = label_issues_lib.classifier_evidence(MaskAttention(mask_attention).shares, predictions.y_true,
+                                                          predictions.probabilities)
+        split = TrainValSplit(train_val_split).split
+        ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
+                                       label_issues_lib.load_trees(label_issues_lib.trees_path(settings.profile)))
+        wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
+        y_true, y_pred = wide["label"][classes].to_numpy(np.int8), wide["audit_probability"][classes].to_numpy()
+        health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)
+        issue = pd.DataFrame(health["issues"], index=wide.index, columns=classes).stack()
+        ranked["cleanlab_issue"] = issue.reindex(pd.MultiIndex.from_arrays([ranked["image"], ranked["class"]])).to_numpy()
+        maps = _candidate_maps(ranked.head(ISSUES_SHOWN), audit_predictions, audit_folds, classes, settings.fold_keys)
+        top = ranked.head(METADATA_ROWS)[["image", "class", "split", "kind", "other_class", "score", "audit_probability",
+                                          "mask_quality"]]
+        context.log.info(f"label_issues: {len(ranked)} labels of {len(wide)} images ranked "
+                         f"({int((ranked['split'] == 'val').sum())} with the classifier's evidence too)")
+        return dg.Output(LabelIssues.of(issues=ranked, class_ranking=health["class_ranking"], candidate_maps=maps,
+                                        health={"overall_health_score": health["health"]}),
+                         metadata={"labels": len(ranked), "images": len(wide),
+                                   "top_candidates": md_table(top.round(3)),
+                                   "cleanlab_health_score": health["health"],
+                                   "cleanlab_error_rate_per_class": md_table(
+                                       health["class_ranking"][["Class Name", "Label Issues", "Label Noise"]].round(4)),
+                                   "kinds_in_top_50": dg.MetadataValue.md(
+                                       ranked.head(ISSUES_LISTED)["kind"].value_counts().to_frame().to_markdown())})
+
+    return [audit_folds, audit_inputs, audit_models, audit_predictions, audit_evidence, label_issues]

@@ -28,11 +28,11 @@ report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.group
                                  description="Rebuild the report site from the last materializations.")
 classifier_job = dg.define_asset_job("classifier_job", selection=dg.AssetSelection.all() - AUDIT,
                                      description="Every asset but the fold audit's: from the labels and images "
-                                                 "through the classifier's mistakes, every label ranked (from the "
-                                                 "fold audit's last materialization) to the report.")
+                                                 "through the classifier's mistakes, the corrections and the report "
+                                                 "(every label ranked at the fold audit's last materialization).")
 fold_audit_job = dg.define_asset_job("fold_audit_job", selection=AUDIT,
                                      description="The audit of every label: folds, a model per fold (one partition "
-                                                 "each), every image's out-of-sample predictions.")
+                                                 "each), every image's out-of-sample predictions, every label ranked.")
 
 
 

@@ -23,7 +23,8 @@ what the audit model that never saw the image says of it.
   another class);
 - `audit_box_*`: the predicted region's box (shares of the side);
 - `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.saliency.attention.
-  proposed_boxes`: one per region at half the prediction's maximum, so two patches get two), as text
+  proposed_boxes`: one per region of the prediction, cut at the level whose boxes overlap it most,
+  so two patches get two), as text
   (`lib.saliency.attention.boxes_text`).
 """
 from __future__ import annotations

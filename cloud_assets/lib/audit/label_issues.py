@@ -100,16 +100,15 @@ def audit_kind(label: np.ndarray, prob: np.ndarray, inside_other: np.ndarray, ou
                swap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(evidence in [0, 1], kind) per (image, class) from the fold audit's signals, as
     `attention_score` reads the classifier's: `swap` is, for a labelled class, the strongest evidence
-    that an unlabelled class is predicted inside its mask."""
-    label = label.astype(bool)
-    candidates = {
-        MISSING: np.where(~label, prob * (1 - inside_other), 0.0),
-        CONFUSION: np.where(~label, CONFUSION_WEIGHT * prob * inside_other, 0.0),
-        SPURIOUS: np.where(label, np.maximum(1 - prob, swap), 0.0),
-        LOOSE: np.where(label, prob * np.maximum.reduce([outside, uncovered, 1 - region_iou,
-                                                         (regions > 1).astype(float)]), 0.0),
-    }
-    return _strongest(candidates)
+    that an unlabelled class is predicted inside its mask. A labelled class the model sees a region of
+    (`regions` > 0) is not suspected spurious for its low probability alone: the class is there, so
+    its mask is what is wrong, and the fix is a new mask rather than a removal."""
+    label, seen = label.astype(bool), regions > 0
+    misplaced = np.maximum.reduce([outside, uncovered, 1 - region_iou, (regions > 1).astype(float)])
+    absent = _strongest({MISSING: prob * (1 - inside_other), CONFUSION: CONFUSION_WEIGHT * prob * inside_other})
+    present = _strongest({LOOSE: np.where(seen, np.maximum(prob, 1 - prob), prob) * misplaced,
+                          SPURIOUS: np.maximum(np.where(seen, 0.0, 1 - prob), swap)})
+    return np.where(label, present[0], absent[0]), np.where(label, present[1], absent[1])
 
 
 def _strongest(candidates: dict) -> tuple[np.ndarray, np.ndarray]:

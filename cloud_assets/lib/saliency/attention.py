@@ -59,14 +59,10 @@ def proposed_box(cam: np.ndarray, level: float = BOX_LEVEL) -> tuple[float, floa
     return y / H, x / W, (y + h) / H, (x + w) / W
 
 
-def proposed_boxes(prob: np.ndarray, min_share: float, most: int = 3) -> list[tuple[float, ...]]:
-    """The boxes a fix proposes from a probability map `(H, W)` (at most 1): around each connected
-    region at or above half the map's maximum that covers at least `min_share` of the image and a
-    quarter of the largest region, largest first, at most `most` (a pattern that is two patches gets
-    two boxes, as the annotators drew them); an empty list for an empty map."""
-    level = float(prob.max()) / 2
-    if level <= 0:
-        return []
+PROPOSAL_LEVELS = np.linspace(0.1, 0.9, 17)  # the levels (shares of a map's maximum) a proposal is cut at
+
+
+def _region_boxes(prob: np.ndarray, level: float, min_share: float, most: int) -> list[tuple[float, ...]]:
     n, _, stats, _ = cv2.connectedComponentsWithStats((prob >= level).astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     if not len(areas):
@@ -76,6 +72,29 @@ def proposed_boxes(prob: np.ndarray, min_share: float, most: int = 3) -> list[tu
             if k == areas.argmax() or (areas[k] >= min_share * prob.size and areas[k] >= areas.max() / 4)][:most]
     return [(stats[1 + k, 1] / H, stats[1 + k, 0] / W, (stats[1 + k, 1] + stats[1 + k, 3]) / H,
              (stats[1 + k, 0] + stats[1 + k, 2]) / W) for k in keep]
+
+
+def soft_iou(boxes, prob: np.ndarray) -> float:
+    """The overlap of the boxes' union with a probability map `(H, W)` read as a soft mask:
+    the probability inside over the boxes' area plus the probability outside."""
+    inside = boxes_mask(boxes, prob.shape).astype(bool)
+    held = float(prob[inside].sum())
+    return held / (inside.sum() + float(prob.sum()) - held)
+
+
+def proposed_boxes(prob: np.ndarray, min_share: float, most: int = 3) -> list[tuple[float, ...]]:
+    """The boxes a fix proposes from a probability map `(H, W)` (at most 1): around each connected
+    region of the map at one level that covers at least `min_share` of the image and a quarter of the
+    largest region, largest first, at most `most` (a pattern that is two patches gets two boxes, as
+    the annotators drew them). The level, among `PROPOSAL_LEVELS` times the map's maximum, is the one
+    whose boxes overlap the map most (`soft_iou`): the boxes most consistent with the prediction,
+    however sharp or blurred it is. An empty list for an empty map."""
+    top = float(prob.max())
+    if top <= 0:
+        return []
+    prob = np.asarray(prob, np.float32)
+    cuts = [boxes for f in PROPOSAL_LEVELS if (boxes := _region_boxes(prob, f * top, min_share, most))]
+    return max(cuts, key=lambda boxes: soft_iou(boxes, prob))
 
 
 def boxes_text(boxes) -> str:

@@ -84,16 +84,21 @@ def test_every_label_gets_a_kind_and_a_proposed_box_from_the_audit():
          "other_class": "Flower"},                                                                         # swapped
         {"image": "b", "class": "Flower", "audit_probability": 0.05, "mask_quality": 0.01},              # its partner
         {"image": "c", "class": "Sugar", "outside_mass": 0.7, "uncovered": 0.6, "region_iou": 0.2},     # loose
-        {"image": "d", "class": "Gravel", "audit_probability": 0.02, "mask_quality": 0.0},              # spurious
+        {"image": "d", "class": "Gravel", "audit_probability": 0.02, "mask_quality": 0.0, "regions": 0,
+         "predicted_area": 0.0},                                                                          # spurious
+        # a low probability, but a region of the class is seen beside the mask: the mask is wrong, not the label
+        {"image": "e", "class": "Gravel", "audit_probability": 0.3, "outside_mass": 0.8, "region_iou": 0.0},
     ])
-    frame = label_issues.labels_frame(evidence, {"a": "train", "b": "val", "c": "train", "d": "train"}).set_index(
+    frame = label_issues.labels_frame(evidence, {"a": "train", "b": "val", "c": "train", "d": "train",
+                                                 "e": "train"}).set_index(
         ["image", "class"])
     assert frame.loc[("a", "Fish"), "kind"] == "missing label"
     assert frame.loc[("b", "Fish"), "kind"] == "class confusion" and frame.loc[("b", "Fish"), "other_class"] == "Flower"
     assert frame.loc[("b", "Flower"), "kind"] == "spurious label" and frame.loc[("b", "Flower"), "other_class"] == "Fish"
     assert frame.loc[("b", "Flower"), "audit_swap"] == pytest.approx(0.95 * 0.9)
     assert frame.loc[("c", "Sugar"), "kind"] == "loose mask" and frame.loc[("d", "Gravel"), "kind"] == "spurious label"
-    assert list(frame["split"]) == ["train", "val", "val", "train", "train"]
+    assert frame.loc[("e", "Gravel"), "kind"] == "loose mask"
+    assert list(frame["split"]) == ["train", "val", "val", "train", "train", "train"]
     assert frame[["box_top", "box_left", "box_bottom", "box_right"]].iloc[0].tolist() == [0.1, 0.2, 0.5, 0.6]
     assert frame["probability"].isna().all()  # no classifier evidence given: missing, not zero
     ranked = label_issues.rank(evidence, {})
@@ -112,6 +117,15 @@ def test_a_fix_proposes_a_box_per_region_of_the_prediction():
     # at half the map's maximum, however confident the map; an empty map proposes nothing
     assert attention.proposed_boxes(prob * 0.4, 0.02) == boxes
     assert attention.proposed_boxes(np.zeros((20, 40)), 0.02) == []
+
+
+def test_a_proposal_is_cut_where_its_boxes_hold_the_prediction_best():
+    prob = np.zeros((20, 40), np.float32)
+    prob[2:13, 2:13] = 0.45    # a pattern seen at 0.45 around a confident core:
+    prob[5:10, 5:10] = 1.0     # half the maximum would propose the core alone
+    assert attention.proposed_boxes(prob, 0.02) == [(2 / 20, 2 / 40, 13 / 20, 13 / 40)]
+    assert attention.soft_iou([(2 / 20, 2 / 40, 13 / 20, 13 / 40)], prob) == pytest.approx(68.2 / 121, rel=1e-4)
+    assert attention.soft_iou([(5 / 20, 5 / 40, 10 / 20, 10 / 40)], prob) == pytest.approx(25 / 68.2, rel=1e-4)
 
 
 def test_mask_evidence_measures():
