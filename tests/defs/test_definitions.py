@@ -36,6 +36,20 @@ def test_asset_specs_snapshot(snapshot):
     assert graph.get(dg.AssetKey("val_predictions")).assets_def is graph.get(dg.AssetKey("saliency_maps")).assets_def
 
 
+def test_the_jobs_part_the_fold_audit_from_what_reads_the_classifier():
+    """fold_audit_job trains and predicts (nothing of the classifier's); classifier_job is everything
+    else, every label ranked included, though label_issues sits in the audit group."""
+    defs = _load()
+
+    def selected(job: str) -> set[str]:
+        return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys}
+
+    fold_audit, classifier = selected("fold_audit_job"), selected("classifier_job")
+    assert fold_audit == {"audit_folds", "audit_inputs", "audit_models", "audit_predictions", "audit_evidence"}
+    assert not fold_audit & classifier
+    assert {"label_issues", "corrected_labels", "report_site", "val_predictions"} <= classifier
+
+
 @pytest.mark.e2e
 def test_definitions_validate_without_importing_tensorflow(tmp_path):
     code = ("import sys, os; from cloud_assets.definitions import build_defs; from cloud_assets.settings import Settings;"

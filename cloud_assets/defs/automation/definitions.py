@@ -10,7 +10,8 @@ from cloud_assets.settings import Settings
 
 MODEL_DEPENDENT = (dg.AssetSelection.assets("model_file").downstream(include_self=False))
 DATA = dg.AssetSelection.groups("data")
-AUDIT = dg.AssetSelection.groups("audit")
+# the fold models and what they give each label; label_issues, in the audit group too, reads the classifier's
+FOLD_AUDIT = dg.AssetSelection.groups("audit") - dg.AssetSelection.assets("label_issues")
 
 observe_model_file = dg.define_asset_job("observe_model_file", selection=dg.AssetSelection.assets("model_file"),
                                          description="Observe the model file: its data version is its SHA-256.")
@@ -26,13 +27,13 @@ model_audit_job = dg.define_asset_job("model_audit_job", selection=MODEL_DEPENDE
                                       description="Predictions, saliency and the analysis of the mistakes.")
 report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.groups("report"),
                                  description="Rebuild the report site from the last materializations.")
-classifier_job = dg.define_asset_job("classifier_job", selection=dg.AssetSelection.all() - AUDIT,
+classifier_job = dg.define_asset_job("classifier_job", selection=dg.AssetSelection.all() - FOLD_AUDIT,
                                      description="Every asset but the fold audit's: from the labels and images "
-                                                 "through the classifier's mistakes, the corrections and the report "
-                                                 "(every label ranked at the fold audit's last materialization).")
-fold_audit_job = dg.define_asset_job("fold_audit_job", selection=AUDIT,
+                                                 "through the classifier's mistakes, every label ranked (from the "
+                                                 "fold audit's last materialization) to the report.")
+fold_audit_job = dg.define_asset_job("fold_audit_job", selection=FOLD_AUDIT,
                                      description="The audit of every label: folds, a model per fold (one partition "
-                                                 "each), every image's out-of-sample predictions, every label ranked.")
+                                                 "each), every image's out-of-sample predictions, each label's evidence.")
 
 
 
