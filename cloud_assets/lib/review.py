@@ -20,8 +20,8 @@ rather than the proposal, and a mask that moves to a class that has one already 
 (their union). The proposal is a box around each region of the class that the fold audit's model,
 which never saw the image, predicts, cut at the level whose boxes hold its prediction best
 (`lib.saliency.attention.proposed_boxes`: two patches get two boxes, as rectangular as the
-annotators' own), drawn dashed on
-the page; every proposed box written is listed in a side file so that it can be redrawn by hand.
+annotators' own), drawn dashed on the page; every proposed box written is listed in a side file so
+that it can be redrawn by hand.
 
 Corrections are data: every version written is kept in its own folder, named by the review's and
 train.csv's versions (`keep`), and a review that would give fewer label changes than the latest
