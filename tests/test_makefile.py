@@ -1,6 +1,5 @@
 """The Makefile, as a user drives it: .env and the environment choose the dataset, each dataset gets
 its own store, site and Dagster instance, and `make review REVIEW=FILE` puts the file where it is read."""
-import pytest
 import os
 import shutil
 import subprocess
@@ -46,24 +45,3 @@ def _runs(home: Path) -> list:
 
     with open_instance(home) as instance:
         return instance.get_runs()
-
-
-@pytest.mark.e2e
-def test_make_run_the_environment_over_dot_env_and_a_second_run_materializes_nothing(small_dataset, tmp_path):
-    """A .env naming another dataset folder and the fold count; the environment names the dataset: make run
-    runs the environment's dataset, with .env's fold count (a default the environment does not set), into
-    that dataset's own folder; then again with nothing changed, only the sources are observed."""
-    from tests.helpers import make_project, tiny_keras
-
-    project = make_project(tmp_path / "project")
-    (project / ".env").write_text(f"CLOUD_ASSETS_DATA_DIR={tmp_path / 'elsewhere'}\nCLOUD_ASSETS_AUDIT_FOLDS=2\n")
-    env = {"CLOUD_ASSETS_DATA_DIR": str(small_dataset), "CLOUD_ASSETS_MODEL_PATH": str(tiny_keras(tmp_path / "m.keras"))}
-    out = _make(project, "-o", ".venv/.installed", "run", **env)
-    var = project / "var" / "datasets" / small_dataset.name
-    assert f"Dataset:      {small_dataset}" in out and (var / "site" / "index.html").is_file(), out[-3000:]
-    runs = _runs(var / "dagster")
-    folds = {r.tags.get("dagster/asset_partition_range_end") for r in runs if "audit_models" in str(r.asset_selection)}
-    assert folds == {"1"}, folds  # two folds, 0...1
-    again = _make(project, "-o", ".venv/.installed", "run", **env)
-    assert "every asset is up to date: nothing to materialize" in again, again[-3000:]
-    assert [r.job_name for r in _runs(var / "dagster")[: -len(runs)]] == ["observe_sources"]

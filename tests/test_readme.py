@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import ROOT, free_port, tiny_keras
+from tests.test_makefile import _runs
 
 README = (ROOT / "README.md").read_text()
 DOCS = ROOT / "docs"
@@ -125,7 +126,11 @@ def test_the_readme_getting_started_blocks_run_as_written(repository, small_data
     assert corrected.set_index("Image_Label").loc[f"{image}_{cls}", "EncodedPixels"] == ""  # the accepted change
     assert (repository / "var" / "site" / "index.html").is_file()  # the demo's site is still there
 
-    _bash(ours(without_make), repository, env)
+    # the same run without make, on the same instance: every asset is up to date, only the sources observed
+    runs = len(_runs(var / "dagster"))
+    out = _bash(ours(without_make), repository, env)
+    assert "every asset is up to date: nothing to materialize" in out, out[-3000:]
+    assert [r.job_name for r in _runs(var / "dagster")[: -runs]] == ["observe_sources"]
 
     # From Python or Jupyter, on the instance of that dataset
     (notebook,) = _blocks("From Python or Jupyter", "python", (DOCS / "pages" / "assets.md").read_text())
