@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-# The tests' fold audit has two folds (the default is five): every test but test_audit is about
-# something else, and test_audit reads the fold count from the settings. Set before tests.helpers
-# builds the tests' settings from the environment (SETTINGS), and inherited by the runs the tests start.
+# The tests' fold audit has two folds (the default is five) at a quarter of the fast profile's pixels:
+# every test but test_audit is about something else, and test_audit reads the fold count and size from the
+# settings. Set before tests.helpers builds the tests' settings from the environment (SETTINGS), and
+# inherited by the runs the tests start (make run, the README's blocks).
 os.environ.setdefault("CLOUD_ASSETS_AUDIT_FOLDS", "2")
+os.environ.setdefault("CLOUD_ASSETS_AUDIT_SIZE", "32x48")
 
 from cloud_assets.synth import SynthConfig, synthesize
 from tests.helpers import free_port

@@ -193,7 +193,7 @@ def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_m
     before = _trained(var)
     store = Store(var / "store")
     assert store.get("audit_models@0").json("meta")["profile"] == SETTINGS.profile == "fast"
-    strong = Assets(SETTINGS.replace(audit_profile="strong"))
+    strong = Assets(SETTINGS.replace(audit_profile="strong", audit_size=None))  # the profile's own size
     assert strong.settings.audit_shape == (128, 192)
     assert strong.audit_models.code_versions_by_key != A.audit_models.code_versions_by_key  # a new profile re-runs
     result = materialize(dataset_copy, var, strong.DATA + strong.FOLD_AUDIT, selection=["audit_inputs"],
