@@ -8,7 +8,7 @@ import pandas as pd
 from cloud_assets.defs.automation.conditions import FOLLOWS_MODEL
 from cloud_assets.plumbing.sharding import Sharding
 from cloud_assets.defs.resources import DatasetResource, VarDir
-from cloud_assets.report import gather, site
+from cloud_assets.report import gather
 from cloud_assets.settings import Settings
 
 def model_history(instance: dg.DagsterInstance, class_names) -> pd.DataFrame:
@@ -47,6 +47,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
                     **inputs):
         """The MkDocs report site, built with `--strict` beside the live one and swapped in atomically.
         `inputs`: `Bundle`s, or `Shards` for the per-image assets of a sharded run."""
+        from cloud_assets.report import site  # the pages and their charts: only this step loads them
+
         data = gather.gather(inputs, dataset.class_names, dataset.root, model_history(context.instance, dataset.class_names))
         built = site.build(data, site.sources(config.sources), Path(var.path), log=context.log.info)
         index = built.path / "index.html"
