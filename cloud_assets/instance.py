@@ -6,7 +6,7 @@ live in the database then, which every process of a team's deployment shares.
 
 The event log is Dagster's, but for the pool: its limit is created atomically and idempotently (any
 number of processes, at once or one after another), a limit set by hand (`dagster instance
-concurrency set gpu N`) is kept, and on SQLite a slot is claimed atomically."""
+concurrency set gpu N`) is kept, and a slot is claimed atomically (on SQLite and on PostgreSQL)."""
 from __future__ import annotations
 
 import os
@@ -96,7 +96,11 @@ def init_pool(storage, pool: str = POOL) -> int:
 
 class _PoolInit(SqlEventLogStorage):
     """Dagster's event log with the pool's limit created by `init_pool` (Dagster calls this when a
-    run first meets a pool without a limit)."""
+    run first meets a pool without a limit), and a pool's slot claimed atomically. Dagster selects a
+    free slot `FOR UPDATE`, which SQLite ignores and which on PostgreSQL's autocommitted connection
+    holds only for that statement, then updates it by id alone: two runs that claim at the same moment
+    both get the one `gpu` slot, and their GPU steps overlap. Here the update takes the slot only while
+    it is still free; a claim that lost the race is BLOCKED and tries again."""
 
     def initialize_concurrency_limit_to_default(self, concurrency_key: str) -> bool:
         if not (self.has_concurrency_limits_table and self.has_instance and self.has_default_pool_limit_col) \
@@ -104,6 +108,15 @@ class _PoolInit(SqlEventLogStorage):
             return super().initialize_concurrency_limit_to_default(concurrency_key)
         init_pool(self, concurrency_key)
         return True
+
+    def _claim_concurrency_slot(self, concurrency_key, run_id, step_key):
+        free = (Slots.c.concurrency_key == concurrency_key) & Slots.c.step_key.is_(None) & Slots.c.deleted.is_(False)
+        with self.index_connection() as conn:
+            row = conn.execute(db_select([Slots.c.id]).where(free).limit(1)).fetchone()
+            if row and conn.execute(Slots.update().values(run_id=run_id, step_key=step_key)
+                                    .where((Slots.c.id == row[0]) & free)).rowcount:
+                return ConcurrencySlotStatus.CLAIMED
+        return ConcurrencySlotStatus.BLOCKED
 
 
 class PostgresEventLogStorage(_PoolInit, DagstersPostgresEventLogStorage):
@@ -118,23 +131,11 @@ class PostgresEventLogStorage(_PoolInit, DagstersPostgresEventLogStorage):
 
 class SqliteEventLogStorage(_PoolInit, DagstersSqliteEventLogStorage):
     """Dagster's SQLite event log, its files where Dagster's default puts them under `base_dir`
-    (DAGSTER_HOME), the pool's limit created by `init_pool`, and a pool's slot claimed atomically. Dagster selects a free slot `FOR UPDATE`,
-    which SQLite ignores, then updates it by id alone: two runs that claim at the same moment both get
-    the one `gpu` slot, and their GPU steps overlap. Here the update takes the slot only while it is
-    still free; a claim that lost the race is BLOCKED and tries again."""
+    (DAGSTER_HOME), the pool's limit created by `init_pool` and its slot claimed atomically."""
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):
         return cls(_event_logs_directory(config_value["base_dir"]), inst_data=inst_data)
-
-    def _claim_concurrency_slot(self, concurrency_key, run_id, step_key):
-        free = (Slots.c.concurrency_key == concurrency_key) & Slots.c.step_key.is_(None) & Slots.c.deleted.is_(False)
-        with self.index_connection() as conn:
-            row = conn.execute(db_select([Slots.c.id]).where(free).limit(1)).fetchone()
-            if row and conn.execute(Slots.update().values(run_id=run_id, step_key=step_key)
-                                    .where((Slots.c.id == row[0]) & free)).rowcount:
-                return ConcurrencySlotStatus.CLAIMED
-        return ConcurrencySlotStatus.BLOCKED
 
 
 def write(home: Path, template: Path, env: Mapping[str, str] = os.environ) -> str:

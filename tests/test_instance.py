@@ -53,12 +53,12 @@ _CLAIMER = """
 import sys, time
 from pathlib import Path
 import dagster as dg
-from dagster._core.storage.event_log import SqliteEventLogStorage
-from cloud_assets.instance import SqliteEventLogStorage as Ours
+from dagster._core.storage.event_log import SqlEventLogStorage
+from cloud_assets import instance
 home, me, other, which = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 storage = dg.DagsterInstance.get().event_log_storage
-assert type(storage) is Ours
-claim = (Ours if which == "ours" else SqliteEventLogStorage)._claim_concurrency_slot
+assert type(storage) in (instance.SqliteEventLogStorage, instance.PostgresEventLogStorage)
+claim = (type(storage) if which == "ours" else SqlEventLogStorage)._claim_concurrency_slot
 (home / f"ready-{me}").touch()
 while not (home / f"ready-{other}").exists():  # both imported: the claims below overlap
     time.sleep(0.001)
@@ -74,12 +74,17 @@ print(began, time.time(), k, lost)
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
 @pytest.mark.parametrize("storage", ["ours", "dagster"])
-def test_two_processes_claiming_the_gpu_slot_at_once_never_both_get_it(storage, tmp_path, monkeypatch):
-    """The instance's SQLite event log claims the pool's one slot atomically; Dagster's own claim (a
-    SELECT ... FOR UPDATE that SQLite ignores, then an update by id) lets two claims both succeed."""
+def test_two_processes_claiming_the_gpu_slot_at_once_never_both_get_it(storage, database, tmp_path, monkeypatch,
+                                                                       request):
+    """The instance's event log claims the pool's one slot atomically, on SQLite and on PostgreSQL;
+    Dagster's own claim (a SELECT ... FOR UPDATE that SQLite ignores and that PostgreSQL's autocommitted
+    connection holds for that statement only, then an update by id) lets two claims both succeed."""
     for name in [instance.POSTGRES_URL, *instance.DAGSTER_POSTGRES.values()]:
         monkeypatch.delenv(name, raising=False)
+    if database == "postgres":
+        monkeypatch.setenv(instance.POSTGRES_URL, request.getfixturevalue("postgres_server")())
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance.write(home, ROOT / "dagster.yaml")
@@ -96,7 +101,7 @@ def test_two_processes_claiming_the_gpu_slot_at_once_never_both_get_it(storage, 
     if storage == "ours":
         assert min(claims) > 20 and lost == (0, 0)
     else:  # the race this storage closes, still open in Dagster's: shown so that a fixed Dagster is noticed
-        assert sum(lost) > 0, "Dagster's SQLite claim no longer races: cloud_assets.instance's override can go"
+        assert sum(lost) > 0, f"Dagster's claim on {database} no longer races: cloud_assets.instance's override can go"
 
 
 def _set_limit(home, env, limit):
