@@ -129,6 +129,9 @@ class Settings:
                                 _whole(2))
     audit_profile: str = _setting("CLOUD_ASSETS_AUDIT_PROFILE", "", "'fast', 'strong' or unset (strong where a GPU "
                                   "is visible, else fast)", _one_of("", "fast", "strong"))
+    audit_class_network: str = _setting("CLOUD_ASSETS_AUDIT_CLASS_NETWORK", "unet", "'unet' (the U-Net's image-level "
+                                        "head) or 'densenet' (a class network per fold at the classifier's input "
+                                        "size)", _one_of("unet", "densenet"))
     audit_size: tuple[int, int] | None = _setting(
         "CLOUD_ASSETS_AUDIT_SIZE", "", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), "
         "e.g. 64x96, or unset (the profile's)", _audit_size)

@@ -46,7 +46,7 @@ class Assets:
 SETTINGS = Settings.from_env(os.environ)  # as the definitions Dagster loads here: two folds (conftest)
 A = Assets(SETTINGS)
 DATA_ASSETS, ANALYSIS, FOLD_AUDIT = A.DATA, A.ANALYSIS, A.FOLD_AUDIT
-QUICK_AUDIT = {"ops": {"audit_models": {"config": {"epochs": 1}}}}  # one epoch per fold model in the tests
+QUICK_AUDIT = {"ops": {"audit_models": {"config": {"epochs": 1, "class_epochs": 1}}}}  # one epoch per fold model in the tests
 FOLD_AUDIT_NAMES = ["audit_folds", "audit_inputs", *(f"{a}@{k}" for a in ("audit_models", "audit_predictions")
                                                     for k in SETTINGS.fold_keys), "audit_evidence"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,36 +20,11 @@ from cloud_assets.lib.data import images, labels
 from cloud_assets.lib.classifier import model as model_lib, thresholds
 
 
-def build(input_size=(224, 224), n_classes: int = 4, blocks=(2, 3, 4, 3), growth: int = 16, stem: int = 32):
-    """Keras 3 DenseNet-BC: stem (stride 4), dense blocks with 1x1 bottlenecks, transitions, GAP, sigmoid."""
-    import keras
-    from keras import layers
+def build(input_size=(224, 224), n_classes: int = 4):
+    """The demo classifier's network: the small DenseNet-BC of `lib.audit.network.densenet`."""
+    from cloud_assets.lib.audit import network
 
-    def bn_relu(x, name):
-        # momentum 0.9: a short training run needs inference statistics that keep up with the weights
-        x = layers.BatchNormalization(epsilon=1.001e-5, momentum=0.9, name=f"{name}_bn")(x)
-        return layers.Activation("relu", name=f"{name}_relu")(x)
-
-    inputs = keras.Input((*input_size, 3), name="input_1")
-    # a strided 4x4 stem instead of DenseNet's 7x7 conv + max pool: the same 1/4 size, far cheaper on CPU
-    x = layers.Conv2D(stem, 4, strides=4, use_bias=False, name="conv1_conv")(inputs)
-    x = bn_relu(x, "conv1")
-    for stage, n in enumerate(blocks, start=2):
-        for i in range(1, n + 1):
-            name = f"conv{stage}_block{i}"
-            y = bn_relu(x, f"{name}_0")
-            y = layers.Conv2D(4 * growth, 1, use_bias=False, name=f"{name}_1_conv")(y)
-            y = bn_relu(y, f"{name}_1")
-            y = layers.Conv2D(growth, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(y)
-            x = layers.Concatenate(name=f"{name}_concat")([x, y])
-        if stage < 1 + len(blocks):
-            x = bn_relu(x, f"pool{stage}")
-            x = layers.Conv2D(x.shape[-1] // 2, 1, use_bias=False, name=f"pool{stage}_conv")(x)
-            x = layers.AveragePooling2D(2, name=f"pool{stage}_pool")(x)
-    x = bn_relu(x, "final")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(n_classes, activation="sigmoid", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="demo_densenet")
+    return network.densenet(tuple(input_size), n_classes, name="demo_densenet")
 
 
 def _load_split(data_dir: Path, class_names, size, log):

@@ -22,14 +22,15 @@ from tests.helpers import (DATA_ASSETS, FOLD_AUDIT as AUDIT, QUICK_AUDIT as QUIC
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
 
-def _run(data, var):
-    """The data and the audit's unpartitioned assets, then every fold."""
-    result = materialize(data, var, DATA_ASSETS + AUDIT, selection=["label_table", "train_val_split", "image_cache",
-                                                                    "audit_folds", "audit_inputs"])
+def _run(data, var, assets: Assets = A):
+    """The data and the audit's unpartitioned assets, then every fold (with the definitions of `assets`)."""
+    everything, settings = assets.DATA + assets.FOLD_AUDIT, assets.settings
+    result = materialize(data, var, everything, selection=["label_table", "train_val_split", "image_cache",
+                                                           "audit_folds", "audit_inputs"], settings=settings)
     assert result.success, failure_message(result)
     for key in SETTINGS.fold_keys:
-        result = materialize(data, var, DATA_ASSETS + AUDIT, selection=["audit_models", "audit_predictions"],
-                             partition_key=key, run_config=QUICK)
+        result = materialize(data, var, everything, selection=["audit_models", "audit_predictions"],
+                             partition_key=key, run_config=QUICK, settings=settings)
         assert result.success, failure_message(result)
 
 
@@ -208,3 +209,52 @@ def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_m
     _run(dataset_copy, var)
     assert {k: v for k, v in _trained(var).items() if k in before} == before and len(_trained(var)) == len(before) + 1
     assert store.get("audit_models@0").json("meta")["profile"] == "fast"
+
+
+def test_the_densenet_class_network_trains_beside_the_kept_unets_on_the_other_folds_only(dataset_copy, tmp_path):
+    """With CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet (definitions built in this process), each fold also
+    trains a class network on the other folds' images at its size, recorded in its metadata; its class
+    probabilities take the U-Net head's place while the pixels stay the U-Net's; the U-Nets trained before
+    are kept, nothing of theirs trains again; a label changed in one fold retrains the other folds' class
+    networks only; back on the U-Net head, nothing trains."""
+    var = tmp_path / "var"
+    _run(dataset_copy, var)
+    unets = _trained(var)
+    store = Store(var / "store")
+    head = {k: np.array(store.get(f"audit_predictions@{k}").array("probabilities")) for k in SETTINGS.fold_keys}
+    pixels = {k: np.array(store.get(f"audit_predictions@{k}").array("pixels")) for k in SETTINGS.fold_keys}
+    dense = Assets(SETTINGS.replace(audit_class_network="densenet"))
+    assert dense.audit_models.code_versions_by_key != A.audit_models.code_versions_by_key  # the change re-runs
+    _run(dataset_copy, var, dense)
+    trained = _trained(var)
+    assert {k: v for k, v in trained.items() if k in unets} == unets               # the U-Nets kept
+    assert len(trained) == len(unets) + SETTINGS.audit_folds                       # a class network per fold
+    folds = store.get("audit_folds").table("folds")
+    class_images = store.get("audit_inputs").array("class_images")
+    assert class_images.shape[0] == len(folds) and min(class_images.shape[1:3]) >= 32
+    for key in SETTINGS.fold_keys:
+        model, predictions = store.get(f"audit_models@{key}"), store.get(f"audit_predictions@{key}")
+        meta = model.json("meta")
+        assert meta["class_network"] == "densenet" and meta["class_size"] == list(class_images.shape[1:3])
+        assert meta["training_images"] == int((folds["fold"] != int(key)).sum())  # its own fold never seen
+        assert (model.path / "classes.keras").is_file()
+        assert set(model.table("history")["network"]) == {"unet", "densenet"}
+        probs = np.array(predictions.array("probabilities"))
+        assert probs.shape == head[key].shape and not np.allclose(probs, head[key])  # the class network's
+        assert np.array_equal(np.array(predictions.array("pixels")), pixels[key])     # the U-Net's pixels
+
+    # a label corrected in fold f: only the other folds' U-Nets and class networks train again
+    train = pd.read_csv(dataset_copy / "train.csv").fillna("")
+    image = folds["image"].iloc[0]
+    first = train.index[train["Image_Label"].str.startswith(image + "_") & (train["EncodedPixels"] != "")][0]
+    train.loc[first, "EncodedPixels"] = ""
+    train.to_csv(dataset_copy / "train.csv", index=False)
+    _run(dataset_copy, var, dense)
+    now = _trained(var)
+    assert {k: v for k, v in now.items() if k in trained} == trained
+    assert len(now) == len(trained) + 2 * (SETTINGS.audit_folds - 1)
+
+    # back on the U-Net head: its models exist for this training set, nothing trains
+    _run(dataset_copy, var)
+    assert _trained(var) == now and store.get("audit_models@0").json("meta")["class_network"] == "unet"
+    assert not (store.get("audit_models@0").path / "classes.keras").exists()

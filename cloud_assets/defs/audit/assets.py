@@ -37,10 +37,12 @@ from cloud_assets.lib.store import Bundle
 from cloud_assets.settings import Settings
 
 
-def code_version(settings: Settings) -> str:
-    """The audit assets' code version: a new size or profile re-runs them."""
-    size, profile = settings.audit_shape, settings.profile
-    return f"2-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
+def code_version(settings: Settings, with_class_network: bool = True) -> str:
+    """The audit assets' code version: a new size, profile or class network re-runs them (without the
+    class network: the U-Nets' part, which names their kept models)."""
+    size, profile, classes = settings.audit_shape, settings.profile, settings.audit_class_network
+    return (f"2-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
+            + ("" if classes == "unet" or not with_class_network else f"-{classes}"))
 
 
 MODELS = "audit-models"  # under CLOUD_ASSETS_VAR_DIR: every fold model trained, by its training set
@@ -59,10 +61,15 @@ class AuditTraining(dg.Config):
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 0
+    class_epochs: int | None = None   # the class network's (CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet); unset: the profile's
 
     def training(self, size: tuple[int, int], widths: tuple[int, ...]) -> audit.TrainingConfig:
         return audit.TrainingConfig(size=size, widths=widths, epochs=self.epochs, patience=self.patience,
                                     batch_size=self.batch_size, learning_rate=self.learning_rate, seed=self.seed)
+
+    def class_training(self, profile: str, size: tuple[int, int]) -> audit.ClassConfig:
+        return audit.ClassConfig(size=size, epochs=self.class_epochs or audit.PROFILES[profile].class_epochs,
+                                 batch_size=self.batch_size, seed=self.seed)
 
 
 def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, classes, fold_keys) -> np.ndarray:
@@ -83,12 +90,13 @@ def build(settings: Settings, sharding: Sharding) -> list:
     """The fold audit, with `settings`' folds, profile and size."""
     fold_count, profile, size = settings.audit_folds, settings.profile, settings.audit_shape
     widths = audit.PROFILES[profile].widths
+    class_network = settings.audit_class_network == "densenet"
     fold_keys = settings.fold_keys
     # every fold in one step on one machine; one fold per run where runs spread over GPU workers or pods
     fold_partitions: dict[str, Any] = {"partitions_def": dg.StaticPartitionsDefinition(fold_keys),
                                        "backfill_policy": dg.BackfillPolicy.multi_run(1) if sharding.spread
                                        else dg.BackfillPolicy.single_run()}
-    code = code_version(settings)
+    code, unet_code = code_version(settings), code_version(settings, with_class_network=False)
 
     @dg.asset(group_name="audit", code_version="1", **sharding.whole)
     def audit_folds(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle):
@@ -124,7 +132,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
                      image_cache):
         """What the audit models learn from, for every image of train.csv in `audit_folds`' order: uint8
         `images (n, h, w, 3)` BGR at CLOUD_ASSETS_AUDIT_SIZE (from the image cache), uint8 `masks (n, h,
-        w, classes)` decoded from train.csv at that size, and `labels (n, classes)`."""
+        w, classes)` decoded from train.csv at that size, and `labels (n, classes)`; with the class
+        network densenet, uint8 `class_images` at its size (the profile's share of the image cache's)."""
         labelled, cache = LabelTable(label_table), ImageCache(image_cache)
         table = labelled.labels
         classes, shape = dataset.class_names, tuple(labelled.meta["original_shape"])
@@ -139,44 +148,57 @@ def build(settings: Settings, sharding: Sharding) -> list:
         encoded = labelled.rows.set_index("Image_Label")["EncodedPixels"]
         n, (h, w) = len(table), size
         progress = Progress(n, progress_logger(context, "audit_inputs"))
+        split_images = {s: cache.images(s) for s in ("train", "val")}
+        class_size = audit.PROFILES[profile].class_size(split_images["train"].shape[1:3])
         with var.staging(context.asset_key) as staged:
             images = AuditInputs.images.new(staged, (n, h, w, 3), np.uint8)
             masks = AuditInputs.masks.new(staged, (n, h, w, len(classes)), np.uint8)
-            split_images = {s: cache.images(s) for s in ("train", "val")}
+            class_images = AuditInputs.class_images.new(staged, (n, *class_size, 3), np.uint8) if class_network else None
             for start in range(0, n, 256):
                 names = list(table["image"][start:start + 256])
                 batch = np.stack([split_images[where[i][0]][where[i][1]] for i in names])
                 images[start:start + len(names)] = audit.resize_images(batch, size)
+                if class_images is not None:
+                    class_images[start:start + len(names)] = audit.resize_images(batch, class_size)
                 for c, cls in enumerate(classes):
                     masks[start:start + len(names), ..., c] = rle.decode_resized(
                         [encoded.get(f"{i}_{cls}", "") for i in names], shape, size)
                 progress.advance(len(names))
-            images.flush()
-            masks.flush()
+            for array in (images, masks, class_images):
+                if array is not None:
+                    array.flush()
             AuditInputs.labels.put(staged, table[classes].to_numpy(np.uint8))
             AuditInputs.images_table.put(staged, table[["image"]])
-        return dg.Output(staged, metadata={"images": n, "size": f"{h}x{w}", "classes": len(classes)})
+        return dg.Output(staged, metadata={"images": n, "size": f"{h}x{w}", "classes": len(classes),
+                                           "class_network_size": "x".join(map(str, class_size)) if class_network
+                                           else "none (the U-Net's head)"})
 
     @dg.asset(group_name="audit", code_version=code, pool=GPU_POOL, op_tags=GPU_OP_TAGS, **fold_partitions)
     def audit_models(context: dg.AssetExecutionContext, config: AuditTraining, dataset: DatasetResource, var: VarDir,
                      audit_inputs: Bundle, audit_folds: Bundle):
         """Per fold, a U-Net with an image-level head (`lib.audit.network`) trained from scratch on the images and
-        current labels of the other folds. A model is kept under CLOUD_ASSETS_VAR_DIR/audit-models/ by
-        its training set's digests (labels, masks and pixels) as soon as it is trained: a run killed after
-        some folds, or a label or image changed in one fold, trains only the folds whose training set has
-        no model yet. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made
-        elsewhere take the models' place."""
+        current labels of the other folds; with CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet, a class network
+        beside it, trained on the same images at its own size. A model is kept under
+        CLOUD_ASSETS_VAR_DIR/audit-models/ by its training set's digests (labels, masks and pixels) and
+        settings as soon as it is trained: a run killed after some folds, or a label or image changed in one
+        fold, trains only the folds whose training set has no model yet; a changed class network keeps the
+        U-Nets. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made elsewhere take
+        the models' place."""
         out, training, trainer = {}, config.training(size, widths), None
         assignment = AuditFolds(audit_folds)
         folds, digests = assignment.folds, assignment.digests
         inputs = AuditInputs(audit_inputs)
         images, masks, labels = inputs.images, inputs.masks, inputs.labels
+        class_training = config.class_training(profile, inputs.class_images.shape[1:3]) if class_network else None
+        kept_models = KeptModels(Path(var.path) / MODELS)
+        names = folds["image"].to_numpy()
         for key in context.partition_keys:
             fold = fold_keys.index(key)
             digest = digests[key]
             train_rows, held_out = _training_set(folds, fold)
             meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
-                    "held_out_images": len(held_out), "profile": profile, "size": list(size), "widths": list(widths)}
+                    "held_out_images": len(held_out), "profile": profile, "size": list(size), "widths": list(widths),
+                    "class_network": settings.audit_class_network}
             if dataset.audit_predictions:
                 context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
                                  f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
@@ -184,64 +206,88 @@ def build(settings: Settings, sharding: Sharding) -> list:
                     AuditModel.meta.put(staged, {**meta, "imported": dataset.audit_predictions})
                 out[key] = staged
                 continue
+
+            def log(message: str, key: str = key) -> None:
+                context.log.info(f"audit_models fold {key}: {message}")
+
             train_images = images[train_rows]  # read once: for the digest and, when trained, for training
-            pixels = audit.images_digest(train_images, folds["image"].to_numpy()[train_rows])
-            kept = KeptModels(Path(var.path) / MODELS).folder(digest, pixels, code, training)
+            pixels = audit.images_digest(train_images, names[train_rows])
+            kept = kept_models.folder(digest, pixels, unet_code, training)
             meta["images_digest"] = pixels
             if KeptModels.has(kept):
-                context.log.info(f"audit_models fold {key}: a model of this training set and settings exists; "
-                                 f"keeping {kept}")
+                log(f"a U-Net of this training set and settings exists; keeping {kept}")
             else:
-                context.log.info(f"audit_models fold {key}: training on {len(train_rows)} images of the other folds "
-                                 f"({model_lib.configure_device()})")
+                log(f"training a U-Net on {len(train_rows)} images of the other folds ({model_lib.configure_device()})")
                 trainer = trainer or audit.Trainer(labels.shape[1], training)  # the folds share its traced steps
-                def log(message: str, key: str = key) -> None:
-                    context.log.info(f"audit_models fold {key}: {message}")
-
                 KeptModels.keep(kept, *trainer.train(train_images, masks[train_rows], labels[train_rows], log=log))
+            kept_classes = None
+            if class_training is not None:
+                class_images = inputs.class_images[train_rows]
+                kept_classes = kept_models.folder(digest, audit.images_digest(class_images, names[train_rows]),
+                                                  f"{unet_code}-densenet", class_training)
+                if KeptModels.has(kept_classes):
+                    log(f"a class network of this training set and settings exists; keeping {kept_classes}")
+                else:
+                    h, w = class_training.size
+                    log(f"training a class network at {h}x{w} on {len(train_rows)} images of the other folds")
+                    KeptModels.keep(kept_classes, *audit.train_classes(class_images, labels[train_rows], class_training,
+                                                                       log=log))
+                meta.update(class_size=list(class_training.size), class_epochs=len(KeptModels.history(kept_classes)))
             with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
                 shutil.copy(kept / AuditModel.FILE, staged.path / AuditModel.FILE)
                 history = KeptModels.history(kept)
+                meta["epochs"] = len(history)
+                if kept_classes is not None:
+                    shutil.copy(kept_classes / AuditModel.FILE, staged.path / AuditModel.CLASS_FILE)
+                    history = pd.concat([history.assign(network="unet"),
+                                         KeptModels.history(kept_classes).assign(network="densenet")], ignore_index=True)
                 AuditModel.history.put(staged, history)
-                AuditModel.meta.put(staged, {**meta, "epochs": len(history)})
+                AuditModel.meta.put(staged, meta)
             out[key] = staged
-        return dg.Output(out, metadata={"folds": len(out)})
+        return dg.Output(out, metadata={"folds": len(out), "class_network": settings.audit_class_network})
 
     @dg.asset(group_name="audit", code_version=code, **fold_partitions)
     def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_models, audit_inputs: Bundle,
                           audit_folds: Bundle):
-        """Per fold, for each of its images, from the model that never saw it: each class's probability
-        `(images, classes)` float32 and each pixel's `(classes, images, h, w)` float16 at the audit size,
-        written batch by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS,
-        read from the predictions made elsewhere (`lib.audit.network.ImportedPredictions`)."""
-        out, model = {}, None
-        folds, classes = AuditFolds(audit_folds).folds, AuditInputs(audit_inputs).labels.shape[1]
+        """Per fold, for each of its images, from the models that never saw it: each class's probability
+        `(images, classes)` float32 (the class network's with CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet, else
+        the U-Net head's) and each pixel's `(classes, images, h, w)` float16 at the audit size, written batch
+        by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS, read from the
+        predictions made elsewhere (`lib.audit.network.ImportedPredictions`)."""
+        out, models = {}, {}
+        inputs = AuditInputs(audit_inputs)
+        folds, classes = AuditFolds(audit_folds).folds, inputs.labels.shape[1]
+
+        def load(path: Path):
+            """The model of `path`; the folds' models share one architecture: one model, each fold's weights
+            loaded into it, so that the prediction step is traced once."""
+            import keras
+
+            if path.name not in models:
+                models[path.name] = keras.saving.load_model(path)
+            else:
+                models[path.name].load_weights(path)
+            return models[path.name]
+
         for key in context.partition_keys:
             fold = fold_keys.index(key)
             _, rows = _training_set(folds, fold)
             names = list(folds["image"].iloc[rows])
             fold_model = AuditModel(audit_models[key])
-            imported = fold_model.meta.get("imported")
+            imported, class_probs = fold_model.meta.get("imported"), None
             if imported:
                 batches = audit.ImportedPredictions(imported, classes).batches(names, size)
             else:
-                import keras
-
-                # the folds' models share one architecture: one model, each fold's weights loaded into it, so
-                # that the prediction step is traced once
-                path = fold_model.model_file
-                if model is None:
-                    model = keras.saving.load_model(path)
-                else:
-                    model.load_weights(path)
-                batches = audit.predict(model, AuditInputs(audit_inputs).images[rows])
+                batches = audit.predict(load(fold_model.model_file), inputs.images[rows])
+                if fold_model.meta.get("class_network") == "densenet":
+                    class_probs = audit.predict_classes(load(fold_model.class_model_file), inputs.class_images[rows])
             start_s = time.monotonic()
             with var.staging(dg.AssetKey(f"audit_predictions@{key}")) as staged:
                 probs = AuditPredictions.probabilities.new(staged, (len(rows), classes), np.float32)
                 pixels = AuditPredictions.pixels.new(staged, (classes, len(rows), *size), np.float16)
                 progress = Progress(len(rows), progress_logger(context, f"audit_predictions fold {key}"))
                 for start, p, pix in batches:
-                    probs[start:start + len(p)] = p
+                    probs[start:start + len(p)] = p if class_probs is None else class_probs[start:start + len(p)]
                     pixels[:, start:start + len(p)] = pix.transpose(1, 0, 2, 3)
                     progress.advance(len(p))
                 probs.flush()

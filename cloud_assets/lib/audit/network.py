@@ -1,10 +1,14 @@
-"""The audit models: a small U-Net with an image-level head, one per fold, trained from scratch on the
-images and current labels of the other folds, so that every labelled image gets out-of-sample
-evidence from the model that never saw it: each class's probability (the head) and each pixel's
-probability of each class (one sigmoid per class and pixel: the classes' masks overlap).
+"""The audit models, one set per fold, trained from scratch on the images and current labels of the
+other folds, so that every labelled image gets out-of-sample evidence from models that never saw it:
+a small U-Net with an image-level head, giving each pixel's probability of each class (one sigmoid
+per class and pixel: the classes' masks overlap) and each class's probability; and, with the class
+network `densenet` (CLOUD_ASSETS_AUDIT_CLASS_NETWORK), a small DenseNet-BC at the classifier's input
+size (the profile's share of it) whose class probabilities take the place of the U-Net head's: an
+image-level network at the resolution the classifier sees tells the classes apart far better than the
+U-Net's head at the audit size (the Label audit page has the figures).
 
 Keras 3, so it trains on TensorFlow and on JAX. Inputs are the image cache's BGR images scaled by
-1/255 and resized to the audit size; targets the masks at that size and the image's labels. Early
+1/255 and resized to the network's size; targets the masks at that size and the image's labels. Early
 stopping on a share of the training folds' images (the best epoch's weights are kept); fixed seeds.
 """
 from __future__ import annotations
@@ -31,16 +35,42 @@ class TrainingConfig:
     seed: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassConfig:
+    """How a class network trains: like the demo classifier (random flips, Adam with a cosine decay
+    over the epochs), the epoch with the best loss on `held_out` of the training images kept."""
+    size: tuple[int, int]                         # height x width: the classifier's input size x the profile's share
+    epochs: int = 8
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    held_out: float = 0.1
+    seed: int = 0
+
+
+CLASS_NETWORKS = ("unet", "densenet")  # CLOUD_ASSETS_AUDIT_CLASS_NETWORK: whose class probabilities the audit uses
+
+
 # the audit's named sizes. fast: the CPU's, within the demo's budget; strong: twice the resolution, where
 # the fine textures (Sugar, Gravel) part (on a tuning dataset, the class head's AUROC against the clean
-# labels of a held-out fold: 0.86 fast, 0.95 strong), at about 3.5 times the training time
+# labels of a held-out fold: 0.86 fast, 0.95 strong), at about 3.5 times the training time. The class
+# network: at half the classifier's input size for 8 epochs on a CPU (about 65 s a fold on 1,000 images
+# here), at the full size for 20 where a GPU makes that cheap
 @dataclasses.dataclass(frozen=True)
 class Profile:
     size: tuple[int, int]
     widths: tuple[int, ...]
+    class_share: float = 0.5   # of each side of the classifier's input size
+    class_epochs: int = 8
+
+    def class_size(self, input_size) -> tuple[int, int]:
+        """The class network's (height, width) at this profile, for a classifier of `input_size`: its
+        share of each side, at least 32."""
+        h, w = (max(32, int(round(side * self.class_share))) for side in input_size)
+        return h, w
 
 
-PROFILES = {"fast": Profile((64, 96), (16, 32, 48, 64)), "strong": Profile((128, 192), (8, 24, 48, 64))}
+PROFILES = {"fast": Profile((64, 96), (16, 32, 48, 64)),
+            "strong": Profile((128, 192), (8, 24, 48, 64), class_share=1.0, class_epochs=20)}
 
 
 def default_profile() -> str:
@@ -50,7 +80,7 @@ def default_profile() -> str:
     return "strong" if gpus.is_dir() and any(gpus.iterdir()) else "fast"
 
 
-def config_digest(config: TrainingConfig) -> str:
+def config_digest(config) -> str:
     """12 hex digits that change with any training setting (a model is kept per setting)."""
     import hashlib
     import json
@@ -79,7 +109,7 @@ class KeptModels:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def folder(self, labels_digest: str, pixels_digest: str, code: str, config: TrainingConfig) -> Path:
+    def folder(self, labels_digest: str, pixels_digest: str, code: str, config) -> Path:
         return self.root / f"{labels_digest[:16]}-{pixels_digest}-{code}-{config_digest(config)}"
 
     @staticmethod
@@ -229,6 +259,93 @@ def train(images: np.ndarray, masks: np.ndarray, labels: np.ndarray, config: Tra
     return Trainer(labels.shape[1], config).train(images, masks, labels, log)
 
 
+def densenet(size: tuple[int, int], n_classes: int, blocks=(2, 3, 4, 3), growth: int = 16, stem: int = 32,
+             name: str = "class_densenet"):
+    """A small Keras 3 DenseNet-BC: a stride-4 stem, dense blocks with 1x1 bottlenecks, transitions, GAP,
+    one sigmoid per class. Layer names follow Keras' DenseNets (`conv<stage>_block<i>_concat`), so
+    Grad-CAM finds the same kind of layer as in the reference notebook's DenseNet121. The demo
+    classifier's network and the audit's class network."""
+    import keras
+    from keras import layers
+
+    def bn_relu(x, name):
+        # momentum 0.9: a short training run needs inference statistics that keep up with the weights
+        x = layers.BatchNormalization(epsilon=1.001e-5, momentum=0.9, name=f"{name}_bn")(x)
+        return layers.Activation("relu", name=f"{name}_relu")(x)
+
+    inputs = keras.Input((*size, 3), name="input_1")
+    # a strided 4x4 stem instead of DenseNet's 7x7 conv + max pool: the same 1/4 size, far cheaper on CPU
+    x = layers.Conv2D(stem, 4, strides=4, use_bias=False, name="conv1_conv")(inputs)
+    x = bn_relu(x, "conv1")
+    for stage, n in enumerate(blocks, start=2):
+        for i in range(1, n + 1):
+            block = f"conv{stage}_block{i}"
+            y = bn_relu(x, f"{block}_0")
+            y = layers.Conv2D(4 * growth, 1, use_bias=False, name=f"{block}_1_conv")(y)
+            y = bn_relu(y, f"{block}_1")
+            y = layers.Conv2D(growth, 3, padding="same", use_bias=False, name=f"{block}_2_conv")(y)
+            x = layers.Concatenate(name=f"{block}_concat")([x, y])
+        if stage < 1 + len(blocks):
+            x = bn_relu(x, f"pool{stage}")
+            x = layers.Conv2D(x.shape[-1] // 2, 1, use_bias=False, name=f"pool{stage}_conv")(x)
+            x = layers.AveragePooling2D(2, name=f"pool{stage}_pool")(x)
+    x = bn_relu(x, "final")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(n_classes, activation="sigmoid", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def train_classes(images: np.ndarray, labels: np.ndarray, config: ClassConfig, model=None,
+                  log: Callable[[str], None] = print):
+    """A class network (`model`, new and uncompiled; by default `densenet` at `config.size`) trained on
+    uint8 `images (n, h, w, 3)` at `config.size` and 0/1 `labels (n, classes)` as `ClassConfig` says;
+    returns (model, history: one dict per epoch)."""
+    import keras
+
+    n = len(images)
+    if n < 4:
+        raise ValueError(f"{n} training images: too few to train a class network")
+    keras.utils.set_random_seed(config.seed)
+    model = model if model is not None else densenet(config.size, labels.shape[1])
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(n)
+    n_val = max(1, int(round(n * config.held_out)))
+    val, fit = order[:n_val], order[n_val:]
+    steps = config.epochs * int(np.ceil(len(fit) / config.batch_size))
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, steps, alpha=0.05)), loss="binary_crossentropy")
+    x_val, y_val = _inputs(images[val]), labels[val].astype(np.float32)
+    best, best_weights, history = np.inf, None, []
+    for epoch in range(1, config.epochs + 1):
+        start = time.monotonic()
+        take = rng.permutation(fit)
+        x = _inputs(images[take])
+        flip = rng.random((len(take), 2)) < 0.5
+        x[flip[:, 0]] = x[flip[:, 0], :, ::-1]
+        x[flip[:, 1]] = x[flip[:, 1], ::-1]
+        result = model.fit(x, labels[take].astype(np.float32), batch_size=config.batch_size, epochs=1, verbose=0,
+                           shuffle=False)
+        val_loss = float(model.evaluate(x_val, y_val, batch_size=64, verbose=0))
+        seconds = time.monotonic() - start
+        entry = {"epoch": epoch, "loss": float(result.history["loss"][-1]), "val_loss": val_loss,
+                 "images_per_s": round(len(take) / seconds, 1), "seconds": round(seconds, 1)}
+        history.append(entry)
+        improved = val_loss < best - 1e-4
+        log(f"class network epoch {epoch}/{config.epochs}: loss {entry['loss']:.4f}, held-out loss {val_loss:.4f}"
+            f"{' (best)' if improved else ''}, {entry['images_per_s']} images/s")
+        if improved:
+            best, best_weights = val_loss, model.get_weights()
+    model.set_weights(best_weights)
+    return model, history
+
+
+def predict_classes(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """float32 `(n, classes)`: the class network's probabilities for uint8 `images` at its size."""
+    out = [np.asarray(model.predict_on_batch(_inputs(np.asarray(images[s:s + batch_size]))), np.float32)
+           for s in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
 def predict(model, images: np.ndarray, batch_size: int = 32):
     """Yields (start, class probabilities `(b, classes)`, pixel probabilities `(b, classes, h, w)`
     float16) batch by batch, so that a caller can stream them to disk."""
@@ -296,20 +413,27 @@ class ImportedPredictions:
 class AuditInputs(Value):
     """`audit_inputs`: what the fold models learn from, in `audit_folds`' order."""
     images = Array()         # uint8 (n, h, w, 3) BGR at the audit size
+    class_images = Array()   # uint8 (n, h, w, 3) BGR at the class network's size (class network densenet only)
     masks = Array()          # uint8 (n, h, w, classes)
     labels = Array()         # uint8 (n, classes)
     images_table = Table()   # image
 
 
 class AuditModel(Value):
-    """One fold of `audit_models`: `model.keras` beside these."""
+    """One fold of `audit_models`: `model.keras` (the U-Net) and, with the class network densenet,
+    `classes.keras` beside these."""
     history = Table()    # per epoch
-    meta = Document()    # fold, training digests, profile, size, widths, epochs (or imported)
+    meta = Document()    # fold, training digests, profile, size, widths, epochs, class network (or imported)
     FILE = "model.keras"
+    CLASS_FILE = "classes.keras"
 
     @property
     def model_file(self) -> Path:
         return self.source.path / self.FILE
+
+    @property
+    def class_model_file(self) -> Path:
+        return self.source.path / self.CLASS_FILE
 
 
 class AuditPredictions(Value):

@@ -77,6 +77,31 @@ def test_the_unet_learns_where_a_bright_class_is():
     assert ((probs > 0.5) == labels[128:].astype(bool)).mean() > 0.8
 
 
+@pytest.mark.e2e
+def test_the_class_network_learns_which_class_an_image_shows():
+    """Class 0 is a bright square, class 1 a dark one; the class network, trained as the audit trains
+    it, tells present from absent on images it never saw; a profile's class size follows the
+    classifier's input size."""
+    rng = np.random.default_rng(0)
+    n, size = 320, (32, 32)
+    images = rng.integers(60, 120, (n, *size, 3)).astype(np.uint8)
+    labels = (rng.random((n, 2)) < 0.5).astype(np.uint8)
+    for k in range(n):
+        for c, value in enumerate((250, 5)):
+            if labels[k, c]:
+                y, x = rng.integers(0, size[0] - 12, 2)
+                images[k, y:y + 12, x:x + 12] = value
+    log = []
+    model, history = audit.train_classes(images[:256], labels[:256], audit.ClassConfig(size=size, epochs=8),
+                                         log=log.append)
+    assert len(history) == 8 and "images/s" in log[0]
+    probs = audit.predict_classes(model, images[256:])
+    assert probs.shape == (64, 2) and ((probs > 0.5) == labels[256:].astype(bool)).mean() > 0.9
+    assert audit.PROFILES["fast"].class_size((224, 224)) == (112, 112)  # half of each side
+    assert audit.PROFILES["strong"].class_size((224, 224)) == (224, 224)
+    assert audit.PROFILES["fast"].class_size((40, 60)) == (32, 32)      # at least 32
+
+
 def test_an_audit_size_the_unet_cannot_halve_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
         audit.train(np.zeros((8, 60, 96, 3), np.uint8), np.zeros((8, 60, 96, 1), np.uint8), np.zeros((8, 1)),
