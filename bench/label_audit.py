@@ -25,8 +25,10 @@ bench/.cache/label_audit/.
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --method gradcam++       with another saliency method
     .venv/bin/python bench/label_audit.py --profile strong         with the audit's other profile
+    .venv/bin/python bench/label_audit.py --class-network densenet with the audit's class network
+    .venv/bin/python bench/label_audit.py --cells 10:11            trees fitted in memory on 10, figures on 11
 
-Last line: `bench label_audit: profile=NAME precision_at_k=P auroc=A min_kind_recall_at_2k=R
+Last line: `bench label_audit: profile=NAME class_network=NAME precision_at_k=P auroc=A min_kind_recall_at_2k=R
 notebook_precision_at_k=S cleanlab_precision_at_k=C fixed=F refused=N audit_training_s=T`.
 """
 import argparse
@@ -64,14 +66,15 @@ from cloud_assets.settings import Settings  # noqa: E402
 def _settings() -> Settings:
     """The environment's settings, with --method and --profile (the saliency method, the audit's profile)."""
     env = dict(os.environ)
-    for option, variable in (("--method", "saliency_method"), ("--profile", "audit_profile")):
+    for option, variable in (("--method", "saliency_method"), ("--profile", "audit_profile"),
+                             ("--class-network", "audit_class_network")):
         if option in sys.argv[:-1]:
             env[Settings.variable(variable)] = sys.argv[sys.argv.index(option) + 1]
     return Settings.from_env(env)
 
 
 SETTINGS = _settings()
-PROFILE, SIZE = SETTINGS.profile, SETTINGS.audit_shape
+PROFILE, SIZE, CLASS_NETWORK = SETTINGS.profile, SETTINGS.audit_shape, SETTINGS.audit_class_network
 DEFS = build_defs(SETTINGS)
 
 CACHE = ROOT / "bench" / ".cache" / "label_audit"
@@ -92,7 +95,8 @@ CLI = [sys.executable, "-m", "cloud_assets.cli"]
 # each saliency method's and audit profile's pipeline in its own folder; the data, the noise and the
 # classifiers are shared
 METHOD = SETTINGS.saliency_method
-VAR = ("var" + ("" if METHOD == saliency_methods.DEFAULT else f"-{METHOD}") + ("" if PROFILE == "fast" else f"-{PROFILE}"))
+VAR = ("var" + ("" if METHOD == saliency_methods.DEFAULT else f"-{METHOD}") + ("" if PROFILE == "fast" else f"-{PROFILE}")
+       + ("" if CLASS_NETWORK == "unet" else f"-{CLASS_NETWORK}"))
 BEFORE_AUDIT = [asset(DEFS, name) for name in ("label_table", "train_val_split", "image_cache", "val_masks",
                                                        "model_file", "val_predictions", "audit_folds", "audit_inputs")]
 FOLDS = [asset(DEFS, name) for name in ("audit_models", "audit_predictions")]
@@ -167,7 +171,7 @@ def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: b
     args = (store.get("audit_evidence").table("evidence"), dict(zip(split["image"], split["split"])),
             label_issues.classifier_evidence(table, y_true, y_pred))
     if scored:
-        ranked = label_issues.rank(*args, trees or label_issues.load_trees(label_issues.trees_path(PROFILE)))
+        ranked = label_issues.rank(*args, trees or label_issues.load_trees(label_issues.trees_path(PROFILE, CLASS_NETWORK)))
     else:
         ranked = label_issues.labels_frame(*args)
     # the notebook's FP set at 90% precision: the classifier's, on the validation split only
@@ -275,10 +279,13 @@ def training_seconds(store: Store) -> float:
     return sum(float(store.get(f"audit_models@{key}").table("history")["seconds"].sum()) for key in SETTINGS.fold_keys)
 
 
-def grid():
+def grid(tuning=None):
+    """The figures over the REPORTED cells, ranked by the stored trees, or with `tuning` (cells) by trees
+    fitted on those cells here, in memory (nothing written)."""
+    trees = weights.fit_trees(tuning_frame(tuning), "in memory") if tuning else None
     cells, per_split, errors, fixed, refused, seconds = {}, {}, [], [], 0, []
     for seed, mix in REPORTED:
-        ranked = rank_cell(seed, mix)
+        ranked = rank_cell(seed, mix, trees)
         folder = CACHE / "grid" / f"ds{seed}-{mix}"
         store = Store(folder / VAR / "store")
         seconds.append(training_seconds(store))
@@ -313,9 +320,9 @@ def grid():
     print("\nThe true errors among the top 2k, accepted with the page's proposals: the share whose label then "
           f"matches the clean one (IoU >= {FIXED_IOU}), pooled over the grid; {refused} accepted decisions refused:")
     print(share.round(3).to_markdown())
-    print(f"\nthe audit's profile {PROFILE} ({SIZE[0]}x{SIZE[1]}): its five "
+    print(f"\nthe audit's profile {PROFILE} ({SIZE[0]}x{SIZE[1]}, class network {CLASS_NETWORK}): its five "
           f"fold models trained in {np.mean(seconds):.0f} s a cell on average (1200 images)")
-    print(f"bench label_audit: profile={PROFILE} precision_at_k={combined['precision_at_k']:.3f} "
+    print(f"bench label_audit: profile={PROFILE} class_network={CLASS_NETWORK} precision_at_k={combined['precision_at_k']:.3f} "
           f"auroc={combined['auroc']:.3f} min_kind_recall_at_2k={kinds.min():.3f} "
           f"notebook_precision_at_k={notebook_fp['precision_at_k']:.3f} cleanlab_precision_at_k={clean['precision_at_k']:.3f} "
           f"fixed={share.loc['every kind', 'fixed']:.3f} refused={refused} audit_training_s={np.mean(seconds):.0f}")
@@ -341,13 +348,17 @@ def one_dataset(data_dir: Path, model: Path):
           f"refused={refused}")
 
 
+def tuning_frame(cells) -> pd.DataFrame:
+    return pd.concat([rank_cell(seed, mix, scored=False) for seed, mix in cells], ignore_index=True)
+
+
 def fit():
     """Fit the ranking's trees on the TUNING cells and store them in the package."""
-    frame = pd.concat([rank_cell(seed, mix, scored=False) for seed, mix in TUNING], ignore_index=True)
+    frame = tuning_frame(TUNING)
     cells = [f"{s}-{m}" for s, m in TUNING]
-    note = (f"fitted by bench/label_audit.py --fit --profile {PROFILE} on the synthetic cells {cells}: "
-            f"{len(frame)} labels, {int(frame['truth'].sum())} injected errors")
-    path = label_issues.trees_path(PROFILE)
+    note = (f"fitted by bench/label_audit.py --fit --profile {PROFILE} --class-network {CLASS_NETWORK} on the "
+            f"synthetic cells {cells}: {len(frame)} labels, {int(frame['truth'].sum())} injected errors")
+    path = label_issues.trees_path(PROFILE, CLASS_NETWORK)
     weights.save_trees(weights.fit_trees(frame, note), path)
     print(f"wrote {path}: {note}")
 
@@ -425,7 +436,15 @@ def main():
                         help="the saliency method of the classifier's maps (default: the notebook's Guided Grad-CAM)")
     parser.add_argument("--profile", choices=list(audit.PROFILES),
                         help="the fold audit's profile (default: as CLOUD_ASSETS_AUDIT_PROFILE, else by the device)")
+    parser.add_argument("--class-network", choices=list(audit.CLASS_NETWORKS),
+                        help="the fold audit's class network (default: as CLOUD_ASSETS_AUDIT_CLASS_NETWORK, else unet)")
+    parser.add_argument("--cells", metavar="TUNING:REPORTED",
+                        help="other cells, e.g. 10:11 (dataset seeds, comma-separated): the trees fitted in memory on "
+                             "the first, the figures from the second")
     args = parser.parse_args()
+    if args.cells:
+        global TUNING, REPORTED
+        TUNING, REPORTED = ([(int(seed), "all") for seed in part.split(",")] for part in args.cells.split(":"))
     if args.data:
         one_dataset(args.data, args.model or ROOT / "var" / "demo-model.keras")
     elif args.prepare:
@@ -436,7 +455,7 @@ def main():
     elif args.cleaning:
         cleaning_value(*REPORTED[0], held_out=REPORTED[-1][0])
     else:
-        grid()
+        grid(TUNING if args.cells else None)
 
 
 if __name__ == "__main__":

@@ -346,7 +346,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
                                                           predictions.probabilities)
         split = TrainValSplit(train_val_split).split
         ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
-                                       label_issues_lib.load_trees(label_issues_lib.trees_path(settings.profile)))
+                                       label_issues_lib.load_trees(
+                                           label_issues_lib.trees_path(settings.profile, settings.audit_class_network)))
         wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
         y_true, y_pred = wide["label"][classes].to_numpy(np.int8), wide["audit_probability"][classes].to_numpy()
         health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)

@@ -211,10 +211,10 @@ SIGNALS = {
 STATES = {"labelled": 1, "unlabelled": 0}
 
 
-def trees_path(profile: str = "fast") -> Path:
-    """The stored trees for the fold audit's `profile` (`lib.audit.network.PROFILES`): its signals, and so the
-    trees that read them, differ with its resolution and network."""
-    return Path(__file__).with_name(f"ranking_trees_{profile}.skops")
+def trees_path(profile: str = "fast", class_network: str = "unet") -> Path:
+    """The stored trees for the fold audit's `profile` (`lib.audit.network.PROFILES`) and class network
+    (`CLASS_NETWORKS`): its signals, and so the trees that read them, differ with its resolution and networks."""
+    return Path(__file__).with_name(f"ranking_trees_{profile}{'' if class_network == 'unet' else '-' + class_network}.skops")
 
 
 # what the stored trees may hold besides scikit-learn's and Python's own trusted types

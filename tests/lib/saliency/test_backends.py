@@ -80,10 +80,10 @@ def images():
 def test_jax_gives_the_maps_tensorflow_gives(tmp_path, images):
     import keras
 
-    from cloud_assets.synth.classifier import build
+    from cloud_assets.lib.audit.network import densenet
 
     keras.utils.set_random_seed(0)
-    net = build((64, 64), 4, blocks=(1, 2, 2, 2), growth=8, stem=8)
+    net = densenet((64, 64), 4, blocks=(1, 2, 2, 2), growth=8, stem=8)
     net.save(tmp_path / "m.keras")
     jax_maps = maps_on_jax(tmp_path / "m.keras", images, tmp_path)
     assert str(jax_maps["device"]).startswith("jax on CPU")

@@ -14,10 +14,10 @@ from cloud_assets.lib.saliency import engine as saliency
 def densenet():
     import keras
 
-    from cloud_assets.synth.classifier import build
+    from cloud_assets.lib.audit.network import densenet
 
     keras.utils.set_random_seed(0)
-    return build((64, 64), 4, blocks=(1, 2, 2, 2), growth=8, stem=8)
+    return densenet((64, 64), 4, blocks=(1, 2, 2, 2), growth=8, stem=8)
 
 
 @pytest.fixture(scope="module")
