@@ -235,9 +235,17 @@ def signals(frame: pd.DataFrame, state: str) -> pd.DataFrame:
 
 @functools.cache
 def load_trees(path: Path) -> dict:
-    """The stored trees: {"labelled": classifier, "unlabelled": classifier, "note": how they were fitted}."""
+    """The stored trees: {"labelled": classifier, "unlabelled": classifier, "note": how they were fitted};
+    FileNotFoundError naming the fitted ones where `path` (`trees_path`) has none."""
     import skops.io
 
+    if not Path(path).is_file():
+        fitted = sorted(p.stem.removeprefix("ranking_trees_") for p in Path(path).parent.glob("ranking_trees_*.skops"))
+        raise FileNotFoundError(
+            f"{Path(path).name}: the ranking has no trees for this audit profile and class network "
+            f"(CLOUD_ASSETS_AUDIT_PROFILE, CLOUD_ASSETS_AUDIT_CLASS_NETWORK); it has them for {', '.join(fitted)} "
+            f"(profile-class network); fit them on tuning data with bench/label_audit.py --fit --profile P "
+            f"--class-network C")
     return skops.io.load(path, trusted=TRUSTED)
 
 

@@ -184,6 +184,8 @@ def test_fitted_trees_are_stored_and_read_back_by_skops(tmp_path):
     trees = weights_lib.fit_trees(frame, "test")
     weights_lib.save_trees(trees, tmp_path / "trees.skops")
     again = label_issues.load_trees(tmp_path / "trees.skops")
+    with pytest.raises(FileNotFoundError, match="ranking_trees_strong-densenet.skops: .* it has them for fast"):
+        label_issues.load_trees(label_issues.trees_path("strong", "densenet"))  # none fitted: the error names those there are
     p = label_issues.error_probability(frame, again)
     assert np.array_equal(p, label_issues.error_probability(frame, trees)) and again["note"] == "test"
     from sklearn.metrics import roc_auc_score
