@@ -5,14 +5,15 @@ place that does; `cloud_assets.definitions.build_defs(settings)` builds every de
 
 Some settings fill a resource field (the dataset folder, the model file, ...): unset, the field
 keeps its default. The others shape the definitions themselves (the executor, the schedules' cron,
-the shards, the class list, the saliency method and the audit's folds, profile and size; the method
-is part of `saliency_maps`' code version, the audit's size and profile of the audit assets', so that
-changing either re-runs them). A bad value fails at once, naming the variable, the value and what is
+the shards, the class list, the saliency method and the audit's folds, profile, size and class
+network; the method is part of `saliency_maps`' code version, the audit's size, profile and class
+network of the audit assets', so that changing any re-runs them). A bad value fails at once, naming the variable, the value and what is
 allowed. `.env.example` and the README's table list the same variables.
 """
 import dataclasses
 from collections.abc import Callable, Mapping
 
+from cloud_assets.lib.audit.network import CLASS_NETWORKS
 from cloud_assets.lib.saliency import methods as saliency_methods
 from cloud_assets.lib.data.labels import NOTEBOOK_CLASS_ORDER
 
@@ -131,7 +132,7 @@ class Settings:
                                   "is visible, else fast)", _one_of("", "fast", "strong"))
     audit_class_network: str = _setting("CLOUD_ASSETS_AUDIT_CLASS_NETWORK", "unet", "'unet' (the U-Net's image-level "
                                         "head) or 'densenet' (a class network per fold at the classifier's input "
-                                        "size)", _one_of("unet", "densenet"))
+                                        "size)", _one_of(*CLASS_NETWORKS))
     audit_size: tuple[int, int] | None = _setting(
         "CLOUD_ASSETS_AUDIT_SIZE", "", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), "
         "e.g. 64x96, or unset (the profile's)", _audit_size)
