@@ -162,6 +162,8 @@ def test_the_shipped_model_rises_with_the_evidence_of_an_error():
     assert (np.diff(unseen) >= 0).all() and unseen[-1] > 0.5 > unseen[0]
     for profile in audit_lib.PROFILES:  # each audit profile's trees are shipped, fitted by the bench on its signals
         assert "fitted by bench/label_audit.py --fit" in label_issues.load_trees(label_issues.trees_path(profile))["note"]
+    dense = label_issues.load_trees(label_issues.trees_path("fast", "densenet"))["note"]  # and the class network's
+    assert "--profile fast --class-network densenet" in dense
 
 
 def test_fitted_trees_are_stored_and_read_back_by_skops(tmp_path):
