@@ -188,6 +188,19 @@ def _inputs(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 255.0
 
 
+def _epoch(epoch: int, epochs: int, result, val_loss: float, images: int, start: float, best: float,
+           log: Callable[[str], None], network: str = "") -> tuple[dict, bool]:
+    """One epoch's history row (from Keras' fit `result`, the held-out loss, the images trained on and
+    the epoch's `start`) and whether it beat `best`; logged."""
+    seconds = time.monotonic() - start
+    entry = {"epoch": epoch, "loss": float(result.history["loss"][-1]), "val_loss": float(val_loss),
+             "images_per_s": round(images / seconds, 1), "seconds": round(seconds, 1)}
+    improved = val_loss < best - 1e-4
+    log(f"{network}epoch {epoch}/{epochs}: loss {entry['loss']:.4f}, held-out loss {entry['val_loss']:.4f}"
+        f"{' (best)' if improved else ''}, {entry['images_per_s']} images/s")
+    return entry, improved
+
+
 class Trainer:
     """Trains audit models of one shape and setting one after another (one per fold) on one compiled
     model. Each `train` starts from the initial weights and optimizer state that a newly built model
@@ -235,13 +248,8 @@ class Trainer:
                                batch_size=config.batch_size, epochs=1, verbose=0, shuffle=False)
             val_loss = model.evaluate(x[val], {"pixels": y_pix[val], "classes": y_cls[val]},
                                       batch_size=config.batch_size, verbose=0, return_dict=True)["loss"]
-            seconds = time.monotonic() - start
-            entry = {"epoch": epoch, "loss": float(result.history["loss"][-1]), "val_loss": float(val_loss),
-                     "images_per_s": round(len(fit) / seconds, 1), "seconds": round(seconds, 1)}
+            entry, improved = _epoch(epoch, config.epochs, result, val_loss, len(fit), start, best, log)
             history.append(entry)
-            improved = val_loss < best - 1e-4
-            log(f"epoch {epoch}/{config.epochs}: loss {entry['loss']:.4f}, held-out loss {entry['val_loss']:.4f}"
-                f"{' (best)' if improved else ''}, {entry['images_per_s']} images/s")
             if improved:
                 best, best_weights, waited = val_loss, model.get_weights(), 0
             else:
@@ -326,13 +334,8 @@ def train_classes(images: np.ndarray, labels: np.ndarray, config: ClassConfig, m
         result = model.fit(x, labels[take].astype(np.float32), batch_size=config.batch_size, epochs=1, verbose=0,
                            shuffle=False)
         val_loss = float(model.evaluate(x_val, y_val, batch_size=64, verbose=0))
-        seconds = time.monotonic() - start
-        entry = {"epoch": epoch, "loss": float(result.history["loss"][-1]), "val_loss": val_loss,
-                 "images_per_s": round(len(take) / seconds, 1), "seconds": round(seconds, 1)}
+        entry, improved = _epoch(epoch, config.epochs, result, val_loss, len(take), start, best, log, "class network ")
         history.append(entry)
-        improved = val_loss < best - 1e-4
-        log(f"class network epoch {epoch}/{config.epochs}: loss {entry['loss']:.4f}, held-out loss {val_loss:.4f}"
-            f"{' (best)' if improved else ''}, {entry['images_per_s']} images/s")
         if improved:
             best, best_weights = val_loss, model.get_weights()
     model.set_weights(best_weights)
