@@ -18,8 +18,8 @@ Networks:
     .venv/bin/python bench/class_networks.py --data DIR [--networks a,b] [--folds 0] [--epochs 20] [--out FILE]
 
 DIR is a dataset in Kaggle layout with `train_clean.csv` beside `train.csv` (`cloud-assets synth` then
-`cloud-assets renoise`). Last line per network: `bench class_networks: network=N fold=F auroc_clean=A
-error_auroc=E error_precision_at_k=P images_per_s=R train_s=T`.
+`cloud-assets renoise`). Last line per network and fold: `bench class_networks: network=N size=HxW fold=F
+auroc_clean=A error_auroc=E error_precision_at_k=P errors=K images_per_s=R train_s=T`.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,7 +51,7 @@ def load(data: Path, class_names):
     y = table[list(class_names)].to_numpy(np.uint8)
     y_clean = clean.loc[names, list(class_names)].to_numpy(np.uint8)
     encoded = noisy.set_index("Image_Label")["EncodedPixels"]
-    shape = image_lib.cv2.imread(str(data / "train_images" / names[0])).shape[:2]
+    shape = cv2.imread(str(data / "train_images" / names[0])).shape[:2]
     return names, y, y_clean, encoded, shape
 
 
@@ -95,7 +96,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--epochs", type=int, default=20, help="the class networks' epochs")
     parser.add_argument("--limit", type=int, default=0, help="the first N images only (a quick check)")
     parser.add_argument("--model", type=Path, help="the classifier's model file, for its architecture")
-    parser.add_argument("--classifier-size", default="224x224", help="the class networks' input size")
+    parser.add_argument("--class-size", default="224x224", help="the class networks' input size")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -130,7 +131,7 @@ def main(argv=None) -> list[dict]:
                 rates = [h["images_per_s"] for h in history]
                 p = np.concatenate([probs for _, probs, _ in network.predict(model, x[held])])
             elif name in CLASSIFIERS:
-                size = tuple(int(v) for v in args.classifier_size.split("x"))
+                size = tuple(int(v) for v in args.class_size.split("x"))
                 x = images_at(size)
                 net = build_classifier(name, size, len(class_names), args.model)
                 config = network.ClassConfig(size=size, epochs=args.epochs)
@@ -141,8 +142,9 @@ def main(argv=None) -> list[dict]:
             else:
                 raise SystemExit(f"--networks: {name!r} is none of {', '.join([*UNETS, *CLASSIFIERS])}")
             seconds = time.monotonic() - start
-            row = {"network": name, "size": "x".join(map(str, x.shape[1:3])), "fold": fold, **scores(p, y[held], y_clean[held]),
-                   "images_per_s": round(float(np.median(rates[1:] or rates)), 1), "train_s": round(seconds, 1)}
+            row = {"network": name, "size": "x".join(map(str, x.shape[1:3])), "fold": fold,
+                   **scores(p, y[held], y_clean[held]), "images_per_s": round(float(np.median(rates[1:] or rates)), 1),
+                   "train_s": round(seconds, 1)}
             results.append(row)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=1))
