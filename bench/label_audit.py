@@ -64,7 +64,8 @@ from cloud_assets.settings import Settings  # noqa: E402
 
 
 def _settings() -> Settings:
-    """The environment's settings, with --method and --profile (the saliency method, the audit's profile)."""
+    """The environment's settings, with --method, --profile and --class-network (the saliency method, the
+    audit's profile and class network)."""
     env = dict(os.environ)
     for option, variable in (("--method", "saliency_method"), ("--profile", "audit_profile"),
                              ("--class-network", "audit_class_network")):
@@ -92,8 +93,8 @@ RANKINGS = {NOTEBOOK: "notebook_fp90", CLEANLAB: "audit_cleanlab",
             "classifier's cleanlab (validation only)": "cleanlab",
             "classifier's mask attention (validation only)": "attention_score", COMBINED: "score"}
 CLI = [sys.executable, "-m", "cloud_assets.cli"]
-# each saliency method's and audit profile's pipeline in its own folder; the data, the noise and the
-# classifiers are shared
+# each saliency method's, audit profile's and class network's pipeline in its own folder; the data, the
+# noise and the classifiers are shared
 METHOD = SETTINGS.saliency_method
 VAR = ("var" + ("" if METHOD == saliency_methods.DEFAULT else f"-{METHOD}") + ("" if PROFILE == "fast" else f"-{PROFILE}")
        + ("" if CLASS_NETWORK == "unet" else f"-{CLASS_NETWORK}"))
