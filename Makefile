@@ -83,10 +83,10 @@ lint: install
 # every test (after lint); test-fast: the in-process tier (lib, report, settings, the assets on tiny
 # data), no e2e
 test: install test-packages lint
-	$(PY) -m pytest -n 2 --dist loadfile --durations=12
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=12
 
 test-fast: install
-	$(PY) -m pytest -n 2 --dist loadfile -m "not e2e" -q
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e" -q
 
 definitions: install
 	$(DAGSTER_OUTSIDE) definitions validate -m cloud_assets.definitions

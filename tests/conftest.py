@@ -71,3 +71,19 @@ def postgres_server(tmp_path_factory):
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files that run longest start first, so that two workers (`make test`: `-n 2 --dist loadfile
+    --no-loadscope-reorder`) end together: the end-to-end files, those allowed the longest (their
+    timeout mark) first, then the in-process ones. Each file's tests stay together and in order."""
+    def allowed(item) -> float:
+        mark = item.get_closest_marker("timeout")
+        return mark.args[0] if mark and mark.args else 0
+
+    longest: dict[str, tuple] = {}
+    for item in items:
+        e2e, seconds = longest.get(item.fspath.strpath, (False, 0))
+        longest[item.fspath.strpath] = (e2e or item.get_closest_marker("e2e") is not None, max(seconds, allowed(item)))
+    order = {path: (not e2e, -seconds) for path, (e2e, seconds) in longest.items()}
+    items.sort(key=lambda item: order[item.fspath.strpath])
