@@ -134,7 +134,9 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
                                 raise_on_error=False)
         assert result.success, f"{data_dir}: {selection} failed"
 
-    if not all(store.stored(f"audit_predictions@{key}") for key in SETTINGS.fold_keys):
+    predicted = all(store.stored(f"audit_predictions@{key}") for key in SETTINGS.fold_keys)
+    if not predicted or CLASS_NETWORK != "unet" and not store.get(f"audit_predictions@{SETTINGS.fold_keys[0]}").has(
+            "class_gradcam"):  # predicted before the class network's Grad-CAM was: predicted again, nothing retrained
         if not store.stored("saliency_maps") or not store.stored("audit_inputs"):
             run([k for a in BEFORE_AUDIT if isinstance(a, dg.AssetsDefinition) for k in a.keys])
         for key in SETTINGS.fold_keys:

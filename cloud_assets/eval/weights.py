@@ -15,9 +15,11 @@ def fit_trees(frame: pd.DataFrame, note: str) -> dict:
     trees = {"note": note}
     for state, labelled in STATES.items():
         part = frame[frame["label"] == labelled]
+        x = signals(part, state)
+        x = x.loc[:, x.notna().any()]  # the signals this audit gives (the class network's only with it)
         trees[state] = HistGradientBoostingClassifier(
             max_iter=150, learning_rate=0.06, max_leaf_nodes=12, min_samples_leaf=40,
-            monotonic_cst=SIGNALS[state], random_state=0).fit(signals(part, state), part["truth"].to_numpy())
+            monotonic_cst={k: SIGNALS[state][k] for k in x.columns}, random_state=0).fit(x, part["truth"].to_numpy())
     return trees
 
 

@@ -22,8 +22,9 @@ from tests.helpers import (DATA_ASSETS, FOLD_AUDIT as AUDIT, QUICK_AUDIT as QUIC
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
 
-def _run(data, var, assets: Assets = A):
-    """The data and the audit's unpartitioned assets, then every fold (with the definitions of `assets`)."""
+def _run(data, var, assets: Assets = A, evidence: bool = False):
+    """The data and the audit's unpartitioned assets, then every fold (with the definitions of `assets`),
+    then with `evidence` audit_evidence."""
     everything, settings = assets.DATA + assets.FOLD_AUDIT, assets.settings
     result = materialize(data, var, everything, selection=["label_table", "train_val_split", "image_cache",
                                                            "audit_folds", "audit_inputs"], settings=settings)
@@ -31,6 +32,9 @@ def _run(data, var, assets: Assets = A):
     for key in SETTINGS.fold_keys:
         result = materialize(data, var, everything, selection=["audit_models", "audit_predictions"],
                              partition_key=key, run_config=QUICK, settings=settings)
+        assert result.success, failure_message(result)
+    if evidence:
+        result = materialize(data, var, everything, selection=["audit_evidence"], settings=settings)
         assert result.success, failure_message(result)
 
 
@@ -225,7 +229,7 @@ def test_the_densenet_class_network_trains_beside_the_kept_unets_on_the_other_fo
     pixels = {k: np.array(store.get(f"audit_predictions@{k}").array("pixels")) for k in SETTINGS.fold_keys}
     dense = Assets(SETTINGS.replace(audit_class_network="densenet"))
     assert dense.audit_models.code_versions_by_key != A.audit_models.code_versions_by_key  # the change re-runs
-    _run(dataset_copy, var, dense)
+    _run(dataset_copy, var, dense, evidence=True)
     trained = _trained(var)
     assert {k: v for k, v in trained.items() if k in unets} == unets               # the U-Nets kept
     assert len(trained) == len(unets) + SETTINGS.audit_folds                       # a class network per fold
@@ -242,6 +246,13 @@ def test_the_densenet_class_network_trains_beside_the_kept_unets_on_the_other_fo
         probs = np.array(predictions.array("probabilities"))
         assert probs.shape == head[key].shape and not np.allclose(probs, head[key])  # the class network's
         assert np.array_equal(np.array(predictions.array("pixels")), pixels[key])     # the U-Net's pixels
+        cams, guided = predictions.array("class_gradcam"), predictions.array("class_guided_backprop")
+        assert cams.shape[:2] == (len(SETTINGS.classes), len(probs)) and min(cams.shape[2:]) >= 7  # its Grad-CAM
+        assert guided.shape == (len(probs), *SETTINGS.audit_shape)
+    # every label gets the class network's mask attention (the classifier's only reach the validation split)
+    evidence = store.get("audit_evidence").table("evidence")
+    shares = evidence[["class_ggc_own", "class_ggc_other", "class_ggc_outside", "class_ggc_nodata"]]
+    assert shares.notna().all().all() and np.allclose(shares.sum(axis=1)[shares.sum(axis=1) > 0], 1, atol=1e-3)
 
     # a label corrected in fold f: only the other folds' U-Nets and class networks train again
     train = pd.read_csv(dataset_copy / "train.csv").fillna("")
@@ -255,6 +266,7 @@ def test_the_densenet_class_network_trains_beside_the_kept_unets_on_the_other_fo
     assert len(now) == len(trained) + 2 * (SETTINGS.audit_folds - 1)
 
     # back on the U-Net head: its models exist for this training set, nothing trains
-    _run(dataset_copy, var)
+    _run(dataset_copy, var, evidence=True)
     assert _trained(var) == now and store.get("audit_models@0").json("meta")["class_network"] == "unet"
     assert not (store.get("audit_models@0").path / "classes.keras").exists()
+    assert store.get("audit_evidence").table("evidence")["class_cam_own"].isna().all()

@@ -246,14 +246,15 @@ def build(settings: Settings, sharding: Sharding) -> list:
             out[key] = staged
         return dg.Output(out, metadata={"folds": len(out), "class_network": settings.audit_class_network})
 
-    @dg.asset(group_name="audit", code_version=code, **fold_partitions)
+    @dg.asset(group_name="audit", code_version=f"{code}-2", **fold_partitions)
     def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_models, audit_inputs: Bundle,
                           audit_folds: Bundle):
         """Per fold, for each of its images, from the models that never saw it: each class's probability
         `(images, classes)` float32 (the class network's with CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet, else
         the U-Net head's) and each pixel's `(classes, images, h, w)` float16 at the audit size, written batch
-        by batch (memory flat in the number of images). With CLOUD_ASSETS_AUDIT_PREDICTIONS, read from the
-        predictions made elsewhere (`lib.audit.network.ImportedPredictions`)."""
+        by batch (memory flat in the number of images); with the class network, its Guided Grad-CAM too
+        (`lib.audit.network.class_maps`). With CLOUD_ASSETS_AUDIT_PREDICTIONS, read from the predictions
+        made elsewhere (`lib.audit.network.ImportedPredictions`)."""
         out, models = {}, {}
         inputs = AuditInputs(audit_inputs)
         folds, classes = AuditFolds(audit_folds).folds, inputs.labels.shape[1]
@@ -280,9 +281,13 @@ def build(settings: Settings, sharding: Sharding) -> list:
             else:
                 batches = audit.predict(load(fold_model.model_file), inputs.images[rows])
                 if fold_model.meta.get("class_network") == "densenet":
-                    class_probs = audit.predict_classes(load(fold_model.class_model_file), inputs.class_images[rows])
+                    class_probs, class_cams, class_guided = audit.class_maps(load(fold_model.class_model_file),
+                                                                             inputs.class_images[rows], size)
             start_s = time.monotonic()
             with var.staging(dg.AssetKey(f"audit_predictions@{key}")) as staged:
+                if class_probs is not None:
+                    AuditPredictions.class_gradcam.put(staged, class_cams)
+                    AuditPredictions.class_guided_backprop.put(staged, class_guided)
                 probs = AuditPredictions.probabilities.new(staged, (len(rows), classes), np.float32)
                 pixels = AuditPredictions.pixels.new(staged, (classes, len(rows), *size), np.float16)
                 progress = Progress(len(rows), progress_logger(context, f"audit_predictions fold {key}"))
@@ -297,14 +302,15 @@ def build(settings: Settings, sharding: Sharding) -> list:
             context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
         return dg.Output(out, metadata={"folds": len(out)})
 
-    @dg.asset(group_name="audit", code_version=f"{code}-5", **sharding.whole)
+    @dg.asset(group_name="audit", code_version=f"{code}-6", **sharding.whole)
     def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
                        audit_inputs: Bundle, audit_folds: Bundle):
         """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
         (`lib.audit.evidence`): the class probability and cleanlab's label quality from the model that
         never saw the image, cleanlab.segmentation's quality of the mask, the predicted mass outside it,
         the mask's share without prediction, the predicted region's box and its overlap with the mask,
-        how many regions the prediction has; the input of the ranking of every label."""
+        how many regions the prediction has, and with the class network, where its Grad-CAM falls
+        (`class_cam_*`); the input of the ranking of every label."""
         folds = AuditFolds(audit_folds).folds
         position = {image: k for k, image in enumerate(folds["image"])}
         inputs, classes = AuditInputs(audit_inputs), dataset.class_names
@@ -314,8 +320,14 @@ def build(settings: Settings, sharding: Sharding) -> list:
             predictions = AuditPredictions(audit_predictions[key])
             images = list(predictions.images["image"])
             rows = np.array([position[i] for i in images], np.int64)
-            frames.append(audit_evidence_lib.evidence(images, classes, labels[rows], masks[rows],
-                                                      predictions.probabilities, predictions.pixels))
+            frame = audit_evidence_lib.evidence(images, classes, labels[rows], masks[rows], predictions.probabilities,
+                                                predictions.pixels)
+            if predictions.source.has("class_gradcam"):
+                frame = frame.drop(columns=list(audit_evidence_lib.CLASS_ATTENTION)).merge(
+                    audit_evidence_lib.class_attention(images, classes, masks[rows], inputs.images[rows],
+                                                       predictions.class_gradcam, predictions.class_guided_backprop),
+                    on=["image", "class"], how="left")
+            frames.append(frame)
             context.log.info(f"audit_evidence: fold {key}, {len(images)} images")
         table = pd.concat(frames, ignore_index=True)
         table["class"] = pd.Categorical(table["class"], categories=classes)

@@ -22,6 +22,12 @@ what the audit model that never saw the image says of it.
   class's mask, and that class (a swapped label: the prediction sits inside the mask labelled as
   another class);
 - `audit_box_*`: the predicted region's box (shares of the side);
+- `class_cam_*`, `class_ggc_*`, `class_detail_empty`, `class_cam_box_iou`, `class_other`: with the
+  class network, where its Grad-CAM and Guided Grad-CAM for the class fall, computed as the classifier's
+  mask attention is (`lib.saliency.attention.attention_table`, at the audit size): the shares inside the
+  class's mask (`own`), inside another's (`other`), outside every mask (`outside`), on no-data pixels
+  (`nodata`); the mask's share without Grad-CAM (`class_cam_empty`) or guided-backprop detail; the
+  overlap of Grad-CAM's box with the mask; the other class whose mask draws most of it. NaN without;
 - `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.saliency.attention.
   proposed_boxes`: one per region of the prediction, cut at the level whose boxes overlap it most,
   so two patches get two), as text
@@ -35,7 +41,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.saliency.attention import box_iou, boxes_text, proposed_box, proposed_boxes
+from cloud_assets.lib.saliency.attention import attention_table, box_iou, boxes_text, proposed_box, proposed_boxes
 from cloud_assets.lib.audit.label_issues import cleanlab_scores
 from cloud_assets.lib.store import Table, Value
 
@@ -43,9 +49,14 @@ LOW = 0.2            # a predicted probability below this counts as "not the cla
 REGION_LEVEL = 0.5   # the predicted region: pixels at or above this probability
 MIN_REGION = 0.02    # regions smaller than this share of the image are not counted
 AUDIT_BOX = ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")
+# the class network's mask attention: its column here <- attention_table's
+CLASS_ATTENTION = {"class_cam_own": "cam_own", "class_cam_other": "cam_other", "class_cam_outside": "cam_outside",
+                   "class_cam_empty": "cam_empty", "class_ggc_own": "ggc_own", "class_ggc_other": "ggc_other",
+                   "class_ggc_outside": "ggc_outside", "class_ggc_nodata": "ggc_nodata",
+                   "class_detail_empty": "detail_empty", "class_cam_box_iou": "box_iou", "class_other": "other_class"}
 COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
            "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "inside_other",
-           "other_class", *AUDIT_BOX, "audit_boxes"]
+           "other_class", *AUDIT_BOX, "audit_boxes", *CLASS_ATTENTION]
 
 
 def _regions(prob: np.ndarray) -> int:
@@ -98,8 +109,20 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
                          float(area[i]) / own[i].size, float(uncovered[i]),
                          box_iou(box, own[i]), _regions(p[i]), float(inside_other[i]), other_class[i],
                          *(box if box is not None else (np.nan,) * 4),
-                         boxes_text(proposed_boxes(p[i], MIN_REGION))))
+                         boxes_text(proposed_boxes(p[i], MIN_REGION)), *(np.nan,) * (len(CLASS_ATTENTION) - 1), ""))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def class_attention(images, class_names, masks: np.ndarray, pixels: np.ndarray, gradcam: np.ndarray,
+                    guided_backprop: np.ndarray) -> pd.DataFrame:
+    """`image`, `class` and the `CLASS_ATTENTION` columns per (image, class): where the class network's
+    Grad-CAM `(classes, n, h', w')` falls on the `masks` `(n, h, w, classes)` at the audit size (uint8
+    BGR `pixels` `(n, h, w, 3)` tell the no-data ones; `guided_backprop` `(n, h, w)`), computed as the
+    classifier's mask attention is."""
+    table = attention_table(gradcam, guided_backprop, np.moveaxis(np.asarray(masks), -1, 0), pixels, class_names,
+                            images)
+    return table[["image", "class", *CLASS_ATTENTION.values()]].rename(
+        columns={v: k for k, v in CLASS_ATTENTION.items()})
 
 
 class AuditEvidence(Value):

@@ -4,7 +4,9 @@ The evidence about every label comes from the fold audit (`lib.audit.evidence`),
 saw the image: confident learning on its class probability (cleanlab's multi-label functions), the
 mask's quality given its per-pixel probabilities (cleanlab.segmentation), the predicted mass outside
 the mask, the mask's share without prediction, the predicted region's box against the mask, a
-prediction in two regions, and a prediction inside another class's mask (a swap).
+prediction in two regions, and a prediction inside another class's mask (a swap). With the class
+network (CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet), its mask attention too: where its Grad-CAM and
+Guided Grad-CAM for the class fall, the reference notebook's method applied out of sample to every label.
 
 Where the classifier being audited predicted the image out of sample (the validation split), its
 own evidence is added: confident learning on its probability, and mask attention, where its
@@ -156,12 +158,16 @@ def classifier_evidence(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.
 
 AUDIT_COLUMNS = ("audit_probability", "audit_cleanlab", "mask_quality", "outside_mass", "region_outside", "mask_area",
                  "uncovered", "region_iou", "regions", "predicted_area", "inside_other", "audit_swap")
+# the class network's mask attention (`lib.audit.evidence.class_attention`; NaN without it) and the swap it suggests
+CLASS_NETWORK_COLUMNS = ("class_cam_own", "class_cam_other", "class_cam_outside", "class_cam_empty", "class_ggc_own",
+                         "class_ggc_other", "class_ggc_outside", "class_ggc_nodata", "class_detail_empty",
+                         "class_cam_box_iou", "class_swap")
 
 
 def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (image, class) of the audit's `evidence` (`lib.audit.evidence.evidence`), in its
     order: `image`, `class`, `split` (from `split`: image -> train/val), `kind` (what the evidence
-    suggests), `other_class`, `label`, the audit's signals `AUDIT_COLUMNS`, the classifier's
+    suggests), `other_class`, `label`, the audit's signals `AUDIT_COLUMNS` and `CLASS_NETWORK_COLUMNS`, the classifier's
     `CLASSIFIER_COLUMNS` (from `classifier_evidence`; NaN where it has none), the predicted region's
     box `box_top` ... `box_right` and `proposal`: the boxes a fix proposes (the audit's `audit_boxes`)."""
     e = evidence.reset_index(drop=True)
@@ -173,6 +179,12 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     for col in AUDIT_COLUMNS[:-1]:
         out[col] = e[col].to_numpy()
     out["audit_swap"] = audit_swap
+    for col in CLASS_NETWORK_COLUMNS[:-1]:
+        out[col] = e[col].to_numpy(np.float64) if col in e else np.nan
+    class_other = e["class_other"].fillna("") if "class_other" in e else pd.Series("", index=e.index)
+    out["class_swap"], _ = swap_evidence(e["image"], e["class"], class_other,
+                                         np.where(label == 0, prob * out["class_ggc_other"].fillna(0.0), 0.0))
+    out.loc[out["class_cam_own"].isna(), "class_swap"] = np.nan
     _, kind = audit_kind(label, prob, e["inside_other"].to_numpy(), e["outside_mass"].to_numpy(),
                          e["uncovered"].to_numpy(), e["region_iou"].to_numpy(), e["regions"].to_numpy(), audit_swap)
     other = np.where(kind == CONFUSION, e["other_class"], np.where(kind == SPURIOUS, audit_swap_by, ""))
@@ -204,9 +216,13 @@ SIGNALS = {
     "labelled": {"audit_cleanlab": 1, "audit_logit": 0, "mask_quality": -1, "outside_mass": 1, "region_outside": 1,
                  "mask_area": 0, "uncovered": 1, "region_iou": -1, "regions": 0, "predicted_area": 0, "audit_swap": 1,
                  "cleanlab": 1, "logit": 0, "cam_own": -1, "cam_other": 1, "cam_outside": 1, "cam_empty": 1,
-                 "cam_box_iou": -1, "swap": 1},
+                 "cam_box_iou": -1, "swap": 1, "class_ggc_own": -1, "class_ggc_other": 1, "class_ggc_outside": 1,
+                 "class_detail_empty": 1, "class_cam_box_iou": -1, "class_swap": 1, "class_cam_own": -1,
+                 "class_cam_other": 1, "class_cam_outside": 1, "class_cam_empty": 1},
     "unlabelled": {"audit_cleanlab": 1, "audit_logit": 1, "inside_other": 0, "predicted_area": 1,
-                   "cleanlab": 1, "logit": 1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 0},
+                   "cleanlab": 1, "logit": 1, "cam_other": 1, "cam_outside": 1, "cam_nodata": 0,
+                   "class_ggc_other": 1, "class_ggc_outside": 1, "class_ggc_nodata": 0, "class_cam_other": 1,
+                   "class_cam_outside": 1},
 }
 STATES = {"labelled": 1, "unlabelled": 0}
 
@@ -226,11 +242,12 @@ def _logit(p) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def signals(frame: pd.DataFrame, state: str) -> pd.DataFrame:
-    """The `state`'s signals of the rows of a `rank` frame, one column each, as the trees read them."""
+def signals(frame: pd.DataFrame, state: str, names=None) -> pd.DataFrame:
+    """The `state`'s signals (`names`, by default every one of `SIGNALS`) of the rows of a `rank` frame,
+    one column each, as the trees read them."""
     columns = {"audit_logit": _logit(frame["audit_probability"]), "logit": _logit(frame["probability"])}
-    return pd.DataFrame({k: columns[k] if k in columns else frame[k].to_numpy(np.float64) for k in SIGNALS[state]},
-                        index=frame.index)
+    return pd.DataFrame({k: columns[k] if k in columns else frame[k].to_numpy(np.float64)
+                         for k in (SIGNALS[state] if names is None else names)}, index=frame.index)
 
 
 @functools.cache
@@ -256,7 +273,8 @@ def error_probability(frame: pd.DataFrame, trees: dict | None = None) -> np.ndar
     for state, labelled in STATES.items():
         rows = (frame["label"] == labelled).to_numpy()
         if rows.any():
-            out[rows] = trees[state].predict_proba(signals(frame[rows], state))[:, 1]
+            tree = trees[state]  # it reads the signals it was fitted on
+            out[rows] = tree.predict_proba(signals(frame[rows], state, list(tree.feature_names_in_)))[:, 1]
     return out
 
 

@@ -349,6 +349,38 @@ def predict_classes(model, images: np.ndarray, batch_size: int = 64) -> np.ndarr
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
+CAM_SIDE = 7  # the class network's Grad-CAM layer: its last concatenation at least this many pixels a side
+
+
+def class_cam_layer(model) -> str:
+    """The class network's Grad-CAM layer: its last dense-block concatenation whose output is at least
+    CAM_SIDE pixels on its shorter side. At 224x224 that is the last one (7x7, as the reference notebook's
+    DenseNet121 at 224x224); at 112x112, the third stage's (7x7), the last being 3x3."""
+    concats = [layer for layer in model.layers if type(layer).__name__ == "Concatenate"
+               and min(layer.output.shape[1:3]) >= CAM_SIDE]
+    if not concats:
+        raise ValueError(f"class network {model.name!r}: no concatenation of at least {CAM_SIDE}x{CAM_SIDE} for Grad-CAM")
+    return concats[-1].name
+
+
+def class_maps(model, images: np.ndarray, size: tuple[int, int], batch_size: int = 32):
+    """The class network's out-of-sample evidence for uint8 `images` at its size, from one pass of the
+    saliency engine (`lib.saliency.engine`: the reference notebook's Guided Grad-CAM) at
+    `class_cam_layer`: (probabilities `(n, classes)` float32, Grad-CAM at the layer's resolution
+    `(classes, n, h', w')` float32, guided backprop resized to `size` `(n, h, w)` float16)."""
+    from cloud_assets.lib.saliency.engine import engine_for, iter_batches
+
+    engine = engine_for(model, class_cam_layer(model))
+    n, (h, w) = len(images), size
+    probs = np.zeros((n, engine.classes), np.float32)
+    cams = np.zeros((engine.classes, n, *engine.layer_size), np.float32)
+    guided = np.zeros((n, h, w), np.float16)
+    for members, gb, cam, p in iter_batches(None, images, batch_size=batch_size, engine=engine):
+        probs[members], cams[:, members] = p, cam
+        guided[members] = [cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA) for g in gb]
+    return probs, cams, guided
+
+
 def predict(model, images: np.ndarray, batch_size: int = 32):
     """Yields (start, class probabilities `(b, classes)`, pixel probabilities `(b, classes, h, w)`
     float16) batch by batch, so that a caller can stream them to disk."""
@@ -444,3 +476,7 @@ class AuditPredictions(Value):
     probabilities = Array()   # float32 (images, classes)
     pixels = Array()          # float16 (classes, images, h, w)
     images = Table()          # image
+    # the class network's Guided Grad-CAM (class network densenet only): Grad-CAM float32 (classes, images,
+    # h', w') at its layer's resolution, guided backprop float16 (images, h, w) at the audit size
+    class_gradcam = Array()
+    class_guided_backprop = Array()

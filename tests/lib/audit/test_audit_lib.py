@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from cloud_assets.lib.audit import network as audit, folds
+from cloud_assets.lib.saliency.engine import upsample
 
 
 def _dataset(n=1000, seed=0):
@@ -80,23 +81,34 @@ def test_the_unet_learns_where_a_bright_class_is():
 @pytest.mark.e2e
 def test_the_class_network_learns_which_class_an_image_shows():
     """Class 0 is a bright square, class 1 a dark one; the class network, trained as the audit trains
-    it, tells present from absent on images it never saw; a profile's class size follows the
-    classifier's input size."""
+    it, tells present from absent on images it never saw, and its Grad-CAM (`class_maps`, at a layer of
+    at least 7x7) falls on the square; a profile's class size follows the classifier's input size."""
     rng = np.random.default_rng(0)
     n, size = 320, (32, 32)
     images = rng.integers(60, 120, (n, *size, 3)).astype(np.uint8)
     labels = (rng.random((n, 2)) < 0.5).astype(np.uint8)
+    squares = np.zeros((2, n, *size), bool)
     for k in range(n):
         for c, value in enumerate((250, 5)):
             if labels[k, c]:
                 y, x = rng.integers(0, size[0] - 12, 2)
                 images[k, y:y + 12, x:x + 12] = value
+                squares[c, k, y:y + 12, x:x + 12] = True
     log = []
     model, history = audit.train_classes(images[:256], labels[:256], audit.ClassConfig(size=size, epochs=8),
                                          log=log.append)
     assert len(history) == 8 and "images/s" in log[0]
     probs = audit.predict_classes(model, images[256:])
     assert probs.shape == (64, 2) and ((probs > 0.5) == labels[256:].astype(bool)).mean() > 0.9
+    # its Grad-CAM: the engine's probabilities, and on each labelled square far more energy than its area
+    engine_probs, cams, guided = audit.class_maps(model, images[256:], (16, 16))
+    assert model.get_layer(audit.class_cam_layer(model)).output.shape[1:3] == (8, 8)
+    assert cams.shape == (2, 64, 8, 8) and guided.shape == (64, 16, 16) and guided.dtype == np.float16
+    np.testing.assert_allclose(engine_probs, probs, atol=1e-4)
+    cam = upsample(cams, size)
+    inside = [(cam[c, k] * squares[c, 256 + k]).sum() / cam[c, k].sum() for c in range(2) for k in range(64)
+              if labels[256 + k, c] and cam[c, k].sum() > 0]
+    assert np.mean(inside) > 2 * 144 / 1024, np.mean(inside)
     assert audit.PROFILES["fast"].class_size((224, 224)) == (112, 112)  # half of each side
     assert audit.PROFILES["strong"].class_size((224, 224)) == (224, 224)
     assert audit.PROFILES["fast"].class_size((40, 60)) == (32, 32)      # at least 32
