@@ -135,8 +135,10 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
         assert result.success, f"{data_dir}: {selection} failed"
 
     predicted = all(store.stored(f"audit_predictions@{key}") for key in SETTINGS.fold_keys)
-    if not predicted or CLASS_NETWORK != "unet" and not store.get(f"audit_predictions@{SETTINGS.fold_keys[0]}").has(
-            "class_gradcam"):  # predicted before the class network's Grad-CAM was: predicted again, nothing retrained
+    # predicted before the class network's Grad-CAM was: predicted again (its fold models are kept)
+    stale = predicted and CLASS_NETWORK != "unet" and not audit.AuditPredictions(
+        store.get(f"audit_predictions@{SETTINGS.fold_keys[0]}")).has_class_maps
+    if not predicted or stale:
         if not store.stored("saliency_maps") or not store.stored("audit_inputs"):
             run([k for a in BEFORE_AUDIT if isinstance(a, dg.AssetsDefinition) for k in a.keys])
         for key in SETTINGS.fold_keys:

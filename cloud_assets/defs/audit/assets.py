@@ -309,8 +309,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
         (`lib.audit.evidence`): the class probability and cleanlab's label quality from the model that
         never saw the image, cleanlab.segmentation's quality of the mask, the predicted mass outside it,
         the mask's share without prediction, the predicted region's box and its overlap with the mask,
-        how many regions the prediction has, and with the class network, where its Grad-CAM falls
-        (`class_cam_*`); the input of the ranking of every label."""
+        how many regions the prediction has, and with the class network, where its Grad-CAM and Guided
+        Grad-CAM fall (`class_cam_*`, `class_ggc_*`); the input of the ranking of every label."""
         folds = AuditFolds(audit_folds).folds
         position = {image: k for k, image in enumerate(folds["image"])}
         inputs, classes = AuditInputs(audit_inputs), dataset.class_names
@@ -322,7 +322,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             rows = np.array([position[i] for i in images], np.int64)
             frame = audit_evidence_lib.evidence(images, classes, labels[rows], masks[rows], predictions.probabilities,
                                                 predictions.pixels)
-            if predictions.source.has("class_gradcam"):
+            if predictions.has_class_maps:
                 frame = frame.drop(columns=list(audit_evidence_lib.CLASS_ATTENTION)).merge(
                     audit_evidence_lib.class_attention(images, classes, masks[rows], inputs.images[rows],
                                                        predictions.class_gradcam, predictions.class_guided_backprop),

@@ -480,3 +480,7 @@ class AuditPredictions(Value):
     # h', w') at its layer's resolution, guided backprop float16 (images, h, w) at the audit size
     class_gradcam = Array()
     class_guided_backprop = Array()
+
+    @property
+    def has_class_maps(self) -> bool:
+        return self.source.has(AuditPredictions.class_gradcam.name)
