@@ -83,7 +83,7 @@ def pytest_collection_modifyitems(config, items):
 
     longest: dict[str, tuple] = {}
     for item in items:
-        e2e, seconds = longest.get(item.fspath.strpath, (False, 0))
-        longest[item.fspath.strpath] = (e2e or item.get_closest_marker("e2e") is not None, max(seconds, allowed(item)))
+        e2e, seconds = longest.get(item.path, (False, 0))
+        longest[item.path] = (e2e or item.get_closest_marker("e2e") is not None, max(seconds, allowed(item)))
     order = {path: (not e2e, -seconds) for path, (e2e, seconds) in longest.items()}
-    items.sort(key=lambda item: order[item.fspath.strpath])
+    items.sort(key=lambda item: order[item.path])
