@@ -55,17 +55,21 @@ def _training_set(folds: pd.DataFrame, fold: int):
 
 class AuditTraining(dg.Config):
     """How the fold models train (`lib.audit.network.TrainingConfig`), at the profile's size and widths
-    (CLOUD_ASSETS_AUDIT_PROFILE, CLOUD_ASSETS_AUDIT_SIZE); the defaults fit the demo's budget."""
-    epochs: int = 10
-    patience: int = 2
+    (CLOUD_ASSETS_AUDIT_PROFILE, CLOUD_ASSETS_AUDIT_SIZE); unset, the profile's, which fit the demo's
+    budget on its `fast` profile."""
+    epochs: int | None = None
+    patience: int | None = None
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 0
     class_epochs: int | None = None   # the class network's (CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet); unset: the profile's
 
-    def training(self, size: tuple[int, int], widths: tuple[int, ...]) -> audit.TrainingConfig:
-        return audit.TrainingConfig(size=size, widths=widths, epochs=self.epochs, patience=self.patience,
-                                    batch_size=self.batch_size, learning_rate=self.learning_rate, seed=self.seed)
+    def training(self, profile: str, size: tuple[int, int]) -> audit.TrainingConfig:
+        p = audit.PROFILES[profile]
+        return audit.TrainingConfig(size=size, widths=p.widths, epochs=self.epochs or p.epochs,
+                                    patience=p.patience if self.patience is None else self.patience,
+                                    batch_size=self.batch_size, learning_rate=self.learning_rate, decay=p.decay,
+                                    flips=p.flips, seed=self.seed)
 
     def class_training(self, profile: str, size: tuple[int, int]) -> audit.ClassConfig:
         return audit.ClassConfig(size=size, epochs=self.class_epochs or audit.PROFILES[profile].class_epochs,
@@ -184,7 +188,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         fold, trains only the folds whose training set has no model yet; a changed class network keeps the
         U-Nets. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made elsewhere take
         the models' place."""
-        out, training, trainer = {}, config.training(size, widths), None
+        out, training, trainer = {}, config.training(profile, size), None
         assignment = AuditFolds(audit_folds)
         folds, digests = assignment.folds, assignment.digests
         inputs = AuditInputs(audit_inputs)
