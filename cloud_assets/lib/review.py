@@ -18,9 +18,10 @@ decisions applies together: the two halves of a swap exchange the two masks, the
 accepted from both sides is made once, a missing label that a moved mask supplies takes that mask
 rather than the proposal, and a mask that moves to a class that has one already is merged with it
 (their union). The proposal is a box around each region of the class that the fold audit's model,
-which never saw the image, predicts, cut at the level whose boxes hold its prediction best
-(`lib.saliency.attention.proposed_boxes`: two patches get two boxes, as rectangular as the
-annotators' own), drawn dashed on the page; every proposed box written is listed in a side file so
+which never saw the image, predicts, cut at the level whose boxes hold its prediction best (two
+patches get two boxes, as rectangular as the annotators' own), or the labelled box moved where that
+prediction is, when it holds it nearly as well (`lib.saliency.attention.proposed_fix`), drawn dashed
+on the page; every proposed box written is listed in a side file so
 that it can be redrawn by hand.
 
 Corrections are data: every version written is kept in its own folder, named by the review's and

@@ -29,9 +29,9 @@ what the audit model that never saw the image says of it.
   (`nodata`); the mask's share without Grad-CAM (`class_cam_empty`) or guided-backprop detail; the
   overlap of Grad-CAM's box with the mask; the other class whose mask draws most of it. NaN without;
 - `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.saliency.attention.
-  proposed_boxes`: one per region of the prediction, cut at the level whose boxes overlap it most,
-  so two patches get two), as text
-  (`lib.saliency.attention.boxes_text`).
+  proposed_fix`: the labelled box moved where the prediction is, when that fits the prediction nearly
+  as well as its own boxes; else one box per region of the prediction, cut at the level whose boxes
+  overlap it most, so two patches get two), as text (`lib.saliency.attention.boxes_text`).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.saliency.attention import attention_table, box_iou, boxes_text, proposed_box, proposed_boxes
+from cloud_assets.lib.saliency.attention import attention_table, box_iou, boxes_text, proposed_box, proposed_fix
 from cloud_assets.lib.audit.label_issues import cleanlab_scores
 from cloud_assets.lib.store import Table, Value
 
@@ -109,7 +109,7 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
                          float(area[i]) / own[i].size, float(uncovered[i]),
                          box_iou(box, own[i]), _regions(p[i]), float(inside_other[i]), other_class[i],
                          *(box if box is not None else (np.nan,) * 4),
-                         boxes_text(proposed_boxes(p[i], MIN_REGION)), *(np.nan,) * (len(CLASS_ATTENTION) - 1), ""))
+                         boxes_text(proposed_fix(p[i], own[i], MIN_REGION)), *(np.nan,) * (len(CLASS_ATTENTION) - 1), ""))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -52,6 +52,12 @@ def test_fewer_than_two_folds_are_refused():
         folds.assign(["a"], ["Fish"], 1)
 
 
+def test_the_learning_rate_decays_from_its_rate_to_its_floor_over_the_epochs():
+    rates = [audit.cosine_rate(2e-3, epoch, 8) for epoch in range(1, 9)]
+    assert rates[0] == pytest.approx(2e-3) and all(a > b for a, b in zip(rates, rates[1:]))
+    assert 0.05 * 2e-3 < rates[-1] < 0.1 * 2e-3
+
+
 @pytest.mark.e2e
 def test_the_unet_learns_where_a_bright_class_is():
     """Class 0 is a bright square, class 1 a dark one; after a few epochs the pixel probabilities

@@ -119,6 +119,25 @@ def test_a_fix_proposes_a_box_per_region_of_the_prediction():
     assert attention.proposed_boxes(np.zeros((20, 40)), 0.02) == []
 
 
+def test_a_box_drawn_beside_its_pattern_is_moved_onto_it_at_its_size():
+    prob = np.zeros((20, 40), np.float32)
+    prob[4:12, 20:32] = 0.9                  # the pattern, seen
+    prob[4:12, 32:34] = 0.3                  # and a fringe the labelled size leaves out
+    beside = np.zeros((20, 40), bool)
+    beside[6:14, 10:22] = True               # the labelled box: its size, beside it
+    box, soft = attention.moved_box(prob, beside)
+    assert box == (4 / 20, 20 / 40, 12 / 20, 32 / 40) and soft == pytest.approx(86.4 / (96 + 91.2 - 86.4))
+    assert attention.proposed_fix(prob, beside, 0.02) == [box]
+    # a box three times too wide, moved, holds the prediction far worse than the prediction's own box
+    wide = np.zeros((20, 40), bool)
+    wide[2:18, 2:38] = True
+    assert attention.proposed_fix(prob, wide, 0.02) == attention.proposed_boxes(prob, 0.02)
+    # no label: the prediction's boxes; nothing predicted: nothing proposed
+    assert attention.proposed_fix(prob, np.zeros((20, 40), bool), 0.02) == attention.proposed_boxes(prob, 0.02)
+    assert attention.moved_box(prob, np.zeros((20, 40), bool)) is None
+    assert attention.proposed_fix(np.zeros((20, 40)), beside, 0.02) == []
+
+
 def test_a_proposal_is_cut_where_its_boxes_hold_the_prediction_best():
     prob = np.zeros((20, 40), np.float32)
     prob[2:13, 2:13] = 0.45    # a pattern seen at 0.45 around a confident core:
