@@ -58,9 +58,9 @@ CLASS_NETWORKS = ("unet", "densenet")  # CLOUD_ASSETS_AUDIT_CLASS_NETWORK: whose
 # clean labels of a held-out fold: 0.866 with 10 epochs at a constant rate, early stopping and no flips,
 # 0.920 with 6 epochs of this recipe, 0.943 with 10); strong: twice the resolution, where the fine
 # textures (Sugar, Gravel) part (0.95 with the former recipe, which it keeps: its trees were fitted on
-# it), at about 3.5 times the training time. The class network: at half the classifier's input size for
-# 8 epochs on a CPU (about 65 s a fold on 1,000 images here), at the full size for 20 where a GPU makes
-# that cheap
+# it), at about 3.5 times the training time of fast's former recipe. The class network: at half the
+# classifier's input size for 8 epochs on a CPU (about 65 s a fold on 1,000 images here), at the full
+# size for 20 where a GPU makes that cheap
 @dataclasses.dataclass(frozen=True)
 class Profile:
     size: tuple[int, int]
