@@ -404,7 +404,7 @@ def cleaning_value(seed: int, mix: str, held_out: int):
                        ("clean (train_clean.csv)", labels.read_train_csv(noisy / "train_clean.csv"))):
         inputs, scores = dataset(rows[["Image_Label", "EncodedPixels"]], noisy), []
         for training_seed in range(DICE_SEEDS):  # the differences are small: averaged over training seeds
-            config = dataclasses.replace(AuditTraining().training(SIZE, audit.PROFILES[PROFILE].widths), seed=training_seed)
+            config = dataclasses.replace(AuditTraining().training(PROFILE, SIZE), seed=training_seed)
             model, _ = audit.train(*inputs, config, log=lambda m: None)
             predicted = np.concatenate([p for _, _, p in audit.predict(model, test_x)]).astype(np.float32) >= 0.5
             scores.append(mean_dice(predicted.transpose(0, 2, 3, 1), test_masks > 0))

@@ -203,11 +203,15 @@ def build_resources(config: Settings, **dataset_config) -> dict:
             "model": ModelResource(**settings.resource_fields(config, "model"))}
 
 
+# what the multiprocess executor's fork server imports once per run, before it forks the step processes
+PRELOAD = ("cloud_assets.definitions", "cloud_assets.instance", "sklearn.metrics")
+
+
 def executor(config: Settings):
     """CLOUD_ASSETS_EXECUTOR: unset, the multiprocess executor, whose step processes fork from a
     server that has imported, once per run, the definitions, the instance's storage (which every step
-    opens: 0.7 s of imports a step otherwise) and scikit-learn's metrics (which the analysis steps,
-    cleanlab and the report use); `k8s`, a pod per step
+    opens first: `bench/step_start.py`) and scikit-learn's metrics (which the analysis steps, cleanlab
+    and the report use); `k8s`, a pod per step
     (deploy/helm/); `celery`, Celery workers behind the broker CLOUD_ASSETS_CELERY_BROKER (the documentation's Deploying page)."""
     if config.executor == "k8s":
         from dagster_k8s import k8s_job_executor
@@ -218,6 +222,5 @@ def executor(config: Settings):
 
         return celery_executor.configured({"broker": config.celery_broker, "backend": config.celery_backend},
                                           name="celery")
-    preload = ["cloud_assets.definitions", "cloud_assets.instance", "sklearn.metrics"]
-    return dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": preload}}},
+    return dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": list(PRELOAD)}}},
                                                name="multiprocess")
