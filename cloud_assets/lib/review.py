@@ -161,12 +161,13 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
 
 
 def after_accept(image: str, cls: str, kind: str, new_class: str, enc: dict, proposals: dict,
-                 shape: tuple[int, int]) -> dict[str, np.ndarray]:
+                 shape: tuple[int, int], decoded: dict | None = None) -> dict[str, np.ndarray]:
     """class -> its new mask, for every class that accepting one candidate (`image`, `cls`, `kind`,
     `new_class`) changes, as `apply` writes it (`enc`: train.csv's `Image_Label -> EncodedPixels`,
-    `proposals` from `proposals_of`)."""
+    `proposals` from `proposals_of`; `decoded`: class -> the image's mask already decoded, for the
+    calls on one image)."""
     decision = pd.DataFrame([{"image": image, "class": cls, "kind": kind, "new_class": new_class, "line": 0}])
-    return _compose(image, decision, enc, proposals, shape)[0]
+    return _compose(image, decision, enc, proposals, shape, decoded)[0]
 
 
 def proposals_of(issues: pd.DataFrame) -> dict:
@@ -178,7 +179,8 @@ def proposals_of(issues: pd.DataFrame) -> dict:
     return {(i, c): [tuple(b)] if not np.isnan(b).any() else [] for i, c, b in zip(issues["image"], issues["class"], boxes)}
 
 
-def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, shape: tuple[int, int]):
+def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, shape: tuple[int, int],
+             decoded: dict | None = None):
     """One image's accepted decisions, each read against the image's labels in train.csv, applied
     together: (the new mask of each class they touch, the changes, the proposed boxes written).
 
@@ -201,7 +203,7 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
             moves.setdefault(r.new_class, {})[cls] = r.line
         elif r.kind in (MISSING, LOOSE):
             fixes[cls] = r
-    original = {}
+    original = {} if decoded is None else decoded
 
     def mask(cls):
         if cls not in original:

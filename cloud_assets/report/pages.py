@@ -262,7 +262,8 @@ def _issue_card(data: ReportData, img_dir: Path, records: list[dict], ranks: lis
     name = images.write_plain(img_dir / "issues" / f"image_{ranks[0]}.jpg", plain)
     size = plain.shape[:2]
     enc = {f"{image}_{c}": data.encoded.get(f"{image}_{c}", "") for c in data.class_names}
-    now = {c: images.fit_mask(rle.decode(enc[f"{image}_{c}"], data.original_shape), size) for c in data.class_names}
+    decoded = {c: rle.decode(enc[f"{image}_{c}"], data.original_shape).astype(bool) for c in data.class_names}
+    now = {c: images.fit_mask(decoded[c], size) for c in data.class_names}
     colors = {c: images.hex_color(bgr) for c, (bgr, _) in zip(data.class_names, images.mask_colors(len(data.class_names)))}
     labelled = [c for c in data.class_names if not rle.is_empty(enc[f"{image}_{c}"])]
     drawn = {c: images.outline_path(now[c], size) for c in labelled}
@@ -271,7 +272,8 @@ def _issue_card(data: ReportData, img_dir: Path, records: list[dict], ranks: lis
     for k, r in zip(ranks, records):
         options = []
         for value in _option_values(r, data.class_names):
-            after = review.after_accept(image, r["class"], r["kind"], value, enc, proposals, data.original_shape)
+            after = review.after_accept(image, r["class"], r["kind"], value, enc, proposals, data.original_shape,
+                                        decoded)
             goes, comes = [], []
             for c, mask in after.items():
                 new = images.fit_mask(mask, size)
