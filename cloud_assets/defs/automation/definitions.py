@@ -13,18 +13,22 @@ DATA = dg.AssetSelection.groups("data")
 # the fold models and what they give each label; label_issues, in the audit group too, reads the classifier's
 FOLD_AUDIT = dg.AssetSelection.groups("audit") - dg.AssetSelection.assets("label_issues")
 
-# the observations run in the run's own process (a hash of a file or two each): no fork server to start
-OBSERVE = {"executor_def": dg.in_process_executor}
-observe_model_file = dg.define_asset_job("observe_model_file", selection=dg.AssetSelection.assets("model_file"),
-                                         description="Observe the model file: its data version is its SHA-256.",
-                                         **OBSERVE)
-observe_label_review = dg.define_asset_job(
-    "observe_label_review", selection=dg.AssetSelection.assets("label_review"),
-    description="Observe the reviewer's label_review.csv: its data version is its SHA-256.", **OBSERVE)
-observe_sources = dg.define_asset_job(
-    "observe_sources", selection=dg.AssetSelection.assets("raw_data", "model_file", "label_review"),
-    description="Observe the dataset folder, the model file and label_review.csv: what reads one whose data "
-                "version changed is stale (make run materializes what is stale or missing).", **OBSERVE)
+
+def _observation_job(name: str, assets: tuple[str, ...], description: str):
+    """A job observing `assets`, in the run's own process (a hash of a file or two each): no fork
+    server to start."""
+    return dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets), description=description,
+                               executor_def=dg.in_process_executor)
+
+
+observe_model_file = _observation_job("observe_model_file", ("model_file",),
+                                      "Observe the model file: its data version is its SHA-256.")
+observe_label_review = _observation_job("observe_label_review", ("label_review",),
+                                        "Observe the reviewer's label_review.csv: its data version is its SHA-256.")
+observe_sources = _observation_job(
+    "observe_sources", ("raw_data", "model_file", "label_review"),
+    "Observe the dataset folder, the model file and label_review.csv: what reads one whose data version changed "
+    "is stale (make run materializes what is stale or missing).")
 data_job = dg.define_asset_job("data_job", selection=DATA, description="Labels, split, image cache, masks, dark images.")
 model_audit_job = dg.define_asset_job("model_audit_job", selection=MODEL_DEPENDENT - dg.AssetSelection.groups("report"),
                                       description="Predictions, saliency and the analysis of the mistakes.")
