@@ -42,16 +42,11 @@ def _variant(preload: list[str], home: str, out) -> None:
 
 def main() -> None:
     # imported here: the fork servers import this file too, which must not preload anything itself
+    from cloud_assets import instance
     from cloud_assets.defs.resources import PRELOAD
-    from cloud_assets.instance import text as instance_yaml
 
     home = Path(tempfile.mkdtemp(prefix="bench-step-start-"))
-    (home / "dagster.yaml").write_text(instance_yaml((ROOT / "dagster.yaml").read_text(), home, {}))
-    import dagster as dg
-    from dagster._core.instance import InstanceRef
-
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
-        pass  # the storage's tables, created once
+    instance.write(home, ROOT / "dagster.yaml", {})  # as `cloud-assets instance`: dagster.yaml, tables, the pool
     variants = {"with": list(PRELOAD), "without": [m for m in PRELOAD if m != "cloud_assets.instance"]}
     times = {name: [] for name in variants}
     spawn = multiprocessing.get_context("spawn")
