@@ -84,7 +84,7 @@ CACHE = ROOT / "bench" / ".cache" / "label_audit"
 TUNING = ((10, "all"), (14, "all"))               # the ranking's weights are fitted on these cells
 REPORTED = ((11, "all"), (12, "all"), (13, "all"))  # every figure printed comes from these
 # 8 epochs: the classifier's evidence reaches the validation fifth only; 6 minutes a cell on 2 cores
-TRAIN = ["--epochs", "8"]
+TRAIN = ["--epochs", "8", "--half-size", "0"]
 SYNTH = ["--train", "1200", "--test", "20", "--height", "350", "--width", "525", "--twin-rate", "0.15"]
 NOTEBOOK, CLEANLAB, COMBINED = ("notebook: FP at 90% precision", "cleanlab alone (audit probabilities)",
                              "combined (label_issues)")

@@ -17,6 +17,7 @@ from cloud_assets.synth import dataset as synth_dataset
     (["synth", "--twin-rate", "1.5"], "argument --twin-rate: '1.5': expected a share between 0 and 1"),
     (["renoise", "--data", "d", "--noise", "classic", "--seed", "x"], "argument --seed: 'x': expected a whole number"),
     (["train", "--data", "d", "--epochs", "0"], "argument --epochs: '0': expected a whole number, at least 1"),
+    (["train", "--data", "d", "--half-size", "1.5"], "argument --half-size: '1.5': expected a share between 0 and 1"),
     (["train", "--data", "d", "--minutes", "0"], "argument --minutes: '0': expected a number, at least 0.1"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys, argv, message):
