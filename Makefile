@@ -32,8 +32,8 @@ export CLOUD_ASSETS_VAR_DIR ?= $(DATASET_VAR)
 export DAGSTER_HOME ?= $(if $(filter /%,$(CLOUD_ASSETS_VAR_DIR)),,$(CURDIR)/)$(CLOUD_ASSETS_VAR_DIR)/dagster
 # where `make review REVIEW=FILE` puts the reviewer's file: where corrected_labels reads it
 REVIEW_FILE = $(or $(CLOUD_ASSETS_REVIEW_PATH),$(CLOUD_ASSETS_DATA_DIR)/label_review.csv)
-# the demo: 1200 labelled + 300 test images at 350x525 (the model sees 224x224 either way)
-DEMO_SIZE ?= --train 1200 --test 300 --height 350 --width 525 --seed 0
+# the demo: 800 labelled + 200 test images at 350x525 (the model sees 224x224 either way)
+DEMO_SIZE ?= --train 800 --test 200 --height 350 --width 525 --seed 0
 # options of the demo classifier's training (cloud-assets train --help), e.g. --epochs 5
 DEMO_TRAIN ?=
 
