@@ -103,7 +103,7 @@ def train(data_dir, out, class_names=labels.NOTEBOOK_CLASS_ORDER, size=(224, 224
         n_half = 0
     sizes = [half] * n_half + [tuple(size)] * (epochs - n_half)
 
-    best, best_auc, best_weights, start, epoch_s = -1.0, None, None, time.monotonic(), 0.0
+    best, best_auc, best_weights, start = -1.0, None, None, time.monotonic()
     for epoch, epoch_size in enumerate(sizes, start=1):
         full = epoch_size == tuple(size)
         if epoch == 1 or epoch_size != sizes[epoch - 2]:
@@ -119,7 +119,9 @@ def train(data_dir, out, class_names=labels.NOTEBOOK_CLASS_ORDER, size=(224, 224
         per_class = " ".join(f"{c}={a:.3f}" for c, a in zip(class_names, aucs))
         log(f"train: epoch {epoch}: loss={history.history['loss'][-1]:.4f} val PR-AUC {per_class} "
             f"mean={np.nanmean(aucs):.3f} [{epoch_s:.0f}s]{mark}")
-        if minutes is not None and time.monotonic() - start + epoch_s > minutes * 60:
+        # the next epoch's time, from this one's: an epoch at the full size costs about five at half the size
+        next_s = epoch_s * (5 if epoch < len(sizes) and sizes[epoch] != epoch_size else 1)
+        if minutes is not None and time.monotonic() - start + next_s > minutes * 60:
             log(f"train: stopping after epoch {epoch}: the {minutes:g}-minute budget is spent")
             break
     if best_auc is None:
