@@ -34,7 +34,8 @@ export DAGSTER_HOME ?= $(if $(filter /%,$(CLOUD_ASSETS_VAR_DIR)),,$(CURDIR)/)$(C
 REVIEW_FILE = $(or $(CLOUD_ASSETS_REVIEW_PATH),$(CLOUD_ASSETS_DATA_DIR)/label_review.csv)
 # the demo: 800 labelled + 200 test images at 350x525 (the model sees 224x224 either way)
 DEMO_SIZE ?= --train 800 --test 200 --height 350 --width 525 --seed 0
-# options of the demo classifier's training (cloud-assets train --help), e.g. --epochs 5
+# options of the demo classifier's training (cloud-assets train --help), e.g. --half-size 0: every epoch
+# at the full size, about twice the time
 DEMO_TRAIN ?=
 
 .PHONY: install instance test-packages gpu lint test test-fast demo run where ui site review serve docs definitions clean bench

@@ -56,9 +56,9 @@ def train(data_dir, out, class_names=labels.NOTEBOOK_CLASS_ORDER, size=(224, 224
     """Train on `data_dir`'s train split, keep the epoch with the best mean val PR-AUC in `out`.
 
     The first `half_size` (a share) of the `epochs` see the images at half `size` (each side), the
-    others (at least the last) at `size`; only those are candidates for `out`. The learning rate decays (cosine) to nearly zero
-    over `epochs`, so the last epochs settle;
-    with `minutes`, training stops early when another epoch would pass that budget (the model then
+    others (at least the last) at `size`; only those are candidates for `out`. The learning rate
+    decays (cosine) to nearly zero over `epochs`, so the last epochs settle; with `minutes`, training
+    stops early when another epoch would pass that budget (the model then
     depends on the machine's speed). Returns the best epoch's per-class PR-AUC. `out` is written
     once, at the end: a failure leaves the previous file, or none.
     """

@@ -28,4 +28,3 @@ def test_train_refuses_a_malformed_size(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.keras"), "--size", "64by96"])
     assert "'64by96': expected HEIGHTxWIDTH" in capsys.readouterr().err
-
