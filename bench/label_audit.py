@@ -1,8 +1,9 @@
 """Label audit scored against injected errors, over every label of a grid of synthetic datasets.
 
-A cell: a dataset synthesized with `--seed S --twin-rate 0.15` at the demo's size, every label of
-it (training and validation) re-noised from its `train_clean.csv` with a mix (noise seed 100*S + 1),
-a classifier trained on those labels (`cloud-assets train`, 8 epochs), the pipeline up to the
+A cell: a dataset synthesized with `--seed S --twin-rate 0.15` (1200 images: `SYNTH`), every label
+of it (training and validation) re-noised from its `train_clean.csv` with a mix (noise seed 100*S +
+1), a classifier trained on those labels (`cloud-assets train`, 8 epochs, every one at the full
+size: `TRAIN`), the pipeline up to the
 classifier's maps, and the fold audit (5 folds, a U-Net each, out-of-sample predictions for every
 image) materialized. Every label of the cell is then ranked by `lib.audit.label_issues.rank`.
 
