@@ -17,17 +17,15 @@ import time
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from cloud_assets.lib.data import images, labels
+from cloud_assets.lib.audit import network
 from cloud_assets.lib.classifier import model as model_lib, thresholds
 
 
 def build(input_size=(224, 224), n_classes: int = 4):
     """The demo classifier's network: the small DenseNet-BC of `lib.audit.network.densenet`."""
-    from cloud_assets.lib.audit import network
-
     return network.densenet(tuple(input_size), n_classes, name="demo_densenet")
 
 
@@ -43,11 +41,6 @@ def _load_split(data_dir: Path, class_names, size, log):
         images.cache_images([data_dir / "train_images" / n for n in names], x, size, report)
         arrays[split] = (x, table.loc[names, list(class_names)].to_numpy().astype(np.float32))
     return arrays
-
-
-def _resized(x: np.ndarray, size) -> np.ndarray:
-    """uint8 images `(n, h, w, 3)` at `size` (height, width), area-averaged."""
-    return np.stack([cv2.resize(im, (size[1], size[0]), interpolation=cv2.INTER_AREA) for im in x])
 
 
 def train(data_dir, out, class_names=labels.NOTEBOOK_CLASS_ORDER, size=(224, 224), epochs: int = 20,
@@ -107,8 +100,8 @@ def train(data_dir, out, class_names=labels.NOTEBOOK_CLASS_ORDER, size=(224, 224
     for epoch, epoch_size in enumerate(sizes, start=1):
         full = epoch_size == tuple(size)
         if epoch == 1 or epoch_size != sizes[epoch - 2]:
-            ds = dataset(x_train if full else _resized(x_train, epoch_size))
-            x_check = x_val if full else _resized(x_val, epoch_size)
+            ds = dataset(x_train if full else network.resize_images(x_train, epoch_size))
+            x_check = x_val if full else network.resize_images(x_val, epoch_size)
         t = time.monotonic()
         history = net.fit(ds, epochs=1, verbose=0)
         aucs = thresholds.pr_auc(y_val, model_lib.predict(net, x_check, batch_size=64))
