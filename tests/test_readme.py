@@ -25,18 +25,23 @@ make() {
     test) echo "make test: the suite running this"; return 0 ;;
     ui|serve)
       local port; [ "$1" = ui ] && port=$UI_PORT || port=$SERVE_PORT
-      setsid make "$@" > "$LOGS/make-$1.log" 2>&1 &
-      local pid=$! up=
+      # a job of its own (job control: its own process group), which, unlike a command sent to the
+      # background without job control, does not ignore Ctrl-C
+      set -m
+      command make "$@" > "$LOGS/make-$1.log" 2>&1 &
+      local pid=$! up= stopped=
+      set +m
       for _ in $(seq 360); do
         if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \\
             "http://127.0.0.1:$port/" 2>/dev/null; then up=1; break; fi
         sleep 0.5
       done
       kill -INT -- -"$pid"  # as Ctrl-C; whatever is left after 20 s is killed
-      for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -KILL -- -"$pid" 2>/dev/null || true; wait "$pid" || true
+      for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || { stopped=1; break; }; sleep 0.5; done
+      kill -KILL -- -"$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
       [ -n "$up" ] || { echo "make $1 never answered on port $port"; return 1; }
-      echo "make $1 answered on port $port" ;;
+      [ -n "$stopped" ] || { echo "make $1 did not stop on Ctrl-C within 20 s"; return 1; }
+      echo "make $1 answered on port $port, then stopped on Ctrl-C" ;;
     *) command make "$@" ;;
   esac
 }
