@@ -63,11 +63,15 @@ claim = (type(storage) if which == "ours" else SqlEventLogStorage)._claim_concur
 while not (home / f"ready-{other}").exists():  # both imported: the claims below overlap
     time.sleep(0.001)
 began, lost, k = time.time(), 0, 0
-while time.time() - began < (5 if which == "ours" else 30) and not (which == "dagster" and lost):
+# Dagster's claim: until one process has seen the race (it says so to the other), at most 30 s
+while time.time() - began < (5 if which == "ours" else 30) and not (
+        which == "dagster" and (lost or (home / f"lost-{other}").exists())):
     k += 1
     if claim(storage, "gpu", me, f"step{k}").name == "CLAIMED":
         holders = [s.run_id for s in storage.get_concurrency_info("gpu").claimed_slots]
-        lost += holders != [me]  # another claim took the one slot this one holds
+        if holders != [me]:  # another claim took the one slot this one holds
+            lost += 1
+            (home / f"lost-{me}").touch()
         storage.free_concurrency_slot_for_step(me, f"step{k}")
 print(began, time.time(), k, lost)
 """
