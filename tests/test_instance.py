@@ -3,7 +3,6 @@ SQLite without them, PostgreSQL with CLOUD_ASSETS_POSTGRES_URL or Dagster's DAGS
 again and again, by two processes at once, after a limit was set by hand: the gpu pool holds."""
 import subprocess
 import sys
-import time
 from urllib.parse import urlparse
 import os
 from pathlib import Path
@@ -154,6 +153,7 @@ def test_instance_again_and_again_keeps_a_limit_set_by_hand(storage, tmp_path, r
 
 _INITIALISER = """
 import sys, time
+from pathlib import Path
 import dagster as dg
 from dagster_postgres.event_log import PostgresEventLogStorage
 from cloud_assets.instance import PostgresEventLogStorage as Ours
@@ -161,10 +161,13 @@ instance = dg.DagsterInstance.get()
 storage = instance.event_log_storage
 assert type(storage) is Ours
 initialise = (Ours if sys.argv[2] == "ours" else PostgresEventLogStorage).initialize_concurrency_limit_to_default
-start, failed = float(sys.argv[1]), 0
+folder, me, other = Path(sys.argv[1]), sys.argv[3], sys.argv[4]
+(folder / f"ready-{me}").touch()
+while not (folder / f"ready-{other}").exists():  # both imported and connected
+    time.sleep(0.001)
+start, failed = max((folder / f"ready-{p}").stat().st_mtime for p in (me, other)) + 0.2, 0  # the same in both
 for k in range(20):  # each round a pool neither process has met, initialised by both at the same moment
-    while time.time() < start + 0.5 * k:
-        pass
+    time.sleep(max(0.0, start + 0.2 * k - time.time()))
     try:
         initialise(storage, f"gpu{k}")
     except Exception as e:
@@ -184,9 +187,8 @@ def test_two_processes_creating_the_pool_at_once_on_postgres(storage, tmp_path, 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     env = dict(os.environ)
     instance.write(tmp_path / "home", ROOT / "dagster.yaml")
-    start = time.time() + 8  # both processes imported and waiting
-    procs = [subprocess.Popen([sys.executable, "-c", _INITIALISER, str(start), storage], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", _INITIALISER, str(tmp_path), storage, me, other], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for me, other in ("ab", "ba")]
     failed = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
