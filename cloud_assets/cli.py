@@ -143,6 +143,9 @@ def _instance(args) -> int:
             raise ValueError(f"{Path(home) / 'dagster.yaml'}: not found; --existing uses the instance's own dagster.yaml")
         print(f"Dagster instance in {home}: {instance.create_pool(Path(home))}")
     else:
+        if not args.template.is_file():
+            raise ValueError(f"{args.template.absolute()}: not found; run cloud-assets instance in the project's folder "
+                             f"(its dagster.yaml) or name the instance settings with --template FILE")
         print(f"Dagster instance: {instance.write(Path(home), args.template)}")
     return 0
 

@@ -24,6 +24,16 @@ def test_without_variables_the_instance_is_sqlite(tmp_path, monkeypatch, capsys)
     assert "storage" not in written and written["event_log_storage"]["class"] == "SqliteEventLogStorage"
 
 
+def test_outside_the_project_folder_the_missing_template_is_named_and_nothing_is_written(tmp_path, monkeypatch,
+                                                                                          capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["instance"]) == 2
+    assert (f"cloud-assets instance: error: {tmp_path / 'dagster.yaml'}: not found; run cloud-assets instance in the "
+            f"project's folder") in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
+
+
 @pytest.mark.e2e
 def test_dagster_postgres_variables_reach_a_real_server_and_no_password_is_written(postgres_server, tmp_path):
     url = urlparse(postgres_server())
