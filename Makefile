@@ -81,11 +81,10 @@ lint: install
 	$(VENV)/bin/ruff check cloud_assets bench
 	$(VENV)/bin/mypy
 
-# every test (after lint), three workers on two cores: the end-to-end tests spend much of their time
-# waiting (a webserver starting, a schedule's tick, the daemon's loop), which a third worker fills;
-# test-fast: the in-process tier (lib, report, settings, the assets on tiny data), no e2e
+# every test (after lint); test-fast: the in-process tier (lib, report, settings, the assets on tiny
+# data), no e2e
 test: install test-packages lint
-	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=12
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=12
 
 test-fast: install
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e" -q

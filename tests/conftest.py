@@ -74,7 +74,7 @@ def postgres_server(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The files that run longest start first, so that the workers (`make test`: `-n 3 --dist loadfile
+    """The files that run longest start first, so that two workers (`make test`: `-n 2 --dist loadfile
     --no-loadscope-reorder`) end together: the end-to-end files, those allowed the longest (their
     timeout mark) first, then the in-process ones. Each file's tests stay together and in order."""
     def allowed(item) -> float:
