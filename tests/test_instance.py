@@ -58,29 +58,35 @@ def test_some_dagster_postgres_variables_are_not_enough():
         instance.postgres({"DAGSTER_POSTGRES_HOSTNAME": "db"})
 
 
+# two processes `me` and `other` meet: each says it is ready (a file in `folder`) and waits for the
+# other, so that what follows runs in both at once
+_MEET = """
+(folder / f"ready-{me}").touch()
+while not (folder / f"ready-{other}").exists():
+    time.sleep(0.001)
+"""
+
 _CLAIMER = """
 import sys, time
 from pathlib import Path
 import dagster as dg
 from dagster._core.storage.event_log import SqlEventLogStorage
 from cloud_assets import instance
-home, me, other, which = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+folder, me, other, which = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 storage = dg.DagsterInstance.get().event_log_storage
 assert type(storage) in (instance.SqliteEventLogStorage, instance.PostgresEventLogStorage)
 claim = (type(storage) if which == "ours" else SqlEventLogStorage)._claim_concurrency_slot
-(home / f"ready-{me}").touch()
-while not (home / f"ready-{other}").exists():  # both imported: the claims below overlap
-    time.sleep(0.001)
+""" + _MEET + """
 began, lost, k = time.time(), 0, 0
 # Dagster's claim: until one process has seen the race (it says so to the other), at most 30 s
 while time.time() - began < (5 if which == "ours" else 30) and not (
-        which == "dagster" and (lost or (home / f"lost-{other}").exists())):
+        which == "dagster" and (lost or (folder / f"lost-{other}").exists())):
     k += 1
     if claim(storage, "gpu", me, f"step{k}").name == "CLAIMED":
         holders = [s.run_id for s in storage.get_concurrency_info("gpu").claimed_slots]
         if holders != [me]:  # another claim took the one slot this one holds
             lost += 1
-            (home / f"lost-{me}").touch()
+            (folder / f"lost-{me}").touch()
         storage.free_concurrency_slot_for_step(me, f"step{k}")
 print(began, time.time(), k, lost)
 """
@@ -172,9 +178,7 @@ storage = instance.event_log_storage
 assert type(storage) is Ours
 initialise = (Ours if sys.argv[2] == "ours" else PostgresEventLogStorage).initialize_concurrency_limit_to_default
 folder, me, other = Path(sys.argv[1]), sys.argv[3], sys.argv[4]
-(folder / f"ready-{me}").touch()
-while not (folder / f"ready-{other}").exists():  # both imported and connected
-    time.sleep(0.001)
+""" + _MEET + """
 start, failed = max((folder / f"ready-{p}").stat().st_mtime for p in (me, other)) + 0.2, 0  # the same in both
 for k in range(20):  # each round a pool neither process has met, initialised by both at the same moment
     time.sleep(max(0.0, start + 0.2 * k - time.time()))
