@@ -76,7 +76,7 @@ def _settings() -> Settings:
 
 
 SETTINGS = _settings()
-PROFILE, SIZE, CLASS_NETWORK = SETTINGS.profile, SETTINGS.audit_shape, SETTINGS.audit_class_network
+PROFILE, SIZE, CLASS_NETWORK = SETTINGS.profile, SETTINGS.audit_shape, SETTINGS.class_network
 DEFS = build_defs(SETTINGS)
 
 CACHE = ROOT / "bench" / ".cache" / "label_audit"
@@ -140,7 +140,9 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
     stale = predicted and CLASS_NETWORK != "unet" and not audit.AuditPredictions(
         store.get(f"audit_predictions@{SETTINGS.fold_keys[0]}")).has_class_maps
     if not predicted or stale:
-        if not store.stored("saliency_maps") or not store.stored("audit_inputs"):
+        inputs_stale = (store.stored("audit_inputs") and CLASS_NETWORK != "unet"
+                        and not audit.AuditInputs(store.get("audit_inputs")).has_class_images)
+        if not store.stored("saliency_maps") or not store.stored("audit_inputs") or inputs_stale:
             run([k for a in BEFORE_AUDIT if isinstance(a, dg.AssetsDefinition) for k in a.keys])
         for key in SETTINGS.fold_keys:
             print(f"{data_dir}: audit fold {key}", flush=True)

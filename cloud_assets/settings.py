@@ -130,9 +130,10 @@ class Settings:
                                 _whole(2))
     audit_profile: str = _setting("CLOUD_ASSETS_AUDIT_PROFILE", "", "'fast', 'strong' or unset (strong where a GPU "
                                   "is visible, else fast)", _one_of("", "fast", "strong"))
-    audit_class_network: str = _setting("CLOUD_ASSETS_AUDIT_CLASS_NETWORK", "unet", "'unet' (the U-Net's image-level "
-                                        "head) or 'densenet' (a class network per fold at the classifier's input "
-                                        "size)", _one_of(*CLASS_NETWORKS))
+    audit_class_network: str = _setting("CLOUD_ASSETS_AUDIT_CLASS_NETWORK", "", "'unet' (the U-Net's image-level "
+                                        "head), 'densenet' (a class network per fold at the classifier's input "
+                                        "size) or unset (the profile's: densenet on fast, unet on strong)",
+                                        _one_of("", *CLASS_NETWORKS))
     audit_size: tuple[int, int] | None = _setting(
         "CLOUD_ASSETS_AUDIT_SIZE", "", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), "
         "e.g. 64x96, or unset (the profile's)", _audit_size)
@@ -164,6 +165,13 @@ class Settings:
         from cloud_assets.lib.audit import network as audit
 
         return self.audit_profile or audit.default_profile()
+
+    @property
+    def class_network(self) -> str:
+        """The audit's class network: CLOUD_ASSETS_AUDIT_CLASS_NETWORK's, else the profile's."""
+        from cloud_assets.lib.audit import network as audit
+
+        return self.audit_class_network or audit.PROFILES[self.profile].class_network
 
     @property
     def audit_shape(self) -> tuple[int, int]:

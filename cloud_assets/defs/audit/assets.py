@@ -40,7 +40,7 @@ from cloud_assets.settings import Settings
 def code_version(settings: Settings, with_class_network: bool = True) -> str:
     """The audit assets' code version: a new size, profile or class network re-runs them (without the
     class network: the U-Nets' part, which names their kept models)."""
-    size, profile, classes = settings.audit_shape, settings.profile, settings.audit_class_network
+    size, profile, classes = settings.audit_shape, settings.profile, settings.class_network
     return (f"2-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
             + ("" if classes == "unet" or not with_class_network else f"-{classes}"))
 
@@ -94,7 +94,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
     """The fold audit, with `settings`' folds, profile and size."""
     fold_count, profile, size = settings.audit_folds, settings.profile, settings.audit_shape
     widths = audit.PROFILES[profile].widths
-    class_network = settings.audit_class_network == "densenet"
+    class_network = settings.class_network == "densenet"
     fold_keys = settings.fold_keys
     # every fold in one step on one machine; one fold per run where runs spread over GPU workers or pods
     fold_partitions: dict[str, Any] = {"partitions_def": dg.StaticPartitionsDefinition(fold_keys),
@@ -188,11 +188,15 @@ def build(settings: Settings, sharding: Sharding) -> list:
         fold, trains only the folds whose training set has no model yet; a changed class network keeps the
         U-Nets. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made elsewhere take
         the models' place."""
-        out, training, trainer = {}, config.training(profile, size), None
+        out, training, trainer, class_trainer = {}, config.training(profile, size), None, None
         assignment = AuditFolds(audit_folds)
         folds, digests = assignment.folds, assignment.digests
         inputs = AuditInputs(audit_inputs)
         images, masks, labels = inputs.images, inputs.masks, inputs.labels
+        if class_network and not inputs.has_class_images:
+            raise ValueError("audit_models: audit_inputs holds no images at the class network's size (it was "
+                             "materialized without CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet); materialize "
+                             "audit_inputs again")
         class_training = config.class_training(profile, inputs.class_images.shape[1:3]) if class_network else None
         kept_models = KeptModels(Path(var.path) / MODELS)
         names = folds["image"].to_numpy()
@@ -202,7 +206,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             train_rows, held_out = _training_set(folds, fold)
             meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
                     "held_out_images": len(held_out), "profile": profile, "size": list(size), "widths": list(widths),
-                    "class_network": settings.audit_class_network}
+                    "class_network": settings.class_network}
             if dataset.audit_predictions:
                 context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
                                  f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
@@ -234,8 +238,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 else:
                     h, w = class_training.size
                     log(f"training a class network at {h}x{w} on {len(train_rows)} images of the other folds")
-                    KeptModels.keep(kept_classes, *audit.train_classes(class_images, labels[train_rows], class_training,
-                                                                       log=log))
+                    class_trainer = class_trainer or audit.ClassTrainer(labels.shape[1], class_training)
+                    KeptModels.keep(kept_classes, *class_trainer.train(class_images, labels[train_rows], log=log))
                 meta.update(class_size=list(class_training.size), class_epochs=len(KeptModels.history(kept_classes)))
             with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
                 shutil.copy(kept / AuditModel.FILE, staged.path / AuditModel.FILE)
@@ -248,7 +252,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 AuditModel.history.put(staged, history)
                 AuditModel.meta.put(staged, meta)
             out[key] = staged
-        return dg.Output(out, metadata={"folds": len(out), "class_network": settings.audit_class_network})
+        return dg.Output(out, metadata={"folds": len(out), "class_network": settings.class_network})
 
     @dg.asset(group_name="audit", code_version=f"{code}-2", **fold_partitions)
     def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_models, audit_inputs: Bundle,
@@ -363,7 +367,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         split = TrainValSplit(train_val_split).split
         ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
                                        label_issues_lib.load_trees(
-                                           label_issues_lib.trees_path(settings.profile, settings.audit_class_network)))
+                                           label_issues_lib.trees_path(settings.profile, settings.class_network)))
         wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
         y_true, y_pred = wide["label"][classes].to_numpy(np.int8), wide["audit_probability"][classes].to_numpy()
         health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)

@@ -71,6 +71,7 @@ class Profile:
     flips: bool = True
     class_share: float = 0.5   # of each side of the classifier's input size
     class_epochs: int = 8
+    class_network: str = "densenet"  # the default one (CLOUD_ASSETS_AUDIT_CLASS_NETWORK unset): trees are fitted for it
 
     def class_size(self, input_size) -> tuple[int, int]:
         """The class network's (height, width) at this profile, for a classifier of `input_size`: its
@@ -81,7 +82,7 @@ class Profile:
 
 PROFILES = {"fast": Profile((64, 96), (16, 32, 48, 64)),
             "strong": Profile((128, 192), (8, 24, 48, 64), epochs=10, patience=2, decay=False, flips=False,
-                              class_share=1.0, class_epochs=20)}
+                              class_share=1.0, class_epochs=20, class_network="unet")}
 
 
 def default_profile() -> str:
@@ -327,43 +328,77 @@ def densenet(size: tuple[int, int], n_classes: int, blocks=(2, 3, 4, 3), growth:
     return keras.Model(inputs, outputs, name=name)
 
 
+class ClassTrainer:
+    """Trains class networks of one size and setting one after another (one per fold) on one compiled
+    model, as `Trainer` trains the U-Nets: each `train` starts from the initial weights and optimizer
+    state of a new network (`model`, new and uncompiled; by default `densenet` at `config.size`), so it
+    learns what a new one would, but its steps are traced once, not once per fold. The learning rate's
+    cosine decay runs over the training set's steps; a training set of another step count (a fold a
+    batch larger) compiles the model again."""
+
+    def __init__(self, n_classes: int, config: ClassConfig, model=None):
+        import keras
+
+        self.config = config
+        keras.utils.set_random_seed(config.seed)
+        self.model = model if model is not None else densenet(config.size, n_classes)
+        self._weights, self._steps = self.model.get_weights(), 0
+        self._optimizer_state: list[np.ndarray] = []
+
+    def _compile(self, steps: int) -> None:
+        import keras
+
+        self.model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            self.config.learning_rate, steps, alpha=0.05)), loss="binary_crossentropy")
+        self.model.optimizer.build(self.model.trainable_variables)
+        self._steps, self._optimizer_state = steps, [np.array(v) for v in self.model.optimizer.variables]
+
+    def train(self, images: np.ndarray, labels: np.ndarray, log: Callable[[str], None] = print):
+        """The class network trained on uint8 `images (n, h, w, 3)` at `config.size` and 0/1 `labels (n,
+        classes)` as `ClassConfig` says; returns (model, history: one dict per epoch). The model is this
+        trainer's: the next `train` changes it, so save it first."""
+        import keras
+
+        config, model = self.config, self.model
+        n = len(images)
+        if n < 4:
+            raise ValueError(f"{n} training images: too few to train a class network")
+        keras.utils.set_random_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        order = rng.permutation(n)
+        n_val = max(1, int(round(n * config.held_out)))
+        val, fit = order[:n_val], order[n_val:]
+        steps = config.epochs * int(np.ceil(len(fit) / config.batch_size))
+        if steps != self._steps:
+            self._compile(steps)
+        model.set_weights(self._weights)
+        for variable, value in zip(model.optimizer.variables, self._optimizer_state):
+            variable.assign(value)
+        x_val, y_val = _inputs(images[val]), labels[val].astype(np.float32)
+        best, best_weights, history = np.inf, None, []
+        for epoch in range(1, config.epochs + 1):
+            start = time.monotonic()
+            take = rng.permutation(fit)
+            x = _inputs(images[take])
+            flip = rng.random((len(take), 2)) < 0.5
+            x[flip[:, 0]] = x[flip[:, 0], :, ::-1]
+            x[flip[:, 1]] = x[flip[:, 1], ::-1]
+            result = model.fit(x, labels[take].astype(np.float32), batch_size=config.batch_size, epochs=1, verbose=0,
+                               shuffle=False)
+            val_loss = float(model.evaluate(x_val, y_val, batch_size=64, verbose=0))
+            entry, improved = _epoch(epoch, config.epochs, result, val_loss, len(take), start, best, log,
+                                     "class network ")
+            history.append(entry)
+            if improved:
+                best, best_weights = val_loss, model.get_weights()
+        model.set_weights(best_weights)
+        return model, history
+
+
 def train_classes(images: np.ndarray, labels: np.ndarray, config: ClassConfig, model=None,
                   log: Callable[[str], None] = print):
-    """A class network (`model`, new and uncompiled; by default `densenet` at `config.size`) trained on
-    uint8 `images (n, h, w, 3)` at `config.size` and 0/1 `labels (n, classes)` as `ClassConfig` says;
-    returns (model, history: one dict per epoch)."""
-    import keras
-
-    n = len(images)
-    if n < 4:
-        raise ValueError(f"{n} training images: too few to train a class network")
-    keras.utils.set_random_seed(config.seed)
-    model = model if model is not None else densenet(config.size, labels.shape[1])
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(n)
-    n_val = max(1, int(round(n * config.held_out)))
-    val, fit = order[:n_val], order[n_val:]
-    steps = config.epochs * int(np.ceil(len(fit) / config.batch_size))
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, steps, alpha=0.05)), loss="binary_crossentropy")
-    x_val, y_val = _inputs(images[val]), labels[val].astype(np.float32)
-    best, best_weights, history = np.inf, None, []
-    for epoch in range(1, config.epochs + 1):
-        start = time.monotonic()
-        take = rng.permutation(fit)
-        x = _inputs(images[take])
-        flip = rng.random((len(take), 2)) < 0.5
-        x[flip[:, 0]] = x[flip[:, 0], :, ::-1]
-        x[flip[:, 1]] = x[flip[:, 1], ::-1]
-        result = model.fit(x, labels[take].astype(np.float32), batch_size=config.batch_size, epochs=1, verbose=0,
-                           shuffle=False)
-        val_loss = float(model.evaluate(x_val, y_val, batch_size=64, verbose=0))
-        entry, improved = _epoch(epoch, config.epochs, result, val_loss, len(take), start, best, log, "class network ")
-        history.append(entry)
-        if improved:
-            best, best_weights = val_loss, model.get_weights()
-    model.set_weights(best_weights)
-    return model, history
+    """One class network trained as `ClassTrainer.train` trains it (a new trainer, for a single network)."""
+    return ClassTrainer(labels.shape[1], config, model).train(images, labels, log)
 
 
 def predict_classes(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -476,6 +511,10 @@ class AuditInputs(Value):
     masks = Array()          # uint8 (n, h, w, classes)
     labels = Array()         # uint8 (n, classes)
     images_table = Table()   # image
+
+    @property
+    def has_class_images(self) -> bool:
+        return self.source.has(AuditInputs.class_images.name)
 
 
 class AuditModel(Value):

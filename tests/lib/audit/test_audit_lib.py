@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloud_assets.lib.audit import network as audit, folds
+from cloud_assets.lib.audit import network as audit, folds, label_issues
 from cloud_assets.lib.saliency.engine import upsample
 
 
@@ -120,6 +120,21 @@ def test_the_class_network_learns_which_class_an_image_shows():
     assert audit.PROFILES["fast"].class_size((40, 60)) == (32, 32)      # at least 32
 
 
+@pytest.mark.e2e
+def test_class_networks_trained_one_after_another_on_one_trainer_equal_new_ones_bit_for_bit():
+    """The folds' class networks share one compiled model (`ClassTrainer`); each must learn exactly what a
+    new network would, also after a training set of another step count compiled it again."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (200, 32, 32, 3)).astype(np.uint8)
+    labels = (rng.random((200, 2)) < 0.5).astype(np.uint8)
+    config = audit.ClassConfig(size=(32, 32), epochs=2)
+    trainer = audit.ClassTrainer(2, config)
+    for rows in (np.arange(0, 150), np.arange(10, 160), np.arange(0, 190)):  # the third has more steps
+        shared = trainer.train(images[rows], labels[rows], log=lambda message: None)[0].get_weights()
+        new = audit.train_classes(images[rows], labels[rows], config, log=lambda message: None)[0].get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(shared, new))
+
+
 def test_an_audit_size_the_unet_cannot_halve_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
         audit.train(np.zeros((8, 60, 96, 3), np.uint8), np.zeros((8, 60, 96, 1), np.uint8), np.zeros((8, 1)),
@@ -136,6 +151,21 @@ def test_each_profile_builds_at_its_size_and_the_default_follows_the_device():
         assert tuple(model.get_layer("pixels").output.shape) == (None, *profile.size, 4), name
     gpu = any(Path("/proc/driver/nvidia/gpus").glob("*"))
     assert audit.default_profile() == ("strong" if gpu else "fast")
+
+
+def test_the_class_network_follows_the_profile_unless_its_variable_names_one():
+    """Unset, the class network is the profile's: densenet on fast, unet on strong (the ranking has trees
+    for both); CLOUD_ASSETS_AUDIT_CLASS_NETWORK overrides it, on either profile."""
+    from cloud_assets.settings import Settings
+
+    def network(**variables) -> str:
+        return Settings.from_env({f"CLOUD_ASSETS_AUDIT_{k.upper()}": v for k, v in variables.items()}).class_network
+
+    assert network(profile="fast") == "densenet" and network(profile="strong") == "unet"
+    assert network(profile="fast", class_network="unet") == "unet"
+    assert network(profile="strong", class_network="densenet") == "densenet"
+    for profile in audit.PROFILES:  # trees exist for each profile's own
+        assert label_issues.trees_path(profile, network(profile=profile)).is_file()
 
 
 def test_the_evidence_names_a_shifted_mask_and_a_missing_label():
