@@ -187,7 +187,8 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     out.loc[out["class_cam_own"].isna(), "class_swap"] = np.nan
     _, kind = audit_kind(label, prob, e["inside_other"].to_numpy(), e["outside_mass"].to_numpy(),
                          e["uncovered"].to_numpy(), e["region_iou"].to_numpy(), e["regions"].to_numpy(), audit_swap)
-    other = np.where(kind == CONFUSION, e["other_class"], np.where(kind == SPURIOUS, audit_swap_by, ""))
+    other = np.where(kind == CONFUSION, e["other_class"],
+                     np.where(kind == SPURIOUS, np.where(audit_swap_by != "", audit_swap_by, _seen_unlabelled(e)), ""))
     if classifier is None:
         out[list(CLASSIFIER_COLUMNS)] = np.nan
     else:
@@ -200,6 +201,20 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
         out[col] = e[audit_col].to_numpy()
     out["proposal"] = e["audit_boxes"].to_numpy() if "audit_boxes" in e else ""
     return out
+
+
+SWAP_SEEN = 0.5  # an unlabelled class seen on the image at this probability is what a spurious label may have been
+
+
+def _seen_unlabelled(e: pd.DataFrame) -> np.ndarray:
+    """Per row of the audit's evidence: the unlabelled class of its image that the audit's class
+    probability sees most, where that reaches SWAP_SEEN, else ''. A labelled class hardly seen on an image
+    that shows an unlabelled one is likely that class under the wrong name: the pair is proposed as a swap,
+    one decision that moves the mask, rather than a removal and a new mask drawn from the prediction."""
+    unlabelled = e.loc[e["label"] == 0, ["image", "class", "audit_probability"]]
+    best = unlabelled.sort_values("audit_probability", ascending=False, kind="stable").drop_duplicates("image")
+    best = best[best["audit_probability"] >= SWAP_SEEN].set_index("image")["class"]
+    return e["image"].map(best).fillna("").to_numpy(dtype=object)
 
 
 def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None,
@@ -309,8 +324,11 @@ def reason(r) -> str:
         return (f"what the {other} mask holds looks like {cls} (p {p:.2f}): the two may be swapped" if other else
                 f"{cls} is seen inside another class's mask (p {p:.2f}) but not labelled")
     if r["kind"] == SPURIOUS:
-        return (f"the {cls} mask holds what looks like {other}, and {cls} is hardly seen (p {p:.2f})" if other else
-                f"{cls} is labelled but hardly seen anywhere (p {p:.2f})")
+        if other and r["audit_swap"] > 0:
+            return f"the {cls} mask holds what looks like {other}, and {cls} is hardly seen (p {p:.2f})"
+        if other:
+            return f"{cls} is hardly seen (p {p:.2f}) and {other} is seen but not labelled: the two may be swapped"
+        return f"{cls} is labelled but hardly seen anywhere (p {p:.2f})"
     if r["kind"] == LOOSE:
         if r["regions"] >= 2 and r["uncovered"] >= r["outside_mass"]:
             return f"{cls} is seen as {int(r['regions'])} separate patches, with one box drawn around them"

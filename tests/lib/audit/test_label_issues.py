@@ -88,9 +88,13 @@ def test_every_label_gets_a_kind_and_a_proposed_box_from_the_audit():
          "predicted_area": 0.0},                                                                          # spurious
         # a low probability, but a region of the class is seen beside the mask: the mask is wrong, not the label
         {"image": "e", "class": "Gravel", "audit_probability": 0.3, "outside_mass": 0.8, "region_iou": 0.0},
+        # hardly seen, and the image shows an unlabelled class, though not inside this mask: a swap all the same
+        {"image": "f", "class": "Sugar", "audit_probability": 0.03, "mask_quality": 0.0, "regions": 0},
+        {"image": "f", "class": "Fish", "label": 0, "audit_probability": 0.6, "outside_mass": 1.0},
+        {"image": "f", "class": "Flower", "label": 0, "audit_probability": 0.4, "outside_mass": 1.0},
     ])
     frame = label_issues.labels_frame(evidence, {"a": "train", "b": "val", "c": "train", "d": "train",
-                                                 "e": "train"}).set_index(
+                                                 "e": "train", "f": "train"}).set_index(
         ["image", "class"])
     assert frame.loc[("a", "Fish"), "kind"] == "missing label"
     assert frame.loc[("b", "Fish"), "kind"] == "class confusion" and frame.loc[("b", "Fish"), "other_class"] == "Flower"
@@ -98,7 +102,9 @@ def test_every_label_gets_a_kind_and_a_proposed_box_from_the_audit():
     assert frame.loc[("b", "Flower"), "audit_swap"] == pytest.approx(0.95 * 0.9)
     assert frame.loc[("c", "Sugar"), "kind"] == "loose mask" and frame.loc[("d", "Gravel"), "kind"] == "spurious label"
     assert frame.loc[("e", "Gravel"), "kind"] == "loose mask"
-    assert list(frame["split"]) == ["train", "val", "val", "train", "train", "train"]
+    assert frame.loc[("d", "Gravel"), "other_class"] == ""  # nothing else seen there: removed, not moved
+    assert frame.loc[("f", "Sugar"), "kind"] == "spurious label" and frame.loc[("f", "Sugar"), "other_class"] == "Fish"
+    assert list(frame["split"]) == ["train", "val", "val", "train", "train", "train", "train", "train", "train"]
     assert frame[["box_top", "box_left", "box_bottom", "box_right"]].iloc[0].tolist() == [0.1, 0.2, 0.5, 0.6]
     assert frame["probability"].isna().all()  # no classifier evidence given: missing, not zero
     ranked = label_issues.rank(evidence, {})
@@ -264,6 +270,10 @@ def test_each_candidate_has_its_reason_in_one_sentence_and_what_accept_changes()
     assert label_issues.reason(spurious) == "Fish is labelled but hardly seen anywhere (p 0.04)"
     assert label_issues.accept_does(spurious) == "removes Fish"
     assert label_issues.accept_does({**spurious, "other_class": "Sugar"}) == "moves the Fish mask to Sugar"
+    assert label_issues.reason({**spurious, "other_class": "Sugar", "audit_swap": 0.5}) == (
+        "the Fish mask holds what looks like Sugar, and Fish is hardly seen (p 0.04)")
+    assert label_issues.reason({**spurious, "other_class": "Sugar", "audit_swap": 0.0}) == (
+        "Fish is hardly seen (p 0.04) and Sugar is seen but not labelled: the two may be swapped")
     loose = {**base, "kind": "loose mask", "outside_mass": 0.81, "uncovered": 0.3}
     assert label_issues.reason(loose) == "the Fish box misses 81% of where Fish is seen"
     assert label_issues.reason({**loose, "outside_mass": 0.1}) == "30% of the Fish box shows no Fish"
