@@ -191,8 +191,9 @@ def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_co
 
 def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_models_stay(dataset_copy, tmp_path):
     """The definitions built with the strong profile (in this process, beside the tests' own) train a
-    fold model at the strong profile's size, recorded in its metadata; back on the first profile, the
-    models trained before are kept and nothing trains."""
+    fold model at the strong profile's size, recorded in its metadata; a class network the ranking has no
+    trees for at that profile is refused before anything trains; back on the first profile, the models
+    trained before are kept and nothing trains."""
     var = tmp_path / "var"
     _run(dataset_copy, var)
     before = _trained(var)
@@ -209,6 +210,12 @@ def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_m
     assert result.success, failure_message(result)
     meta = store.get("audit_models@0").json("meta")
     assert (meta["profile"], meta["size"], meta["widths"]) == ("strong", [128, 192], [8, 24, 48, 64])
+    assert len(_trained(var)) == len(before) + 1
+    # a class network the ranking has no trees for at this profile: refused before anything trains
+    dense = Assets(strong.settings.replace(audit_class_network="densenet"))
+    result = materialize(dataset_copy, var, dense.DATA + dense.FOLD_AUDIT, selection=["audit_models"],
+                         partition_key="1", run_config=QUICK, settings=dense.settings)
+    assert not result.success and "ranking_trees_strong-densenet.skops" in failure_message(result)
     assert len(_trained(var)) == len(before) + 1
     _run(dataset_copy, var)
     assert {k: v for k, v in _trained(var).items() if k in before} == before and len(_trained(var)) == len(before) + 1

@@ -188,6 +188,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
         fold, trains only the folds whose training set has no model yet; a changed class network keeps the
         U-Nets. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made elsewhere take
         the models' place."""
+        # the ranking reads trees fitted for this profile and class network: none, and nothing is trained for it
+        label_issues_lib.load_trees(label_issues_lib.trees_path(profile, settings.class_network))
         out, training, trainer, class_trainer = {}, config.training(profile, size), None, None
         assignment = AuditFolds(audit_folds)
         folds, digests = assignment.folds, assignment.digests
