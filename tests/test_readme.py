@@ -36,11 +36,13 @@ make() {
             "http://127.0.0.1:$port/" 2>/dev/null; then up=1; break; fi
         sleep 0.5
       done
-      kill -INT -- -"$pid"  # as Ctrl-C; whatever is left after 20 s is killed
-      for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || { stopped=1; break; }; sleep 0.5; done
+      # as Ctrl-C; whatever is left after 60 s is killed (dagster dev stops its daemon and webserver
+      # first: seconds, but many more on a machine busy with other tests)
+      kill -INT -- -"$pid"
+      for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || { stopped=1; break; }; sleep 0.5; done
       kill -KILL -- -"$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
       [ -n "$up" ] || { echo "make $1 never answered on port $port"; return 1; }
-      [ -n "$stopped" ] || { echo "make $1 did not stop on Ctrl-C within 20 s"; return 1; }
+      [ -n "$stopped" ] || { echo "make $1 did not stop on Ctrl-C within 60 s"; return 1; }
       echo "make $1 answered on port $port, then stopped on Ctrl-C" ;;
     *) command make "$@" ;;
   esac
