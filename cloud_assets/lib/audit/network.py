@@ -81,8 +81,7 @@ class Profile:
 
 
 PROFILES = {"fast": Profile((64, 96), (16, 32, 48, 64)),
-            "strong": Profile((128, 192), (8, 24, 48, 64), epochs=10, patience=2, decay=False, flips=False,
-                              class_share=1.0, class_epochs=20, class_network="unet")}
+            "strong": Profile((128, 192), (8, 24, 48, 64), class_share=1.0, class_epochs=20, class_network="unet")}
 
 
 def default_profile() -> str:
