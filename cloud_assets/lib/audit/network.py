@@ -57,8 +57,10 @@ CLASS_NETWORKS = ("unet", "densenet")  # CLOUD_ASSETS_AUDIT_CLASS_NETWORK: whose
 # network (8 epochs, cosine decay, random flips; on a tuning dataset, the class head's AUROC against the
 # clean labels of a held-out fold: 0.866 with 10 epochs at a constant rate, early stopping and no flips,
 # 0.920 with 6 epochs of this recipe, 0.943 with 10); strong: twice the resolution, where the fine
-# textures (Sugar, Gravel) part (0.95 with the former recipe, which it keeps: its trees were fitted on
-# it), at about 3.5 times the training time of fast's former recipe. The class network: at half the
+# textures (Sugar, Gravel) part (0.95 with the former recipe), trained the same way: about twice the
+# training time of fast's U-Net, 15% more than fast's U-Net and class network (466 s against 216 s and
+# 407 s a 1200-image grid cell on a 2-core CPU); its class evidence is the U-Net's head, on which its
+# trees are fitted. The class network: at half the
 # classifier's input size for 8 epochs on a CPU (about 65 s a fold on 1,000 images here), at the full
 # size for 20 where a GPU makes that cheap
 @dataclasses.dataclass(frozen=True)
