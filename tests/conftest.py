@@ -8,7 +8,8 @@ import pytest
 
 # The tests' fold audit has two folds (the default is five) at a quarter of the fast profile's pixels, on
 # the U-Net's class head (the fast profile's default is the class network): every test but test_audit is
-# about something else, and test_audit reads the fold count, size and class network from the settings. Set before tests.helpers builds the tests' settings from the environment (SETTINGS), and
+# about something else, and test_audit reads the fold count, size and class network from the settings.
+# Set before tests.helpers builds the tests' settings from the environment (SETTINGS), and
 # inherited by the runs the tests start (make run, the README's blocks).
 os.environ.setdefault("CLOUD_ASSETS_AUDIT_FOLDS", "2")
 os.environ.setdefault("CLOUD_ASSETS_AUDIT_SIZE", "32x48")
