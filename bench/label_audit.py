@@ -26,7 +26,7 @@ bench/.cache/label_audit/.
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --method gradcam++       with another saliency method
     .venv/bin/python bench/label_audit.py --profile strong         with the audit's other profile
-    .venv/bin/python bench/label_audit.py --class-network densenet with the audit's class network
+    .venv/bin/python bench/label_audit.py --class-network unet     the U-Net's head alone (fast's default: densenet)
     .venv/bin/python bench/label_audit.py --cells 10:11            trees fitted in memory on 10, figures on 11
 
 Last line: `bench label_audit: profile=NAME class_network=NAME precision_at_k=P auroc=A min_kind_recall_at_2k=R
@@ -445,7 +445,7 @@ def main():
     parser.add_argument("--profile", choices=list(audit.PROFILES),
                         help="the fold audit's profile (default: as CLOUD_ASSETS_AUDIT_PROFILE, else by the device)")
     parser.add_argument("--class-network", choices=list(audit.CLASS_NETWORKS),
-                        help="the fold audit's class network (default: as CLOUD_ASSETS_AUDIT_CLASS_NETWORK, else unet)")
+                        help="the fold audit's class network (default: as CLOUD_ASSETS_AUDIT_CLASS_NETWORK, else the profile's)")
     parser.add_argument("--cells", metavar="TUNING:REPORTED",
                         help="other cells, e.g. 10:11 (dataset seeds, comma-separated): the trees fitted in memory on "
                              "the first, the figures from the second")
