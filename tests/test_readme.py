@@ -36,8 +36,10 @@ make() {
             "http://127.0.0.1:$port/" 2>/dev/null; then up=1; break; fi
         sleep 0.5
       done
-      # as Ctrl-C; whatever is left after 60 s is killed (dagster dev stops its daemon and webserver
-      # first: seconds, but many more on a machine busy with other tests)
+      # Ctrl-C a moment after it answers, as a person presses it (dagster dev misses a Ctrl-C in the second
+      # its webserver starts serving: its own shutdown never begins); whatever is left after 60 s is killed
+      # (dagster dev stops its daemon and webserver first: seconds, more on a machine busy with other tests)
+      sleep 3
       kill -INT -- -"$pid"
       for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || { stopped=1; break; }; sleep 0.5; done
       kill -KILL -- -"$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
