@@ -6,6 +6,7 @@ replaced (the data folder by a small dataset, the model file by a tiny model), t
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -36,10 +37,8 @@ make() {
             "http://127.0.0.1:$port/" 2>/dev/null; then up=1; break; fi
         sleep 0.5
       done
-      # Ctrl-C a moment after it answers, as a person presses it (dagster dev misses a Ctrl-C in the second
-      # its webserver starts serving: its own shutdown never begins); whatever is left after 60 s is killed
-      # (dagster dev stops its daemon and webserver first: seconds, more on a machine busy with other tests)
-      sleep 3
+      # as Ctrl-C; whatever is left after 60 s is killed (dagster dev stops its daemon and webserver
+      # first: seconds, but more on a machine busy with other tests)
       kill -INT -- -"$pid"
       for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || { stopped=1; break; }; sleep 0.5; done
       kill -KILL -- -"$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
@@ -64,9 +63,16 @@ def _blocks(title: str, language: str, text: str = README) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", _section(title, text), re.S)
 
 
+def _default_ctrl_c() -> None:
+    # a suite started in the background of a shell without job control inherits Ctrl-C ignored, which
+    # make ui's dagster dev would inherit in turn; a person's terminal delivers it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _bash(script: str, cwd: Path, env: dict) -> str:
     """The script's output (stdout, then stderr)."""
-    done = subprocess.run(["bash", "-c", MAKE + script], cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(["bash", "-c", MAKE + script], cwd=cwd, env=env, capture_output=True, text=True,
+                          preexec_fn=_default_ctrl_c)
     assert done.returncode == 0, f"{script}\n--- stdout\n{done.stdout[-6000:]}\n--- stderr\n{done.stderr[-6000:]}"
     return done.stdout + done.stderr
 
