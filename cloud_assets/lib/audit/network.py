@@ -220,6 +220,13 @@ def _epoch(epoch: int, epochs: int, result, val_loss: float, images: int, start:
     return entry, improved
 
 
+def _restore(model, weights, optimizer_state) -> None:
+    """Put a compiled model back to the weights and optimizer state it had before training."""
+    model.set_weights(weights)
+    for variable, value in zip(model.optimizer.variables, optimizer_state):
+        variable.assign(value)
+
+
 class Trainer:
     """Trains audit models of one shape and setting one after another (one per fold) on one compiled
     model. Each `train` starts from the initial weights and optimizer state that a newly built model
@@ -251,10 +258,7 @@ class Trainer:
         if n < 4:
             raise ValueError(f"{n} training images: too few to train an audit model")
         keras.utils.set_random_seed(config.seed)
-        weights, optimizer_state = self._initial
-        model.set_weights(weights)
-        for variable, value in zip(model.optimizer.variables, optimizer_state):
-            variable.assign(value)
+        _restore(model, *self._initial)
         order = np.random.default_rng(config.seed).permutation(n)
         n_val = max(1, int(round(n * config.held_out)))
         val, fit = order[:n_val], order[n_val:]
@@ -372,9 +376,7 @@ class ClassTrainer:
         steps = config.epochs * int(np.ceil(len(fit) / config.batch_size))
         if steps != self._steps:
             self._compile(steps)
-        model.set_weights(self._weights)
-        for variable, value in zip(model.optimizer.variables, self._optimizer_state):
-            variable.assign(value)
+        _restore(model, self._weights, self._optimizer_state)
         x_val, y_val = _inputs(images[val]), labels[val].astype(np.float32)
         best, best_weights, history = np.inf, None, []
         for epoch in range(1, config.epochs + 1):
