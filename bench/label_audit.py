@@ -240,9 +240,9 @@ FIXED_IOU = 0.7  # a fixed label: its mask overlaps the clean one by at least th
 def fixes(ranked: pd.DataFrame, noisy: Path, store: Store, corrected: bool = False):
     """A reviewer who accepts exactly the true errors among the top 2k candidates, with the page's own
     proposals (its kind and class), applied by `lib.review.apply`: those errors, each with `fixed`
-    (its label then matches train_clean.csv: mask IoU >= FIXED_IOU; a swap needs both of its classes
-    right), and how many accepted decisions were refused (then left out); with `corrected`, the
-    corrected train.csv rows as well."""
+    (its label then matches train_clean.csv: mask IoU >= FIXED_IOU, and so does every other class the
+    decision touches: the class a mask moves to or from, a swap's other class), and how many accepted
+    decisions were refused (then left out); with `corrected`, the corrected train.csv rows as well."""
     from cloud_assets.lib import review
     from cloud_assets.lib.data import labels
 
@@ -270,8 +270,10 @@ def fixes(ranked: pd.DataFrame, noisy: Path, store: Store, corrected: bool = Fal
         union = (a | b).sum()
         return union == 0 or (a & b).sum() / union >= FIXED_IOU
 
-    accepted["fixed"] = [right(i, c) and (not w or right(i, w))
-                         for i, c, w in zip(accepted["image"], accepted["class"], accepted["swapped_with"])]
+    # every class the decision touches must match: its own, the class a mask moves to or from, a swap's other
+    accepted["fixed"] = [all(right(i, t) for t in {c, n, w} if t)
+                         for i, c, n, w in zip(accepted["image"], accepted["class"], decisions["new_class"],
+                                               accepted["swapped_with"])]
     return (accepted, refused, rows_after) if corrected else (accepted, refused)
 
 

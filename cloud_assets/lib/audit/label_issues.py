@@ -97,19 +97,25 @@ def attention_score(label: np.ndarray, prob: np.ndarray, own: np.ndarray, other:
     return _strongest(candidates)
 
 
+SWAP_EVIDENCE = 0.2  # the least swap evidence (`audit_swap`) for which a spurious label's mask is moved, not removed
+
+
 def audit_kind(label: np.ndarray, prob: np.ndarray, inside_other: np.ndarray, outside: np.ndarray,
                uncovered: np.ndarray, region_iou: np.ndarray, regions: np.ndarray,
-               swap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               swap: np.ndarray, other_seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(evidence in [0, 1], kind) per (image, class) from the fold audit's signals, as
     `attention_score` reads the classifier's: `swap` is, for a labelled class, the strongest evidence
-    that an unlabelled class is predicted inside its mask. A labelled class the model sees a region of
-    (`regions` > 0) is not suspected spurious for its low probability alone: the class is there, so
-    its mask is what is wrong, and the fix is a new mask rather than a removal."""
+    that an unlabelled class is predicted inside its mask; `other_seen`, for an unlabelled class,
+    whether the model sees a region of the class whose mask holds its prediction. A labelled class the
+    model sees a region of (`regions` > 0) is neither removed nor moved to another class: the class is
+    there, so its mask is what is wrong, and the fix is a new mask. Likewise an unlabelled class inside
+    a mask whose own class is seen is missing, not swapped with it: that label stands."""
     label, seen = label.astype(bool), regions > 0
     misplaced = np.maximum.reduce([outside, uncovered, 1 - region_iou, (regions > 1).astype(float)])
-    absent = _strongest({MISSING: prob * (1 - inside_other), CONFUSION: CONFUSION_WEIGHT * prob * inside_other})
+    absent = _strongest({MISSING: prob * (1 - inside_other),
+                         CONFUSION: np.where(other_seen, 0.0, CONFUSION_WEIGHT * prob * inside_other)})
     present = _strongest({LOOSE: np.where(seen, np.maximum(prob, 1 - prob), prob) * misplaced,
-                          SPURIOUS: np.maximum(np.where(seen, 0.0, 1 - prob), swap)})
+                          SPURIOUS: np.where(seen, 0.0, np.maximum(1 - prob, swap))})
     return np.where(label, present[0], absent[0]), np.where(label, present[1], absent[1])
 
 
@@ -185,10 +191,13 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     out["class_swap"], _ = swap_evidence(e["image"], e["class"], class_other,
                                          np.where(label == 0, prob * out["class_ggc_other"].fillna(0.0), 0.0))
     out.loc[out["class_cam_own"].isna(), "class_swap"] = np.nan
+    regions = e.set_index(["image", "class"])["regions"]
+    other_seen = regions.reindex(pd.MultiIndex.from_arrays([e["image"], e["other_class"]])).fillna(0).to_numpy() > 0
     _, kind = audit_kind(label, prob, e["inside_other"].to_numpy(), e["outside_mass"].to_numpy(),
-                         e["uncovered"].to_numpy(), e["region_iou"].to_numpy(), e["regions"].to_numpy(), audit_swap)
+                         e["uncovered"].to_numpy(), e["region_iou"].to_numpy(), e["regions"].to_numpy(), audit_swap,
+                         other_seen & (label == 0))
     other = np.where(kind == CONFUSION, e["other_class"],
-                     np.where(kind == SPURIOUS, np.where(audit_swap_by != "", audit_swap_by, _seen_unlabelled(e)), ""))
+                     np.where((kind == SPURIOUS) & (audit_swap >= SWAP_EVIDENCE), audit_swap_by, ""))
     if classifier is None:
         out[list(CLASSIFIER_COLUMNS)] = np.nan
     else:
@@ -201,20 +210,6 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
         out[col] = e[audit_col].to_numpy()
     out["proposal"] = e["audit_boxes"].to_numpy() if "audit_boxes" in e else ""
     return out
-
-
-SWAP_SEEN = 0.5  # an unlabelled class seen on the image at this probability is what a spurious label may have been
-
-
-def _seen_unlabelled(e: pd.DataFrame) -> np.ndarray:
-    """Per row of the audit's evidence: the unlabelled class of its image that the audit's class
-    probability sees most, where that reaches SWAP_SEEN, else ''. A labelled class hardly seen on an image
-    that shows an unlabelled one is likely that class under the wrong name: the pair is proposed as a swap,
-    one decision that moves the mask, rather than a removal and a new mask drawn from the prediction."""
-    unlabelled = e.loc[e["label"] == 0, ["image", "class", "audit_probability"]]
-    best = unlabelled.sort_values("audit_probability", ascending=False, kind="stable").drop_duplicates("image")
-    best = best[best["audit_probability"] >= SWAP_SEEN].set_index("image")["class"]
-    return e["image"].map(best).fillna("").to_numpy(dtype=object)
 
 
 def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None,
@@ -324,10 +319,8 @@ def reason(r) -> str:
         return (f"what the {other} mask holds looks like {cls} (p {p:.2f}): the two may be swapped" if other else
                 f"{cls} is seen inside another class's mask (p {p:.2f}) but not labelled")
     if r["kind"] == SPURIOUS:
-        if other and r["audit_swap"] > 0:
-            return f"the {cls} mask holds what looks like {other}, and {cls} is hardly seen (p {p:.2f})"
         if other:
-            return f"{cls} is hardly seen (p {p:.2f}) and {other} is seen but not labelled: the two may be swapped"
+            return f"the {cls} mask holds what looks like {other}, and {cls} is hardly seen (p {p:.2f})"
         return f"{cls} is labelled but hardly seen anywhere (p {p:.2f})"
     if r["kind"] == LOOSE:
         if r["regions"] >= 2 and r["uncovered"] >= r["outside_mass"]:

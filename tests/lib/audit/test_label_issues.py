@@ -82,20 +82,28 @@ def test_every_label_gets_a_kind_and_a_proposed_box_from_the_audit():
         {"image": "a", "class": "Fish", "label": 0, "audit_probability": 0.95, "outside_mass": 1.0},    # missing
         {"image": "b", "class": "Fish", "label": 0, "audit_probability": 0.95, "inside_other": 0.9,
          "other_class": "Flower"},                                                                         # swapped
-        {"image": "b", "class": "Flower", "audit_probability": 0.05, "mask_quality": 0.01},              # its partner
+        {"image": "b", "class": "Flower", "audit_probability": 0.05, "mask_quality": 0.01, "regions": 0},  # its partner
         {"image": "c", "class": "Sugar", "outside_mass": 0.7, "uncovered": 0.6, "region_iou": 0.2},     # loose
         {"image": "d", "class": "Gravel", "audit_probability": 0.02, "mask_quality": 0.0, "regions": 0,
          "predicted_area": 0.0},                                                                          # spurious
         # a low probability, but a region of the class is seen beside the mask: the mask is wrong, not the label
         {"image": "e", "class": "Gravel", "audit_probability": 0.3, "outside_mass": 0.8, "region_iou": 0.0},
-        # hardly seen, and the image shows an unlabelled class, though not inside this mask: a swap all the same
+        # hardly seen, and the image shows an unlabelled class, though not inside this mask: removed, not moved
         {"image": "f", "class": "Sugar", "audit_probability": 0.03, "mask_quality": 0.0, "regions": 0},
         {"image": "f", "class": "Fish", "label": 0, "audit_probability": 0.6, "outside_mass": 1.0},
-        {"image": "f", "class": "Flower", "label": 0, "audit_probability": 0.4, "outside_mass": 1.0},
+        # an unlabelled class seen inside the mask of a class that is seen too: missing, that label stands
+        {"image": "g", "class": "Fish", "label": 0, "audit_probability": 0.9, "inside_other": 0.8, "other_class": "Sugar"},
+        {"image": "g", "class": "Sugar"},
+        # a labelled class that is seen, its big box holding an unlabelled class: its mask is wrong, not its class
+        {"image": "h", "class": "Gravel", "audit_probability": 0.7, "uncovered": 0.5, "mask_area": 0.6},
+        {"image": "h", "class": "Flower", "label": 0, "audit_probability": 0.8, "inside_other": 0.9,
+         "other_class": "Gravel"},
+        # an unlabelled class barely inside a mask hardly seen: too weak to move it (SWAP_EVIDENCE)
+        {"image": "i", "class": "Sugar", "audit_probability": 0.05, "regions": 0},
+        {"image": "i", "class": "Fish", "label": 0, "audit_probability": 0.6, "inside_other": 0.2, "other_class": "Sugar"},
     ])
-    frame = label_issues.labels_frame(evidence, {"a": "train", "b": "val", "c": "train", "d": "train",
-                                                 "e": "train", "f": "train"}).set_index(
-        ["image", "class"])
+    split = {image: "train" for image in evidence["image"]} | {"b": "val"}
+    frame = label_issues.labels_frame(evidence, split).set_index(["image", "class"])
     assert frame.loc[("a", "Fish"), "kind"] == "missing label"
     assert frame.loc[("b", "Fish"), "kind"] == "class confusion" and frame.loc[("b", "Fish"), "other_class"] == "Flower"
     assert frame.loc[("b", "Flower"), "kind"] == "spurious label" and frame.loc[("b", "Flower"), "other_class"] == "Fish"
@@ -103,8 +111,13 @@ def test_every_label_gets_a_kind_and_a_proposed_box_from_the_audit():
     assert frame.loc[("c", "Sugar"), "kind"] == "loose mask" and frame.loc[("d", "Gravel"), "kind"] == "spurious label"
     assert frame.loc[("e", "Gravel"), "kind"] == "loose mask"
     assert frame.loc[("d", "Gravel"), "other_class"] == ""  # nothing else seen there: removed, not moved
-    assert frame.loc[("f", "Sugar"), "kind"] == "spurious label" and frame.loc[("f", "Sugar"), "other_class"] == "Fish"
-    assert list(frame["split"]) == ["train", "val", "val", "train", "train", "train", "train", "train", "train"]
+    assert frame.loc[("f", "Sugar"), "kind"] == "spurious label" and frame.loc[("f", "Sugar"), "other_class"] == ""
+    assert frame.loc[("g", "Fish"), "kind"] == "missing label" and frame.loc[("g", "Fish"), "other_class"] == ""
+    assert frame.loc[("h", "Gravel"), "audit_swap"] > label_issues.SWAP_EVIDENCE
+    assert frame.loc[("h", "Gravel"), "kind"] == "loose mask" and frame.loc[("h", "Flower"), "kind"] == "missing label"
+    assert frame.loc[("i", "Sugar"), "audit_swap"] == pytest.approx(0.12)
+    assert frame.loc[("i", "Sugar"), "kind"] == "spurious label" and frame.loc[("i", "Sugar"), "other_class"] == ""
+    assert list(frame["split"]) == ["train", "val", "val", "train", "train", "train", "train", "train"] + ["train"] * 6
     assert frame[["box_top", "box_left", "box_bottom", "box_right"]].iloc[0].tolist() == [0.1, 0.2, 0.5, 0.6]
     assert frame["probability"].isna().all()  # no classifier evidence given: missing, not zero
     ranked = label_issues.rank(evidence, {})
@@ -270,10 +283,8 @@ def test_each_candidate_has_its_reason_in_one_sentence_and_what_accept_changes()
     assert label_issues.reason(spurious) == "Fish is labelled but hardly seen anywhere (p 0.04)"
     assert label_issues.accept_does(spurious) == "removes Fish"
     assert label_issues.accept_does({**spurious, "other_class": "Sugar"}) == "moves the Fish mask to Sugar"
-    assert label_issues.reason({**spurious, "other_class": "Sugar", "audit_swap": 0.5}) == (
+    assert label_issues.reason({**spurious, "other_class": "Sugar"}) == (
         "the Fish mask holds what looks like Sugar, and Fish is hardly seen (p 0.04)")
-    assert label_issues.reason({**spurious, "other_class": "Sugar", "audit_swap": 0.0}) == (
-        "Fish is hardly seen (p 0.04) and Sugar is seen but not labelled: the two may be swapped")
     loose = {**base, "kind": "loose mask", "outside_mass": 0.81, "uncovered": 0.3}
     assert label_issues.reason(loose) == "the Fish box misses 81% of where Fish is seen"
     assert label_issues.reason({**loose, "outside_mass": 0.1}) == "30% of the Fish box shows no Fish"
