@@ -77,6 +77,7 @@ def _settings() -> Settings:
 
 SETTINGS = _settings()
 PROFILE, SIZE, CLASS_NETWORK = SETTINGS.profile, SETTINGS.audit_shape, SETTINGS.class_network
+TEXTURE = audit.PROFILES[PROFILE].texture
 DEFS = build_defs(SETTINGS)
 
 CACHE = ROOT / "bench" / ".cache" / "label_audit"
@@ -135,13 +136,17 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
                                 raise_on_error=False)
         assert result.success, f"{data_dir}: {selection} failed"
 
+    first = SETTINGS.fold_keys[0]
     predicted = all(store.stored(f"audit_predictions@{key}") for key in SETTINGS.fold_keys)
-    # predicted before the class network's Grad-CAM was: predicted again (its fold models are kept)
-    stale = predicted and CLASS_NETWORK != "unet" and not audit.AuditPredictions(
-        store.get(f"audit_predictions@{SETTINGS.fold_keys[0]}")).has_class_maps
+    # predicted before the class network's Grad-CAM was, or by U-Nets of other texture channels: predicted
+    # again (the fold models that fit are kept)
+    stale = predicted and (
+        CLASS_NETWORK != "unet" and not audit.AuditPredictions(store.get(f"audit_predictions@{first}")).has_class_maps
+        or audit.AuditModel(store.get(f"audit_models@{first}")).meta.get("texture", []) != list(TEXTURE))
     if not predicted or stale:
-        inputs_stale = (store.stored("audit_inputs") and CLASS_NETWORK != "unet"
-                        and not audit.AuditInputs(store.get("audit_inputs")).has_class_images)
+        inputs = audit.AuditInputs(store.get("audit_inputs")) if store.stored("audit_inputs") else None
+        inputs_stale = inputs is not None and (CLASS_NETWORK != "unet" and not inputs.has_class_images
+                                               or inputs.texture_channels != len(TEXTURE))
         if not store.stored("saliency_maps") or not store.stored("audit_inputs") or inputs_stale:
             run([k for a in BEFORE_AUDIT if isinstance(a, dg.AssetsDefinition) for k in a.keys])
         for key in SETTINGS.fold_keys:
@@ -392,10 +397,17 @@ def cleaning_value(seed: int, mix: str, held_out: int):
     size, classes = SIZE, labels.NOTEBOOK_CLASS_ORDER
     shape = tuple(store.get("label_table").json("meta")["original_shape"])
 
+    cache_size = images.ImageCache(store.get("image_cache")).train.shape[1:3]
+
     def dataset(rows: pd.DataFrame, data_dir: Path):
+        """The U-Net's inputs from `rows`: the images as audit_inputs makes them (from the image cache's
+        size), their masks and labels."""
         table = labels.label_table(rows, classes)
-        x = np.empty((len(table), *size, 3), np.uint8)
-        images.cache_images([data_dir / "train_images" / n for n in table["image"]], x, size)
+        cached = np.empty((len(table), *cache_size, 3), np.uint8)
+        images.cache_images([data_dir / "train_images" / n for n in table["image"]], cached, cache_size)
+        x = audit.resize_images(cached, size)
+        if TEXTURE:
+            x = np.concatenate([x, audit.texture(cached, size, TEXTURE)], axis=-1)
         encoded = rows.set_index("Image_Label")["EncodedPixels"]
         masks = np.stack([rle.decode_resized([encoded.get(f"{n}_{c}", "") for n in table["image"]], shape, size)
                           for c in classes], axis=-1)

@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 
-# The tests' fold audit has two folds (the default is five) at a quarter of the fast profile's pixels, on
-# the U-Net's class head (the fast profile's default is the class network): every test but test_audit is
-# about something else, and test_audit reads the fold count, size and class network from the settings.
+# The tests' fold audit has two folds (the default is five) at a quarter of the fast profile's pixels: every
+# test but test_audit is about something else, and test_audit reads the fold count and size from the settings.
 # Set before tests.helpers builds the tests' settings from the environment (SETTINGS), and
 # inherited by the runs the tests start (make run; the README's blocks take the fold count only and run the
 # rest as a user would).
 os.environ.setdefault("CLOUD_ASSETS_AUDIT_FOLDS", "2")
 os.environ.setdefault("CLOUD_ASSETS_AUDIT_SIZE", "32x48")
-os.environ.setdefault("CLOUD_ASSETS_AUDIT_CLASS_NETWORK", "unet")
 
 from cloud_assets.synth import SynthConfig, synthesize
 from tests.helpers import free_port

@@ -42,8 +42,7 @@ def test_wheel_installs_and_builds_the_site_outside_the_repository(small_dataset
     work = tmp_path / "elsewhere"
     home = dagster_home(work)
     env = run_env(home, small_dataset, tiny_keras(work / "model.keras"), inherit_settings=False,
-                  audit_folds=os.environ["CLOUD_ASSETS_AUDIT_FOLDS"],  # the tests' fold audit (conftest)
-                  audit_class_network=os.environ["CLOUD_ASSETS_AUDIT_CLASS_NETWORK"])
+                  audit_folds=os.environ["CLOUD_ASSETS_AUDIT_FOLDS"])  # the tests' fold audit (conftest)
     env.pop("PYTHONPATH", None)
     where = subprocess.run([str(python), "-c", "import cloud_assets; print(cloud_assets.__file__)"], cwd=work, env=env,
                            capture_output=True, text=True, check=True).stdout.strip()

@@ -41,7 +41,7 @@ def code_version(settings: Settings, with_class_network: bool = True) -> str:
     """The audit assets' code version: a new size, profile or class network re-runs them (without the
     class network: the U-Nets' part, which names their kept models)."""
     size, profile, classes = settings.audit_shape, settings.profile, settings.class_network
-    return (f"2-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
+    return (f"3-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
             + ("" if classes == "unet" or not with_class_network else f"-{classes}"))
 
 
@@ -69,7 +69,7 @@ class AuditTraining(dg.Config):
         return audit.TrainingConfig(size=size, widths=p.widths, epochs=self.epochs or p.epochs,
                                     patience=p.patience if self.patience is None else self.patience,
                                     batch_size=self.batch_size, learning_rate=self.learning_rate, decay=p.decay,
-                                    flips=p.flips, seed=self.seed)
+                                    flips=p.flips, seed=self.seed, texture=p.texture)
 
     def class_training(self, profile: str, size: tuple[int, int]) -> audit.ClassConfig:
         return audit.ClassConfig(size=size, epochs=self.class_epochs or audit.PROFILES[profile].class_epochs,
@@ -135,9 +135,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
     def audit_inputs(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
                      image_cache):
         """What the audit models learn from, for every image of train.csv in `audit_folds`' order: uint8
-        `images (n, h, w, 3)` BGR at CLOUD_ASSETS_AUDIT_SIZE (from the image cache), uint8 `masks (n, h,
-        w, classes)` decoded from train.csv at that size, and `labels (n, classes)`; with the class
-        network densenet, uint8 `class_images` at its size (the profile's share of the image cache's)."""
+        `images (n, h, w, 3)` BGR at CLOUD_ASSETS_AUDIT_SIZE (from the image cache) and, on a profile with
+        texture (`fast`), their `texture` energy at that size, measured on the image cache's pixels; uint8
+        `masks (n, h, w, classes)` decoded from train.csv at that size, and `labels (n, classes)`; with the
+        class network densenet, uint8 `class_images` at its size (the profile's share of the image cache's)."""
         labelled, cache = LabelTable(label_table), ImageCache(image_cache)
         table = labelled.labels
         classes, shape = dataset.class_names, tuple(labelled.meta["original_shape"])
@@ -154,26 +155,31 @@ def build(settings: Settings, sharding: Sharding) -> list:
         progress = Progress(n, progress_logger(context, "audit_inputs"))
         split_images = {s: cache.images(s) for s in ("train", "val")}
         class_size = audit.PROFILES[profile].class_size(split_images["train"].shape[1:3])
+        scales = audit.PROFILES[profile].texture
         with var.staging(context.asset_key) as staged:
             images = AuditInputs.images.new(staged, (n, h, w, 3), np.uint8)
+            texture = AuditInputs.texture.new(staged, (n, h, w, len(scales)), np.uint8) if scales else None
             masks = AuditInputs.masks.new(staged, (n, h, w, len(classes)), np.uint8)
             class_images = AuditInputs.class_images.new(staged, (n, *class_size, 3), np.uint8) if class_network else None
             for start in range(0, n, 256):
                 names = list(table["image"][start:start + 256])
                 batch = np.stack([split_images[where[i][0]][where[i][1]] for i in names])
                 images[start:start + len(names)] = audit.resize_images(batch, size)
+                if texture is not None:
+                    texture[start:start + len(names)] = audit.texture(batch, size, scales)
                 if class_images is not None:
                     class_images[start:start + len(names)] = audit.resize_images(batch, class_size)
                 for c, cls in enumerate(classes):
                     masks[start:start + len(names), ..., c] = rle.decode_resized(
                         [encoded.get(f"{i}_{cls}", "") for i in names], shape, size)
                 progress.advance(len(names))
-            for array in (images, masks, class_images):
+            for array in (images, texture, masks, class_images):
                 if array is not None:
                     array.flush()
             AuditInputs.labels.put(staged, table[classes].to_numpy(np.uint8))
             AuditInputs.images_table.put(staged, table[["image"]])
         return dg.Output(staged, metadata={"images": n, "size": f"{h}x{w}", "classes": len(classes),
+                                           "texture_scales": ", ".join(f"{v:g}" for v in scales) or "none",
                                            "class_network_size": "x".join(map(str, class_size)) if class_network
                                            else "none (the U-Net's head)"})
 
@@ -194,11 +200,14 @@ def build(settings: Settings, sharding: Sharding) -> list:
         assignment = AuditFolds(audit_folds)
         folds, digests = assignment.folds, assignment.digests
         inputs = AuditInputs(audit_inputs)
-        images, masks, labels = inputs.images, inputs.masks, inputs.labels
+        masks, labels = inputs.masks, inputs.labels
         if class_network and not inputs.has_class_images:
             raise ValueError("audit_models: audit_inputs holds no images at the class network's size (it was "
                              "materialized without CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet); materialize "
                              "audit_inputs again")
+        if inputs.texture_channels != len(training.texture):
+            raise ValueError(f"audit_models: audit_inputs holds {inputs.texture_channels} texture channels, the "
+                             f"{profile} profile's U-Net reads {len(training.texture)}; materialize audit_inputs again")
         class_training = config.class_training(profile, inputs.class_images.shape[1:3]) if class_network else None
         kept_models = KeptModels(Path(var.path) / MODELS)
         names = folds["image"].to_numpy()
@@ -208,7 +217,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             train_rows, held_out = _training_set(folds, fold)
             meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
                     "held_out_images": len(held_out), "profile": profile, "size": list(size), "widths": list(widths),
-                    "class_network": settings.class_network}
+                    "texture": list(training.texture), "class_network": settings.class_network}
             if dataset.audit_predictions:
                 context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
                                  f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
@@ -220,7 +229,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             def log(message: str, key: str = key) -> None:
                 context.log.info(f"audit_models fold {key}: {message}")
 
-            train_images = images[train_rows]  # read once: for the digest and, when trained, for training
+            train_images = inputs.unet_images(train_rows)  # read once: for the digest and, when trained, for training
             pixels = audit.images_digest(train_images, names[train_rows])
             kept = kept_models.folder(digest, pixels, unet_code, training)
             meta["images_digest"] = pixels
@@ -289,7 +298,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             if imported:
                 batches = audit.ImportedPredictions(imported, classes).batches(names, size)
             else:
-                batches = audit.predict(load(fold_model.model_file), inputs.images[rows])
+                batches = audit.predict(load(fold_model.model_file), inputs.unet_images(rows))
                 if fold_model.meta.get("class_network") == "densenet":
                     class_probs, class_cams, class_guided = audit.class_maps(load(fold_model.class_model_file),
                                                                              inputs.class_images[rows], size)

@@ -143,26 +143,44 @@ def test_an_audit_size_the_unet_cannot_halve_is_refused():
         audit.check_size(audit.TrainingConfig(size=(64, 80), widths=(8, 16, 24, 32, 48)))
 
 
+def test_texture_energy_keeps_at_the_audit_size_what_the_shrinking_averages_away():
+    """A fine speckle and a flat grey of the same mean look alike once shrunk to the audit size; their
+    texture energy does not, at every scale, and the U-Net reads it beside the colours."""
+    rng = np.random.default_rng(0)
+    image = np.full((96, 144, 3), 128, np.uint8)
+    image[:, 72:] = np.where(rng.random((96, 72, 1)) < 0.5, 96, 160)  # dust: mean 128, as the flat half
+    small = audit.resize_images(image[None], (16, 24))[0].astype(float)
+    assert abs(small[:, 3:9].mean() - small[:, 15:21].mean()) < 2  # the colours no longer tell them apart
+    energy = audit.texture(image[None], (16, 24), (1.0, 4.0))
+    assert energy.shape == (1, 16, 24, 2) and energy.dtype == np.uint8
+    assert (energy[0, :, :8] == 0).all() and (energy[0, :, 14:] > 100).all()  # 6 sigmas from the dust and more
+    config = audit.TrainingConfig(size=(16, 24), widths=(8, 16), epochs=1, texture=(1.0, 4.0))
+    assert config.channels == 5 and audit.build(4, config).input_shape == (None, 16, 24, 5)
+    with pytest.raises(ValueError, match="images of 3 channels: this U-Net reads 5 .*2 texture channels"):
+        audit.train(np.zeros((8, 16, 24, 3), np.uint8), np.zeros((8, 16, 24, 1), np.uint8), np.zeros((8, 1)), config)
+
+
 def test_each_profile_builds_at_its_size_and_the_default_follows_the_device():
     for name, profile in audit.PROFILES.items():
-        config = audit.TrainingConfig(size=profile.size, widths=profile.widths)
+        config = audit.TrainingConfig(size=profile.size, widths=profile.widths, texture=profile.texture)
         audit.check_size(config)
         model = audit.build(4, config)
         assert tuple(model.get_layer("pixels").output.shape) == (None, *profile.size, 4), name
+        assert model.input_shape == (None, *profile.size, 3 + len(profile.texture)), name
     gpu = any(Path("/proc/driver/nvidia/gpus").glob("*"))
     assert audit.default_profile() == ("strong" if gpu else "fast")
 
 
 def test_the_class_network_follows_the_profile_unless_its_variable_names_one():
-    """Unset, the class network is the profile's: densenet on fast, unet on strong (the ranking has trees
-    for both); CLOUD_ASSETS_AUDIT_CLASS_NETWORK overrides it, on either profile."""
+    """Unset, the class network is the profile's: the U-Net's head on both (the ranking has trees for
+    each); CLOUD_ASSETS_AUDIT_CLASS_NETWORK overrides it, on either profile."""
     from cloud_assets.settings import Settings
 
     def network(**variables) -> str:
         return Settings.from_env({f"CLOUD_ASSETS_AUDIT_{k.upper()}": v for k, v in variables.items()}).class_network
 
-    assert network(profile="fast") == "densenet" and network(profile="strong") == "unet"
-    assert network(profile="fast", class_network="unet") == "unet"
+    assert network(profile="fast") == "unet" and network(profile="strong") == "unet"
+    assert network(profile="fast", class_network="densenet") == "densenet"
     assert network(profile="strong", class_network="densenet") == "densenet"
     for profile in audit.PROFILES:  # trees exist for each profile's own
         assert label_issues.trees_path(profile, network(profile=profile)).is_file()
