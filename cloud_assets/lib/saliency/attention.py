@@ -116,16 +116,40 @@ def moved_box(prob: np.ndarray, mask: np.ndarray) -> tuple[tuple[float, ...], fl
     return (float(top / H), float(left / W), float((top + bh) / H), float((left + bw) / W)), float(soft[top, left])
 
 
+# a proposal with at most this share of its area outside the labelled mask's box is cut to that box (chosen on
+# tuning cells 10 and 14: of the accepted loose masks, 261 -> 288 of 648 proposals overlap the clean mask by
+# 0.7, boxes drawn around two patches 15 -> 35 of 169; at 0.1, 274, at 0.3, 286)
+INSIDE_SHARE = 0.2
+
+
+def inside_label(boxes, mask: np.ndarray) -> list[tuple[float, ...]]:
+    """`boxes` cut to the bounding box of `mask` `(H, W)` when at most INSIDE_SHARE of their area lies
+    outside it: where the prediction lies within the annotator's box (a box drawn too wide, or around
+    two patches), that box bounds the pattern better than the prediction's blurred edges do. Else, or
+    for an empty mask, `boxes` as they are."""
+    ys, xs = np.nonzero(mask)
+    if not len(ys) or not boxes:
+        return list(boxes)
+    H, W = mask.shape
+    label = (ys.min() / H, xs.min() / W, (ys.max() + 1) / H, (xs.max() + 1) / W)
+    proposed = boxes_mask(boxes, mask.shape).astype(bool)
+    if (proposed & ~box_mask(label, mask.shape).astype(bool)).sum() > INSIDE_SHARE * proposed.sum():
+        return list(boxes)
+    cut = [(max(t, label[0]), max(left, label[1]), min(b, label[2]), min(r, label[3])) for t, left, b, r in boxes]
+    return [box for box in cut if box[2] > box[0] and box[3] > box[1]]
+
+
 def proposed_fix(prob: np.ndarray, mask: np.ndarray, min_share: float) -> list[tuple[float, ...]]:
     """The boxes a fix of a label proposes from a probability map `(H, W)` and the label's mask: the
     mask's box moved where the prediction is (`moved_box`: a box drawn beside its pattern keeps the
     annotator's size), when it overlaps the map at least `MOVED_SHARE` times as well as the map's own
-    boxes (`proposed_boxes`) do; else those."""
+    boxes (`proposed_boxes`) do; else those; either cut to the label's box when it holds them
+    (`inside_label`)."""
     boxes = proposed_boxes(prob, min_share)
     moved = moved_box(prob, mask)
     if moved is not None and boxes and moved[1] >= MOVED_SHARE * soft_iou(boxes, prob):
-        return [moved[0]]
-    return boxes
+        boxes = [moved[0]]
+    return inside_label(boxes, mask)
 
 
 def boxes_text(boxes) -> str:

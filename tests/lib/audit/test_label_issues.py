@@ -157,6 +157,23 @@ def test_a_box_drawn_beside_its_pattern_is_moved_onto_it_at_its_size():
     assert attention.proposed_fix(np.zeros((20, 40)), beside, 0.02) == []
 
 
+def test_a_proposal_the_labelled_box_holds_is_cut_to_it():
+    """Two patches under one box: the prediction bleeds a little past the box, which bounds them; a
+    prediction mostly outside the box is left as it is."""
+    label = np.zeros((20, 40), bool)
+    label[4:16, 4:36] = True
+    bleeding = [(3 / 20, 4 / 40, 15 / 20, 14 / 40), (5 / 20, 24 / 40, 17 / 20, 36 / 40)]  # 22 of 264 pixels outside
+    assert attention.inside_label(bleeding, label) == [(4 / 20, 4 / 40, 15 / 20, 14 / 40),
+                                                       (5 / 20, 24 / 40, 16 / 20, 36 / 40)]
+    beside = [(0.0, 0.0, 10 / 20, 10 / 40)]  # 64 of 100 pixels outside
+    assert attention.inside_label(beside, label) == beside
+    assert attention.inside_label(bleeding, np.zeros((20, 40), bool)) == bleeding
+    prob = np.zeros((20, 40), np.float32)
+    prob[3:17, 4:14] = prob[3:17, 24:36] = 0.9
+    assert attention.proposed_fix(prob, label, 0.02) == [(4 / 20, 24 / 40, 16 / 20, 36 / 40),
+                                                         (4 / 20, 4 / 40, 16 / 20, 14 / 40)]
+
+
 def test_a_proposal_is_cut_where_its_boxes_hold_the_prediction_best():
     prob = np.zeros((20, 40), np.float32)
     prob[2:13, 2:13] = 0.45    # a pattern seen at 0.45 around a confident core:
