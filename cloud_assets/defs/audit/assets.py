@@ -135,8 +135,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
     def audit_inputs(context: dg.AssetExecutionContext, dataset: DatasetResource, var: VarDir, label_table: Bundle,
                      image_cache):
         """What the audit models learn from, for every image of train.csv in `audit_folds`' order: uint8
-        `images (n, h, w, 3)` BGR at CLOUD_ASSETS_AUDIT_SIZE (from the image cache) and, on a profile with
-        texture (`fast`), their `texture` energy at that size, measured on the image cache's pixels; uint8
+        `images (n, h, w, 3)` BGR at CLOUD_ASSETS_AUDIT_SIZE (from the image cache) and their `texture`
+        energy at that size at the profile's scales, measured on the image cache's pixels; uint8
         `masks (n, h, w, classes)` decoded from train.csv at that size, and `labels (n, classes)`; with the
         class network densenet, uint8 `class_images` at its size (the profile's share of the image cache's)."""
         labelled, cache = LabelTable(label_table), ImageCache(image_cache)
