@@ -26,7 +26,7 @@ bench/.cache/label_audit/.
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --method gradcam++       with another saliency method
     .venv/bin/python bench/label_audit.py --profile strong         with the audit's other profile
-    .venv/bin/python bench/label_audit.py --class-network unet     the U-Net's head alone (fast's default: densenet)
+    .venv/bin/python bench/label_audit.py --class-network densenet the class network beside the U-Net (the profiles' default: unet)
     .venv/bin/python bench/label_audit.py --cells 10:11            trees fitted in memory on 10, figures on 11
 
 Last line: `bench label_audit: profile=NAME class_network=NAME precision_at_k=P auroc=A min_kind_recall_at_2k=R

@@ -132,7 +132,7 @@ class Settings:
                                   "is visible, else fast)", _one_of("", "fast", "strong"))
     audit_class_network: str = _setting("CLOUD_ASSETS_AUDIT_CLASS_NETWORK", "", "'unet' (the U-Net's image-level "
                                         "head), 'densenet' (a class network per fold at the classifier's input "
-                                        "size) or unset (the profile's: densenet on fast, unet on strong)",
+                                        "size) or unset (the profile's: unet on both)",
                                         _one_of("", *CLASS_NETWORKS))
     audit_size: tuple[int, int] | None = _setting(
         "CLOUD_ASSETS_AUDIT_SIZE", "", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), "

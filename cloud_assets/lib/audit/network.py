@@ -3,13 +3,14 @@ other folds, so that every labelled image gets out-of-sample evidence from model
 a small U-Net with an image-level head, giving each pixel's probability of each class (one sigmoid
 per class and pixel: the classes' masks overlap) and each class's probability; and, with the class
 network `densenet` (CLOUD_ASSETS_AUDIT_CLASS_NETWORK), a small DenseNet-BC at the classifier's input
-size (the profile's share of it) whose class probabilities take the place of the U-Net head's: an
-image-level network at the resolution the classifier sees tells the classes apart far better than the
-U-Net's head at the audit size (the Label audit page has the figures).
+size (the profile's share of it) whose class probabilities take the place of the U-Net head's (the
+Label audit page has the figures: with the texture channels the U-Net's head tells the classes apart
+about as well, at well under half the cost).
 
 Keras 3, so it trains on TensorFlow and on JAX. Inputs are the image cache's BGR images scaled by
-1/255 and resized to the network's size; targets the masks at that size and the image's labels. Early
-stopping on a share of the training folds' images (the best epoch's weights are kept); fixed seeds.
+1/255 and resized to the network's size, beside their texture energy (`texture`) for the U-Net;
+targets the masks at that size and the image's labels. The epoch with the best loss on a share of the
+training folds' images is kept; fixed seeds.
 """
 from __future__ import annotations
 
