@@ -117,7 +117,7 @@ def test_every_label_gets_a_kind_and_a_proposed_box_from_the_audit():
     assert frame.loc[("h", "Gravel"), "kind"] == "loose mask" and frame.loc[("h", "Flower"), "kind"] == "missing label"
     assert frame.loc[("i", "Sugar"), "audit_swap"] == pytest.approx(0.12)
     assert frame.loc[("i", "Sugar"), "kind"] == "spurious label" and frame.loc[("i", "Sugar"), "other_class"] == ""
-    assert list(frame["split"]) == ["train", "val", "val", "train", "train", "train", "train", "train"] + ["train"] * 6
+    assert list(frame["split"]) == ["train", "val", "val"] + ["train"] * 11
     assert frame[["box_top", "box_left", "box_bottom", "box_right"]].iloc[0].tolist() == [0.1, 0.2, 0.5, 0.6]
     assert frame["probability"].isna().all()  # no classifier evidence given: missing, not zero
     ranked = label_issues.rank(evidence, {})
