@@ -195,7 +195,7 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     other_seen = regions.reindex(pd.MultiIndex.from_arrays([e["image"], e["other_class"]])).fillna(0).to_numpy() > 0
     _, kind = audit_kind(label, prob, e["inside_other"].to_numpy(), e["outside_mass"].to_numpy(),
                          e["uncovered"].to_numpy(), e["region_iou"].to_numpy(), e["regions"].to_numpy(), audit_swap,
-                         other_seen & (label == 0))
+                         other_seen)
     other = np.where(kind == CONFUSION, e["other_class"],
                      np.where((kind == SPURIOUS) & (audit_swap >= SWAP_EVIDENCE), audit_swap_by, ""))
     if classifier is None:

@@ -60,6 +60,8 @@ class ClassConfig:
 CLASS_NETWORKS = ("unet", "densenet")  # CLOUD_ASSETS_AUDIT_CLASS_NETWORK: whose class probabilities the audit uses
 
 
+TEXTURE_SCALES = (1.0, 2.0, 4.0, 8.0)  # the profiles' texture channels, in pixels of the image cache
+
 # the audit's named sizes. fast: the CPU's, within the demo's budget, the U-Net trained like the class
 # network (8 epochs, cosine decay, random flips; on a tuning dataset, the class head's AUROC against the
 # clean labels of a held-out fold: 0.866 with 10 epochs at a constant rate, early stopping and no flips,
@@ -82,7 +84,7 @@ class Profile:
     class_share: float = 0.5   # of each side of the classifier's input size
     class_epochs: int = 8
     class_network: str = "unet"  # the default one (CLOUD_ASSETS_AUDIT_CLASS_NETWORK unset): trees are fitted for it
-    texture: tuple[float, ...] = ()  # the U-Net's texture channels (`texture`): their scales, in image-cache pixels
+    texture: tuple[float, ...] = TEXTURE_SCALES  # the U-Net's texture channels (`texture`)
 
     def class_size(self, input_size) -> tuple[int, int]:
         """The class network's (height, width) at this profile, for a classifier of `input_size`: its
@@ -91,9 +93,8 @@ class Profile:
         return h, w
 
 
-TEXTURE_SCALES = (1.0, 2.0, 4.0, 8.0)  # the profiles' texture channels, in pixels of the image cache
-PROFILES = {"fast": Profile((64, 96), (16, 32, 48, 64), texture=TEXTURE_SCALES),
-            "strong": Profile((128, 192), (8, 24, 48, 64), class_share=1.0, class_epochs=20, texture=TEXTURE_SCALES)}
+PROFILES = {"fast": Profile((64, 96), (16, 32, 48, 64)),
+            "strong": Profile((128, 192), (8, 24, 48, 64), class_share=1.0, class_epochs=20)}
 
 
 def default_profile() -> str:

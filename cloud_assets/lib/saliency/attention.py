@@ -101,14 +101,23 @@ def proposed_boxes(prob: np.ndarray, min_share: float, most: int = 3) -> list[tu
     return max(cuts, key=lambda boxes: soft_iou(boxes, prob))
 
 
-def moved_box(prob: np.ndarray, mask: np.ndarray) -> tuple[tuple[float, ...], float] | None:
-    """(box, its `soft_iou` with `prob`): the bounding box of `mask` `(H, W)`, its size kept, moved to
-    where it overlaps the probability map `prob` `(H, W)` most; None for an empty mask."""
+def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, left, bottom, right) in pixels, bottom and right exclusive: the bounding box of `mask`
+    `(H, W)`; None for an empty mask."""
     ys, xs = np.nonzero(mask)
     if not len(ys):
         return None
+    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+
+
+def moved_box(prob: np.ndarray, mask: np.ndarray) -> tuple[tuple[float, ...], float] | None:
+    """(box, its `soft_iou` with `prob`): the bounding box of `mask` `(H, W)`, its size kept, moved to
+    where it overlaps the probability map `prob` `(H, W)` most; None for an empty mask."""
+    bounds = mask_bounds(mask)
+    if bounds is None:
+        return None
     H, W = prob.shape
-    bh, bw = int(ys.max()) + 1 - int(ys.min()), int(xs.max()) + 1 - int(xs.min())
+    bh, bw = bounds[2] - bounds[0], bounds[3] - bounds[1]
     ii = np.pad(np.asarray(prob, np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     held = ii[bh:, bw:] - ii[:H - bh + 1, bw:] - ii[bh:, :W - bw + 1] + ii[:H - bh + 1, :W - bw + 1]
     soft = held / (bh * bw + ii[-1, -1] - held)
@@ -127,11 +136,11 @@ def inside_label(boxes, mask: np.ndarray) -> list[tuple[float, ...]]:
     outside it: where the prediction lies within the annotator's box (a box drawn too wide, or around
     two patches), that box bounds the pattern better than the prediction's blurred edges do. Else, or
     for an empty mask, `boxes` as they are."""
-    ys, xs = np.nonzero(mask)
-    if not len(ys) or not boxes:
+    bounds = mask_bounds(mask)
+    if bounds is None or not boxes:
         return list(boxes)
     H, W = mask.shape
-    label = (ys.min() / H, xs.min() / W, (ys.max() + 1) / H, (xs.max() + 1) / W)
+    label = (bounds[0] / H, bounds[1] / W, bounds[2] / H, bounds[3] / W)
     proposed = boxes_mask(boxes, mask.shape).astype(bool)
     if (proposed & ~box_mask(label, mask.shape).astype(bool)).sum() > INSIDE_SHARE * proposed.sum():
         return list(boxes)
