@@ -144,21 +144,23 @@ class ArrayStore(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         name = context.asset_key.to_python_identifier()
         if not context.has_asset_partitions:
-            bundle = self._publish(name, obj)
-            context.add_output_metadata({"path": dg.MetadataValue.path(str(bundle.path.resolve())),
-                                         "stored_mb": round(bundle.nbytes() / 2 ** 20, 2)})
+            path, nbytes, per_image = self._publish(name, obj)
+            context.add_output_metadata({"path": dg.MetadataValue.path(str(path.resolve())),
+                                         "stored_mb": round(nbytes / 2 ** 20, 2)})
         else:
             # a shard's value is published as `<asset>@<shard>`; one step may compute several shards
-            bundles = [self._publish(f"{name}@{key}", obj[key]) for key in context.asset_partition_keys]
-            bundle = bundles[0]
-            context.add_output_metadata({"stored_mb": round(sum(b.nbytes() for b in bundles) / 2 ** 20, 2),
+            published = [self._publish(f"{name}@{key}", obj[key]) for key in context.asset_partition_keys]
+            per_image = published[0][2]
+            context.add_output_metadata({"stored_mb": round(sum(p[1] for p in published) / 2 ** 20, 2),
                                          "stored_in": dg.MetadataValue.path(str(self.var.store.root.resolve()))})
-        if bundle.has(RECORD):  # a per-image asset: the values of another shard count are stale now
+        if per_image:  # a per-image asset: the values of another shard count are stale now
             for stale in sharding.stale(name, self.var.store.stored(name), self.shards):
                 context.log.info(f"{name}: removing {stale}, computed with another shard count")
                 self.var.store.remove(stale)
 
-    def _publish(self, name: str, obj) -> Bundle:
+    def _publish(self, name: str, obj) -> tuple[Path, int, bool]:
+        """(the published folder, its size, whether it is a per-image value), measured before it is
+        published: a run publishing the same asset at once may remove it right after."""
         store = self.var.store
         if isinstance(obj, Bundle):
             staged = obj
@@ -166,7 +168,8 @@ class ArrayStore(dg.ConfigurableIOManager):
             with store.staging(name) as staged:
                 for key, value in obj.items():
                     staged.put(key, value)
-        return store.publish(name, staged)
+        nbytes, per_image = staged.nbytes(), staged.has(RECORD)
+        return store.publish(name, staged).path, nbytes, per_image
 
     def load_input(self, context: dg.InputContext):
         """A Bundle; for a partitioned asset, its shards (`lib.shards.Shards`): those of the step's

@@ -4,7 +4,8 @@ A value is written into a staging folder, then published by pointing the asset's
 symlink) at it with one atomic rename. A run that dies mid-write leaves only a staging folder,
 named after its host and process, which the next `stage` on that host removes once the process
 is gone; readers see the previous value until the new one is complete. Publishing keeps the value
-it replaced (a run that started before may still be reading it) and removes older ones. Arrays
+it replaced (a run that started before may still be reading it) and removes older ones; it holds
+a lock on `.versions/`, so two runs publishing one asset at once never remove each other's value. Arrays
 are memory-mapped on read; new arrays have their disk space reserved up front, so a full disk is
 an error when the array is created, not a crash while it is filled.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import mmap
 import os
@@ -210,20 +212,29 @@ class Store:
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
+        # named after `name`, which a shard's value extends (`<asset>@<shard>`), for the sweep below
+        final = self.root / ".versions" / SEP.join([name, staged.path.name.split(SEP, 1)[1]])
+        with self._versions_locked() as versions:
+            os.replace(staged.path, final)
+            link = self.root / name
+            previous = link.resolve() if link.is_symlink() else None
+            tmp = self.root / f".{name}.{uuid.uuid4().hex[:8]}.link"
+            os.symlink(os.path.relpath(final, self.root), tmp)
+            os.replace(tmp, link)
+            for old in versions.glob(f"{name}{SEP}*"):
+                if old not in (final, previous):
+                    shutil.rmtree(old, ignore_errors=True)
+        return Bundle(final)
+
+    @contextlib.contextmanager
+    def _versions_locked(self):
+        """`.versions/`, held by this process alone: two runs publishing one asset at once would
+        otherwise each sweep the version the other just published, leaving the name dangling."""
         versions = self.root / ".versions"
         versions.mkdir(parents=True, exist_ok=True)
-        # named after `name`, which a shard's value extends (`<asset>@<shard>`), for the sweep below
-        final = versions / SEP.join([name, staged.path.name.split(SEP, 1)[1]])
-        os.replace(staged.path, final)
-        link = self.root / name
-        previous = link.resolve() if link.is_symlink() else None
-        tmp = self.root / f".{name}.{uuid.uuid4().hex[:8]}.link"
-        os.symlink(os.path.relpath(final, self.root), tmp)
-        os.replace(tmp, link)
-        for old in versions.glob(f"{name}{SEP}*"):
-            if old not in (final, previous):
-                shutil.rmtree(old, ignore_errors=True)
-        return Bundle(final)
+        with open(versions / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield versions
 
     def get(self, name: str) -> Bundle:
         link = self.root / name
@@ -238,9 +249,10 @@ class Store:
 
     def remove(self, name: str) -> None:
         """Remove the value `name` and its kept versions."""
-        (self.root / name).unlink(missing_ok=True)
-        for old in (self.root / ".versions").glob(f"{name}{SEP}*"):
-            shutil.rmtree(old, ignore_errors=True)
+        with self._versions_locked() as versions:
+            (self.root / name).unlink(missing_ok=True)
+            for old in versions.glob(f"{name}{SEP}*"):
+                shutil.rmtree(old, ignore_errors=True)
 
     def discard(self, staged: Bundle) -> None:
         shutil.rmtree(staged.path, ignore_errors=True)

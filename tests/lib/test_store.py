@@ -30,7 +30,7 @@ def test_publish_replaces_atomically_keeps_the_replaced_value_and_removes_older_
     third.put("a", np.zeros(1))
     store.publish("thing", third)
     assert not v1.path.exists()
-    assert len(list((tmp_path / ".versions").iterdir())) == 2
+    assert len(list((tmp_path / ".versions").glob("thing__*"))) == 2
 
 
 def test_an_abandoned_staging_bundle_never_shows(tmp_path):
@@ -116,3 +116,30 @@ def test_no_part_name_is_written_outside_its_value_declaration():
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if re.search(r"""\.(table|array|json|put|new_array)\(f?["']""", line)]
     assert not found, "\n".join(found)
+
+
+def _publish_many(root, worker, count):
+    store = Store(root)
+    for i in range(count):
+        with store.staging("value") as staged:
+            staged.put("who", {"worker": worker, "i": i})
+        store.publish("value", staged)
+        assert (root / "value").exists()  # the name never points at a removed version
+
+
+def test_two_processes_publishing_one_name_at_once_never_leave_it_dangling(tmp_path):
+    """Two runs materializing the same asset at once: each publish switches the name and sweeps old
+    versions; interleaved without a lock, one run's sweep removed the version the other had just
+    published, leaving the name pointing at nothing."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_publish_many, args=(tmp_path, w, 150)) for w in range(3)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+        assert p.exitcode == 0
+    store = Store(tmp_path)
+    assert store.get("value").json("who")["i"] == 149
+    assert len(list((tmp_path / ".versions").glob("value__*"))) <= 2
