@@ -18,6 +18,11 @@ Prints wall time per step, images per second for the image cache and the model p
 and saliency maps), and the peak memory; last line:
 `bench full_scale: cold_s=T rerun_s=R rerun_vs_cold=Q peak_rss_gib=M sharded_s=S sharded_vs_one=X sharded_step_rss_gib=A
 step_rss_gib=B audit_s=F ranked_s=K site_mib=W`.
+
+`--profiles fast,strong`: only the cold run at full size, then the fold audit (every fold in one
+run) once per audit profile, one after the other, each followed by the ranking and the site; prints
+per profile the audit's wall time, its U-Net epochs and training rate (images/s) and peak memory;
+last line `bench full_scale profiles: fast_s=A strong_s=B strong_vs_fast=R`.
 """
 import os
 import shutil
@@ -72,7 +77,10 @@ class MemorySampler(threading.Thread):
         self.pid, self.stop, self.peak_rss, self.peak_pss, self.per_pid = pid, threading.Event(), 0, 0, {}
 
     def run(self):
-        root = psutil.Process(self.pid)
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:  # it ended before the first sample
+            return
         while not self.stop.is_set():
             rss, pss = {}, 0
             for proc in [root, *root.children(recursive=True)]:
@@ -89,10 +97,10 @@ class MemorySampler(threading.Thread):
 
 
 def materialize(data: Path, model: Path, work: Path, select: str = "not group:audit+", shards: int = 1,
-                partitions: list[str] | None = None) -> dict:
+                partitions: list[str] | None = None, env: dict | None = None) -> dict:
     """One `dagster asset materialize` on a SQLite DAGSTER_HOME under `work`, every shard of the
-    per-image assets in the one run when `shards` > 1 (every key of `partitions` when given); wall
-    time, peak memory and per-step times from Dagster's event log."""
+    per-image assets in the one run when `shards` > 1 (every key of `partitions` when given), with
+    the variables `env` set besides; wall time, peak memory and per-step times from Dagster's event log."""
     from cloud_assets.lib.shards import keys
 
     import dagster as dg
@@ -103,7 +111,7 @@ def materialize(data: Path, model: Path, work: Path, select: str = "not group:au
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLOUD_ASSETS_DATA_DIR": str(data),
            "CLOUD_ASSETS_MODEL_PATH": str(model), "CLOUD_ASSETS_VAR_DIR": str(work / "var"),
-           "CLOUD_ASSETS_SHARDS": str(shards)}
+           "CLOUD_ASSETS_SHARDS": str(shards), **(env or {})}
     extra = ["--partition-range", f"{partitions[0]}...{partitions[-1]}"] if partitions else []
     start = time.monotonic()
     with open(work / "run.log", "a") as log:
@@ -182,6 +190,46 @@ def notebook_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
     return {"imread": imread_s * (n_all + 2 * n_val), "make_mask": mask_s * 4 * n_val, "saliency": saliency_s * n_val}
 
 
+def training_rate(work: Path) -> tuple[float, int]:
+    """(images per second, epochs) of the fold U-Nets' training in the store under `work`: the
+    images each fold trained on times its epochs, over the seconds of those epochs, all folds."""
+    from cloud_assets.lib.store import Store
+
+    store, images, seconds, epochs = Store(work / "var" / "store"), 0, 0.0, 0
+    for key in FOLD_KEYS:
+        model = store.get(f"audit_models@{key}")
+        meta, history = model.json("meta"), model.table("history")
+        unet = history[history["network"] == "unet"] if "network" in history else history
+        images, seconds, epochs = images + meta["training_images"] * len(unet), seconds + unet["seconds"].sum(), epochs + len(unet)
+    return images / seconds, epochs
+
+
+def profiles(names: list[str], model: Path, runs: Path) -> None:
+    """The fold audit at full size once per audit profile (CLOUD_ASSETS_AUDIT_PROFILE), one after the
+    other on one cold run of the assets before it (a profile re-runs the whole audit: its inputs are
+    at the profile's size), then every label ranked and the site."""
+    work = runs / "full"
+    print("bench full_scale: cold run at full size ...", flush=True)
+    cold = materialize(FULL, model, work)
+    rows, walls = [], {}
+    for name in names:
+        env = {"CLOUD_ASSETS_AUDIT_PROFILE": name}
+        print(f"bench full_scale: the fold audit at full size, profile {name} ...", flush=True)
+        audit = materialize(FULL, model, work, select="group:audit and not key:label_issues", partitions=FOLD_KEYS,
+                            env=env)
+        ranked = materialize(FULL, model, work, select="label_issues+", env=env)
+        rate, epochs = training_rate(work)
+        walls[name] = audit["wall_s"]
+        rows.append({"profile": name, "fold audit (s)": round(audit["wall_s"]),
+                     "audit_models (s)": round(audit["steps"].get("audit_models", 0.0)),
+                     "U-Net epochs (5 folds)": epochs, "training images/s": round(rate),
+                     "ranked and site (s)": round(ranked["wall_s"]), "peak RSS (GiB)": round(audit["peak_rss_gib"], 2)})
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    print(f"the assets before the audit, cold: {cold['wall_s']:.0f} s; {os.cpu_count()} CPUs")
+    ratio = f" {names[-1]}_vs_{names[0]}={walls[names[-1]] / walls[names[0]]:.2f}" if len(names) > 1 else ""
+    print("bench full_scale profiles: " + " ".join(f"{n}_s={w:.0f}" for n, w in walls.items()) + ratio)
+
+
 def main():
     subprocess.run(["make", "-C", str(ROOT), str(MODEL)], check=True)
     ensure_data()
@@ -190,6 +238,8 @@ def main():
     model = runs / "model.keras"
     model.parent.mkdir(parents=True)
     shutil.copy(MODEL, model)
+    if "--profiles" in sys.argv:
+        return profiles(sys.argv[sys.argv.index("--profiles") + 1].split(","), model, runs)
     print("bench full_scale: cold run at half size ...", flush=True)
     half = materialize(HALF, model, runs / "half")
     print("bench full_scale: cold run at full size ...", flush=True)
