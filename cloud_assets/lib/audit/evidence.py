@@ -18,6 +18,10 @@ what the audit model that never saw the image says of it.
   0.5) with the labelled mask (`lib.saliency.attention.box_iou`, as for the classifier's proposed box);
   `regions`: how many regions of at least 2% of the image the prediction has (a pattern drawn as
   one box over two patches: 2);
+- `gap`: how deep the prediction dips between two parts of the labelled mask's box: along the box's
+  columns, then its rows, each line's highest probability; 1 - the lowest of them over the lower of
+  the highest on either side, the larger of the two directions (a box drawn around two patches: the
+  band between them; 0 where the prediction has no dip);
 - `inside_other`, `other_class`: the largest share of the predicted mass that lies inside one other
   class's mask, and that class (a swapped label: the prediction sits inside the mask labelled as
   another class);
@@ -41,7 +45,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.saliency.attention import attention_table, box_iou, boxes_text, proposed_box, proposed_fix
+from cloud_assets.lib.saliency.attention import (attention_table, box_iou, boxes_text, mask_bounds, proposed_box,
+                                                 proposed_fix)
 from cloud_assets.lib.audit.label_issues import cleanlab_scores
 from cloud_assets.lib.store import Table, Value
 
@@ -55,13 +60,29 @@ CLASS_ATTENTION = {"class_cam_own": "cam_own", "class_cam_other": "cam_other", "
                    "class_ggc_outside": "ggc_outside", "class_ggc_nodata": "ggc_nodata",
                    "class_detail_empty": "detail_empty", "class_cam_box_iou": "box_iou", "class_other": "other_class"}
 COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
-           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "inside_other",
+           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "gap", "inside_other",
            "other_class", *AUDIT_BOX, "audit_boxes", *CLASS_ATTENTION]
 
 
 def _regions(prob: np.ndarray) -> int:
     n, _, stats, _ = cv2.connectedComponentsWithStats((prob >= REGION_LEVEL).astype(np.uint8), connectivity=8)
     return int((stats[1:, cv2.CC_STAT_AREA] >= MIN_REGION * prob.size).sum())
+
+
+def _dip(profile: np.ndarray) -> float:
+    """1 - the lowest value of `profile` between two higher ones, over the lower of those (0: no dip)."""
+    wall = np.minimum(np.maximum.accumulate(profile), np.maximum.accumulate(profile[::-1])[::-1])
+    return float(np.max(np.where(wall > 0, 1 - profile / np.maximum(wall, 1e-12), 0.0)))
+
+
+def gap(prob: np.ndarray, own: np.ndarray) -> float:
+    """The prediction's deepest dip across the box of the mask `own` `(h, w)` (`evidence`'s `gap`); 0 for
+    an empty mask."""
+    bounds = mask_bounds(own)
+    if bounds is None:
+        return 0.0
+    inside = prob[bounds[0]:bounds[2], bounds[1]:bounds[3]]
+    return max(_dip(inside.max(axis=0)), _dip(inside.max(axis=1)))
 
 
 def mask_quality(masks: np.ndarray, pixels: np.ndarray, chunk: int = 512) -> np.ndarray:
@@ -107,7 +128,8 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
             rows.append((images[i], cls, int(labels[i, c]), float(probs[i, c]), 1 - float(quality[i, c]),
                          float(seg[i]), float(predicted[i]), float(outside[i]), float(region_outside[i]),
                          float(area[i]) / own[i].size, float(uncovered[i]),
-                         box_iou(box, own[i]), _regions(p[i]), float(inside_other[i]), other_class[i],
+                         box_iou(box, own[i]), _regions(p[i]), gap(p[i], own[i]), float(inside_other[i]),
+                         other_class[i],
                          *(box if box is not None else (np.nan,) * 4),
                          boxes_text(proposed_fix(p[i], own[i], MIN_REGION)), *(np.nan,) * (len(CLASS_ATTENTION) - 1), ""))
     return pd.DataFrame(rows, columns=COLUMNS)

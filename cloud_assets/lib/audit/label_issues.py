@@ -4,8 +4,9 @@ The evidence about every label comes from the fold audit (`lib.audit.evidence`),
 saw the image: confident learning on its class probability (cleanlab's multi-label functions), the
 mask's quality given its per-pixel probabilities (cleanlab.segmentation), the predicted mass outside
 the mask, the mask's share without prediction, the predicted region's box against the mask, a
-prediction in two regions, and a prediction inside another class's mask (a swap). With the class
-network (CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet), its mask attention too: where its Grad-CAM and
+prediction in two regions or dipping between two parts of the mask's box, and a prediction inside
+another class's mask (a swap). With the class network (CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet),
+its mask attention too: where its Grad-CAM and
 Guided Grad-CAM for the class fall, the reference notebook's method applied out of sample to every label.
 
 Where the classifier being audited predicted the image out of sample (the validation split), its
@@ -163,7 +164,7 @@ def classifier_evidence(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.
 
 
 AUDIT_COLUMNS = ("audit_probability", "audit_cleanlab", "mask_quality", "outside_mass", "region_outside", "mask_area",
-                 "uncovered", "region_iou", "regions", "predicted_area", "inside_other", "audit_swap")
+                 "uncovered", "region_iou", "regions", "gap", "predicted_area", "inside_other", "audit_swap")
 # the class network's mask attention (`lib.audit.evidence.class_attention`; NaN without it) and the swap it suggests
 CLASS_NETWORK_COLUMNS = ("class_cam_own", "class_cam_other", "class_cam_outside", "class_cam_empty", "class_ggc_own",
                          "class_ggc_other", "class_ggc_outside", "class_ggc_nodata", "class_detail_empty",
@@ -224,7 +225,7 @@ def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = 
 # the signals the trees see, per label state, and the direction each may move the score (1 up, -1 down, 0 free)
 SIGNALS = {
     "labelled": {"audit_cleanlab": 1, "audit_logit": 0, "mask_quality": -1, "outside_mass": 1, "region_outside": 1,
-                 "mask_area": 0, "uncovered": 1, "region_iou": -1, "regions": 0, "predicted_area": 0, "audit_swap": 1,
+                 "mask_area": 0, "uncovered": 1, "region_iou": -1, "regions": 0, "gap": 1, "predicted_area": 0, "audit_swap": 1,
                  "cleanlab": 1, "logit": 0, "cam_own": -1, "cam_other": 1, "cam_outside": 1, "cam_empty": 1,
                  "cam_box_iou": -1, "swap": 1, "class_ggc_own": -1, "class_ggc_other": 1, "class_ggc_outside": 1,
                  "class_detail_empty": 1, "class_cam_box_iou": -1, "class_swap": 1, "class_cam_own": -1,
@@ -325,6 +326,8 @@ def reason(r) -> str:
     if r["kind"] == LOOSE:
         if r["regions"] >= 2 and r["uncovered"] >= r["outside_mass"]:
             return f"{cls} is seen as {int(r['regions'])} separate patches, with one box drawn around them"
+        if r.get("gap", 0) >= 0.5 and r["uncovered"] >= r["outside_mass"]:
+            return f"{cls} is seen in two parts of its box, with a gap between them"
         if r["outside_mass"] >= r["uncovered"]:
             return f"the {cls} box misses {r['outside_mass']:.0%} of where {cls} is seen"
         return f"{r['uncovered']:.0%} of the {cls} box shows no {cls}"

@@ -204,7 +204,28 @@ def test_the_evidence_names_a_shifted_mask_and_a_missing_label():
     assert good["region_outside"] == 0 and good["mask_area"] == 30 * 40 / (h * w)
     assert shifted["mask_quality"] < 0.1 and shifted["uncovered"] == 1 and shifted["region_iou"] == 0
     assert shifted["outside_mass"] > 0.9 and shifted["region_outside"] == 1 and shifted["regions"] == 1
+    assert good["gap"] == 0 and shifted["gap"] == 0
     # cleanlab finds the missing label likely wrong; the Sugar prediction lies inside no other mask
     assert missing["label"] == 0 and missing["audit_cleanlab"] > 0.8 and missing["mask_quality"] < 0.1
     assert missing["inside_other"] == 0 and missing["other_class"] == ""
     assert np.allclose(missing[list(audit_evidence.AUDIT_BOX)].to_numpy(float), [20 / 64, 30 / 96, 50 / 64, 70 / 96])
+
+
+def test_the_gap_is_the_dip_of_the_prediction_between_two_patches_under_one_box():
+    from cloud_assets.lib.audit.evidence import gap
+
+    own = np.zeros((64, 96), bool)
+    own[10:50, 10:90] = True
+    prob = np.zeros((64, 96), np.float32)
+    prob[15:45, 12:40], prob[20:48, 60:88] = 0.9, 0.6  # two patches side by side, nothing between
+    assert gap(prob, own) == pytest.approx(1.0)
+    prob[15:45, 40:60] = 0.3  # a weak bridge: the dip is 1 - 0.3 / 0.6 (the lower side)
+    assert gap(prob, own) == pytest.approx(0.5)
+    one = np.zeros((64, 96), np.float32)
+    one[12:48, 12:88] = 0.8  # one patch filling the box, fading towards the edges: no dip
+    one[12:48, 12:20] = 0.4
+    assert gap(one, own) == 0
+    stacked = np.zeros((64, 96), np.float32)
+    stacked[10:25, 20:80], stacked[38:50, 20:80] = 0.7, 0.7  # one above the other: across the rows
+    assert gap(stacked, own) == pytest.approx(1.0)
+    assert gap(prob, np.zeros((64, 96), bool)) == 0  # no mask

@@ -72,7 +72,7 @@ def _evidence(rows):
     """An audit_evidence table: one correct label per row's image unless the row says otherwise."""
     base = {"label": 1, "audit_probability": 0.9, "audit_cleanlab": 0.05, "mask_quality": 0.9, "predicted_area": 0.2,
             "outside_mass": 0.1, "region_outside": 0.05, "mask_area": 0.2, "uncovered": 0.05, "region_iou": 0.8,
-            "regions": 1, "inside_other": 0.0, "other_class": "", "audit_box_top": 0.1, "audit_box_left": 0.2, "audit_box_bottom": 0.5,
+            "regions": 1, "gap": 0.0, "inside_other": 0.0, "other_class": "", "audit_box_top": 0.1, "audit_box_left": 0.2, "audit_box_bottom": 0.5,
             "audit_box_right": 0.6}
     return pd.DataFrame([{**base, **r} for r in rows])
 
@@ -231,7 +231,8 @@ def test_fitted_trees_are_stored_and_read_back_by_skops(tmp_path):
                          "audit_cleanlab": rng.random() * 0.5 + 0.5 * truth, "mask_quality": rng.random(),
                          "outside_mass": rng.random() * 0.5 + 0.5 * truth, "uncovered": rng.random(),
                          "region_outside": rng.random(), "mask_area": rng.random(),
-                         "region_iou": rng.random(), "regions": int(rng.integers(0, 3)), "predicted_area": rng.random(),
+                         "region_iou": rng.random(), "regions": int(rng.integers(0, 3)), "gap": rng.random(),
+                         "predicted_area": rng.random(),
                          "inside_other": rng.random(), "truth": truth})
     frame = _frame(rows)
     frame["truth"] = [r["truth"] for r in rows]
@@ -306,4 +307,6 @@ def test_each_candidate_has_its_reason_in_one_sentence_and_what_accept_changes()
     assert label_issues.reason(loose) == "the Fish box misses 81% of where Fish is seen"
     assert label_issues.reason({**loose, "outside_mass": 0.1}) == "30% of the Fish box shows no Fish"
     assert label_issues.reason({**loose, "outside_mass": 0.1, "regions": 2}).startswith("Fish is seen as 2 separate patches")
+    assert label_issues.reason({**loose, "outside_mass": 0.1, "gap": 0.75}) == (
+        "Fish is seen in two parts of its box, with a gap between them")
     assert label_issues.accept_does(loose) == "replaces the Fish mask with the dashed boxes"
