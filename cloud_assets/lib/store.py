@@ -4,10 +4,10 @@ A value is written into a staging folder, then published by pointing the asset's
 symlink) at it with one atomic rename. A run that dies mid-write leaves only a staging folder,
 named after its host and process, which the next `stage` on that host removes once the process
 is gone; readers see the previous value until the new one is complete. Publishing keeps the value
-it replaced (a run that started before may still be reading it) and removes older ones; it holds
-a lock on `.versions/`, so two runs publishing one asset at once never remove each other's value. Arrays
-are memory-mapped on read; new arrays have their disk space reserved up front, so a full disk is
-an error when the array is created, not a crash while it is filled.
+it replaced (a run that started before may still be reading it) and removes older ones; it holds a
+lock on `.versions/`, so two runs publishing one asset at once never remove each other's value.
+Arrays are memory-mapped on read; new arrays have their disk space reserved up front, so a full
+disk is an error when the array is created, not a crash while it is filled.
 """
 from __future__ import annotations
 

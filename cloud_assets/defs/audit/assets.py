@@ -361,7 +361,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             "mean_per_class_and_label": md_table(per_class.reset_index()),
             "lowest_mask_quality": md_table(lowest.round(3))})
 
-    @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL, code_version="4", **sharding.whole)
+    @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL, code_version="5", **sharding.whole)
     def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
                      mask_attention, val_predictions, train_val_split: Bundle, dataset: DatasetResource):
         """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,

@@ -6,8 +6,8 @@ mask's quality given its per-pixel probabilities (cleanlab.segmentation), the pr
 the mask, the mask's share without prediction, the predicted region's box against the mask, a
 prediction in two regions or dipping between two parts of the mask's box, and a prediction inside
 another class's mask (a swap). With the class network (CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet),
-its mask attention too: where its Grad-CAM and
-Guided Grad-CAM for the class fall, the reference notebook's method applied out of sample to every label.
+its mask attention too: where its Grad-CAM and Guided Grad-CAM for the class fall, the reference
+notebook's method applied out of sample to every label.
 
 Where the classifier being audited predicted the image out of sample (the validation split), its
 own evidence is added: confident learning on its probability, and mask attention, where its
