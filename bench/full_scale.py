@@ -19,10 +19,11 @@ and saliency maps), and the peak memory; last line:
 `bench full_scale: cold_s=T rerun_s=R rerun_vs_cold=Q peak_rss_gib=M sharded_s=S sharded_vs_one=X sharded_step_rss_gib=A
 step_rss_gib=B audit_s=F ranked_s=K site_mib=W`.
 
-`--profiles fast,strong`: only the cold run at full size, then the fold audit (every fold in one
-run) once per audit profile, one after the other, each followed by the ranking and the site; prints
-per profile the audit's wall time, its U-Net epochs and training rate (images/s) and peak memory;
-last line `bench full_scale profiles: fast_s=A strong_s=B strong_vs_fast=R`.
+`--profiles fast,strong [--folds 0,1]`: only the cold run at full size, then the fold audit (every
+fold, or the folds named, in one run) once per audit profile, one after the other, with every fold
+followed by the ranking and the site; prints per profile the audit's wall time, its U-Net epochs
+and training rate (images/s) and peak memory; last line
+`bench full_scale profiles: folds=N fast_s=A strong_s=B strong_vs_fast=R`.
 """
 import os
 import shutil
@@ -190,44 +191,46 @@ def notebook_costs(data: Path, model: Path, n_val: int, n_all: int) -> dict:
     return {"imread": imread_s * (n_all + 2 * n_val), "make_mask": mask_s * 4 * n_val, "saliency": saliency_s * n_val}
 
 
-def training_rate(work: Path) -> tuple[float, int]:
+def training_rate(work: Path, folds: list[str]) -> tuple[float, int]:
     """(images per second, epochs) of the fold U-Nets' training in the store under `work`: the
-    images each fold trained on times its epochs, over the seconds of those epochs, all folds."""
+    images each of `folds` trained on times its epochs, over the seconds of those epochs."""
     from cloud_assets.lib.store import Store
 
     store, images, seconds, epochs = Store(work / "var" / "store"), 0, 0.0, 0
-    for key in FOLD_KEYS:
+    for key in folds:
         model = store.get(f"audit_models@{key}")
-        meta, history = model.json("meta"), model.table("history")
+        history = model.table("history")
         unet = history[history["network"] == "unet"] if "network" in history else history
-        images, seconds, epochs = images + meta["training_images"] * len(unet), seconds + unet["seconds"].sum(), epochs + len(unet)
+        images += model.json("meta")["training_images"] * len(unet)
+        seconds, epochs = seconds + unet["seconds"].sum(), epochs + len(unet)
     return images / seconds, epochs
 
 
-def profiles(names: list[str], model: Path, runs: Path) -> None:
+def profiles(names: list[str], folds: list[str], model: Path, runs: Path) -> None:
     """The fold audit at full size once per audit profile (CLOUD_ASSETS_AUDIT_PROFILE), one after the
     other on one cold run of the assets before it (a profile re-runs the whole audit: its inputs are
-    at the profile's size), then every label ranked and the site."""
-    work = runs / "full"
+    at the profile's size), for the fold keys `folds`; with every fold, then every label ranked and
+    the site."""
+    work, every_fold = runs / "full", folds == FOLD_KEYS
     print("bench full_scale: cold run at full size ...", flush=True)
     cold = materialize(FULL, model, work)
-    rows, walls = [], {}
+    print(f"the assets before the audit, cold: {cold['wall_s']:.0f} s; {os.cpu_count()} CPUs", flush=True)
+    walls = {}
     for name in names:
         env = {"CLOUD_ASSETS_AUDIT_PROFILE": name}
-        print(f"bench full_scale: the fold audit at full size, profile {name} ...", flush=True)
-        audit = materialize(FULL, model, work, select="group:audit and not key:label_issues", partitions=FOLD_KEYS,
+        print(f"bench full_scale: the fold audit at full size, profile {name}, folds {','.join(folds)} ...", flush=True)
+        audit = materialize(FULL, model, work, select="group:audit and not key:label_issues", partitions=folds,
                             env=env)
-        ranked = materialize(FULL, model, work, select="label_issues+", env=env)
-        rate, epochs = training_rate(work)
+        ranked = materialize(FULL, model, work, select="label_issues+", env=env)["wall_s"] if every_fold else None
+        rate, epochs = training_rate(work, folds)
         walls[name] = audit["wall_s"]
-        rows.append({"profile": name, "fold audit (s)": round(audit["wall_s"]),
-                     "audit_models (s)": round(audit["steps"].get("audit_models", 0.0)),
-                     "U-Net epochs (5 folds)": epochs, "training images/s": round(rate),
-                     "ranked and site (s)": round(ranked["wall_s"]), "peak RSS (GiB)": round(audit["peak_rss_gib"], 2)})
-    print(pd.DataFrame(rows).to_markdown(index=False))
-    print(f"the assets before the audit, cold: {cold['wall_s']:.0f} s; {os.cpu_count()} CPUs")
+        print(f"profile {name}: the fold audit of {len(folds)} of {len(FOLD_KEYS)} folds {audit['wall_s']:.0f} s "
+              f"(audit_models {audit['steps'].get('audit_models', 0.0):.0f} s: {epochs} U-Net epochs at "
+              f"{rate:.0f} training images/s), peak RSS {audit['peak_rss_gib']:.2f} GiB"
+              + (f"; then every label ranked and the site {ranked:.0f} s" if ranked is not None else ""), flush=True)
     ratio = f" {names[-1]}_vs_{names[0]}={walls[names[-1]] / walls[names[0]]:.2f}" if len(names) > 1 else ""
-    print("bench full_scale profiles: " + " ".join(f"{n}_s={w:.0f}" for n, w in walls.items()) + ratio)
+    print(f"bench full_scale profiles: folds={len(folds)} " + " ".join(f"{n}_s={w:.0f}" for n, w in walls.items())
+          + ratio)
 
 
 def main():
@@ -239,7 +242,8 @@ def main():
     model.parent.mkdir(parents=True)
     shutil.copy(MODEL, model)
     if "--profiles" in sys.argv:
-        return profiles(sys.argv[sys.argv.index("--profiles") + 1].split(","), model, runs)
+        folds = sys.argv[sys.argv.index("--folds") + 1].split(",") if "--folds" in sys.argv else FOLD_KEYS
+        return profiles(sys.argv[sys.argv.index("--profiles") + 1].split(","), folds, model, runs)
     print("bench full_scale: cold run at half size ...", flush=True)
     half = materialize(HALF, model, runs / "half")
     print("bench full_scale: cold run at full size ...", flush=True)
