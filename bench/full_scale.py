@@ -209,8 +209,8 @@ def training_rate(work: Path, folds: list[str]) -> tuple[float, int]:
 def profiles(names: list[str], folds: list[str], model: Path, runs: Path) -> None:
     """The fold audit at full size once per audit profile (CLOUD_ASSETS_AUDIT_PROFILE), one after the
     other on one cold run of the assets before it (a profile re-runs the whole audit: its inputs are
-    at the profile's size), for the fold keys `folds`; with every fold, then every label ranked and
-    the site."""
+    at the profile's size), for the fold keys `folds`; with every fold, then the evidence, every
+    label ranked and the site."""
     work, every_fold = runs / "full", folds == FOLD_KEYS
     print("bench full_scale: cold run at full size ...", flush=True)
     cold = materialize(FULL, model, work)
@@ -219,8 +219,9 @@ def profiles(names: list[str], folds: list[str], model: Path, runs: Path) -> Non
     for name in names:
         env = {"CLOUD_ASSETS_AUDIT_PROFILE": name}
         print(f"bench full_scale: the fold audit at full size, profile {name}, folds {','.join(folds)} ...", flush=True)
-        audit = materialize(FULL, model, work, select="group:audit and not key:label_issues", partitions=folds,
-                            env=env)
+        # the evidence reads every fold's predictions
+        select = "group:audit and not key:label_issues" + ("" if every_fold else " and not key:audit_evidence")
+        audit = materialize(FULL, model, work, select=select, partitions=folds, env=env)
         ranked = materialize(FULL, model, work, select="label_issues+", env=env)["wall_s"] if every_fold else None
         rate, epochs = training_rate(work, folds)
         walls[name] = audit["wall_s"]
