@@ -138,11 +138,12 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
 
     first = SETTINGS.fold_keys[0]
     predicted = all(store.stored(f"audit_predictions@{key}") for key in SETTINGS.fold_keys)
-    # predicted before the class network's Grad-CAM was, or by U-Nets of other texture channels: predicted
-    # again (the fold models that fit are kept)
+    # predicted before the class network's Grad-CAM was, or by U-Nets of other texture channels or widths:
+    # predicted again (the fold models that fit are kept)
+    meta = audit.AuditModel(store.get(f"audit_models@{first}")).meta if predicted else {}
     stale = predicted and (
         CLASS_NETWORK != "unet" and not audit.AuditPredictions(store.get(f"audit_predictions@{first}")).has_class_maps
-        or audit.AuditModel(store.get(f"audit_models@{first}")).meta.get("texture", []) != list(TEXTURE))
+        or (meta.get("texture", []), meta.get("widths")) != (list(TEXTURE), list(audit.PROFILES[PROFILE].widths)))
     if not predicted or stale:
         inputs = audit.AuditInputs(store.get("audit_inputs")) if store.stored("audit_inputs") else None
         inputs_stale = inputs is not None and (CLASS_NETWORK != "unet" and not inputs.has_class_images
