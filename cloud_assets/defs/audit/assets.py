@@ -41,7 +41,7 @@ def code_version(settings: Settings, with_class_network: bool = True) -> str:
     """The audit assets' code version: a new size, profile or class network re-runs them (without the
     class network: the U-Nets' part, which names their kept models)."""
     size, profile, classes = settings.audit_shape, settings.profile, settings.class_network
-    return (f"3-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
+    return (f"4-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
             + ("" if classes == "unet" or not with_class_network else f"-{classes}"))
 
 

@@ -27,7 +27,7 @@ from cloud_assets.lib.store import Array, Document, Table, Value
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     size: tuple[int, int]                         # height x width (CLOUD_ASSETS_AUDIT_SIZE)
-    widths: tuple[int, ...] = (16, 32, 48, 64)   # filters per U-Net level, the last the bottleneck
+    widths: tuple[int, ...] = (24, 48, 64, 96)   # filters per U-Net level, the last the bottleneck
     epochs: int = 8
     patience: int = 0                             # stop after this many epochs without a better held-out
     #                                               loss; 0: every epoch runs
@@ -93,7 +93,7 @@ class Profile:
         return h, w
 
 
-PROFILES = {"fast": Profile((64, 96), (16, 32, 48, 64)),
+PROFILES = {"fast": Profile((64, 96), (24, 48, 64, 96)),
             "strong": Profile((128, 192), (8, 24, 48, 64), class_share=1.0, class_epochs=20)}
 
 
