@@ -69,8 +69,8 @@ TEXTURE_SCALES = (1.0, 2.0, 4.0, 8.0)  # the profiles' texture channels, in pixe
 # colours (on tuning datasets 10 and 14, one fold each: the class head's AUROC 0.928 -> 0.985 on 14, the
 # mean Dice against the clean masks 0.683 -> 0.821 on 10 and 0.657 -> 0.818 on 14), which makes its head
 # a better class evidence than the class network at 112x112 at half the cost; strong: twice the
-# resolution, trained the same way, with the texture too (on the held-out grid it ranks about as well as
-# fast, finds more missing labels and fixes fewer boxes, at three times fast's training time on a CPU).
+# resolution, trained the same way, with the texture too (on the held-out grid it now ranks below the wider
+# fast U-Net and fixes fewer boxes, at nearly twice fast's training time on a CPU; Label audit).
 # The class network: at half the classifier's input size for 8 epochs on a CPU (about 65 s a fold on
 # 1,000 images here), at the full size for 20 where a GPU makes that cheap
 @dataclasses.dataclass(frozen=True)
