@@ -138,11 +138,13 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
 
     first = SETTINGS.fold_keys[0]
     predicted = all(store.stored(f"audit_predictions@{key}") for key in SETTINGS.fold_keys)
-    # predicted before the class network's Grad-CAM was, or by U-Nets of other texture channels or widths:
-    # predicted again (the fold models that fit are kept)
+    # predicted before the class network's Grad-CAM was or before predictions averaged the flips, or by U-Nets
+    # of other texture channels or widths: predicted again (the fold models that fit are kept)
     meta = audit.AuditModel(store.get(f"audit_models@{first}")).meta if predicted else {}
-    stale = predicted and (
-        CLASS_NETWORK != "unet" and not audit.AuditPredictions(store.get(f"audit_predictions@{first}")).has_class_maps
+    predictions = audit.AuditPredictions(store.get(f"audit_predictions@{first}")) if predicted else None
+    stale = predictions is not None and (
+        CLASS_NETWORK != "unet" and not predictions.has_class_maps
+        or not predictions.source.has("meta") or predictions.meta["flips"] != len(audit.PREDICT_FLIPS)
         or (meta.get("texture", []), meta.get("widths")) != (list(TEXTURE), list(audit.PROFILES[PROFILE].widths)))
     if not predicted or stale:
         inputs = audit.AuditInputs(store.get("audit_inputs")) if store.stored("audit_inputs") else None

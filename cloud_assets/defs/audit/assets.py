@@ -265,12 +265,13 @@ def build(settings: Settings, sharding: Sharding) -> list:
             out[key] = staged
         return dg.Output(out, metadata={"folds": len(out), "class_network": settings.class_network})
 
-    @dg.asset(group_name="audit", code_version=f"{code}-2", **fold_partitions)
+    @dg.asset(group_name="audit", code_version=f"{code}-3", **fold_partitions)
     def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_models, audit_inputs: Bundle,
                           audit_folds: Bundle):
         """Per fold, for each of its images, from the models that never saw it: each class's probability
         `(images, classes)` float32 (the class network's with CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet, else
-        the U-Net head's) and each pixel's `(classes, images, h, w)` float16 at the audit size, written batch
+        the U-Net head's) and each pixel's `(classes, images, h, w)` float16 at the audit size (the U-Net's
+        averaged over the image's flips, `lib.audit.network.predict`), written batch
         by batch (memory flat in the number of images); with the class network, its Guided Grad-CAM too
         (`lib.audit.network.class_maps`). With CLOUD_ASSETS_AUDIT_PREDICTIONS, read from the predictions
         made elsewhere (`lib.audit.network.ImportedPredictions`)."""
@@ -317,6 +318,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 probs.flush()
                 pixels.flush()
                 AuditPredictions.images.put(staged, pd.DataFrame({"image": names}))
+                AuditPredictions.meta.put(staged, {"flips": 0 if imported else len(audit.PREDICT_FLIPS)})
             out[key] = staged
             context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
         return dg.Output(out, metadata={"folds": len(out)})

@@ -478,13 +478,24 @@ def class_maps(model, images: np.ndarray, size: tuple[int, int], batch_size: int
     return probs, cams, guided
 
 
+# the image's flips a prediction averages over (the U-Net trains on random flips of both axes; on tuning
+# datasets 10 and 14, out of sample against the clean masks: mean Dice 0.846 -> 0.856 and 0.843 -> 0.853,
+# the class head's AUROC 0.989 -> 0.991 and 0.990 -> 0.992, for twice the prediction's time)
+PREDICT_FLIPS = ((), (1,), (2,), (1, 2))
+
+
 def predict(model, images: np.ndarray, batch_size: int = 32):
     """Yields (start, class probabilities `(b, classes)`, pixel probabilities `(b, classes, h, w)`
-    float16) batch by batch, so that a caller can stream them to disk."""
+    float16) batch by batch, so that a caller can stream them to disk: each the mean over the image's
+    PREDICT_FLIPS (each pixel's flipped back)."""
     for start in range(0, len(images), batch_size):
-        out = model.predict_on_batch(_inputs(np.asarray(images[start:start + batch_size])))
-        pixels = np.asarray(out["pixels"], np.float32).transpose(0, 3, 1, 2)
-        yield start, np.asarray(out["classes"], np.float32), pixels.astype(np.float16)
+        batch = _inputs(np.asarray(images[start:start + batch_size]))
+        classes, pixels = 0.0, 0.0
+        for axes in PREDICT_FLIPS:  # the flip of no axis: the image itself
+            out = model.predict_on_batch(np.flip(batch, axes))
+            classes = classes + np.asarray(out["classes"], np.float32) / len(PREDICT_FLIPS)
+            pixels = pixels + np.flip(np.asarray(out["pixels"], np.float32), axes) / len(PREDICT_FLIPS)
+        yield start, classes, pixels.transpose(0, 3, 1, 2).astype(np.float16)
 
 
 class ImportedPredictions:
@@ -590,6 +601,7 @@ class AuditPredictions(Value):
     probabilities = Array()   # float32 (images, classes)
     pixels = Array()          # float16 (classes, images, h, w)
     images = Table()          # image
+    meta = Document()         # flips: how many of the image's flips each prediction averages (PREDICT_FLIPS)
     # the class network's Guided Grad-CAM (class network densenet only): Grad-CAM float32 (classes, images,
     # h', w') at its layer's resolution, guided backprop float16 (images, h, w) at the audit size
     class_gradcam = Array()

@@ -84,6 +84,23 @@ def test_the_unet_learns_where_a_bright_class_is():
     assert ((probs > 0.5) == labels[128:].astype(bool)).mean() > 0.8
 
 
+def test_a_prediction_is_the_mean_over_the_flips_each_pixel_flipped_back():
+    """A model whose pixel output is its input's first channel and whose class output is its top-left
+    pixel: averaged over the flips, each pixel flipped back, the pixels come back as they went in (a
+    flip left unreversed would mix them), and the class is the mean of the four corners."""
+    import keras
+
+    image = keras.Input((4, 6, 3))
+    model = keras.Model(image, {"pixels": keras.layers.Lambda(lambda x: x[..., :1])(image),
+                                "classes": keras.layers.Lambda(lambda x: x[:, 0, 0, :1])(image)})
+    images = np.random.default_rng(0).integers(0, 255, (3, 4, 6, 3)).astype(np.uint8)
+    (start, probs, pixels), = list(audit.predict(model, images, batch_size=8))
+    x = images[..., 0].astype(np.float32) / 255
+    np.testing.assert_allclose(pixels[:, 0], x, atol=1e-3)
+    corners = (x[:, 0, 0] + x[:, -1, 0] + x[:, 0, -1] + x[:, -1, -1]) / 4
+    np.testing.assert_allclose(probs[:, 0], corners, atol=1e-6)
+
+
 @pytest.mark.e2e
 def test_the_class_network_learns_which_class_an_image_shows():
     """Class 0 is a bright square, class 1 a dark one; the class network, trained as the audit trains
