@@ -490,11 +490,9 @@ def predict(model, images: np.ndarray, batch_size: int = 32):
     PREDICT_FLIPS (each pixel's flipped back)."""
     for start in range(0, len(images), batch_size):
         batch = _inputs(np.asarray(images[start:start + batch_size]))
-        classes, pixels = 0.0, 0.0
-        for axes in PREDICT_FLIPS:  # the flip of no axis: the image itself
-            out = model.predict_on_batch(np.flip(batch, axes))
-            classes = classes + np.asarray(out["classes"], np.float32) / len(PREDICT_FLIPS)
-            pixels = pixels + np.flip(np.asarray(out["pixels"], np.float32), axes) / len(PREDICT_FLIPS)
+        outs = [(axes, model.predict_on_batch(np.flip(batch, axes))) for axes in PREDICT_FLIPS]  # (): as it is
+        classes = np.mean([np.asarray(out["classes"], np.float32) for _, out in outs], axis=0)
+        pixels = np.mean([np.flip(np.asarray(out["pixels"], np.float32), axes) for axes, out in outs], axis=0)
         yield start, classes, pixels.transpose(0, 3, 1, 2).astype(np.float16)
 
 
