@@ -16,9 +16,12 @@ labels by its kind:
 Every decision speaks of the labels the page showed (train.csv as read), so any set of accepted
 decisions applies together: the two halves of a swap exchange the two masks, the same move
 accepted from both sides is made once, a missing label that a moved mask supplies takes that mask
-rather than the proposal, and a mask that moves to a class that has one already is merged with it
-(their union). The proposal is a box around each region of the class that the fold audit's model,
-which never saw the image, predicts, cut at the level whose boxes hold its prediction best (two
+rather than the proposal, a mask that moves to a class that has one already is merged with it
+(their union), and a missing label accepted beside a loose mask or a removed label of the same image
+takes the patches of that mask that its proposal covers (the loose mask keeps the rest): a swap into
+a class labelled already is undone with the annotator's drawing. The proposal is a box around each
+region of the class that the fold audit's model, which never saw the image, predicts, cut at the
+level whose boxes hold its prediction best (two
 patches get two boxes, as rectangular as the annotators' own), or the labelled box moved where that
 prediction is, when it holds it nearly as well (`lib.saliency.attention.proposed_fix`), drawn dashed
 on the page; every proposed box written is listed in a side file so
@@ -189,7 +192,11 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
     move accepted from both sides is made once); a spurious label without a class is *removed*. A
     class then holds its own mask unless it moved, was removed or is replaced by a loose mask's
     proposal, together with every mask that moves to it; a missing label gets the proposed boxes
-    unless a mask moves to it (the annotator's own drawing of the pattern)."""
+    unless a mask moves to it (the annotator's own drawing of the pattern). A missing label accepted
+    beside a loose mask or a removed label takes the patches of that mask (its connected parts) that
+    its proposal covers at least half of (`_patches_taken`): a swap whose mask was merged into a class
+    labelled already, or one read as a label removed and another added, keeps the annotator's
+    drawing; a loose mask that gives patches away keeps the rest of its own (none: the proposal)."""
     moves: dict[str, dict[str, int]] = {}  # class -> the classes its mask moves to -> the decision's line
     removed: dict[str, int] = {}
     fixes = {}
@@ -211,10 +218,18 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
         return original[cls]
 
     touched = set(moves) | set(removed) | set(fixes) | {t for targets in moves.values() for t in targets}
+    arrivals = {t for targets in moves.values() for t in targets}
+    proposed = {c: boxes_mask(proposals[(image, c)], shape).astype(bool) for c, r in fixes.items()
+                if r.kind in (MISSING, LOOSE)}
+    taken = _patches_taken({c: proposed[c] for c, r in fixes.items() if r.kind == MISSING and c not in arrivals},
+                           {c: (mask(c), proposed.get(c)) for c in sorted(set(removed) | set(proposed) - set(moves))
+                            if c in removed or fixes[c].kind == LOOSE})
     out, changes, boxes = {}, [], []
     for cls in sorted(touched):
         new = np.zeros(shape, bool)
         fix = fixes.get(cls)
+        given = [part for patches in taken.values() for source, part in patches if source == cls]
+        kept = mask(cls) & ~np.any(given, axis=0) if given else None
         if cls not in moves and cls not in removed and not (fix and fix.kind == LOOSE):
             new |= mask(cls)
         arrived = [source for source, targets in moves.items() if cls in targets]
@@ -226,6 +241,13 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
         if fix is not None:
             if fix.kind == MISSING and arrived:
                 changes.append((image, cls, f"added (the mask moved from {', '.join(arrived)})", fix.line))
+            elif cls in taken:
+                new |= np.any([part for _, part in taken[cls]], axis=0)
+                sources = sorted({source for source, _ in taken[cls]})
+                changes.append((image, cls, f"added (patches of the {', '.join(sources)} mask moved)", fix.line))
+            elif kept is not None and kept.any():  # a loose mask whose patches another class took: the rest
+                new |= kept
+                changes.append((image, cls, "mask kept less the patches another class took", fix.line))
             else:
                 new |= boxes_mask(proposals[(image, cls)], shape).astype(bool)
                 changes.append((image, cls, "added (proposed box)" if fix.kind == MISSING
@@ -233,6 +255,26 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
                 boxes += [(image, cls, fix.kind, *box, fix.line) for box in proposals[(image, cls)]]
         out[cls] = new.astype(np.uint8)
     return out, changes, boxes
+
+
+def _patches_taken(proposed: dict[str, np.ndarray], givers: dict[str, tuple]) -> dict[str, list]:
+    """Missing label -> [(giving class, patch)]: each connected part of a giver's mask (`givers`: class ->
+    (boolean mask, its own proposal as one or None)) goes to the missing label (`proposed`: class -> its
+    proposal as a boolean mask) whose proposal covers most of it, when that is at least half of it and
+    more than the giver's own proposal covers (classes overlap: a patch both predict stays)."""
+    import cv2
+
+    taken: dict[str, list] = {}
+    for source, (own, own_proposal) in givers.items():
+        n, parts = cv2.connectedComponents(own.astype(np.uint8), connectivity=8)
+        for k in range(1, n):
+            part = parts == k
+            cover = {cls: int((part & box).sum()) for cls, box in proposed.items() if cls != source}
+            best = max(cover, key=cover.__getitem__, default=None)
+            kept = 0 if own_proposal is None else int((part & own_proposal).sum())
+            if best is not None and 2 * cover[best] >= part.sum() and cover[best] > kept:
+                taken.setdefault(best, []).append((source, part))
+    return taken
 
 
 def progress(review: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:

@@ -131,6 +131,47 @@ def test_the_same_move_accepted_from_both_sides_is_made_once_and_a_moved_mask_su
     assert sorted(changes["action"]) == ["added (the mask moved from Gravel)", "moved to Fish", "moved to Flower"]
 
 
+# d.jpg: Sugar's mask is two patches, the right one Flower's (a swap into a class labelled already);
+# Gravel's box is a Fish pattern's
+D_LEFT, D_RIGHT = (slice(0, 4), slice(0, 5)), (slice(6, 10), slice(12, 20))
+D_SUGAR = np.zeros(SHAPE, np.uint8)
+D_SUGAR[D_LEFT] = D_SUGAR[D_RIGHT] = 1
+D_TRAIN = pd.concat([TRAIN, pd.DataFrame({"Image_Label": [f"d.jpg_{c}" for c in CLASSES],
+                                          "EncodedPixels": ["", "", rle.encode(D_SUGAR), _mask(slice(0, 3), slice(8, 11))]})],
+                    ignore_index=True)
+
+
+@pytest.mark.parametrize("sugar_sees_the_right_patch", [False, True])
+def test_a_missing_label_takes_the_patches_of_a_loose_or_removed_mask_that_its_proposal_covers(tmp_path,
+                                                                                               sugar_sees_the_right_patch):
+    """Flower's proposal covers Sugar's right patch: Flower takes that patch as drawn (not its proposed box)
+    and Sugar keeps its left one, unless Sugar's own proposal covers the patch as much (classes overlap:
+    then Flower gets its box and Sugar its proposal). Fish's proposal covers the removed Gravel box: Fish
+    takes it."""
+    sugar = "0.0 0.0 1.0 1.0" if sugar_sees_the_right_patch else "0.0 0.0 0.4 0.25"
+    issues = pd.DataFrame({"image": ["d.jpg"] * 4, "class": CLASSES,
+                           "kind": ["missing label", "missing label", "loose mask", "spurious label"],
+                           "proposal": ["0.0 0.35 0.4 0.6", "0.5 0.55 1.0 1.0", sugar, ""],
+                           **{c: np.nan for c in BOX_COLUMNS}})
+    path = _review(tmp_path, [("d.jpg", "Fish", "accept", "", "missing label"),
+                              ("d.jpg", "Flower", "accept", "", "missing label"),
+                              ("d.jpg", "Sugar", "accept", "", "loose mask"),
+                              ("d.jpg", "Gravel", "accept", "", "spurious label")])
+    decisions = review.read(path, ["a.jpg", "b.jpg", "d.jpg"], CLASSES)
+    corrected, changes, _ = review.apply(D_TRAIN, decisions, issues, SHAPE, path)
+    after = {c: rle.decode(e, SHAPE).astype(bool) for c, e in zip(CLASSES, corrected["EncodedPixels"].iloc[8:])}
+    left, right = np.zeros(SHAPE, bool), np.zeros(SHAPE, bool)
+    left[D_LEFT], right[D_RIGHT] = True, True
+    assert (after["Fish"] == rle.decode(D_TRAIN["EncodedPixels"].iloc[11], SHAPE).astype(bool)).all()
+    assert not after["Gravel"].any()
+    if sugar_sees_the_right_patch:
+        assert (after["Flower"] == boxes_mask([(0.5, 0.55, 1.0, 1.0)], SHAPE).astype(bool)).all()
+        assert after["Sugar"].all()
+    else:
+        assert (after["Flower"] == right).all() and (after["Sugar"] == left).all()
+        assert "added (patches of the Sugar mask moved)" in set(changes["action"])
+
+
 def test_a_second_decision_for_one_candidate_is_refused_naming_both_lines(tmp_path):
     path = _review(tmp_path, [("a.jpg", "Fish", "accept", "", "spurious label"),
                               ("b.jpg", "Fish", "reject", "", "missing label"),
