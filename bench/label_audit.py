@@ -139,13 +139,13 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
     first = SETTINGS.fold_keys[0]
     predicted = all(store.stored(f"audit_predictions@{key}") for key in SETTINGS.fold_keys)
     # predicted before the class network's Grad-CAM was or before predictions averaged the flips, or by U-Nets
-    # of other texture channels or widths: predicted again (the fold models that fit are kept)
+    # trained with other settings: predicted again (the fold models that fit are kept)
     meta = audit.AuditModel(store.get(f"audit_models@{first}")).meta if predicted else {}
     predictions = audit.AuditPredictions(store.get(f"audit_predictions@{first}")) if predicted else None
     stale = predictions is not None and (
         CLASS_NETWORK != "unet" and not predictions.has_class_maps
         or not predictions.source.has("meta") or predictions.meta["flips"] != len(audit.PREDICT_FLIPS)
-        or (meta.get("texture", []), meta.get("widths")) != (list(TEXTURE), list(audit.PROFILES[PROFILE].widths)))
+        or meta.get("training_config") != audit.config_digest(AuditTraining().training(PROFILE, SIZE)))
     if not predicted or stale:
         inputs = audit.AuditInputs(store.get("audit_inputs")) if store.stored("audit_inputs") else None
         inputs_stale = inputs is not None and (CLASS_NETWORK != "unet" and not inputs.has_class_images
@@ -241,7 +241,7 @@ def kind_recall(errors: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows, thirds]).sort_index()
 
 
-DICE_SEEDS = 3  # trainings per label set in --cleaning
+DICE_SEEDS = 5  # trainings per label set in --cleaning (paired by seed)
 FIXED_IOU = 0.7  # a fixed label: its mask overlaps the clean one by at least this (both empty: fixed)
 
 
@@ -418,7 +418,7 @@ def cleaning_value(seed: int, mix: str, held_out: int):
 
     test_x, test_masks, _ = dataset(labels.read_train_csv(base / "train_clean.csv"), base)
     noisy = folder / "noisy"
-    dice = {}
+    dice: dict[str, list[float]] = {}
     for name, rows in (("noisy (train.csv)", labels.read_train_csv(noisy / "train.csv")),
                        ("cleaned (train_corrected.csv)", corrected),
                        ("clean (train_clean.csv)", labels.read_train_csv(noisy / "train_clean.csv"))):
@@ -428,15 +428,20 @@ def cleaning_value(seed: int, mix: str, held_out: int):
             model, _ = audit.train(*inputs, config, log=lambda m: None)
             predicted = np.concatenate([p for _, _, p in audit.predict(model, test_x)]).astype(np.float32) >= 0.5
             scores.append(mean_dice(predicted.transpose(0, 2, 3, 1), test_masks > 0))
-        dice[name] = float(np.mean(scores))
-        print(f"{name}: mean Dice {dice[name]:.4f} on the clean masks of dataset {held_out} (seeds: "
+        dice[name] = scores
+        print(f"{name}: mean Dice {np.mean(scores):.4f} on the clean masks of dataset {held_out} (seeds: "
               f"{', '.join(f'{s:.4f}' for s in scores)})", flush=True)
-    before, after, clean = dice.values()
+    noisy_s, cleaned_s, clean_s = (np.array(v) for v in dice.values())
+    before, after, clean = noisy_s.mean(), cleaned_s.mean(), clean_s.mean()
     closed = (after - before) / (clean - before) if clean != before else float("nan")
+    # each training seed's three trainings are paired: the gap and the gain per seed, and their standard errors
+    gap, gain = clean_s - noisy_s, cleaned_s - noisy_s
+    gap_se, gain_se = (float(np.std(v, ddof=1) / np.sqrt(len(v))) for v in (gap, gain))
     print(f"\ncleaning value on dataset {seed} ({mix}): {len(accepted)} true errors among the top 2k accepted with "
           f"the page's proposals ({refused} refused), {accepted['fixed'].mean():.0%} of them fixed; segmentation "
           f"mean Dice on dataset {held_out}: {before:.4f} noisy, {after:.4f} cleaned, {clean:.4f} clean: cleaning "
-          f"closes {closed:.0%} of the gap")
+          f"closes {closed:.0%} of the gap; paired by training seed, the gap noisy to clean {gap.mean():+.4f} "
+          f"(standard error {gap_se:.4f}), the gain noisy to cleaned {gain.mean():+.4f} ({gain_se:.4f})")
     print(f"bench label_audit cleaning: dice_noisy={before:.4f} dice_cleaned={after:.4f} dice_clean={clean:.4f} "
           f"gap_closed={closed:.3f}")
 

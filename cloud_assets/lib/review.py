@@ -217,13 +217,12 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
             original[cls] = rle.decode(enc.get(f"{image}_{cls}", ""), shape).astype(bool)
         return original[cls]
 
-    touched = set(moves) | set(removed) | set(fixes) | {t for targets in moves.values() for t in targets}
     arrivals = {t for targets in moves.values() for t in targets}
-    proposed = {c: boxes_mask(proposals[(image, c)], shape).astype(bool) for c, r in fixes.items()
-                if r.kind in (MISSING, LOOSE)}
+    touched = set(moves) | set(removed) | set(fixes) | arrivals
+    proposed = {c: boxes_mask(proposals[(image, c)], shape).astype(bool) for c in fixes}
+    loose = {c for c, r in fixes.items() if r.kind == LOOSE}
     taken = _patches_taken({c: proposed[c] for c, r in fixes.items() if r.kind == MISSING and c not in arrivals},
-                           {c: (mask(c), proposed.get(c)) for c in sorted(set(removed) | set(proposed) - set(moves))
-                            if c in removed or fixes[c].kind == LOOSE})
+                           {c: (mask(c), proposed.get(c)) for c in sorted(set(removed) | loose) if c not in moves})
     out, changes, boxes = {}, [], []
     for cls in sorted(touched):
         new = np.zeros(shape, bool)

@@ -129,8 +129,8 @@ def test_two_settings_build_two_sets_of_definitions_in_one_process():
 
     assert partitions(one, "image_cache") is None and partitions(other, "image_cache") == ["0", "1", "2"]
     assert partitions(one, "audit_models") == ["0", "1", "2", "3", "4"] and partitions(other, "audit_models") == ["0", "1"]
-    assert one.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")] == "4-64x96"
-    assert other.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")] == "4-128x192-strong"
+    assert one.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")] == "5-64x96"
+    assert other.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")] == "5-128x192-strong"
     assert other.get_assets_def("saliency_maps").code_versions_by_key[dg.AssetKey("saliency_maps")] == "2-gradcam++"
     assert one.resolve_schedule_def("model_file_schedule").cron_schedule == "*/5 * * * *"
     assert other.resolve_schedule_def("model_file_schedule").cron_schedule == "0 * * * *"

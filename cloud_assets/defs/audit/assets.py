@@ -41,7 +41,7 @@ def code_version(settings: Settings, with_class_network: bool = True) -> str:
     """The audit assets' code version: a new size, profile or class network re-runs them (without the
     class network: the U-Nets' part, which names their kept models)."""
     size, profile, classes = settings.audit_shape, settings.profile, settings.class_network
-    return (f"4-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
+    return (f"5-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
             + ("" if classes == "unet" or not with_class_network else f"-{classes}"))
 
 
@@ -69,7 +69,7 @@ class AuditTraining(dg.Config):
         return audit.TrainingConfig(size=size, widths=p.widths, epochs=self.epochs or p.epochs,
                                     patience=p.patience if self.patience is None else self.patience,
                                     batch_size=self.batch_size, learning_rate=self.learning_rate, decay=p.decay,
-                                    flips=p.flips, seed=self.seed, texture=p.texture)
+                                    flips=p.flips, seed=self.seed, texture=p.texture, dice_loss=p.dice_loss)
 
     def class_training(self, profile: str, size: tuple[int, int]) -> audit.ClassConfig:
         return audit.ClassConfig(size=size, epochs=self.class_epochs or audit.PROFILES[profile].class_epochs,
@@ -217,7 +217,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
             train_rows, held_out = _training_set(folds, fold)
             meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
                     "held_out_images": len(held_out), "profile": profile, "size": list(size), "widths": list(widths),
-                    "texture": list(training.texture), "class_network": settings.class_network}
+                    "texture": list(training.texture), "class_network": settings.class_network,
+                    "training_config": audit.config_digest(training)}
             if dataset.audit_predictions:
                 context.log.info(f"audit_models fold {key}: nothing trained; its predictions come from "
                                  f"{dataset.audit_predictions} (CLOUD_ASSETS_AUDIT_PREDICTIONS)")
@@ -285,7 +286,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             import keras
 
             if path.name not in models:
-                models[path.name] = keras.saving.load_model(path)
+                models[path.name] = keras.saving.load_model(path, compile=False)  # predicts only
             else:
                 models[path.name].load_weights(path)
             return models[path.name]

@@ -84,6 +84,17 @@ def test_the_unet_learns_where_a_bright_class_is():
     assert ((probs > 0.5) == labels[128:].astype(bool)).mean() > 0.8
 
 
+def test_the_dice_loss_is_nought_for_the_masks_themselves_and_grows_as_the_edges_blur():
+    """`bce_dice`: a prediction equal to the masks (an empty one included) costs nothing; the same masks
+    with their edges blurred cost more, and a prediction of nothing costs most."""
+    masks = np.zeros((2, 8, 12, 2), np.float32)
+    masks[0, 2:6, 3:9, 0] = 1
+    blurred = masks.copy()
+    blurred[0, 1:7, 2:10, 0] = np.maximum(blurred[0, 1:7, 2:10, 0], 0.5)
+    loss = [float(audit.bce_dice(masks, p)) for p in (masks, blurred, np.zeros_like(masks))]
+    assert loss[0] == pytest.approx(0, abs=1e-3) and loss[0] < loss[1] < loss[2]
+
+
 def test_a_prediction_is_the_mean_over_the_flips_each_pixel_flipped_back():
     """A model whose pixel output is its input's first channel and whose class output is its top-left
     pixel: averaged over the flips, each pixel flipped back, the pixels come back as they went in (a
