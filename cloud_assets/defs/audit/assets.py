@@ -271,8 +271,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
                           audit_folds: Bundle):
         """Per fold, for each of its images, from the models that never saw it: each class's probability
         `(images, classes)` float32 (the class network's with CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet, else
-        the U-Net head's) and each pixel's `(classes, images, h, w)` float16 at the audit size (the U-Net's
-        averaged over the image's flips, `lib.audit.network.predict`), written batch
+        the U-Net head's) and each pixel's `(classes, images, h, w)` float16 at the audit size (the U-Net's head
+        and pixels averaged over the image's flips, `lib.audit.network.predict`), written batch
         by batch (memory flat in the number of images); with the class network, its Guided Grad-CAM too
         (`lib.audit.network.class_maps`). With CLOUD_ASSETS_AUDIT_PREDICTIONS, read from the predictions
         made elsewhere (`lib.audit.network.ImportedPredictions`)."""
