@@ -148,17 +148,126 @@ def inside_label(boxes, mask: np.ndarray) -> list[tuple[float, ...]]:
     return [box for box in cut if box[2] > box[0] and box[3] > box[1]]
 
 
+# a label is one drawn box when its mask fills at least this share of its bounding box
+FILLED_SHARE = 0.9
+
+
+def _integral(a: np.ndarray) -> np.ndarray:
+    return np.pad(np.asarray(a, np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+
+
+def _within(prob: np.ndarray, bounds) -> np.ndarray:
+    """`prob` `(H, W)` as float32 with zeros outside the box `bounds` (top, left, bottom, right, pixels)."""
+    top, left, bottom, right = bounds
+    inside = np.zeros(prob.shape, np.float32)
+    inside[top:bottom, left:right] = prob[top:bottom, left:right]
+    return inside
+
+
+def _sums(ii: np.ndarray, top, left, bottom, right) -> np.ndarray:
+    """The map's sum under each box (arrays of pixels, bottom and right exclusive; 0 when empty) from its
+    `_integral`."""
+    bottom, right = np.maximum(bottom, top), np.maximum(right, left)
+    return ii[bottom, right] - ii[top, right] - ii[bottom, left] + ii[top, left]
+
+
+def to_sides(boxes, bounds) -> list[tuple[int, ...]]:
+    """Boxes `(top, left, bottom, right)` in pixels with their union's extremes moved to the sides of
+    `bounds` (the topmost box's top to its top, and so on): the boxes of patches that an annotator's box
+    drawn around them reaches on every side."""
+    out = [list(box) for box in boxes]
+    for side, pick in ((0, min), (1, min), (2, max), (3, max)):
+        k = pick(range(len(out)), key=lambda i: out[i][side])
+        out[k][side] = bounds[side]
+    return [tuple(box) for box in out]
+
+
+def split_in_two(prob: np.ndarray, bounds: tuple[int, int, int, int]) -> tuple[list[tuple[int, ...]], float]:
+    """(two boxes in pixels, their `soft_iou` with `prob` within `bounds`): the two patches within a box
+    `bounds` (top, left, bottom, right, pixels) that hold a probability map `(H, W)` best. Two disjoint
+    boxes are parted by a line along one axis: for each such line, and each level of `PROPOSAL_LEVELS`
+    times the map's maximum within the box, each side's box bounds the map at or above that level on
+    that side, and the pair reaches the box's four sides (`to_sides`). ([], 0) when the map is empty."""
+    y0, x0, y1, x1 = bounds
+    inside = _within(prob, bounds)
+    top = float(inside.max())
+    best: tuple[list[tuple[int, ...]], float] = ([], 0.0)
+    if top <= 0:
+        return best
+    ii, total = _integral(inside), float(inside.sum())
+    for axis in (0, 1):  # parted by a line across the rows (0) or the columns (1) of the box
+        n, m = (y1 - y0, x1 - x0) if axis == 0 else (x1 - x0, y1 - y0)
+        if n < 4:
+            continue
+        cuts = np.arange(2, n - 1)  # the first side: rows [0, cut) of the box (its columns for axis 1)
+        for level in PROPOSAL_LEVELS * top:
+            held = inside[y0:y1, x0:x1] >= level
+            held = held if axis == 0 else held.T
+            rows, cum = held.any(axis=1), held.cumsum(axis=0)
+            first, second = cum[cuts - 1] > 0, (cum[-1] - cum[cuts - 1]) > 0  # (cuts, m): columns held
+            both = first.any(axis=1) & second.any(axis=1)
+            if not both.any():
+                continue
+            k = np.nonzero(both)[0]
+            first, second, cut = first[k], second[k], cuts[k]
+            bottom1 = np.maximum.accumulate(np.where(rows, np.arange(n), -1))[cut - 1] + 1
+            top2 = np.minimum.accumulate(np.where(rows, np.arange(n), n)[::-1])[::-1][cut]
+            left1, right1 = first.argmax(axis=1), m - first[:, ::-1].argmax(axis=1)
+            left2, right2 = second.argmax(axis=1), m - second[:, ::-1].argmax(axis=1)
+            # to_sides: the first box starts at the box's start, the second ends at its end; across, the
+            # smaller left and the larger right reach the box's sides (the first box's on a tie)
+            left1, left2 = np.where(left1 <= left2, 0, left1), np.where(left1 <= left2, left2, 0)
+            right1, right2 = np.where(right1 >= right2, m, right1), np.where(right1 >= right2, right2, m)
+            zero, end = np.zeros_like(cut), np.full_like(cut, n)
+            boxes = [(zero, left1, bottom1, right1), (top2, left2, end, right2)]
+            if axis == 1:
+                boxes = [(bl, bt, br, bb) for bt, bl, bb, br in boxes]
+            (t1, l1, b1, r1), (t2, l2, b2, r2) = [(bt + y0, bl + x0, bb + y0, br + x0) for bt, bl, bb, br in boxes]
+            over = (np.maximum(t1, t2), np.maximum(l1, l2), np.minimum(b1, b2), np.minimum(r1, r2))
+            mass = _sums(ii, t1, l1, b1, r1) + _sums(ii, t2, l2, b2, r2) - _sums(ii, *over)
+            area = ((b1 - t1) * (r1 - l1) + (b2 - t2) * (r2 - l2)
+                    - np.maximum(over[2] - over[0], 0) * np.maximum(over[3] - over[1], 0))
+            soft = mass / (area + total - mass)
+            j = int(soft.argmax())
+            if soft[j] > best[1]:
+                best = ([tuple(int(v[j]) for v in (t1, l1, b1, r1)), tuple(int(v[j]) for v in (t2, l2, b2, r2))],
+                        float(soft[j]))
+    return best
+
+
+def within_drawn_box(prob: np.ndarray, mask: np.ndarray, boxes) -> list[tuple[float, ...]]:
+    """`boxes` (shares of the side) as the patches of a box drawn around them: when the label's mask is
+    one box (it fills FILLED_SHARE of its bounding box) and `boxes` lie within it, the annotator's box
+    reaches the pattern on every side, so two or more boxes have their union's extremes moved to its
+    sides (`to_sides`), and a single one becomes two (`split_in_two`) when two hold the prediction
+    within the box better than it does. Else `boxes` as they are."""
+    bounds = mask_bounds(mask)
+    if bounds is None or not boxes or mask.sum() < FILLED_SHARE * (bounds[2] - bounds[0]) * (bounds[3] - bounds[1]):
+        return list(boxes)
+    H, W = mask.shape
+    pixels: list[tuple[int, ...]] = [box_pixels(box, mask.shape) for box in boxes]
+    if any(p[0] < bounds[0] or p[1] < bounds[1] or p[2] > bounds[2] or p[3] > bounds[3] for p in pixels):
+        return list(boxes)
+    if len(pixels) == 1:
+        two, soft = split_in_two(prob, bounds)
+        if not two or soft <= soft_iou(boxes, _within(prob, bounds)):
+            return list(boxes)
+        pixels = two
+    return [(top / H, left / W, bottom / H, right / W) for top, left, bottom, right in to_sides(pixels, bounds)]
+
+
 def proposed_fix(prob: np.ndarray, mask: np.ndarray, min_share: float) -> list[tuple[float, ...]]:
     """The boxes a fix of a label proposes from a probability map `(H, W)` and the label's mask: the
     mask's box moved where the prediction is (`moved_box`: a box drawn beside its pattern keeps the
     annotator's size), when it overlaps the map at least `MOVED_SHARE` times as well as the map's own
     boxes (`proposed_boxes`) do; else those; either cut to the label's box when it holds them
-    (`inside_label`)."""
+    (`inside_label`), and then read as the patches that box was drawn around (`within_drawn_box`)."""
+    prob = np.asarray(prob, np.float32)
     boxes = proposed_boxes(prob, min_share)
     moved = moved_box(prob, mask)
     if moved is not None and boxes and moved[1] >= MOVED_SHARE * soft_iou(boxes, prob):
         boxes = [moved[0]]
-    return inside_label(boxes, mask)
+    return within_drawn_box(prob, mask, inside_label(boxes, mask))
 
 
 def boxes_text(boxes) -> str:

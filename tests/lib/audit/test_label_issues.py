@@ -174,6 +174,31 @@ def test_a_proposal_the_labelled_box_holds_is_cut_to_it():
                                                          (4 / 20, 4 / 40, 16 / 20, 14 / 40)]
 
 
+def test_a_box_drawn_around_two_patches_is_proposed_as_the_patches_reaching_its_sides():
+    """An annotator's box drawn around two patches reaches them on every side: a prediction seen as one
+    region (two patches meeting at a corner) is split in two, and two patches seen short of the box's
+    sides are stretched to them; a box drawn wide around one patch, or a label that is not one box, keeps
+    the prediction's boxes."""
+    label = np.zeros((24, 48), bool)
+    label[4:20, 4:44] = True
+    prob = np.zeros((24, 48), np.float32)
+    prob[4:12, 4:24] = prob[12:20, 24:44] = 0.9  # one region: its box would be the drawn box itself
+    assert attention.inside_label(attention.proposed_boxes(prob, 0.02), label) == [(4 / 24, 4 / 48, 20 / 24, 44 / 48)]
+    assert attention.proposed_fix(prob, label, 0.02) == [(4 / 24, 4 / 48, 12 / 24, 24 / 48),
+                                                         (12 / 24, 24 / 48, 20 / 24, 44 / 48)]
+    short = np.zeros((24, 48), np.float32)
+    short[5:11, 6:22] = short[13:19, 26:42] = 0.9
+    assert sorted(attention.proposed_fix(short, label, 0.02)) == [(4 / 24, 4 / 48, 11 / 24, 22 / 48),
+                                                                  (13 / 24, 26 / 48, 20 / 24, 44 / 48)]
+    one = np.zeros((24, 48), np.float32)
+    one[6:14, 10:26] = 0.9
+    assert attention.proposed_fix(one, label, 0.02) == attention.proposed_boxes(one, 0.02)
+    not_a_box = np.zeros((24, 48), bool)
+    not_a_box[4:12, 4:24] = not_a_box[12:20, 30:44] = True
+    assert attention.proposed_fix(prob, not_a_box, 0.02) == attention.proposed_boxes(prob, 0.02)
+    assert attention.split_in_two(np.zeros((24, 48), np.float32), (4, 4, 20, 44)) == ([], 0.0)
+
+
 def test_a_proposal_is_cut_where_its_boxes_hold_the_prediction_best():
     prob = np.zeros((20, 40), np.float32)
     prob[2:13, 2:13] = 0.45    # a pattern seen at 0.45 around a confident core:
