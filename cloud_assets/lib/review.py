@@ -23,7 +23,8 @@ a class labelled already is undone with the annotator's drawing. The proposal is
 region of the class that the fold audit's model, which never saw the image, predicts, cut at the
 level whose boxes hold its prediction best (two
 patches get two boxes, as rectangular as the annotators' own), or the labelled box moved where that
-prediction is, when it holds it nearly as well (`lib.saliency.attention.proposed_fix`), drawn dashed
+prediction is, when it holds it nearly as well, and within a label drawn as one box, the patches
+reaching that box's sides (`lib.saliency.attention.proposed_fix`), drawn dashed
 on the page; every proposed box written is listed in a side file so
 that it can be redrawn by hand.
 
