@@ -110,6 +110,11 @@ def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
 
 
+def _integral(a: np.ndarray) -> np.ndarray:
+    """The integral image of `a` `(H, W)`: `(H + 1, W + 1)` float64, entry (y, x) the sum of `a[:y, :x]`."""
+    return np.pad(np.asarray(a, np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+
+
 def moved_box(prob: np.ndarray, mask: np.ndarray) -> tuple[tuple[float, ...], float] | None:
     """(box, its `soft_iou` with `prob`): the bounding box of `mask` `(H, W)`, its size kept, moved to
     where it overlaps the probability map `prob` `(H, W)` most; None for an empty mask."""
@@ -118,7 +123,7 @@ def moved_box(prob: np.ndarray, mask: np.ndarray) -> tuple[tuple[float, ...], fl
         return None
     H, W = prob.shape
     bh, bw = bounds[2] - bounds[0], bounds[3] - bounds[1]
-    ii = np.pad(np.asarray(prob, np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    ii = _integral(prob)
     held = ii[bh:, bw:] - ii[:H - bh + 1, bw:] - ii[bh:, :W - bw + 1] + ii[:H - bh + 1, :W - bw + 1]
     soft = held / (bh * bw + ii[-1, -1] - held)
     top, left = np.unravel_index(int(soft.argmax()), soft.shape)
@@ -150,10 +155,6 @@ def inside_label(boxes, mask: np.ndarray) -> list[tuple[float, ...]]:
 
 # a label is one drawn box when its mask fills at least this share of its bounding box
 FILLED_SHARE = 0.9
-
-
-def _integral(a: np.ndarray) -> np.ndarray:
-    return np.pad(np.asarray(a, np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
 
 
 def _within(prob: np.ndarray, bounds) -> np.ndarray:
