@@ -249,7 +249,7 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
                 new |= kept
                 changes.append((image, cls, "mask kept less the patches another class took", fix.line))
             else:
-                new |= boxes_mask(proposals[(image, cls)], shape).astype(bool)
+                new |= proposed[cls]
                 changes.append((image, cls, "added (proposed box)" if fix.kind == MISSING
                                 else "mask replaced (proposed box)", fix.line))
                 boxes += [(image, cls, fix.kind, *box, fix.line) for box in proposals[(image, cls)]]
