@@ -196,14 +196,14 @@ def split_in_two(prob: np.ndarray, bounds: tuple[int, int, int, int]) -> tuple[l
     if top <= 0:
         return best
     ii, total = _integral(inside), float(inside.sum())
+    regions = [inside[y0:y1, x0:x1] >= level for level in PROPOSAL_LEVELS * top]
     for axis in (0, 1):  # parted by a line across the rows (0) or the columns (1) of the box
         n, m = (y1 - y0, x1 - x0) if axis == 0 else (x1 - x0, y1 - y0)
         if n < 4:
             continue
         cuts = np.arange(2, n - 1)  # the first side: rows [0, cut) of the box (its columns for axis 1)
-        for level in PROPOSAL_LEVELS * top:
-            held = inside[y0:y1, x0:x1] >= level
-            held = held if axis == 0 else held.T
+        for region in regions:
+            held = region if axis == 0 else region.T
             rows, cum = held.any(axis=1), held.cumsum(axis=0)
             first, second = cum[cuts - 1] > 0, (cum[-1] - cum[cuts - 1]) > 0  # (cuts, m): columns held
             both = first.any(axis=1) & second.any(axis=1)
