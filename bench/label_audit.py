@@ -19,7 +19,7 @@ true errors among the top 2k with the page's own proposals, applied by `lib.revi
 of them whose label then matches the clean one (`fixes`). Everything is cached in
 bench/.cache/label_audit/.
 
-    .venv/bin/python bench/label_audit.py --prepare                every cell (about 13 min each on 2 cores)
+    .venv/bin/python bench/label_audit.py --prepare                every cell (about 18 min each on 2 cores)
     .venv/bin/python bench/label_audit.py                         the grid, over every label
     .venv/bin/python bench/label_audit.py --fit                    refit the profile's trees on TUNING
     .venv/bin/python bench/label_audit.py --cleaning               the value of cleaning: segmentation Dice
