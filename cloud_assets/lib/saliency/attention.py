@@ -115,6 +115,13 @@ def _integral(a: np.ndarray) -> np.ndarray:
     return np.pad(np.asarray(a, np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
 
 
+def _sums(ii: np.ndarray, top, left, bottom, right) -> np.ndarray:
+    """The map's sum under each box (arrays of pixels, bottom and right exclusive; 0 when empty) from its
+    `_integral`."""
+    bottom, right = np.maximum(bottom, top), np.maximum(right, left)
+    return ii[bottom, right] - ii[top, right] - ii[bottom, left] + ii[top, left]
+
+
 def moved_box(prob: np.ndarray, mask: np.ndarray) -> tuple[tuple[float, ...], float] | None:
     """(box, its `soft_iou` with `prob`): the bounding box of `mask` `(H, W)`, its size kept, moved to
     where it overlaps the probability map `prob` `(H, W)` most; None for an empty mask."""
@@ -124,7 +131,8 @@ def moved_box(prob: np.ndarray, mask: np.ndarray) -> tuple[tuple[float, ...], fl
     H, W = prob.shape
     bh, bw = bounds[2] - bounds[0], bounds[3] - bounds[1]
     ii = _integral(prob)
-    held = ii[bh:, bw:] - ii[:H - bh + 1, bw:] - ii[bh:, :W - bw + 1] + ii[:H - bh + 1, :W - bw + 1]
+    ys, xs = np.arange(H - bh + 1)[:, None], np.arange(W - bw + 1)[None, :]  # every place of the box
+    held = _sums(ii, ys, xs, ys + bh, xs + bw)
     soft = held / (bh * bw + ii[-1, -1] - held)
     top, left = np.unravel_index(int(soft.argmax()), soft.shape)
     return (float(top / H), float(left / W), float((top + bh) / H), float((left + bw) / W)), float(soft[top, left])
@@ -163,13 +171,6 @@ def _within(prob: np.ndarray, bounds) -> np.ndarray:
     inside = np.zeros(prob.shape, np.float32)
     inside[top:bottom, left:right] = prob[top:bottom, left:right]
     return inside
-
-
-def _sums(ii: np.ndarray, top, left, bottom, right) -> np.ndarray:
-    """The map's sum under each box (arrays of pixels, bottom and right exclusive; 0 when empty) from its
-    `_integral`."""
-    bottom, right = np.maximum(bottom, top), np.maximum(right, left)
-    return ii[bottom, right] - ii[top, right] - ii[bottom, left] + ii[top, left]
 
 
 def to_sides(boxes, bounds) -> list[tuple[int, ...]]:
