@@ -1,12 +1,15 @@
 """A change of the shard count, and settings read at load time: a dataset-wide step that finds
 per-image values of another shard count fails naming both counts and the command that re-runs them;
 that re-run removes the stale shards; bad values and too many shards fail naming the variable."""
+import dataclasses
 import re
 import subprocess
 import sys
+import unittest.mock
 
 import pytest
 
+from cloud_assets.lib.audit import network as audit
 from cloud_assets.settings import SettingError, Settings, variables
 from cloud_assets.lib.store import Store
 from tests.helpers import dg_run
@@ -129,8 +132,14 @@ def test_two_settings_build_two_sets_of_definitions_in_one_process():
 
     assert partitions(one, "image_cache") is None and partitions(other, "image_cache") == ["0", "1", "2"]
     assert partitions(one, "audit_models") == ["0", "1", "2", "3", "4"] and partitions(other, "audit_models") == ["0", "1"]
-    assert one.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")] == "5-64x96"
-    assert other.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")] == "5-128x192-strong"
+    def version(defs):
+        return defs.get_assets_def("audit_models").code_versions_by_key[dg.AssetKey("audit_models")]
+
+    assert version(one).startswith("6-64x96-fast-") and version(other).startswith("6-128x192-strong-")
+    # a release that changes a profile's definition re-runs the audit of those who use it
+    changed = {**audit.PROFILES, "fast": dataclasses.replace(audit.PROFILES["fast"], epochs=12)}
+    with unittest.mock.patch.dict(audit.PROFILES, changed):
+        assert version(build_defs(Settings())) not in (version(one), version(other))
     assert other.get_assets_def("saliency_maps").code_versions_by_key[dg.AssetKey("saliency_maps")] == "2-gradcam++"
     assert one.resolve_schedule_def("model_file_schedule").cron_schedule == "*/5 * * * *"
     assert other.resolve_schedule_def("model_file_schedule").cron_schedule == "0 * * * *"

@@ -38,10 +38,11 @@ from cloud_assets.settings import Settings
 
 
 def code_version(settings: Settings, with_class_network: bool = True) -> str:
-    """The audit assets' code version: a new size, profile or class network re-runs them (without the
+    """The audit assets' code version: a new size, profile, profile definition (its digest: a release
+    that changes a profile's network or training re-runs it) or class network re-runs them (without the
     class network: the U-Nets' part, which names their kept models)."""
     size, profile, classes = settings.audit_shape, settings.profile, settings.class_network
-    return (f"5-{size[0]}x{size[1]}" + ("" if profile == "fast" else f"-{profile}")
+    return (f"6-{size[0]}x{size[1]}-{profile}-{audit.config_digest(audit.PROFILES[profile])[:6]}"
             + ("" if classes == "unet" or not with_class_network else f"-{classes}"))
 
 
