@@ -209,7 +209,7 @@ def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_m
                          partition_key="0", run_config=QUICK, settings=strong.settings)
     assert result.success, failure_message(result)
     meta = store.get("audit_models@0").json("meta")
-    assert (meta["profile"], meta["size"], meta["widths"]) == ("strong", [128, 192], [8, 24, 48, 64])
+    assert (meta["profile"], meta["size"], meta["widths"]) == ("strong", [128, 192], [24, 48, 64, 96])
     assert len(_trained(var)) == len(before) + 1
     # a class network the ranking has no trees for at this profile: refused before anything trains
     dense = Assets(strong.settings.replace(audit_class_network="densenet"))
