@@ -39,11 +39,15 @@ from cloud_assets.settings import Settings
 
 def code_version(settings: Settings, with_class_network: bool = True) -> str:
     """The audit assets' code version: a new size, profile, profile definition (its digest: a release
-    that changes a profile's network or training re-runs it) or class network re-runs them (without the
-    class network: the U-Nets' part, which names their kept models)."""
+    that changes a profile's networks or training re-runs it) or class network re-runs them. Without the
+    class network: the U-Nets' part, which names their kept models beside their training settings'
+    digest, so without the profile's digest (a change of its class network's settings alone keeps them)."""
     size, profile, classes = settings.audit_shape, settings.profile, settings.class_network
-    return (f"6-{size[0]}x{size[1]}-{profile}-{audit.config_digest(audit.PROFILES[profile])[:6]}"
-            + ("" if classes == "unet" or not with_class_network else f"-{classes}"))
+    unets = f"6-{size[0]}x{size[1]}-{profile}"
+    if not with_class_network:
+        return unets
+    return (f"{unets}-{audit.config_digest(audit.PROFILES[profile])[:6]}"
+            + ("" if classes == "unet" else f"-{classes}"))
 
 
 MODELS = "audit-models"  # under CLOUD_ASSETS_VAR_DIR: every fold model trained, by its training set
