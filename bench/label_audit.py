@@ -53,7 +53,7 @@ from cloud_assets.definitions import asset, build_defs  # noqa: E402
 from cloud_assets.defs.audit.assets import AuditTraining  # noqa: E402
 from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib.saliency import methods as saliency_methods  # noqa: E402
-from cloud_assets.lib.audit.kinds import CONFUSION, ISSUE_OF_NOISE, SPURIOUS  # noqa: E402
+from cloud_assets.lib.audit.kinds import ISSUE_OF_NOISE  # noqa: E402
 from cloud_assets.defs.resources import build_resources  # noqa: E402
 from cloud_assets.lib.saliency import attention  # noqa: E402
 from cloud_assets.lib.audit import network as audit, label_issues  # noqa: E402
@@ -102,7 +102,7 @@ VAR = ("var" + ("" if METHOD == saliency_methods.DEFAULT else f"-{METHOD}") + ("
        + ("" if CLASS_NETWORK == "unet" else f"-{CLASS_NETWORK}"))
 BEFORE_AUDIT = [asset(DEFS, name) for name in ("label_table", "train_val_split", "image_cache", "val_masks",
                                                        "model_file", "val_predictions", "audit_folds", "audit_inputs")]
-FOLDS = [asset(DEFS, name) for name in ("audit_models", "audit_predictions")]
+FOLDS = [asset(DEFS, name) for name in ("audit_models", "audit_relabels", "audit_predictions")]
 AUDIT_EVIDENCE = asset(DEFS, "audit_evidence")
 
 
@@ -145,6 +145,7 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
     stale = predictions is not None and (
         CLASS_NETWORK != "unet" and not predictions.has_class_maps
         or not predictions.source.has("meta") or predictions.meta["flips"] != len(audit.PREDICT_FLIPS)
+        or "refit_kept" not in predictions.meta
         or meta.get("training_config") != audit.config_digest(AuditTraining().training(PROFILE, SIZE)))
     if not predicted or stale:
         inputs = audit.AuditInputs(store.get("audit_inputs")) if store.stored("audit_inputs") else None
@@ -154,7 +155,11 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
             run([k for a in BEFORE_AUDIT if isinstance(a, dg.AssetsDefinition) for k in a.keys])
         for key in SETTINGS.fold_keys:
             print(f"{data_dir}: audit fold {key}", flush=True)
-            run([a.key for a in FOLDS], key)
+            run([FOLDS[0].key], key)
+        run([FOLDS[1].key])
+        for key in SETTINGS.fold_keys:
+            print(f"{data_dir}: audit fold {key}, second round", flush=True)
+            run([FOLDS[2].key], key)
     run([AUDIT_EVIDENCE.key])  # every time: seconds, and always the evidence of the code that reads it
     return store
 
@@ -257,19 +262,10 @@ def fixes(ranked: pd.DataFrame, noisy: Path, store: Store, corrected: bool = Fal
     k = int(ranked["truth"].sum())
     top = ranked.head(2 * k)
     accepted = top[top["truth"]].reset_index(drop=True)
-    decisions = pd.DataFrame({"image": accepted["image"], "class": accepted["class"], "decision": "accept",
-                              "new_class": np.where(accepted["kind"].isin([CONFUSION, SPURIOUS]), accepted["other_class"], ""),
-                              "kind": accepted["kind"], "line": np.arange(2, len(accepted) + 2)})
+    decisions = review.accepted(accepted)
     rows = labels.read_train_csv(noisy / "train.csv")[["Image_Label", "EncodedPixels"]]
     shape = tuple(store.get("label_table").json("meta")["original_shape"])
-    path = noisy / "label_review.csv"
-    try:
-        rows_after = review.apply(rows, decisions, ranked, shape, path)[0]
-        refused = 0
-    except review.ReviewError as e:
-        lines = {int(where.rpartition(" line ")[2]) for where, _ in e.problems}
-        refused = len(lines)
-        rows_after = review.apply(rows, decisions[~decisions["line"].isin(lines)], ranked, shape, path)[0]
+    rows_after, refused = review.apply_what_fits(rows, decisions, ranked, shape, noisy / "label_review.csv")
     after = rows_after.set_index("Image_Label")["EncodedPixels"]
     truth = labels.read_train_csv(noisy / "train_clean.csv").set_index("Image_Label")["EncodedPixels"]
 
@@ -293,8 +289,9 @@ def fixed_share(accepted: pd.DataFrame) -> pd.DataFrame:
 
 
 def training_seconds(store: Store) -> float:
-    """The fold models' training time, summed over their epochs and folds (from their histories)."""
-    return sum(float(store.get(f"audit_models@{key}").table("history")["seconds"].sum()) for key in SETTINGS.fold_keys)
+    """The fold models' training time, both rounds, summed over their epochs and folds (from their histories)."""
+    return sum(float(store.get(f"audit_models@{key}").table("history")["seconds"].sum())
+               + store.get(f"audit_predictions@{key}").json("meta").get("refit_seconds", 0.0) for key in SETTINGS.fold_keys)
 
 
 def grid(tuning=None):

@@ -34,7 +34,7 @@ class Assets:
             "val_predictions", "threshold_maps", "confusion_matrices", "mistakes", "fp_class_distribution",
             "fn_class_distribution", "mask_attention", "label_issues", "corrected_labels")]
         # the fold audit, which label_issues reads
-        self.FOLD_AUDIT = [getattr(self, n) for n in ("audit_folds", "audit_inputs", "audit_models",
+        self.FOLD_AUDIT = [getattr(self, n) for n in ("audit_folds", "audit_inputs", "audit_models", "audit_relabels",
                                                       "audit_predictions", "audit_evidence")]
 
     def __getattr__(self, name: str) -> dg.AssetsDefinition:
@@ -46,9 +46,27 @@ class Assets:
 SETTINGS = Settings.from_env(os.environ)  # as the definitions Dagster loads here: two folds (conftest)
 A = Assets(SETTINGS)
 DATA_ASSETS, ANALYSIS, FOLD_AUDIT = A.DATA, A.ANALYSIS, A.FOLD_AUDIT
-QUICK_AUDIT = {"ops": {"audit_models": {"config": {"epochs": 1, "class_epochs": 1}}}}  # one epoch per fold model in the tests
-FOLD_AUDIT_NAMES = ["audit_folds", "audit_inputs", *(f"{a}@{k}" for a in ("audit_models", "audit_predictions")
-                                                    for k in SETTINGS.fold_keys), "audit_evidence"]
+# one epoch per fold model and round in the tests
+QUICK_AUDIT = {"ops": {"audit_models": {"config": {"epochs": 1, "class_epochs": 1}},
+                       "audit_predictions": {"config": {"refit_epochs": 1}}}}
+FOLD_AUDIT_NAMES = ["audit_folds", "audit_inputs", *(f"audit_models@{k}" for k in SETTINGS.fold_keys), "audit_relabels",
+                    *(f"audit_predictions@{k}" for k in SETTINGS.fold_keys), "audit_evidence"]
+
+
+def quick(selection) -> dict:
+    """QUICK_AUDIT's run config for the steps of `selection` it configures."""
+    return {"ops": {name: config for name, config in QUICK_AUDIT["ops"].items() if name in selection}}
+
+
+def run_folds(run) -> None:
+    """The fold audit's fold steps in the order they need: every fold's first-round U-Net
+    (`audit_models`), the second round's labels (`audit_relabels`), every fold's second round and
+    predictions (`audit_predictions`); `run(selection, partition_key)` materializes one."""
+    for key in SETTINGS.fold_keys:
+        run(["audit_models"], key)
+    run(["audit_relabels"], None)
+    for key in SETTINGS.fold_keys:
+        run(["audit_predictions"], key)
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright: no browser download
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -95,12 +113,11 @@ def _run_fold_audit(data_dir, var_dir, instance, dataset_config) -> None:
 
     def run(selection, partition_key=None):
         result = dg.materialize(DATA_ASSETS + FOLD_AUDIT, resources=built, selection=selection, instance=instance,
-                                partition_key=partition_key, run_config=QUICK_AUDIT if partition_key else None)
+                                partition_key=partition_key, run_config=quick(selection))
         assert result.success, failure_message(result)
 
     run(["label_table", "train_val_split", "image_cache", "audit_folds", "audit_inputs"])
-    for fold in SETTINGS.fold_keys:
-        run(["audit_models", "audit_predictions"], fold)
+    run_folds(run)
     run(["audit_evidence"])
 
 

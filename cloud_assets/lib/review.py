@@ -117,6 +117,26 @@ def _raise(problems: list[tuple[str, str]]) -> None:
                           + "\n".join(f"{w}: {m}" for w, m in problems[:SHOWN_ERRORS]) + more, problems)
 
 
+def accepted(issues: pd.DataFrame) -> pd.DataFrame:
+    """Every candidate of `issues` (rows of `label_issues`) accepted as the page proposes it: its kind,
+    and the other class of a class confusion or of a spurious label whose mask moves (`apply`'s
+    decisions, one line each)."""
+    return pd.DataFrame({"image": issues["image"].to_numpy(), "class": issues["class"].to_numpy(), "decision": "accept",
+                         "new_class": np.where(issues["kind"].isin([CONFUSION, SPURIOUS]), issues["other_class"], ""),
+                         "kind": issues["kind"].to_numpy(), "line": np.arange(2, len(issues) + 2)})
+
+
+def apply_what_fits(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape: tuple[int, int],
+                    path: Path) -> tuple[pd.DataFrame, int]:
+    """(`apply`'s corrected rows for the decisions of `review` that apply, how many decisions did not and
+    were left out: a missing label with no proposal, say)."""
+    try:
+        return apply(train, review, issues, shape, path)[0], 0
+    except ReviewError as e:
+        lines = {int(where.rpartition(" line ")[2]) for where, _ in e.problems}
+        return apply(train, review[~review["line"].isin(lines)], issues, shape, path)[0], len(lines)
+
+
 def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape: tuple[int, int],
           path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(corrected train.csv rows `Image_Label,EncodedPixels` in the original order, the changes made

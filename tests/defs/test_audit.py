@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from cloud_assets.lib.store import Store
-from tests.helpers import (DATA_ASSETS, FOLD_AUDIT as AUDIT, QUICK_AUDIT as QUICK, ROOT, SETTINGS, A, Assets,
-                           failure_message, materialize)
+from tests.helpers import (DATA_ASSETS, FOLD_AUDIT as AUDIT, ROOT, SETTINGS, A, Assets, failure_message, materialize,
+                           quick, run_folds)
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -29,19 +29,24 @@ def _run(data, var, assets: Assets = A, evidence: bool = False):
     result = materialize(data, var, everything, selection=["label_table", "train_val_split", "image_cache",
                                                            "audit_folds", "audit_inputs"], settings=settings)
     assert result.success, failure_message(result)
-    for key in SETTINGS.fold_keys:
-        result = materialize(data, var, everything, selection=["audit_models", "audit_predictions"],
-                             partition_key=key, run_config=QUICK, settings=settings)
+
+    def run(selection, partition_key):
+        result = materialize(data, var, everything, selection=selection, partition_key=partition_key,
+                             run_config=quick(selection), settings=settings)
         assert result.success, failure_message(result)
+
+    run_folds(run)
     if evidence:
         result = materialize(data, var, everything, selection=["audit_evidence"], settings=settings)
         assert result.success, failure_message(result)
 
 
-def _trained(var) -> dict:
-    """Every fold model trained so far: its folder -> when it was written (not a model being written,
-    or one whose writer was killed: a hidden temporary folder)."""
-    return {p.name: p.stat().st_mtime_ns for p in (var / "audit-models").iterdir() if not p.name.startswith(".")}
+def _trained(var, second_round: bool = False) -> dict:
+    """Every first-round fold model (with `second_round`, every second-round one) trained so far: its
+    folder -> when it was written (not a model being written, or one whose writer was killed: a hidden
+    temporary folder)."""
+    return {p.name: p.stat().st_mtime_ns for p in (var / "audit-models").iterdir()
+            if not p.name.startswith(".") and ("-refit-" in p.name) == second_round}
 
 
 def _digests(store, name="training_digest") -> list:
@@ -66,6 +71,21 @@ def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, t
         assert pixels.dtype == np.float16 and 0 <= float(pixels.min()) and float(pixels.max()) <= 1
         seen += images
     assert sorted(seen) == sorted(folds["image"])
+    # the second round: each fold's U-Net trained further on the other folds only, their labels as the first
+    # round corrects them (only the images it suspects change), and kept like the first round's
+    relabels = store.get("audit_relabels")
+    masks, given = relabels.array("masks"), store.get("audit_inputs").array("masks")
+    suspects = relabels.table("suspects")
+    assert len(relabels.table("evidence")) == 4 * len(folds) and (suspects["score"] >= 0.5).all()
+    changed = set(folds["image"][np.asarray((masks != given).any(axis=(1, 2, 3)))])
+    assert changed <= set(suspects["image"])
+    for key in SETTINGS.fold_keys:
+        meta = store.get(f"audit_predictions@{key}").json("meta")
+        own = folds["fold"] == int(key)
+        assert meta["refit_images"] == int((~own).sum()) and meta["refit_epochs"] == 1
+        assert meta["refit_corrected"] == int((masks != given)[np.asarray(~own)].any(axis=(1, 2)).sum())
+    refits = _trained(var, second_round=True)
+    assert len(refits) == SETTINGS.audit_folds
     inputs = store.get("audit_inputs")
     assert inputs.array("images").shape == (len(folds), *SETTINGS.audit_shape, 3)
     assert inputs.array("masks").shape == (len(folds), *SETTINGS.audit_shape, 4)
@@ -82,9 +102,9 @@ def test_every_image_is_predicted_by_the_model_that_never_saw_it(dataset_copy, t
     for column in ("audit_probability", "audit_cleanlab", "mask_quality", "outside_mass", "uncovered", "region_iou"):
         assert evidence[column].between(0, 1).all(), column
 
-    # nothing changed: no fold trains again
+    # nothing changed: no fold trains again, in either round
     _run(dataset_copy, var)
-    assert _trained(var) == trained
+    assert _trained(var) == trained and _trained(var, second_round=True) == refits
 
     # a label corrected in train.csv: every image keeps its fold; the other folds train again, its own not
     image = folds["image"].iloc[0]
@@ -121,10 +141,10 @@ def test_a_run_killed_after_some_folds_keeps_their_models_and_the_next_trains_on
     assert result.success, failure_message(result)
     script = textwrap.dedent(f"""
         import dagster as dg
-        from tests.helpers import DATA_ASSETS, FOLD_AUDIT, QUICK_AUDIT, SETTINGS, materialize
+        from tests.helpers import DATA_ASSETS, FOLD_AUDIT, SETTINGS, materialize, quick
         for key in SETTINGS.fold_keys:
             assert materialize({str(dataset_copy)!r}, {str(var)!r}, DATA_ASSETS + FOLD_AUDIT, selection=["audit_models"],
-                               partition_key=key, run_config=QUICK_AUDIT).success
+                               partition_key=key, run_config=quick(["audit_models"])).success
         """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -159,11 +179,15 @@ def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_co
     var = tmp_path / "var"
     everything = ["label_table", "train_val_split", "image_cache", "audit_folds", "audit_inputs"]
     assert materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=everything, audit_predictions=str(made)).success
-    for key in SETTINGS.fold_keys:
-        result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_models", "audit_predictions"],
-                             partition_key=key, audit_predictions=str(made))
+
+    def run(selection, partition_key):
+        result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=selection, partition_key=partition_key,
+                             audit_predictions=str(made))
         assert result.success, failure_message(result)
+
+    run_folds(run)
     assert not (var / "audit-models").exists()  # nothing trained
+    assert Store(var / "store").get("audit_relabels").table("suspects").empty  # no models to train further
     store = Store(var / "store")
     row = {image: k for k, image in enumerate(images[::-1])}
     for key in SETTINGS.fold_keys:
@@ -182,7 +206,7 @@ def test_out_of_fold_predictions_made_elsewhere_take_the_models_place(dataset_co
     folds = store.get("audit_folds").table("folds")
     key = SETTINGS.fold_keys[int(folds.loc[folds["image"] == images[0], "fold"].iloc[0])]
     before = os.readlink(var / "store" / f"audit_predictions@{key}")
-    result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_models", "audit_predictions"],
+    result = materialize(dataset_copy, var, DATA_ASSETS + AUDIT, selection=["audit_predictions"],
                          partition_key=key, audit_predictions=str(made))
     assert not result.success
     assert f"images of train.csv have no prediction (first: {images[0]})" in failure_message(result)
@@ -206,7 +230,7 @@ def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_m
                          settings=strong.settings)
     assert result.success, failure_message(result)
     result = materialize(dataset_copy, var, strong.DATA + strong.FOLD_AUDIT, selection=["audit_models"],
-                         partition_key="0", run_config=QUICK, settings=strong.settings)
+                         partition_key="0", run_config=quick(["audit_models"]), settings=strong.settings)
     assert result.success, failure_message(result)
     meta = store.get("audit_models@0").json("meta")
     assert (meta["profile"], meta["size"], meta["widths"]) == ("strong", [128, 192], [24, 48, 64, 96])
@@ -214,7 +238,7 @@ def test_a_profile_change_retrains_records_the_profile_and_the_first_profile_s_m
     # a class network the ranking has no trees for at this profile: refused before anything trains
     dense = Assets(strong.settings.replace(audit_class_network="densenet"))
     result = materialize(dataset_copy, var, dense.DATA + dense.FOLD_AUDIT, selection=["audit_models"],
-                         partition_key="1", run_config=QUICK, settings=dense.settings)
+                         partition_key="1", run_config=quick(["audit_models"]), settings=dense.settings)
     assert not result.success and "ranking_trees_strong-densenet.skops" in failure_message(result)
     assert len(_trained(var)) == len(before) + 1
     _run(dataset_copy, var)

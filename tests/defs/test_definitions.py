@@ -45,7 +45,8 @@ def test_the_jobs_part_the_fold_audit_from_what_reads_the_classifier():
         return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys}
 
     fold_audit, classifier = selected("fold_audit_job"), selected("classifier_job")
-    assert fold_audit == {"audit_folds", "audit_inputs", "audit_models", "audit_predictions", "audit_evidence"}
+    assert fold_audit == {"audit_folds", "audit_inputs", "audit_models", "audit_relabels", "audit_predictions",
+                          "audit_evidence"}
     assert not fold_audit & classifier
     assert {"label_issues", "corrected_labels", "report_site", "val_predictions"} <= classifier
 

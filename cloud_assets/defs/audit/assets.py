@@ -4,6 +4,7 @@ it, each label's evidence drawn from them, and every label ranked (`label_issues
 classifier's evidence where it predicted the image out of sample). The fold models do not depend on
 the classifier being audited: a new model file re-runs only the ranking; a change of train.csv or
 the images re-runs the rest."""
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -22,7 +23,8 @@ from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib.audit import network as audit, folds as folds_lib
 from cloud_assets.lib.classifier import model as model_lib
 from cloud_assets.lib.data import rle
-from cloud_assets.lib.audit import evidence as audit_evidence_lib
+from cloud_assets.lib.audit import evidence as audit_evidence_lib, relabel as relabel_lib
+from cloud_assets.lib.audit.relabel import AuditRelabels
 from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.audit.network import AuditInputs, AuditModel, AuditPredictions, KeptModels
 from cloud_assets.lib.audit import label_issues as label_issues_lib
@@ -68,6 +70,7 @@ class AuditTraining(dg.Config):
     learning_rate: float = 2e-3
     seed: int = 0
     class_epochs: int | None = None   # the class network's (CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet); unset: the profile's
+    refit_epochs: int | None = None   # the second round's (`audit_predictions`); unset: the profile's
 
     def training(self, profile: str, size: tuple[int, int]) -> audit.TrainingConfig:
         p = audit.PROFILES[profile]
@@ -75,6 +78,13 @@ class AuditTraining(dg.Config):
                                     patience=p.patience if self.patience is None else self.patience,
                                     batch_size=self.batch_size, learning_rate=self.learning_rate, decay=p.decay,
                                     flips=p.flips, seed=self.seed, texture=p.texture, dice_loss=p.dice_loss)
+
+    def refit(self, profile: str, size: tuple[int, int]) -> audit.TrainingConfig:
+        """The second round's: the U-Net's training (`training`) for the profile's `refit_epochs` from its
+        `refit_rate` (`lib.audit.network.refine`)."""
+        p = audit.PROFILES[profile]
+        return dataclasses.replace(self.training(profile, size), epochs=self.refit_epochs or p.refit_epochs,
+                                   learning_rate=p.refit_rate, patience=0)
 
     def class_training(self, profile: str, size: tuple[int, int]) -> audit.ClassConfig:
         return audit.ClassConfig(size=size, epochs=self.class_epochs or audit.PROFILES[profile].class_epochs,
@@ -93,6 +103,41 @@ def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bu
         key = fold_keys[fold[image]]
         out.append(predictions[key].pixels[classes.index(cls), rows[key][image]])
     return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)
+
+
+def _evidence_table(frames: list[pd.DataFrame], classes) -> pd.DataFrame:
+    """The folds' evidence `frames` as one table, by image and then class in the dataset's order."""
+    table = pd.concat(frames, ignore_index=True)
+    table["class"] = pd.Categorical(table["class"], categories=classes)
+    table = table.sort_values(["image", "class"], kind="stable").reset_index(drop=True)
+    table["class"] = table["class"].astype(str)
+    return table
+
+
+def _predicted(batches, n: int, classes: int, size) -> tuple[np.ndarray, np.ndarray]:
+    """`lib.audit.network.predict`'s batches for `n` images gathered: (probabilities `(n, classes)`,
+    pixels `(classes, n, h, w)` float16)."""
+    probs, pixels = np.zeros((n, classes), np.float32), np.zeros((classes, n, *size), np.float16)
+    for start, p, pix in batches:
+        probs[start:start + len(p)], pixels[:, start:start + len(p)] = p, pix.transpose(1, 0, 2, 3)
+    return probs, pixels
+
+
+class _Models:
+    """Fold models to predict with: the folds' models share one architecture, so one model is loaded and
+    each fold's weights are loaded into it, and the prediction step is traced once."""
+
+    def __init__(self):
+        self.loaded: dict[str, Any] = {}
+
+    def __call__(self, path: Path):
+        import keras
+
+        if path.name not in self.loaded:
+            self.loaded[path.name] = keras.saving.load_model(path, compile=False)  # predicts only
+        else:
+            self.loaded[path.name].load_weights(path)
+        return self.loaded[path.name]
 
 
 def build(settings: Settings, sharding: Sharding) -> list:
@@ -200,7 +245,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
         U-Nets. With CLOUD_ASSETS_AUDIT_PREDICTIONS nothing is trained: the predictions made elsewhere take
         the models' place."""
         # the ranking reads trees fitted for this profile and class network: none, and nothing is trained for it
-        label_issues_lib.load_trees(label_issues_lib.trees_path(profile, settings.class_network))
+        for first_round in (True, False):
+            label_issues_lib.load_trees(label_issues_lib.trees_path(profile, settings.class_network, first_round))
         out, training, trainer, class_trainer = {}, config.training(profile, size), None, None
         assignment = AuditFolds(audit_folds)
         folds, digests = assignment.folds, assignment.digests
@@ -271,43 +317,109 @@ def build(settings: Settings, sharding: Sharding) -> list:
             out[key] = staged
         return dg.Output(out, metadata={"folds": len(out), "class_network": settings.class_network})
 
-    @dg.asset(group_name="audit", code_version=f"{code}-3", **fold_partitions)
-    def audit_predictions(context: dg.AssetExecutionContext, var: VarDir, audit_models, audit_inputs: Bundle,
-                          audit_folds: Bundle):
-        """Per fold, for each of its images, from the models that never saw it: each class's probability
-        `(images, classes)` float32 (the class network's with CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet, else
-        the U-Net head's) and each pixel's `(classes, images, h, w)` float16 at the audit size (the U-Net's head
-        and pixels averaged over the image's flips, `lib.audit.network.predict`), written batch
-        by batch (memory flat in the number of images); with the class network, its Guided Grad-CAM too
-        (`lib.audit.network.class_maps`). With CLOUD_ASSETS_AUDIT_PREDICTIONS, read from the predictions
-        made elsewhere (`lib.audit.network.ImportedPredictions`)."""
-        out, models = {}, {}
-        inputs = AuditInputs(audit_inputs)
+    @dg.asset(group_name="audit", code_version=code, pool=GPU_POOL, op_tags=GPU_OP_TAGS, **sharding.whole)
+    def audit_relabels(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_models, audit_inputs: Bundle,
+                       audit_folds: Bundle, label_table: Bundle, train_val_split: Bundle):
+        """The second round's labels (`lib.audit.relabel`): each fold's images predicted by its first-round
+        U-Net (`audit_models`), every label's evidence from those predictions, ranked by the first round's
+        trees, and each label suspected with a score of at least `CONFIDENT` corrected as its accepted
+        proposal would correct it; the labels at the audit size, in `audit_folds`' order, with the first
+        round's evidence and the labels corrected. train.csv is left as it is. With
+        CLOUD_ASSETS_AUDIT_PREDICTIONS, train.csv's labels: there are no models to train further."""
+        inputs, folds, classes = AuditInputs(audit_inputs), AuditFolds(audit_folds).folds, dataset.class_names
+        labelled = LabelTable(label_table)
+        shape, rows = tuple(labelled.meta["original_shape"]), labelled.rows[["Image_Label", "EncodedPixels"]]
+        frames, models = [], _Models()
+        for key in fold_keys if not dataset.audit_predictions else []:
+            _, held_out = _training_set(folds, fold_keys.index(key))
+            names = list(folds["image"].iloc[held_out])
+            probs, pixels = _predicted(audit.predict(models(AuditModel(audit_models[key]).model_file),
+                                                     inputs.unet_images(held_out)), len(names), len(classes), size)
+            frames.append(audit_evidence_lib.evidence(names, classes, inputs.labels[held_out], inputs.masks[held_out],
+                                                      probs, pixels))
+            context.log.info(f"audit_relabels: fold {key}, {len(names)} images predicted by its first-round U-Net")
+        if frames:
+            evidence = _evidence_table(frames, classes)
+            split = TrainValSplit(train_val_split).split
+            corrected, suspects, left_out = relabel_lib.relabel(
+                evidence, dict(zip(split["image"], split["split"])),
+                label_issues_lib.load_trees(label_issues_lib.trees_path(profile, first_round=True)), rows, shape,
+                Path(dataset.data_dir) / "train.csv")
+            encoded = corrected.set_index("Image_Label")["EncodedPixels"]
+            masks = np.stack([rle.decode_resized([encoded.get(f"{i}_{c}", "") for i in folds["image"]], shape, size)
+                              for c in classes], axis=-1)
+        else:
+            evidence, suspects, left_out = pd.DataFrame(columns=audit_evidence_lib.COLUMNS), pd.DataFrame(), 0
+            masks = np.asarray(inputs.masks)
+        suspects = suspects.reindex(columns=["image", "class", "kind", "other_class", "score"])
+        kinds = suspects["kind"].value_counts()
+        context.log.info(f"audit_relabels: {len(suspects)} labels corrected for the second round "
+                         f"({', '.join(f'{n} {k}' for k, n in kinds.items()) or 'none'}); {left_out} left out")
+        meta = {"suspects": len(suspects), "left_out": left_out, "imported": dataset.audit_predictions or None}
+        return dg.Output(AuditRelabels.of(masks=masks, labels=(masks.max(axis=(1, 2)) > 0).astype(np.uint8),
+                                          evidence=evidence, suspects=suspects, meta=meta),
+                         metadata={"corrected": len(suspects), "left_out": left_out,
+                                   "corrected_per_kind": md_table(kinds.rename("labels").reset_index())})
+
+    @dg.asset(group_name="audit", code_version=f"{code}-4", pool=GPU_POOL, op_tags=GPU_OP_TAGS, **fold_partitions)
+    def audit_predictions(context: dg.AssetExecutionContext, config: AuditTraining, var: VarDir, audit_models,
+                          audit_relabels: Bundle, audit_inputs: Bundle, audit_folds: Bundle):
+        """Per fold, the second round (`lib.audit.relabel`): its first-round U-Net trained further on the
+        other folds' images and the labels `audit_relabels` gives them (`lib.audit.network.refine`, the
+        profile's `refit_epochs`), kept under CLOUD_ASSETS_VAR_DIR/audit-models/ by that training set and the
+        model it starts from; then, for each of the fold's images, from the models that never saw it: each
+        class's probability `(images, classes)` float32 (the class network's with
+        CLOUD_ASSETS_AUDIT_CLASS_NETWORK=densenet, else the U-Net head's) and each pixel's `(classes, images,
+        h, w)` float16 at the audit size (the U-Net's head and pixels averaged over the image's flips,
+        `lib.audit.network.predict`), written batch by batch (memory flat in the number of images); with the
+        class network, its Guided Grad-CAM too (`lib.audit.network.class_maps`). With
+        CLOUD_ASSETS_AUDIT_PREDICTIONS, read from the predictions made elsewhere
+        (`lib.audit.network.ImportedPredictions`)."""
+        import hashlib
+
+        out, models = {}, _Models()
+        inputs, relabels = AuditInputs(audit_inputs), AuditRelabels(audit_relabels)
         folds, classes = AuditFolds(audit_folds).folds, inputs.labels.shape[1]
-
-        def load(path: Path):
-            """The model of `path`; the folds' models share one architecture: one model, each fold's weights
-            loaded into it, so that the prediction step is traced once."""
-            import keras
-
-            if path.name not in models:
-                models[path.name] = keras.saving.load_model(path, compile=False)  # predicts only
-            else:
-                models[path.name].load_weights(path)
-            return models[path.name]
-
+        refit = config.refit(profile, size)
+        kept_models = KeptModels(Path(var.path) / MODELS)
         for key in context.partition_keys:
             fold = fold_keys.index(key)
-            _, rows = _training_set(folds, fold)
+            train_rows, rows = _training_set(folds, fold)
             names = list(folds["image"].iloc[rows])
             fold_model = AuditModel(audit_models[key])
-            imported, class_probs = fold_model.meta.get("imported"), None
+            imported, class_probs, meta = fold_model.meta.get("imported"), None, {}
             if imported:
                 batches = audit.ImportedPredictions(imported, classes).batches(names, size)
             else:
-                batches = audit.predict(load(fold_model.model_file), inputs.unet_images(rows))
+                masks, labels = relabels.masks[train_rows], relabels.labels[train_rows]
+                first = fold_model.meta
+                digest = hashlib.sha256("-".join([first["training_digest"], first["images_digest"],
+                                                  first["training_config"]]).encode()
+                                        + masks.tobytes() + labels.tobytes()).hexdigest()
+                kept = kept_models.folder(digest, first["images_digest"], f"{unet_code}-refit", refit)
+                corrected = int((masks != inputs.masks[train_rows]).any(axis=(1, 2)).sum())
+                if KeptModels.has(kept):
+                    context.log.info(f"audit_predictions fold {key}: a second-round U-Net of this training set and "
+                                     f"settings exists; keeping {kept}")
+                else:
+                    import keras
+
+                    context.log.info(f"audit_predictions fold {key}: training its U-Net {refit.epochs} epochs more on "
+                                     f"{len(train_rows)} images of the other folds, their labels as the first round "
+                                     f"corrects them")
+                    def log(message: str, key: str = key) -> None:
+                        context.log.info(f"audit_predictions fold {key}: second round: {message}")
+
+                    model = keras.saving.load_model(fold_model.model_file, compile=False)
+                    KeptModels.keep(kept, *audit.refine(model, inputs.unet_images(train_rows), masks, labels, refit, log))
+                history = KeptModels.history(kept)
+                meta = {"refit_epochs": len(history), "refit_seconds": float(history["seconds"].sum()),
+                        "refit_images": len(train_rows), "refit_corrected": corrected, "refit_kept": kept.name}
+                context.log.info(f"audit_predictions fold {key}: second round on {len(train_rows)} images, {corrected} "
+                                 f"of their labels corrected")
+                batches = audit.predict(models(kept / AuditModel.FILE), inputs.unet_images(rows))
                 if fold_model.meta.get("class_network") == "densenet":
-                    class_probs, class_cams, class_guided = audit.class_maps(load(fold_model.class_model_file),
+                    class_probs, class_cams, class_guided = audit.class_maps(models(fold_model.class_model_file),
                                                                              inputs.class_images[rows], size)
             start_s = time.monotonic()
             with var.staging(dg.AssetKey(f"audit_predictions@{key}")) as staged:
@@ -324,7 +436,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 probs.flush()
                 pixels.flush()
                 AuditPredictions.images.put(staged, pd.DataFrame({"image": names}))
-                AuditPredictions.meta.put(staged, {"flips": 0 if imported else len(audit.PREDICT_FLIPS)})
+                AuditPredictions.meta.put(staged, {"flips": 0 if imported else len(audit.PREDICT_FLIPS), **meta})
             out[key] = staged
             context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
         return dg.Output(out, metadata={"folds": len(out)})
@@ -356,10 +468,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                     on=["image", "class"], how="left")
             frames.append(frame)
             context.log.info(f"audit_evidence: fold {key}, {len(images)} images")
-        table = pd.concat(frames, ignore_index=True)
-        table["class"] = pd.Categorical(table["class"], categories=classes)
-        table = table.sort_values(["image", "class"], kind="stable").reset_index(drop=True)
-        table["class"] = table["class"].astype(str)
+        table = _evidence_table(frames, classes)
         per_class = table.groupby(["class", "label"], sort=False)[["audit_probability", "mask_quality",
                                                                    "outside_mass", "uncovered"]].mean().round(3)
         lowest = table[table["label"] == 1].nsmallest(10, "mask_quality")[["image", "class", "mask_quality",
@@ -407,4 +516,4 @@ def build(settings: Settings, sharding: Sharding) -> list:
                                    "kinds_in_top_50": dg.MetadataValue.md(
                                        ranked.head(ISSUES_LISTED)["kind"].value_counts().to_frame().to_markdown())})
 
-    return [audit_folds, audit_inputs, audit_models, audit_predictions, audit_evidence, label_issues]
+    return [audit_folds, audit_inputs, audit_models, audit_relabels, audit_predictions, audit_evidence, label_issues]

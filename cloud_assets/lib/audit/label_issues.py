@@ -238,10 +238,12 @@ SIGNALS = {
 STATES = {"labelled": 1, "unlabelled": 0}
 
 
-def trees_path(profile: str = "fast", class_network: str = "unet") -> Path:
+def trees_path(profile: str = "fast", class_network: str = "unet", first_round: bool = False) -> Path:
     """The stored trees for the fold audit's `profile` (`lib.audit.network.PROFILES`) and class network
-    (`CLASS_NETWORKS`): its signals, and so the trees that read them, differ with its resolution and networks."""
-    return Path(__file__).with_name(f"ranking_trees_{profile}{'' if class_network == 'unet' else '-' + class_network}.skops")
+    (`CLASS_NETWORKS`): its signals, and so the trees that read them, differ with its resolution and networks;
+    with `first_round`, those that rank the first round's evidence alone (`lib.audit.relabel`; the U-Net's)."""
+    name = f"{profile}-first" if first_round else f"{profile}{'' if class_network == 'unet' else '-' + class_network}"
+    return Path(__file__).with_name(f"ranking_trees_{name}.skops")
 
 
 # what the stored trees may hold besides scikit-learn's and Python's own trusted types
