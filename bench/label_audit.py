@@ -4,11 +4,12 @@ A cell: a dataset synthesized with `--seed S --twin-rate 0.15` (1200 images: `SY
 of it (training and validation) re-noised from its `train_clean.csv` with a mix (noise seed 100*S +
 1), a classifier trained on those labels (`cloud-assets train`, 8 epochs, every one at the full
 size: `TRAIN`), the pipeline up to the
-classifier's maps, and the fold audit (5 folds, a U-Net each, out-of-sample predictions for every
-image) materialized. Every label of the cell is then ranked by `lib.audit.label_issues.rank`.
+classifier's maps, and the fold audit (5 folds, a U-Net each, both rounds, out-of-sample predictions
+for every image) materialized. Every label of the cell is then ranked by `lib.audit.label_issues.rank`.
 
-The ranking's trees are fitted on the cells `TUNING` (`--fit`); every figure printed comes from the
-cells `REPORTED`, which no weight or threshold was chosen on.
+The ranking's trees, and the first round's (`--fit-first`, which the second round's labels depend on),
+are fitted on the cells `TUNING` (`--fit`); every figure printed comes from the cells `REPORTED`, which
+no weight or threshold was chosen on.
 
 Per cell and averaged, for the notebook's FP set at 90% precision (the classifier's, on the validation
 split), cleanlab on the audit's out-of-sample probabilities, cleanlab.segmentation's mask quality,
@@ -22,6 +23,7 @@ bench/.cache/label_audit/.
     .venv/bin/python bench/label_audit.py --prepare                every cell (about 18 min each on 2 cores)
     .venv/bin/python bench/label_audit.py                         the grid, over every label
     .venv/bin/python bench/label_audit.py --fit                    refit the profile's trees on TUNING
+    .venv/bin/python bench/label_audit.py --fit-first              refit its first round's trees (audit_relabels')
     .venv/bin/python bench/label_audit.py --cleaning               the value of cleaning: segmentation Dice
     .venv/bin/python bench/label_audit.py --data DIR --model FILE  one dataset's own label_noise.csv
     .venv/bin/python bench/label_audit.py --method gradcam++       with another saliency method
@@ -164,17 +166,18 @@ def pipeline(data_dir: Path, model: Path, var: Path) -> Store:
     return store
 
 
-def rank_cell(seed: int, mix: str, trees: dict | None = None, scored: bool = True) -> pd.DataFrame:
+def rank_cell(seed: int, mix: str, trees: dict | None = None, scored: bool = True, first_round: bool = False) -> pd.DataFrame:
     """Every label of the cell (`seed`, `mix`), ranked (`rank_dataset`)."""
     folder = prepare(seed, mix)
-    return rank_dataset(folder / "noisy", Store(folder / VAR / "store"), trees, scored)
+    return rank_dataset(folder / "noisy", Store(folder / VAR / "store"), trees, scored, first_round)
 
 
-def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: bool = True) -> pd.DataFrame:
+def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: bool = True,
+                 first_round: bool = False) -> pd.DataFrame:
     """Every label of the dataset `noisy` (with its label_noise.csv; its assets in `store`) ranked by
     `label_issues.rank` (the stored trees unless `trees`; unscored and unsorted when not `scored`),
     with `truth` (an injected error), `true_kind`, `true_severity`, `swapped_with` and the
-    baselines' columns."""
+    baselines' columns; with `first_round`, the first round's evidence alone, as `audit_relabels` ranks it."""
     rows = pd.read_csv(noisy / "train.csv", dtype=str, keep_default_na=False)
     manifest = pd.read_csv(noisy / "label_noise.csv", dtype=str, keep_default_na=False)
     shape = tuple(store.get("label_table").json("meta")["original_shape"])
@@ -189,10 +192,12 @@ def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: b
     table = attention.attention_table(sal.array("gradcam"), sal.array("guided_backprop"), masks, cache.array("val"),
                                       classes, names)
     split = store.get("train_val_split").table("split")
-    args = (store.get("audit_evidence").table("evidence"), dict(zip(split["image"], split["split"])),
-            label_issues.classifier_evidence(table, y_true, y_pred))
+    args = (store.get("audit_relabels" if first_round else "audit_evidence").table("evidence"),
+            dict(zip(split["image"], split["split"])),
+            None if first_round else label_issues.classifier_evidence(table, y_true, y_pred))
     if scored:
-        ranked = label_issues.rank(*args, trees or label_issues.load_trees(label_issues.trees_path(PROFILE, CLASS_NETWORK)))
+        ranked = label_issues.rank(*args, trees or label_issues.load_trees(
+            label_issues.trees_path(PROFILE, CLASS_NETWORK, first_round)))
     else:
         ranked = label_issues.labels_frame(*args)
     # the notebook's FP set at 90% precision: the classifier's, on the validation split only
@@ -363,17 +368,20 @@ def one_dataset(data_dir: Path, model: Path):
           f"refused={refused}")
 
 
-def tuning_frame(cells) -> pd.DataFrame:
-    return pd.concat([rank_cell(seed, mix, scored=False) for seed, mix in cells], ignore_index=True)
+def tuning_frame(cells, first_round: bool = False) -> pd.DataFrame:
+    return pd.concat([rank_cell(seed, mix, scored=False, first_round=first_round) for seed, mix in cells],
+                     ignore_index=True)
 
 
-def fit():
-    """Fit the ranking's trees on the TUNING cells and store them in the package."""
-    frame = tuning_frame(TUNING)
+def fit(first_round: bool = False):
+    """Fit the ranking's trees (with `first_round`, the first round's) on the TUNING cells and store them
+    in the package."""
+    frame = tuning_frame(TUNING, first_round)
     cells = [f"{s}-{m}" for s, m in TUNING]
-    note = (f"fitted by bench/label_audit.py --fit --profile {PROFILE} --class-network {CLASS_NETWORK} on the "
+    option = "--fit-first" if first_round else "--fit"
+    note = (f"fitted by bench/label_audit.py {option} --profile {PROFILE} --class-network {CLASS_NETWORK} on the "
             f"synthetic cells {cells}: {len(frame)} labels, {int(frame['truth'].sum())} injected errors")
-    path = label_issues.trees_path(PROFILE, CLASS_NETWORK)
+    path = label_issues.trees_path(PROFILE, CLASS_NETWORK, first_round)
     weights.save_trees(weights.fit_trees(frame, note), path)
     print(f"wrote {path}: {note}")
 
@@ -454,6 +462,8 @@ def mean_dice(predicted: np.ndarray, truth: np.ndarray) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fit", action="store_true", help="refit the ranking's trees on the tuning cells")
+    parser.add_argument("--fit-first", action="store_true",
+                        help="refit the first round's trees (audit_relabels') on the tuning cells")
     parser.add_argument("--prepare", action="store_true", help="only prepare every cell (data, classifiers, audits)")
     parser.add_argument("--cleaning", action="store_true",
                         help="the value of cleaning on the segmentation task (mean Dice), on one cell")
@@ -477,8 +487,8 @@ def main():
     elif args.prepare:
         for seed, mix in TUNING + REPORTED:
             prepare(seed, mix)
-    elif args.fit:
-        fit()
+    elif args.fit or args.fit_first:
+        fit(first_round=args.fit_first)
     elif args.cleaning:
         cleaning_value(*REPORTED[0], held_out=REPORTED[-1][0])
     else:

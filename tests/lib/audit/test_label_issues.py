@@ -240,8 +240,10 @@ def test_the_shipped_model_rises_with_the_evidence_of_an_error():
                                                      "predicted_area": p / 4, "outside_mass": 1.0}
                                                     for p in (0.02, 0.5, 0.98)]))
     assert (np.diff(unseen) >= 0).all() and unseen[-1] > 0.5 > unseen[0]
-    for profile in audit_lib.PROFILES:  # each audit profile's trees are shipped, fitted by the bench on its signals
-        assert "fitted by bench/label_audit.py --fit" in label_issues.load_trees(label_issues.trees_path(profile))["note"]
+    for profile in audit_lib.PROFILES:  # each audit profile's trees are shipped, fitted by the bench on its signals,
+        for first_round in (False, True):  # and its first round's, which choose the second round's labels
+            note = label_issues.load_trees(label_issues.trees_path(profile, first_round=first_round))["note"]
+            assert "fitted by bench/label_audit.py --fit" in note and f"--profile {profile}" in note
     dense = label_issues.load_trees(label_issues.trees_path("fast", "densenet"))["note"]  # and the class network's
     assert "--profile fast --class-network densenet" in dense
 
