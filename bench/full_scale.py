@@ -20,8 +20,8 @@ and saliency maps), and the peak memory; last line:
 step_rss_gib=B audit_s=F ranked_s=K site_mib=W`.
 
 `--profiles fast,strong [--folds 0,1]`: only the cold run at full size, then the fold audit (every
-fold, or the folds named, in one run) once per audit profile, one after the other, with every fold
-followed by the ranking and the site; prints per profile the audit's wall time, its U-Net epochs
+fold, or the first round of the folds named, in one run) once per audit profile, one after the other,
+with every fold followed by the ranking and the site; prints per profile the audit's wall time, its U-Net epochs
 and training rate (images/s) and peak memory; last line
 `bench full_scale profiles: folds=N fast_s=A strong_s=B strong_vs_fast=R`.
 """
@@ -209,8 +209,8 @@ def training_rate(work: Path, folds: list[str]) -> tuple[float, int]:
 def profiles(names: list[str], folds: list[str], model: Path, runs: Path) -> None:
     """The fold audit at full size once per audit profile (CLOUD_ASSETS_AUDIT_PROFILE), one after the
     other on one cold run of the assets before it (a profile re-runs the whole audit: its inputs are
-    at the profile's size), for the fold keys `folds`; with every fold, then the evidence, every
-    label ranked and the site."""
+    at the profile's size), for the fold keys `folds` (with some folds, their first round; with every fold,
+    both rounds, then the evidence, every label ranked and the site)."""
     work, every_fold = runs / "full", folds == FOLD_KEYS
     print("bench full_scale: cold run at full size ...", flush=True)
     cold = materialize(FULL, model, work)
@@ -219,8 +219,10 @@ def profiles(names: list[str], folds: list[str], model: Path, runs: Path) -> Non
     for name in names:
         env = {"CLOUD_ASSETS_AUDIT_PROFILE": name}
         print(f"bench full_scale: the fold audit at full size, profile {name}, folds {','.join(folds)} ...", flush=True)
-        # the evidence reads every fold's predictions
-        select = "group:audit and not key:label_issues" + ("" if every_fold else " and not key:audit_evidence")
+        # the second round's labels, and so its predictions and the evidence, read every fold's first round:
+        # with some folds, their first round only
+        select = "group:audit and not key:label_issues" + (
+            "" if every_fold else " and not key:audit_relabels and not key:audit_predictions and not key:audit_evidence")
         audit = materialize(FULL, model, work, select=select, partitions=folds, env=env)
         ranked = materialize(FULL, model, work, select="label_issues+", env=env)["wall_s"] if every_fold else None
         rate, epochs = training_rate(work, folds)

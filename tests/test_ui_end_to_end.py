@@ -112,7 +112,7 @@ def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_asse
     # what label_issues reads: the dataset's fold audit, placed in the store and reported to the instance
     fold_audit(small_dataset, tmp_path / "var")
     for name, keys in (("audit_folds", [None]), ("audit_inputs", [None]), ("audit_models", SETTINGS.fold_keys),
-                       ("audit_predictions", SETTINGS.fold_keys), ("audit_evidence", [None])):
+                       ("audit_relabels", [None]), ("audit_predictions", SETTINGS.fold_keys), ("audit_evidence", [None])):
         for key in keys:
             instance.report_runless_asset_event(dg.AssetMaterialization(name, partition=key))
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)

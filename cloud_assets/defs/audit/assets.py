@@ -1,6 +1,7 @@
 """The audit of every label: every image of train.csv in one of K folds, one audit model per fold
-trained on the other folds, each image's out-of-sample predictions from the model that never saw
-it, each label's evidence drawn from them, and every label ranked (`label_issues`, which adds the
+trained on the other folds, then trained further on their labels as its first round's confident
+suspicions correct them (the second round), each image's out-of-sample predictions from the model
+that never saw it, each label's evidence drawn from them, and every label ranked (`label_issues`, which adds the
 classifier's evidence where it predicted the image out of sample). The fold models do not depend on
 the classifier being audited: a new model file re-runs only the ranking; a change of train.csv or
 the images re-runs the rest."""
@@ -322,7 +323,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                        audit_folds: Bundle, label_table: Bundle, train_val_split: Bundle):
         """The second round's labels (`lib.audit.relabel`): each fold's images predicted by its first-round
         U-Net (`audit_models`), every label's evidence from those predictions, ranked by the first round's
-        trees, and each label suspected with a score of at least `CONFIDENT` corrected as its accepted
+        trees, and each label suspected with a score of at least `CONFIDENT` (0.5) corrected as its accepted
         proposal would correct it; the labels at the audit size, in `audit_folds`' order, with the first
         round's evidence and the labels corrected. train.csv is left as it is. With
         CLOUD_ASSETS_AUDIT_PREDICTIONS, train.csv's labels: there are no models to train further."""

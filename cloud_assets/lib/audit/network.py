@@ -649,7 +649,9 @@ class AuditPredictions(Value):
     probabilities = Array()   # float32 (images, classes)
     pixels = Array()          # float16 (classes, images, h, w)
     images = Table()          # image
-    meta = Document()         # flips: how many of the image's flips each prediction averages (PREDICT_FLIPS)
+    meta = Document()         # flips: how many of the image's flips each prediction averages (PREDICT_FLIPS); the
+    #                           second round's refit_epochs, refit_seconds, refit_images, refit_corrected (its
+    #                           training labels that the first round corrected) and refit_kept (its kept folder)
     # the class network's Guided Grad-CAM (class network densenet only): Grad-CAM float32 (classes, images,
     # h', w') at its layer's resolution, guided backprop float16 (images, h, w) at the audit size
     class_gradcam = Array()
