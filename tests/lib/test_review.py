@@ -68,6 +68,24 @@ def test_each_kind_changes_the_labels_as_accepted(tmp_path):
     assert list(zip(proposed["image"], proposed["class"])) == [("a.jpg", "Flower"), ("a.jpg", "Sugar")]
 
 
+def test_every_candidate_accepted_as_proposed_applies_and_one_that_cannot_is_left_out(tmp_path):
+    """What the second round of the fold audit does with its confident suspicions (`lib.audit.relabel`):
+    each accepted as the page proposes it (its kind, and the other class of a confusion); a missing
+    label the audit proposes no box for cannot apply, and is counted and left out, not the rest."""
+    issues = ISSUES.assign(other_class=["", "", "", "Gravel"])
+    decisions = review.accepted(issues)
+    assert list(decisions["new_class"]) == ["", "", "", "Gravel"] and list(decisions["line"]) == [2, 3, 4, 5]
+    with pytest.raises(review.ReviewError, match="line 4: no proposed mask for b.jpg Fish"):
+        review.apply(TRAIN, decisions, issues, SHAPE, tmp_path / "all.csv")  # b.jpg's Fish: no proposed box
+    corrected, left_out = review.apply_what_fits(TRAIN, decisions, issues, SHAPE, tmp_path / "all.csv")
+    assert left_out == 1
+    fitting = review.apply(TRAIN, decisions[decisions["image"] + decisions["class"] != "b.jpgFish"], issues, SHAPE,
+                           tmp_path / "all.csv")[0]
+    pd.testing.assert_frame_equal(corrected, fitting)
+    enc = corrected.set_index("Image_Label")["EncodedPixels"]
+    assert enc["b.jpg_Sugar"] == GRAVEL_B and enc["b.jpg_Fish"] == "" and enc["a.jpg_Flower"] != ""
+
+
 def test_a_spurious_label_without_a_class_is_removed_and_a_move_merges(tmp_path):
     path = _review(tmp_path, [("a.jpg", "Sugar", "accept", "Fish", "spurious label"),
                               ("b.jpg", "Gravel", "accept", "", "spurious label")])
