@@ -300,10 +300,7 @@ class Trainer:
         check_size(config)
         self.config = config
         keras.utils.set_random_seed(config.seed)
-        self.model = build(n_classes, config)
-        self.model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                           loss={"pixels": bce_dice if config.dice_loss else "binary_crossentropy",
-                                 "classes": "binary_crossentropy"})
+        self.model = _compiled(build(n_classes, config), config)
         self.model.optimizer.build(self.model.trainable_variables)
         self._initial = self.model.get_weights(), [np.array(v) for v in self.model.optimizer.variables]
 
@@ -318,6 +315,17 @@ class Trainer:
         keras.utils.set_random_seed(self.config.seed)
         _restore(self.model, *self._initial)
         return _fit(self.model, images, masks, labels, self.config, log)
+
+
+def _compiled(model, config: TrainingConfig):
+    """The U-Net `model` compiled to train as `config` says: Adam at its learning rate, the pixels' loss
+    (`bce_dice` with `dice_loss`, else the cross-entropy) beside the classes' cross-entropy."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss={"pixels": bce_dice if config.dice_loss else "binary_crossentropy",
+                        "classes": "binary_crossentropy"})
+    return model
 
 
 def _fit(model, images: np.ndarray, masks: np.ndarray, labels: np.ndarray, config: TrainingConfig,
@@ -370,10 +378,7 @@ def refine(model, images: np.ndarray, masks: np.ndarray, labels: np.ndarray, con
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss={"pixels": bce_dice if config.dice_loss else "binary_crossentropy",
-                        "classes": "binary_crossentropy"})
-    return _fit(model, images, masks, labels, config, log)
+    return _fit(_compiled(model, config), images, masks, labels, config, log)
 
 
 def train(images: np.ndarray, masks: np.ndarray, labels: np.ndarray, config: TrainingConfig,
