@@ -346,12 +346,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 evidence, dict(zip(split["image"], split["split"])),
                 label_issues_lib.load_trees(label_issues_lib.trees_path(profile, first_round=True)), rows, shape,
                 Path(dataset.data_dir) / "train.csv")
-            # train.csv's masks at the audit size (audit_inputs'), each label the first round changed decoded anew
-            masks, position = np.array(inputs.masks), {image: k for k, image in enumerate(folds["image"])}
-            changed = corrected[corrected["EncodedPixels"].to_numpy() != rows["EncodedPixels"].to_numpy()]
-            for label, encoded in zip(changed["Image_Label"], changed["EncodedPixels"]):
-                image, _, cls = label.rpartition("_")
-                masks[position[image], ..., classes.index(cls)] = rle.decode_resized([encoded], shape, size)[0]
+            masks = relabel_lib.corrected_masks(inputs.masks, folds["image"], classes, rows, corrected, shape, size)
         else:
             evidence, suspects, left_out = pd.DataFrame(columns=audit_evidence_lib.COLUMNS), pd.DataFrame(), 0
             masks = np.asarray(inputs.masks)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cloud_assets.lib import review
 from cloud_assets.lib.audit import label_issues
 from cloud_assets.lib.audit.kinds import NODATA
+from cloud_assets.lib.data import rle
 from cloud_assets.lib.store import Array, Document, Table, Value
 
 # the first round's score from which a suspicion is corrected for the second round (on tuning datasets 10 and
@@ -33,6 +35,19 @@ def relabel(evidence: pd.DataFrame, split: dict, trees: dict, rows: pd.DataFrame
     suspects = ranked[(ranked["score"] >= CONFIDENT) & (ranked["kind"] != NODATA)].reset_index(drop=True)
     corrected, left_out = review.apply_what_fits(rows, review.accepted(suspects), ranked, shape, path)
     return corrected, suspects, left_out
+
+
+def corrected_masks(masks: np.ndarray, images, classes, rows: pd.DataFrame, corrected: pd.DataFrame,
+                    shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """A copy of train.csv's `masks (n, h, w, classes)` at the audit `size` (`images` and `classes` in
+    their order) with each label that `corrected` changes from `rows` (train.csv's, in the same order)
+    decoded anew from its corrected EncodedPixels (images of `shape`)."""
+    out, position = np.array(masks), {image: k for k, image in enumerate(images)}
+    changed = corrected[corrected["EncodedPixels"].to_numpy() != rows["EncodedPixels"].to_numpy()]
+    for label, encoded in zip(changed["Image_Label"], changed["EncodedPixels"]):
+        image, _, cls = label.rpartition("_")
+        out[position[image], ..., list(classes).index(cls)] = rle.decode_resized([encoded], shape, size)[0]
+    return out
 
 
 class AuditRelabels(Value):
