@@ -306,7 +306,8 @@ def _numbers(r: dict, cam: str) -> str:
                f"p={r['audit_probability']:.2f}, predicted outside the mask {r['outside_mass']:.0%}")
     if r["label"]:
         numbers += (f", mask quality {r['mask_quality']:.2f}, mask without prediction {r['uncovered']:.0%}, "
-                    f"predicted box IoU {r['region_iou']:.2f}, dip across the box {r['gap']:.2f}")
+                    f"predicted box IoU {r['region_iou']:.2f}, dip across the box {r['gap']:.2f}, "
+                    f"two boxes fit it better by {r['two_box_gain']:+.2f}")
     if not np.isnan(r["probability"]):
         numbers += (f"; classifier p={r['probability']:.2f}, {cam} own {r['cam_own']:.0%} / other "
                     f"{r['cam_other']:.0%} / outside {r['cam_outside']:.0%}")
@@ -338,8 +339,8 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
             c["review"] = _review_controls(r, data.class_names)
     progress = review.progress(data.review, top) if data.review_summary["reviewed"] else None
     cols = ["image", "class", "split", "kind", "other_class", "score", "label", "audit_probability", "audit_cleanlab",
-            "mask_quality", "outside_mass", "uncovered", "region_iou", "regions", "gap", "probability", "cleanlab",
-            "attention_score"]
+            "mask_quality", "outside_mass", "uncovered", "region_iou", "regions", "gap", "two_box_gain", "probability",
+            "cleanlab", "attention_score"]
     per_split = data.issues.groupby("split").agg(labels=("label", "size"), labelled=("label", "sum"),
                                                  images=("image", "nunique")).reset_index()
     error_rates = data.class_ranking[["Class Name", "Label Issues", "Label Noise"]].rename(columns={

@@ -440,7 +440,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
         return dg.Output(out, metadata={"folds": len(out)})
 
-    @dg.asset(group_name="audit", code_version=f"{code}-9", **sharding.whole)
+    @dg.asset(group_name="audit", code_version=f"{code}-10", **sharding.whole)
     def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
                        audit_inputs: Bundle, audit_folds: Bundle):
         """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence
@@ -477,7 +477,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             "mean_per_class_and_label": md_table(per_class.reset_index()),
             "lowest_mask_quality": md_table(lowest.round(3))})
 
-    @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL, code_version="5", **sharding.whole)
+    @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL, code_version="6", **sharding.whole)
     def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
                      mask_attention, val_predictions, train_val_split: Bundle, dataset: DatasetResource):
         """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,

@@ -22,6 +22,11 @@ what the audit model that never saw the image says of it.
   columns, then its rows, each line's highest probability; 1 - the lowest of them over the lower of
   the highest on either side, the larger of the two directions (a box drawn around two patches: the
   band between them; 0 where the prediction has no dip);
+- `one_box_fit`, `two_box_gain`: how well one box holds the prediction within the labelled mask's box
+  (`lib.saliency.attention.soft_iou` of the prediction's own box there), and how much better two boxes
+  reaching the box's sides do (`lib.saliency.attention.split_in_two`): a box drawn around two patches
+  holds two blobs, which one box fits poorly and two fit well, even where the prediction joins them
+  and `gap` finds no dip; 0 for an unlabelled class;
 - `inside_other`, `other_class`: the largest share of the predicted mass that lies inside one other
   class's mask, and that class (a swapped label: the prediction sits inside the mask labelled as
   another class);
@@ -46,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib.saliency.attention import (attention_table, box_iou, boxes_text, mask_bounds, proposed_box,
-                                                 proposed_fix)
+                                                 proposed_boxes, proposed_fix, soft_iou, split_in_two, within)
 from cloud_assets.lib.audit.label_issues import cleanlab_scores
 from cloud_assets.lib.store import Table, Value
 
@@ -60,7 +65,8 @@ CLASS_ATTENTION = {"class_cam_own": "cam_own", "class_cam_other": "cam_other", "
                    "class_ggc_outside": "ggc_outside", "class_ggc_nodata": "ggc_nodata",
                    "class_detail_empty": "detail_empty", "class_cam_box_iou": "box_iou", "class_other": "other_class"}
 COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
-           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "gap", "inside_other",
+           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "gap", "one_box_fit",
+           "two_box_gain", "inside_other",
            "other_class", *AUDIT_BOX, "audit_boxes", *CLASS_ATTENTION]
 
 
@@ -83,6 +89,21 @@ def gap(prob: np.ndarray, own: np.ndarray) -> float:
         return 0.0
     inside = prob[bounds[0]:bounds[2], bounds[1]:bounds[3]]
     return max(_dip(inside.max(axis=0)), _dip(inside.max(axis=1)))
+
+
+def box_fits(prob: np.ndarray, own: np.ndarray) -> tuple[float, float]:
+    """(`one_box_fit`, `two_box_gain`) of `evidence` for the prediction `prob` and the mask `own` `(h, w)`:
+    the `soft_iou` of the prediction's own box with the prediction within the mask's box, and how much
+    more two boxes reach (`split_in_two`; below 0 where one box fits better, or the box is too small to
+    part); (0, 0) for an empty mask or no prediction within its box."""
+    bounds = mask_bounds(own)
+    if bounds is None:
+        return 0.0, 0.0
+    inside = within(prob, bounds)
+    if inside.max() <= 0:
+        return 0.0, 0.0
+    one = soft_iou(proposed_boxes(inside, 0.0, most=1), inside)
+    return one, split_in_two(prob, bounds)[1] - one
 
 
 def mask_quality(masks: np.ndarray, pixels: np.ndarray, chunk: int = 512) -> np.ndarray:
@@ -128,7 +149,8 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
             rows.append((images[i], cls, int(labels[i, c]), float(probs[i, c]), 1 - float(quality[i, c]),
                          float(seg[i]), float(predicted[i]), float(outside[i]), float(region_outside[i]),
                          float(area[i]) / own[i].size, float(uncovered[i]),
-                         box_iou(box, own[i]), _regions(p[i]), gap(p[i], own[i]), float(inside_other[i]),
+                         box_iou(box, own[i]), _regions(p[i]), gap(p[i], own[i]), *box_fits(p[i], own[i]),
+                         float(inside_other[i]),
                          other_class[i],
                          *(box if box is not None else (np.nan,) * 4),
                          boxes_text(proposed_fix(p[i], own[i], MIN_REGION)), *(np.nan,) * (len(CLASS_ATTENTION) - 1), ""))

@@ -165,7 +165,7 @@ def inside_label(boxes, mask: np.ndarray) -> list[tuple[float, ...]]:
 FILLED_SHARE = 0.9
 
 
-def _within(prob: np.ndarray, bounds) -> np.ndarray:
+def within(prob: np.ndarray, bounds) -> np.ndarray:
     """`prob` `(H, W)` as float32 with zeros outside the box `bounds` (top, left, bottom, right, pixels)."""
     top, left, bottom, right = bounds
     inside = np.zeros(prob.shape, np.float32)
@@ -191,7 +191,7 @@ def split_in_two(prob: np.ndarray, bounds: tuple[int, int, int, int]) -> tuple[l
     times the map's maximum within the box, each side's box bounds the map at or above that level on
     that side, and the pair reaches the box's four sides (`to_sides`). ([], 0) when the map is empty."""
     y0, x0, y1, x1 = bounds
-    inside = _within(prob, bounds)
+    inside = within(prob, bounds)
     top = float(inside.max())
     best: tuple[list[tuple[int, ...]], float] = ([], 0.0)
     if top <= 0:
@@ -252,7 +252,7 @@ def within_drawn_box(prob: np.ndarray, mask: np.ndarray, boxes) -> list[tuple[fl
         return list(boxes)
     if len(pixels) == 1:
         two, soft = split_in_two(prob, bounds)
-        if not two or soft <= soft_iou(boxes, _within(prob, bounds)):
+        if not two or soft <= soft_iou(boxes, within(prob, bounds)):
             return list(boxes)
         pixels = two
     return [(top / H, left / W, bottom / H, right / W) for top, left, bottom, right in to_sides(pixels, bounds)]
