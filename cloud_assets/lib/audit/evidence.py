@@ -22,11 +22,15 @@ what the audit model that never saw the image says of it.
   columns, then its rows, each line's highest probability; 1 - the lowest of them over the lower of
   the highest on either side, the larger of the two directions (a box drawn around two patches: the
   band between them; 0 where the prediction has no dip);
+- `mask_fit`: how well the labelled mask holds the prediction, read as a soft mask (the probability
+  inside over the mask's area plus the probability outside, as `lib.saliency.attention.soft_iou`);
+  `moved_box_gain`: how much better the mask's box holds it moved to where it holds it best
+  (`lib.saliency.attention.moved_box`) than where it was drawn (a box drawn beside its pattern);
 - `one_box_fit`, `two_box_gain`: how well one box holds the prediction within the labelled mask's box
-  (`lib.saliency.attention.soft_iou` of the prediction's own box there), and how much better two boxes
-  reaching the box's sides do (`lib.saliency.attention.split_in_two`): a box drawn around two patches
-  holds two blobs, which one box fits poorly and two fit well, even where the prediction joins them
-  and `gap` finds no dip; 0 for an unlabelled class;
+  (`soft_iou` of the prediction's own box there), and how much better two boxes reaching the box's
+  sides do (`lib.saliency.attention.split_in_two`): a box drawn around two patches holds two blobs,
+  which one box fits poorly and two fit well, even where the prediction joins them and `gap` finds no
+  dip; these four are 0 for an unlabelled class;
 - `inside_other`, `other_class`: the largest share of the predicted mass that lies inside one other
   class's mask, and that class (a swapped label: the prediction sits inside the mask labelled as
   another class);
@@ -51,7 +55,8 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib.saliency.attention import (attention_table, box_iou, boxes_text, mask_bounds, proposed_box,
-                                                 proposed_boxes, proposed_fix, soft_iou, split_in_two, within)
+                                                 moved_box, proposed_boxes, proposed_fix, soft_iou, split_in_two,
+                                                 within)
 from cloud_assets.lib.audit.label_issues import cleanlab_scores
 from cloud_assets.lib.store import Table, Value
 
@@ -65,8 +70,8 @@ CLASS_ATTENTION = {"class_cam_own": "cam_own", "class_cam_other": "cam_other", "
                    "class_ggc_outside": "ggc_outside", "class_ggc_nodata": "ggc_nodata",
                    "class_detail_empty": "detail_empty", "class_cam_box_iou": "box_iou", "class_other": "other_class"}
 COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
-           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "gap", "one_box_fit",
-           "two_box_gain", "inside_other",
+           "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "gap", "mask_fit",
+           "moved_box_gain", "one_box_fit", "two_box_gain", "inside_other",
            "other_class", *AUDIT_BOX, "audit_boxes", *CLASS_ATTENTION]
 
 
@@ -91,19 +96,27 @@ def gap(prob: np.ndarray, own: np.ndarray) -> float:
     return max(_dip(inside.max(axis=0)), _dip(inside.max(axis=1)))
 
 
-def box_fits(prob: np.ndarray, own: np.ndarray) -> tuple[float, float]:
-    """(`one_box_fit`, `two_box_gain`) of `evidence` for the prediction `prob` and the mask `own` `(h, w)`:
-    the `soft_iou` of the prediction's own box with the prediction within the mask's box, and how much
-    more two boxes reach (`split_in_two`; below 0 where one box fits better, or the box is too small to
-    part); (0, 0) for an empty mask or no prediction within its box."""
+def fits(prob: np.ndarray, own: np.ndarray) -> tuple[float, float, float, float]:
+    """(`mask_fit`, `moved_box_gain`, `one_box_fit`, `two_box_gain`) of `evidence` for the prediction
+    `prob` and the mask `own` `(h, w)`: the mask's overlap with the prediction read as a soft mask; how
+    much more its box overlaps it moved (`moved_box`) than in place; the `soft_iou` of the prediction's
+    own box with the prediction within the mask's box, and how much more two boxes reach there
+    (`split_in_two`; below 0 where one box fits better, or the box is too small to part). 0 for an
+    empty mask; the last two 0 where nothing is predicted within its box."""
     bounds = mask_bounds(own)
     if bounds is None:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
+    held, total = float(prob[own].sum()), float(prob.sum())
+    mask_fit = held / (own.sum() + total - held)
+    h, w = own.shape
+    moved = moved_box(prob, own)
+    drawn = soft_iou([(bounds[0] / h, bounds[1] / w, bounds[2] / h, bounds[3] / w)], prob)
+    moved_gain = moved[1] - drawn if moved is not None else 0.0
     inside = within(prob, bounds)
     if inside.max() <= 0:
-        return 0.0, 0.0
+        return mask_fit, moved_gain, 0.0, 0.0
     one = soft_iou(proposed_boxes(inside, 0.0, most=1), inside)
-    return one, split_in_two(prob, bounds)[1] - one
+    return mask_fit, moved_gain, one, split_in_two(prob, bounds)[1] - one
 
 
 def mask_quality(masks: np.ndarray, pixels: np.ndarray, chunk: int = 512) -> np.ndarray:
@@ -149,7 +162,7 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
             rows.append((images[i], cls, int(labels[i, c]), float(probs[i, c]), 1 - float(quality[i, c]),
                          float(seg[i]), float(predicted[i]), float(outside[i]), float(region_outside[i]),
                          float(area[i]) / own[i].size, float(uncovered[i]),
-                         box_iou(box, own[i]), _regions(p[i]), gap(p[i], own[i]), *box_fits(p[i], own[i]),
+                         box_iou(box, own[i]), _regions(p[i]), gap(p[i], own[i]), *fits(p[i], own[i]),
                          float(inside_other[i]),
                          other_class[i],
                          *(box if box is not None else (np.nan,) * 4),

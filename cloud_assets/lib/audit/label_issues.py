@@ -164,8 +164,8 @@ def classifier_evidence(attention: pd.DataFrame, y_true: np.ndarray, y_pred: np.
 
 
 AUDIT_COLUMNS = ("audit_probability", "audit_cleanlab", "mask_quality", "outside_mass", "region_outside", "mask_area",
-                 "uncovered", "region_iou", "regions", "gap", "one_box_fit", "two_box_gain", "predicted_area",
-                 "inside_other", "audit_swap")
+                 "uncovered", "region_iou", "regions", "gap", "mask_fit", "moved_box_gain", "one_box_fit", "two_box_gain",
+                 "predicted_area", "inside_other", "audit_swap")
 # the class network's mask attention (`lib.audit.evidence.class_attention`; NaN without it) and the swap it suggests
 CLASS_NETWORK_COLUMNS = ("class_cam_own", "class_cam_other", "class_cam_outside", "class_cam_empty", "class_ggc_own",
                          "class_ggc_other", "class_ggc_outside", "class_ggc_nodata", "class_detail_empty",
@@ -226,8 +226,8 @@ def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = 
 # the signals the trees see, per label state, and the direction each may move the score (1 up, -1 down, 0 free)
 SIGNALS = {
     "labelled": {"audit_cleanlab": 1, "audit_logit": 0, "mask_quality": -1, "outside_mass": 1, "region_outside": 1,
-                 "mask_area": 0, "uncovered": 1, "region_iou": -1, "regions": 0, "gap": 1, "one_box_fit": 0, "two_box_gain": 0,
-                 "predicted_area": 0, "audit_swap": 1,
+                 "mask_area": 0, "uncovered": 1, "region_iou": -1, "regions": 0, "gap": 1, "mask_fit": 0,
+                 "moved_box_gain": 0, "one_box_fit": 0, "two_box_gain": 0, "predicted_area": 0, "audit_swap": 1,
                  "cleanlab": 1, "logit": 0, "cam_own": -1, "cam_other": 1, "cam_outside": 1, "cam_empty": 1,
                  "cam_box_iou": -1, "swap": 1, "class_ggc_own": -1, "class_ggc_other": 1, "class_ggc_outside": 1,
                  "class_detail_empty": 1, "class_cam_box_iou": -1, "class_swap": 1, "class_cam_own": -1,

@@ -233,7 +233,8 @@ def test_the_evidence_names_a_shifted_mask_and_a_missing_label():
     assert shifted["mask_quality"] < 0.1 and shifted["uncovered"] == 1 and shifted["region_iou"] == 0
     assert shifted["outside_mass"] > 0.9 and shifted["region_outside"] == 1 and shifted["regions"] == 1
     assert good["gap"] == 0 and shifted["gap"] == 0
-    assert good["one_box_fit"] == pytest.approx(1.0) and missing["one_box_fit"] == missing["two_box_gain"] == 0
+    assert good["one_box_fit"] > 0.9 and good["mask_fit"] > 0.9 and good["moved_box_gain"] == pytest.approx(0, abs=1e-6)
+    assert shifted["moved_box_gain"] > 0.5 and missing["mask_fit"] == missing["two_box_gain"] == 0
     # cleanlab finds the missing label likely wrong; the Sugar prediction lies inside no other mask
     assert missing["label"] == 0 and missing["audit_cleanlab"] > 0.8 and missing["mask_quality"] < 0.1
     assert missing["inside_other"] == 0 and missing["other_class"] == ""
@@ -261,19 +262,34 @@ def test_the_gap_is_the_dip_of_the_prediction_between_two_patches_under_one_box(
 
 
 def test_two_patches_under_one_box_fit_two_boxes_better_than_one_even_where_the_prediction_joins_them():
-    from cloud_assets.lib.audit.evidence import box_fits, gap
+    from cloud_assets.lib.audit.evidence import fits, gap
 
     own = np.zeros((64, 96), bool)
     own[10:50, 10:90] = True
     one = np.zeros((64, 96), np.float32)
     one[12:48, 14:86] = 0.9  # one patch filling the box
-    fit, gain = box_fits(one, own)
+    _, _, fit, gain = fits(one, own)
     assert fit == pytest.approx(0.9) and gain < 0  # the prediction's own box holds it; two hold it worse
     two = np.zeros((64, 96), np.float32)
     two[10:26, 10:50], two[34:50, 50:90] = 0.9, 0.9  # two patches in opposite corners
     two[20:40, 40:60] = 0.9  # joined where they meet: no line across the box dips
-    fit, gain = box_fits(two, own)
+    _, _, fit, gain = fits(two, own)
     assert fit < 0.5 and gain > 0.2
     assert gap(two, own) == 0
-    assert box_fits(two, np.zeros((64, 96), bool)) == (0.0, 0.0)  # no mask
-    assert box_fits(np.zeros((64, 96), np.float32), own) == (0.0, 0.0)  # nothing predicted within it
+    assert fits(two, np.zeros((64, 96), bool)) == (0.0, 0.0, 0.0, 0.0)  # no mask
+    assert fits(np.zeros((64, 96), np.float32), own) == (0.0, 0.0, 0.0, 0.0)  # nothing predicted
+
+
+def test_a_box_drawn_beside_its_pattern_fits_the_prediction_better_moved():
+    from cloud_assets.lib.audit.evidence import fits
+
+    prob = np.zeros((64, 96), np.float32)
+    prob[10:40, 10:50] = 1.0
+    drawn = np.zeros((64, 96), bool)
+    drawn[10:40, 10:50] = True
+    assert fits(prob, drawn)[:2] == pytest.approx((1.0, 0.0), abs=1e-6)  # the mask is the prediction: nothing to move
+    beside = np.zeros((64, 96), bool)
+    beside[20:50, 40:80] = True  # the same box, shifted down and right
+    mask_fit, moved_gain, _, _ = fits(prob, beside)
+    assert mask_fit == pytest.approx(20 * 10 / (2 * 30 * 40 - 20 * 10))
+    assert moved_gain == pytest.approx(1.0 - mask_fit)  # moved back, the box is the prediction

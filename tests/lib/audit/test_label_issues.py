@@ -72,7 +72,8 @@ def _evidence(rows):
     """An audit_evidence table: one correct label per row's image unless the row says otherwise."""
     base = {"label": 1, "audit_probability": 0.9, "audit_cleanlab": 0.05, "mask_quality": 0.9, "predicted_area": 0.2,
             "outside_mass": 0.1, "region_outside": 0.05, "mask_area": 0.2, "uncovered": 0.05, "region_iou": 0.8,
-            "regions": 1, "gap": 0.0, "one_box_fit": 0.9, "two_box_gain": 0.0, "inside_other": 0.0, "other_class": "",
+            "regions": 1, "gap": 0.0, "mask_fit": 0.7, "moved_box_gain": 0.0, "one_box_fit": 0.9, "two_box_gain": 0.0,
+            "inside_other": 0.0, "other_class": "",
             "audit_box_top": 0.1, "audit_box_left": 0.2, "audit_box_bottom": 0.5, "audit_box_right": 0.6}
     return pd.DataFrame([{**base, **r} for r in rows])
 
