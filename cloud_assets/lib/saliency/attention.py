@@ -263,13 +263,30 @@ def proposed_fix(prob: np.ndarray, mask: np.ndarray, min_share: float) -> list[t
     mask's box moved where the prediction is (`moved_box`: a box drawn beside its pattern keeps the
     annotator's size), when it overlaps the map at least `MOVED_SHARE` times as well as the map's own
     boxes (`proposed_boxes`) do; else those; either cut to the label's box when it holds them
-    (`inside_label`), and then read as the patches that box was drawn around (`within_drawn_box`)."""
+    (`inside_label`), and then read as the patches that box was drawn around (`within_drawn_box`).
+    A mask of several patches (connected parts) is fixed one patch at a time (`one_patch_fixed`)."""
     prob = np.asarray(prob, np.float32)
+    n, parts = cv2.connectedComponents(np.asarray(mask, np.uint8), connectivity=4)
+    if n > 2:
+        patches = [parts == k for k in range(1, n)]
+        fixes = [one_patch_fixed(prob, patches, k, min_share) for k in range(len(patches))]
+        return max(fixes, key=lambda boxes: soft_iou(boxes, prob))
     boxes = proposed_boxes(prob, min_share)
     moved = moved_box(prob, mask)
     if moved is not None and boxes and moved[1] >= MOVED_SHARE * soft_iou(boxes, prob):
         boxes = [moved[0]]
     return within_drawn_box(prob, mask, inside_label(boxes, mask))
+
+
+def one_patch_fixed(prob: np.ndarray, patches: list[np.ndarray], k: int, min_share: float) -> list[tuple[float, ...]]:
+    """The boxes of a label drawn as several `patches` (boolean masks `(H, W)`) with only patch `k` fixed:
+    the others' boxes kept as drawn, and patch `k`'s `proposed_fix` from the probability map `prob`
+    where those boxes do not already hold it. An annotator who drew one patch wrong drew the others
+    right: of the fixes of each patch in turn, `proposed_fix` keeps the one whose boxes overlap the map most."""
+    H, W = prob.shape
+    kept = [(b[0] / H, b[1] / W, b[2] / H, b[3] / W)
+            for j, patch in enumerate(patches) if j != k and (b := mask_bounds(patch)) is not None]
+    return kept + proposed_fix(prob * (1 - boxes_mask(kept, prob.shape)), patches[k], min_share)
 
 
 def boxes_text(boxes) -> str:

@@ -158,6 +158,22 @@ def test_a_box_drawn_beside_its_pattern_is_moved_onto_it_at_its_size():
     assert attention.proposed_fix(np.zeros((20, 40)), beside, 0.02) == []
 
 
+def test_a_label_of_several_patches_is_fixed_one_patch_at_a_time():
+    """Two patches labelled, the second drawn beside its pattern: the first is kept as drawn and the
+    second moved onto its pattern, though the prediction alone would join the two into one region."""
+    prob = np.zeros((24, 48), np.float32)
+    prob[4:12, 4:20] = prob[10:18, 18:34] = 0.9   # two patterns, touching: one region
+    label = np.zeros((24, 48), bool)
+    label[4:12, 4:20] = label[14:22, 30:46] = True  # the first right, the second shifted down and right
+    assert len(attention.proposed_boxes(prob, 0.02)) == 1
+    assert attention.proposed_fix(prob, label, 0.02) == [(4 / 24, 4 / 48, 12 / 24, 20 / 48),
+                                                         (10 / 24, 18 / 48, 18 / 24, 34 / 48)]
+    patches = [label & (np.arange(24)[:, None] < 13), label & (np.arange(24)[:, None] >= 13)]
+    assert attention.one_patch_fixed(prob, patches, 1, 0.02) == attention.proposed_fix(prob, label, 0.02)
+    kept_second = attention.one_patch_fixed(prob, patches, 0, 0.02)  # fixing the first instead keeps the wrong one
+    assert kept_second[0] == (14 / 24, 30 / 48, 22 / 24, 46 / 48)
+
+
 def test_a_proposal_the_labelled_box_holds_is_cut_to_it():
     """Two patches under one box: the prediction bleeds a little past the box, which bounds them; a
     prediction mostly outside the box is left as it is."""
@@ -178,8 +194,7 @@ def test_a_proposal_the_labelled_box_holds_is_cut_to_it():
 def test_a_box_drawn_around_two_patches_is_proposed_as_the_patches_reaching_its_sides():
     """An annotator's box drawn around two patches reaches them on every side: a prediction seen as one
     region (two patches meeting at a corner) is split in two, and two patches seen short of the box's
-    sides are stretched to them; a box drawn wide around one patch, or a label that is not one box, keeps
-    the prediction's boxes."""
+    sides are stretched to them; a box drawn wide around one patch keeps the prediction's box."""
     label = np.zeros((24, 48), bool)
     label[4:20, 4:44] = True
     prob = np.zeros((24, 48), np.float32)
@@ -194,9 +209,10 @@ def test_a_box_drawn_around_two_patches_is_proposed_as_the_patches_reaching_its_
     one = np.zeros((24, 48), np.float32)
     one[6:14, 10:26] = 0.9
     assert attention.proposed_fix(one, label, 0.02) == attention.proposed_boxes(one, 0.02)
-    not_a_box = np.zeros((24, 48), bool)
+    not_a_box = np.zeros((24, 48), bool)  # two patches, the second drawn short: fixed one patch at a time
     not_a_box[4:12, 4:24] = not_a_box[12:20, 30:44] = True
-    assert attention.proposed_fix(prob, not_a_box, 0.02) == attention.proposed_boxes(prob, 0.02)
+    assert attention.proposed_fix(prob, not_a_box, 0.02) == [(4 / 24, 4 / 48, 12 / 24, 24 / 48),
+                                                             (12 / 24, 24 / 48, 20 / 24, 44 / 48)]
     assert attention.split_in_two(np.zeros((24, 48), np.float32), (4, 4, 20, 44)) == ([], 0.0)
 
 
