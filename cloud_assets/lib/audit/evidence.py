@@ -44,7 +44,8 @@ what the audit model that never saw the image says of it.
 - `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.saliency.attention.
   proposed_fix`: the labelled box moved where the prediction is, when that fits the prediction nearly
   as well as its own boxes; else one box per region of the prediction, cut at the level whose boxes
-  overlap it most, so two patches get two), as text (`lib.saliency.attention.boxes_text`).
+  overlap it most, so two patches get two; a label of several patches fixed one patch at a time), as
+  text (`lib.saliency.attention.boxes_text`).
 """
 from __future__ import annotations
 
