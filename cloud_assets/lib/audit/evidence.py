@@ -55,9 +55,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cloud_assets.lib.saliency.attention import (attention_table, box_iou, boxes_text, mask_bounds, proposed_box,
-                                                 moved_box, proposed_boxes, proposed_fix, soft_iou, split_in_two,
-                                                 within)
+from cloud_assets.lib.saliency.attention import (attention_table, box_iou, box_shares, boxes_text, mask_bounds,
+                                                 moved_box, proposed_box, proposed_boxes, proposed_fix, soft_iou,
+                                                 split_in_two, within)
 from cloud_assets.lib.audit.label_issues import cleanlab_scores
 from cloud_assets.lib.store import Table, Value
 
@@ -109,9 +109,8 @@ def fits(prob: np.ndarray, own: np.ndarray) -> tuple[float, float, float, float]
         return 0.0, 0.0, 0.0, 0.0
     held, total = float(prob[own].sum()), float(prob.sum())
     mask_fit = held / (own.sum() + total - held)
-    h, w = own.shape
     moved = moved_box(prob, own)
-    drawn = soft_iou([(bounds[0] / h, bounds[1] / w, bounds[2] / h, bounds[3] / w)], prob)
+    drawn = soft_iou([box_shares(bounds, own.shape)], prob)
     moved_gain = moved[1] - drawn if moved is not None else 0.0
     inside = within(prob, bounds)
     if inside.max() <= 0:

@@ -152,8 +152,7 @@ def inside_label(boxes, mask: np.ndarray) -> list[tuple[float, ...]]:
     bounds = mask_bounds(mask)
     if bounds is None or not boxes:
         return list(boxes)
-    H, W = mask.shape
-    label = (bounds[0] / H, bounds[1] / W, bounds[2] / H, bounds[3] / W)
+    label = box_shares(bounds, mask.shape)
     proposed = boxes_mask(boxes, mask.shape).astype(bool)
     if (proposed & ~box_mask(label, mask.shape).astype(bool)).sum() > INSIDE_SHARE * proposed.sum():
         return list(boxes)
@@ -246,7 +245,6 @@ def within_drawn_box(prob: np.ndarray, mask: np.ndarray, boxes) -> list[tuple[fl
     bounds = mask_bounds(mask)
     if bounds is None or not boxes or mask.sum() < FILLED_SHARE * (bounds[2] - bounds[0]) * (bounds[3] - bounds[1]):
         return list(boxes)
-    H, W = mask.shape
     pixels: list[tuple[int, ...]] = [box_pixels(box, mask.shape) for box in boxes]
     if any(p[0] < bounds[0] or p[1] < bounds[1] or p[2] > bounds[2] or p[3] > bounds[3] for p in pixels):
         return list(boxes)
@@ -255,7 +253,7 @@ def within_drawn_box(prob: np.ndarray, mask: np.ndarray, boxes) -> list[tuple[fl
         if not two or soft <= soft_iou(boxes, within(prob, bounds)):
             return list(boxes)
         pixels = two
-    return [(top / H, left / W, bottom / H, right / W) for top, left, bottom, right in to_sides(pixels, bounds)]
+    return [box_shares(box, mask.shape) for box in to_sides(pixels, bounds)]
 
 
 def proposed_fix(prob: np.ndarray, mask: np.ndarray, min_share: float) -> list[tuple[float, ...]]:
@@ -283,9 +281,8 @@ def one_patch_fixed(prob: np.ndarray, patches: list[np.ndarray], k: int, min_sha
     the others' boxes kept as drawn, and patch `k`'s `proposed_fix` from the probability map `prob`
     where those boxes do not already hold it. An annotator who drew one patch wrong drew the others
     right: of the fixes of each patch in turn, `proposed_fix` keeps the one whose boxes overlap the map most."""
-    H, W = prob.shape
-    kept = [(b[0] / H, b[1] / W, b[2] / H, b[3] / W)
-            for j, patch in enumerate(patches) if j != k and (b := mask_bounds(patch)) is not None]
+    kept = [box_shares(b, prob.shape) for j, patch in enumerate(patches)
+            if j != k and (b := mask_bounds(patch)) is not None]
     return kept + proposed_fix(prob * (1 - boxes_mask(kept, prob.shape)), patches[k], min_share)
 
 
@@ -315,6 +312,14 @@ def box_pixels(box, shape) -> tuple[int, int, int, int]:
     h, w = shape[:2]
     top, left, bottom, right = (int(round(v * n)) for v, n in zip(box, (h, w, h, w)))
     return top, left, bottom, right
+
+
+def box_shares(pixels, shape) -> tuple[float, float, float, float]:
+    """(top, left, bottom, right) as shares of the side of an image of `shape` (h, w, ...), for a box
+    given in pixels: `box_pixels` the other way."""
+    h, w = shape[:2]
+    top, left, bottom, right = pixels
+    return top / h, left / w, bottom / h, right / w
 
 
 def box_mask(box, shape) -> np.ndarray:
