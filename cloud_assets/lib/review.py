@@ -18,8 +18,9 @@ decisions applies together: the two halves of a swap exchange the two masks, the
 accepted from both sides is made once, a missing label that a moved mask supplies takes that mask
 rather than the proposal, a mask that moves to a class that has one already is merged with it
 (their union), and a missing label accepted beside a loose mask or a removed label of the same image
-takes the patches of that mask that its proposal covers (the loose mask keeps the rest): a swap into
-a class labelled already is undone with the annotator's drawing. The proposal is a box around each
+takes its part of that mask: the box drawn along the mask's own edges that its proposal overlaps, or
+the patches its proposal covers (the loose mask keeps the rest): a swap into a class labelled
+already is undone with the annotator's drawing. The proposal is a box around each
 region of the class that the fold audit's model, which never saw the image, predicts, cut at the
 level whose boxes hold its prediction best (two
 patches get two boxes, as rectangular as the annotators' own), or the labelled box moved where that
@@ -46,7 +47,7 @@ import pandas as pd
 from cloud_assets.lib.data import rle
 from cloud_assets.lib.files import written_folder
 from cloud_assets.lib.audit.kinds import CONFUSION, ISSUE_KINDS, LOOSE, MISSING, SPURIOUS
-from cloud_assets.lib.saliency.attention import BOX_COLUMNS, boxes_mask, parse_boxes
+from cloud_assets.lib.saliency.attention import BOX_COLUMNS, box_mask, boxes_mask, drawn_box, parse_boxes
 from cloud_assets.lib.data.labels import DatasetError, read_csv
 from cloud_assets.lib.store import Document, Table, Value
 
@@ -54,6 +55,9 @@ COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed
 DECISIONS = ("accept", "reject")
 KINDS = ISSUE_KINDS
 SHOWN_ERRORS = 20
+SWAP_COVER = 0.85  # a missing label takes its box within a loose mask (`_parts_drawn`) when the two proposals
+SWAP_GAIN = 0.1    # cover this share of the mask together, its own this share that the mask's own does not,
+DRAWN_MATCH = 0.5  # and the box drawn along the mask's edges overlaps its proposal by this much
 
 
 class ReviewError(DatasetError):
@@ -214,7 +218,9 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
     class then holds its own mask unless it moved, was removed or is replaced by a loose mask's
     proposal, together with every mask that moves to it; a missing label gets the proposed boxes
     unless a mask moves to it (the annotator's own drawing of the pattern). A missing label accepted
-    beside a loose mask or a removed label takes the patches of that mask (its connected parts) that
+    beside a loose mask takes its box within that mask, drawn along the mask's own edges, where the two
+    proposals together explain the mask (`_parts_drawn`; the loose mask keeps its own box so drawn);
+    else, beside a loose mask or a removed label, the patches of that mask (its connected parts) that
     its proposal covers at least half of (`_patches_taken`): a swap whose mask was merged into a class
     labelled already, or one read as a label removed and another added, keeps the annotator's
     drawing; a loose mask that gives patches away keeps the rest of its own (none: the proposal)."""
@@ -242,8 +248,11 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
     touched = set(moves) | set(removed) | set(fixes) | arrivals
     proposed = {c: boxes_mask(proposals[(image, c)], shape).astype(bool) for c in fixes}
     loose = {c for c, r in fixes.items() if r.kind == LOOSE}
-    taken = _patches_taken({c: proposed[c] for c, r in fixes.items() if r.kind == MISSING and c not in arrivals},
-                           {c: (mask(c), proposed.get(c)) for c in sorted(set(removed) | loose) if c not in moves})
+    missing = {c: proposed[c] for c, r in fixes.items() if r.kind == MISSING and c not in arrivals}
+    parts, redrawn = _parts_drawn(missing, {c: (mask(c), proposed[c]) for c in sorted(loose) if c not in moves})
+    taken = _patches_taken({c: p for c, p in missing.items() if c not in parts},
+                           {c: (mask(c), proposed.get(c)) for c in sorted(set(removed) | loose)
+                            if c not in moves and c not in redrawn})
     out, changes, boxes = {}, [], []
     for cls in sorted(touched):
         new = np.zeros(shape, bool)
@@ -265,6 +274,12 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
                 new |= np.any([part for _, part in taken[cls]], axis=0)
                 sources = sorted({source for source, _ in taken[cls]})
                 changes.append((image, cls, f"added (patches of the {', '.join(sources)} mask moved)", fix.line))
+            elif cls in parts:
+                new |= parts[cls][1]
+                changes.append((image, cls, f"added (its box within the {parts[cls][0]} mask moved)", fix.line))
+            elif cls in redrawn:
+                new |= redrawn[cls]
+                changes.append((image, cls, "mask replaced (its own box within it)", fix.line))
             elif kept is not None and kept.any():  # a loose mask whose patches another class took: the rest
                 new |= kept
                 changes.append((image, cls, "mask kept less the patches another class took", fix.line))
@@ -275,6 +290,40 @@ def _compose(image: str, decisions: pd.DataFrame, enc: dict, proposals: dict, sh
                 boxes += [(image, cls, fix.kind, *box, fix.line) for box in proposals[(image, cls)]]
         out[cls] = new.astype(np.uint8)
     return out, changes, boxes
+
+
+def _parts_drawn(proposed: dict[str, np.ndarray], givers: dict[str, tuple]) -> tuple[dict, dict]:
+    """A swap into a class labelled already, the two drawings touching or not: (missing label ->
+    (giving class, its part), giving class -> its own part).
+
+    A missing label (`proposed`: class -> its proposal as a boolean mask) takes from a loose mask
+    (`givers`: class -> (boolean mask, its own proposal as one)) the box drawn along that mask's own
+    edges that overlaps its proposal most (`drawn_box`), within the mask, when the two proposals
+    together cover at least `SWAP_COVER` of the mask, the missing label's covers at least `SWAP_GAIN`
+    of it that the loose mask's own does not, and the box overlaps its proposal by `DRAWN_MATCH` or
+    more: the annotator drew both patterns, and their drawing bounds them better than the proposals.
+    The loose mask keeps its own box drawn the same way where one overlaps its proposal by
+    `DRAWN_MATCH` (else its proposal)."""
+    parts: dict[str, tuple] = {}
+    redrawn: dict[str, np.ndarray] = {}
+    for source, (own, own_proposal) in givers.items():
+        area = own.sum()
+        fits = {}
+        for cls, box in proposed.items():
+            if cls in parts or (own & (box | own_proposal)).sum() < SWAP_COVER * area \
+                    or (own & box & ~own_proposal).sum() < SWAP_GAIN * area:
+                continue
+            drawn = drawn_box(own, box)
+            if drawn is not None and drawn[1] >= DRAWN_MATCH:
+                fits[cls] = drawn
+        if not fits:
+            continue
+        best = max(fits, key=lambda cls: fits[cls][1])
+        parts[best] = (source, own & box_mask(fits[best][0], own.shape).astype(bool))
+        mine = drawn_box(own, own_proposal)
+        redrawn[source] = (own & box_mask(mine[0], own.shape).astype(bool) if mine and mine[1] >= DRAWN_MATCH
+                           else own_proposal)
+    return parts, redrawn
 
 
 def _patches_taken(proposed: dict[str, np.ndarray], givers: dict[str, tuple]) -> dict[str, list]:

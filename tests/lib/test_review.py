@@ -187,7 +187,39 @@ def test_a_missing_label_takes_the_patches_of_a_loose_or_removed_mask_that_its_p
         assert after["Sugar"].all()
     else:
         assert (after["Flower"] == right).all() and (after["Sugar"] == left).all()
-        assert "added (patches of the Sugar mask moved)" in set(changes["action"])
+        assert "added (its box within the Sugar mask moved)" in set(changes["action"])
+
+
+# e.jpg: Sugar's mask is its own box and Flower's, which overlap (one patch): a swap into a class
+# labelled already whose two drawings touch
+E_SUGAR, E_FLOWER = (slice(0, 6), slice(0, 10)), (slice(3, 10), slice(8, 20))
+E_MASK = np.zeros(SHAPE, np.uint8)
+E_MASK[E_SUGAR] = E_MASK[E_FLOWER] = 1
+E_TRAIN = pd.concat([TRAIN, pd.DataFrame({"Image_Label": [f"e.jpg_{c}" for c in CLASSES],
+                                          "EncodedPixels": ["", "", rle.encode(E_MASK), ""]})], ignore_index=True)
+
+
+@pytest.mark.parametrize("sugar_proposal", ["0.0 0.0 0.6 0.45", "0.0 0.0 1.0 1.0"])
+def test_a_missing_label_takes_its_box_within_a_loose_mask_drawn_along_the_masks_edges(tmp_path, sugar_proposal):
+    """Flower's proposal and Sugar's each cover one of the two boxes Sugar's mask is drawn as: Flower
+    takes its box as drawn and Sugar keeps its own, each drawn along the mask's edges (the proposals
+    are a pixel short of them). Where Sugar's proposal covers the whole mask, Flower's adds nothing to
+    it: each gets its proposal."""
+    issues = pd.DataFrame({"image": ["e.jpg"] * 2, "class": ["Flower", "Sugar"], "kind": ["missing label", "loose mask"],
+                           "proposal": ["0.3 0.45 1.0 1.0", sugar_proposal], **{c: np.nan for c in BOX_COLUMNS}})
+    path = _review(tmp_path, [("e.jpg", "Flower", "accept", "", "missing label"),
+                              ("e.jpg", "Sugar", "accept", "", "loose mask")])
+    decisions = review.read(path, ["a.jpg", "b.jpg", "e.jpg"], CLASSES)
+    corrected, changes, _ = review.apply(E_TRAIN, decisions, issues, SHAPE, path)
+    after = {c: rle.decode(e, SHAPE).astype(bool) for c, e in zip(CLASSES, corrected["EncodedPixels"].iloc[8:])}
+    if sugar_proposal == "0.0 0.0 0.6 0.45":
+        flower, sugar = np.zeros(SHAPE, bool), np.zeros(SHAPE, bool)
+        flower[E_FLOWER], sugar[E_SUGAR] = True, True
+        assert (after["Flower"] == flower).all() and (after["Sugar"] == sugar).all()
+        assert sorted(changes["action"]) == ["added (its box within the Sugar mask moved)",
+                                             "mask replaced (its own box within it)"]
+    else:
+        assert (after["Flower"] == boxes_mask([(0.3, 0.45, 1.0, 1.0)], SHAPE).astype(bool)).all() and after["Sugar"].all()
 
 
 def test_a_second_decision_for_one_candidate_is_refused_naming_both_lines(tmp_path):

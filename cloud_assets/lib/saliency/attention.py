@@ -23,6 +23,8 @@ REGIONS = ("own", "other", "outside", "nodata")
 EMPTY_LEVEL = 0.2      # evidence below this share of the map's maximum counts as none
 BOX_LEVEL = 0.5        # the proposed box surrounds the largest region above this share of the maximum
 DETAIL_SIGMA = 1 / 37  # guided backprop's structure is smoothed over this share of the image side
+DRAWN_INSIDE = 0.9     # a box drawn along a mask's own edges lies at least this share within it
+DRAWN_LINES = 24       # ... its sides on the longest lines of the mask's boundary, at most this many per axis
 BOX_COLUMNS = ("box_top", "box_left", "box_bottom", "box_right")
 COLUMNS = ["index", "image", "class", "class_index", *(f"cam_{r}" for r in REGIONS), *(f"ggc_{r}" for r in REGIONS),
            "pointing_hit", "other_class", "mask_area", "cam_empty", "detail_empty", *BOX_COLUMNS, "box_iou"]
@@ -120,6 +122,38 @@ def _sums(ii: np.ndarray, top, left, bottom, right) -> np.ndarray:
     `_integral`."""
     bottom, right = np.maximum(bottom, top), np.maximum(right, left)
     return ii[bottom, right] - ii[top, right] - ii[bottom, left] + ii[top, left]
+
+
+def _edge_lines(mask: np.ndarray, axis: int, most: int) -> np.ndarray:
+    """The lines along `axis` (0: rows, 1: columns; as pixel coordinates, a line between two pixels)
+    where the boolean `mask`'s boundary runs, the `most` longest of them, in order."""
+    crossings = np.diff(mask.astype(np.int8), axis=axis, prepend=0, append=0) != 0
+    length = crossings.sum(axis=1 - axis)
+    lines = np.nonzero(length)[0]
+    return np.sort(lines[np.argsort(-length[lines], kind="stable")[:most]])
+
+
+def drawn_box(mask: np.ndarray, target: np.ndarray, inside: float = DRAWN_INSIDE,
+              most: int = DRAWN_LINES) -> tuple[tuple[float, float, float, float], float] | None:
+    """The box drawn along the boolean `mask`'s own edges (each side on one of the `most` longest lines
+    its boundary runs along, per axis) and lying at least `inside` within it that overlaps the boolean
+    `target` most: (the box as shares of the side, its IoU with `target`); None when no such box lies
+    within the mask. A mask drawn as a union of boxes holds each of them so."""
+    ys, xs = _edge_lines(mask, 0, most), _edge_lines(mask, 1, most)
+    if not len(ys):
+        return None
+    top, bottom = (v.ravel()[:, None] for v in np.meshgrid(ys, ys, indexing="ij"))
+    left, right = (v.ravel()[None, :] for v in np.meshgrid(xs, xs, indexing="ij"))
+    area = np.maximum(bottom - top, 0) * np.maximum(right - left, 0)
+    within_mask = _sums(_integral(mask), top, left, bottom, right)
+    overlap = _sums(_integral(target), top, left, bottom, right)
+    iou = np.where((area > 0) & (within_mask >= inside * area),
+                   overlap / np.maximum(area + target.sum() - overlap, 1), -1.0)
+    k = np.unravel_index(int(np.argmax(iou)), iou.shape)
+    if iou[k] < 0:
+        return None
+    pixels = int(top[k[0], 0]), int(left[0, k[1]]), int(bottom[k[0], 0]), int(right[0, k[1]])
+    return box_shares(pixels, mask.shape), float(iou[k])
 
 
 def moved_box(prob: np.ndarray, mask: np.ndarray) -> tuple[tuple[float, ...], float] | None:

@@ -216,6 +216,21 @@ def test_a_box_drawn_around_two_patches_is_proposed_as_the_patches_reaching_its_
     assert attention.split_in_two(np.zeros((24, 48), np.float32), (4, 4, 20, 44)) == ([], 0.0)
 
 
+def test_a_box_drawn_along_a_masks_own_edges_is_the_drawn_box_a_target_overlaps_most():
+    """A mask drawn as two overlapping boxes: a target a pixel short of either gives that box, as
+    shares of the side; a ragged edge keeps only the longest lines of the boundary."""
+    mask = np.zeros((40, 60), bool)
+    mask[0:20, 0:30] = mask[12:40, 24:60] = True
+    first, second = np.zeros_like(mask), np.zeros_like(mask)
+    first[1:19, 1:29], second[13:39, 25:59] = True, True
+    assert attention.drawn_box(mask, first) == ((0.0, 0.0, 0.5, 0.5), pytest.approx(18 * 28 / (20 * 30)))
+    assert attention.drawn_box(mask, second)[0] == (0.3, 0.4, 1.0, 1.0)
+    ragged = mask.copy()
+    ragged[0, 1::2] = False  # a ragged top edge: 15 short lines across it
+    assert attention.drawn_box(ragged, first, most=4)[0] == (0.0, 0.0, 0.5, 0.5)
+    assert attention.drawn_box(np.zeros_like(mask), first) is None
+
+
 def test_a_proposal_is_cut_where_its_boxes_hold_the_prediction_best():
     prob = np.zeros((20, 40), np.float32)
     prob[2:13, 2:13] = 0.45    # a pattern seen at 0.45 around a confident core:
