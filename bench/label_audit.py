@@ -85,7 +85,7 @@ DEFS = build_defs(SETTINGS)
 CACHE = ROOT / "bench" / ".cache" / "label_audit"
 # a cell: a dataset (synthesized with --seed S) whose every label, training and validation, is
 # re-noised with a mix (noise seed 100 x S + 1), its classifier and its fold audit trained on those labels
-# the ranking's weights are fitted on these cells (the stored first-round trees and strong's on 10 and 14 alone:
+# the ranking's weights are fitted on these cells (strong's and fast-densenet's stored trees on 10 and 14 alone:
 # each file's note names its cells)
 TUNING = ((10, "all"), (14, "all"), (15, "all"))
 REPORTED = ((11, "all"), (12, "all"), (13, "all"))  # every figure printed comes from these

@@ -318,7 +318,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
             out[key] = staged
         return dg.Output(out, metadata={"folds": len(out), "class_network": settings.class_network})
 
-    @dg.asset(group_name="audit", code_version=code, pool=GPU_POOL, op_tags=GPU_OP_TAGS, **sharding.whole)
+    first_trees = label_issues_lib.trees_path(profile, first_round=True)
+
+    @dg.asset(group_name="audit", code_version=f"{code}-{label_issues_lib.trees_version(first_trees)}", pool=GPU_POOL,
+              op_tags=GPU_OP_TAGS, **sharding.whole)
     def audit_relabels(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_models, audit_inputs: Bundle,
                        audit_folds: Bundle, label_table: Bundle, train_val_split: Bundle):
         """The second round's labels (`lib.audit.relabel`): each fold's images predicted by its first-round
@@ -344,7 +347,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             split = TrainValSplit(train_val_split).split
             corrected, suspects, left_out = relabel_lib.relabel(
                 evidence, dict(zip(split["image"], split["split"])),
-                label_issues_lib.load_trees(label_issues_lib.trees_path(profile, first_round=True)), rows, shape,
+                label_issues_lib.load_trees(first_trees), rows, shape,
                 Path(dataset.data_dir) / "train.csv")
             masks = relabel_lib.corrected_masks(inputs.masks, folds["image"], classes, rows, corrected, shape, size)
         else:
@@ -477,7 +480,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
             "mean_per_class_and_label": md_table(per_class.reset_index()),
             "lowest_mask_quality": md_table(lowest.round(3))})
 
-    @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL, code_version="6", **sharding.whole)
+    trees = label_issues_lib.trees_path(settings.profile, settings.class_network)
+
+    @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL,
+              code_version=f"6-{label_issues_lib.trees_version(trees)}", **sharding.whole)
     def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
                      mask_attention, val_predictions, train_val_split: Bundle, dataset: DatasetResource):
         """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,
@@ -493,8 +499,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                                                           predictions.probabilities)
         split = TrainValSplit(train_val_split).split
         ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
-                                       label_issues_lib.load_trees(
-                                           label_issues_lib.trees_path(settings.profile, settings.class_network)))
+                                       label_issues_lib.load_trees(trees))
         wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
         y_true, y_pred = wide["label"][classes].to_numpy(np.int8), wide["audit_probability"][classes].to_numpy()
         health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)

@@ -25,6 +25,7 @@ reported figures do not use, and stored with skops, one fit per audit profile
 from __future__ import annotations
 
 import functools
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -246,6 +247,12 @@ def trees_path(profile: str = "fast", class_network: str = "unet", first_round: 
     with `first_round`, those that rank the first round's evidence alone (`lib.audit.relabel`; the U-Net's)."""
     name = f"{profile}-first" if first_round else f"{profile}{'' if class_network == 'unet' else '-' + class_network}"
     return Path(__file__).with_name(f"ranking_trees_{name}.skops")
+
+
+def trees_version(path: Path) -> str:
+    """The stored trees' part of a code version: the first 8 hex digits of the file's SHA-256 ("none"
+    where there is none), so that new trees rank again what the old ones ranked."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8] if path.is_file() else "none"
 
 
 # what the stored trees may hold besides scikit-learn's and Python's own trusted types
