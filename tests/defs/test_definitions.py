@@ -36,6 +36,25 @@ def test_asset_specs_snapshot(snapshot):
     assert graph.get(dg.AssetKey("val_predictions")).assets_def is graph.get(dg.AssetKey("saliency_maps")).assets_def
 
 
+def test_the_stored_trees_are_part_of_the_code_versions_of_the_assets_that_rank_with_them(tmp_path):
+    """New trees rank again what the old ones ranked: `label_issues`' code version holds the digest of
+    the final trees, `audit_relabels'` that of the first round's, and another file gives another digest."""
+    from cloud_assets.lib.audit import label_issues
+    from cloud_assets.settings import Settings
+
+    settings = Settings()
+    final = label_issues.trees_path(settings.profile, settings.class_network)
+    first = label_issues.trees_path(settings.profile, first_round=True)
+    specs = {s.key.to_user_string(): s for s in _load().resolve_all_asset_specs()}
+    for name, trees in (("label_issues", final), ("audit_relabels", first)):
+        assert specs[name].code_version.endswith(f"-{label_issues.trees_version(trees)}")
+    assert len({label_issues.trees_version(final), label_issues.trees_version(first)}) == 2
+    other = tmp_path / "trees.skops"
+    other.write_bytes(final.read_bytes() + b"\0")
+    assert label_issues.trees_version(other) != label_issues.trees_version(final)
+    assert label_issues.trees_version(tmp_path / "none.skops") == "none"
+
+
 def test_the_jobs_part_the_fold_audit_from_what_reads_the_classifier():
     """fold_audit_job trains and predicts (nothing of the classifier's); classifier_job is everything
     else, every label ranked included, though label_issues sits in the audit group."""

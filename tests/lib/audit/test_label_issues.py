@@ -309,22 +309,6 @@ def test_fitted_trees_are_stored_and_read_back_by_skops(tmp_path):
     assert roc_auc_score(frame["truth"], p) > 0.8
 
 
-def test_the_stored_trees_are_part_of_the_code_versions_of_the_assets_that_rank_with_them(tmp_path):
-    """New trees rank again what the old ones ranked: `label_issues`' code version holds the digest of
-    the final trees, `audit_relabels'` that of the first round's, and another file gives another digest."""
-    from tests.helpers import A, SETTINGS
-
-    final = label_issues.trees_path(SETTINGS.profile, SETTINGS.class_network)
-    first = label_issues.trees_path(SETTINGS.profile, first_round=True)
-    for asset, trees in ((A.label_issues, final), (A.audit_relabels, first)):
-        assert asset.code_versions_by_key[asset.key].endswith(f"-{label_issues.trees_version(trees)}")
-    assert len({label_issues.trees_version(final), label_issues.trees_version(first)}) == 2
-    other = tmp_path / "trees.skops"
-    other.write_bytes(final.read_bytes() + b"\0")
-    assert label_issues.trees_version(other) != label_issues.trees_version(final)
-    assert label_issues.trees_version(tmp_path / "none.skops") == "none"
-
-
 def test_cleanlab_summary_and_per_class_issues():
     rng = np.random.default_rng(0)
     y_true = (rng.random((80, 4)) < 0.5).astype(np.int8)
