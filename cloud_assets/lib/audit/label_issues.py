@@ -25,7 +25,6 @@ reported figures do not use, and stored with skops, one fit per audit profile
 from __future__ import annotations
 
 import functools
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import pandas as pd
 
 from cloud_assets.lib.saliency.attention import BOX_COLUMNS, parse_boxes
 from cloud_assets.lib.audit.kinds import CONFUSION, LOOSE, MISSING, NODATA, SPURIOUS
+from cloud_assets.lib.classifier.model import sha256
 from cloud_assets.lib.store import Array, Document, Table, Value
 
 
@@ -252,7 +252,7 @@ def trees_path(profile: str = "fast", class_network: str = "unet", first_round: 
 def trees_version(path: Path) -> str:
     """The stored trees' part of a code version: the first 8 hex digits of the file's SHA-256 ("none"
     where there is none), so that new trees rank again what the old ones ranked."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:8] if path.is_file() else "none"
+    return sha256(path)[:8] if path.is_file() else "none"
 
 
 # what the stored trees may hold besides scikit-learn's and Python's own trusted types
