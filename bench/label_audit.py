@@ -180,8 +180,9 @@ def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: b
                  first_round: bool = False) -> pd.DataFrame:
     """Every label of the dataset `noisy` (with its label_noise.csv; its assets in `store`) ranked by
     `label_issues.rank` (the stored trees unless `trees`; unscored and unsorted when not `scored`),
-    with `truth` (an injected error), `true_kind`, `true_severity`, `swapped_with` and the
-    baselines' columns; with `first_round`, the first round's evidence alone, as `audit_relabels` ranks it."""
+    with `truth` (an injected error), `true_kind`, `true_severity`, `swapped_with`, the errors' clean
+    masks' boxes (`weights.CLEAN_BOX`) and the baselines' columns; with `first_round`, the first round's
+    evidence alone, as `audit_relabels` ranks it."""
     rows = pd.read_csv(noisy / "train.csv", dtype=str, keep_default_na=False)
     manifest = pd.read_csv(noisy / "label_noise.csv", dtype=str, keep_default_na=False)
     shape = tuple(store.get("label_table").json("meta")["original_shape"])
@@ -222,6 +223,15 @@ def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: b
     ranked["true_severity"] = [severity.get(k, np.nan) for k in keys]
     ranked["swapped_with"] = [labelled_as.get(k, "") for k in keys]
     ranked["truth"] = ranked["true_kind"] != ""
+    # the errors' clean masks' boxes: what the regressors of the proposal's sides learn (`weights.fit_proposal_sides`)
+    clean = pd.read_csv(noisy / "train_clean.csv", dtype=str, keep_default_na=False).set_index("Image_Label")
+    boxes = np.full((len(ranked), 4), np.nan)
+    for row in np.flatnonzero(ranked["truth"].to_numpy()):
+        bounds = attention.mask_bounds(rle.decode(clean.at[f"{ranked['image'].iat[row]}_{ranked['class'].iat[row]}",
+                                                           "EncodedPixels"], shape))
+        if bounds is not None:
+            boxes[row] = attention.box_shares(bounds, shape)
+    ranked[list(weights.CLEAN_BOX)] = boxes
     return ranked
 
 
@@ -306,7 +316,7 @@ def training_seconds(store: Store) -> float:
 def grid(tuning=None):
     """The figures over the REPORTED cells, ranked by the stored trees, or with `tuning` (cells) by trees
     fitted on those cells here, in memory (nothing written)."""
-    trees = weights.fit_trees(tuning_frame(tuning), "in memory") if tuning else None
+    trees = fitted(tuning_frame(tuning), "in memory") if tuning else None
     cells, per_split, errors, fixed, refused, seconds = {}, {}, [], [], 0, []
     for seed, mix in REPORTED:
         ranked = rank_cell(seed, mix, trees)
@@ -377,6 +387,12 @@ def tuning_frame(cells, first_round: bool = False) -> pd.DataFrame:
                      ignore_index=True)
 
 
+def fitted(frame: pd.DataFrame, note: str) -> dict:
+    """The final ranking's trees fitted on a `tuning_frame`, with the regressors of the proposal's sides
+    (the first round's corrections keep the proposals as drawn)."""
+    return {**weights.fit_trees(frame, note), "proposal_sides": weights.fit_proposal_sides(frame)}
+
+
 def fit(first_round: bool = False):
     """Fit the ranking's trees (with `first_round`, the first round's) on the TUNING cells and store them
     in the package."""
@@ -386,7 +402,7 @@ def fit(first_round: bool = False):
     note = (f"fitted by bench/label_audit.py {option} --profile {PROFILE} --class-network {CLASS_NETWORK} on the "
             f"synthetic cells {cells}: {len(frame)} labels, {int(frame['truth'].sum())} injected errors")
     path = label_issues.trees_path(PROFILE, CLASS_NETWORK, first_round)
-    weights.save_trees(weights.fit_trees(frame, note), path)
+    weights.save_trees(weights.fit_trees(frame, note) if first_round else fitted(frame, note), path)
     print(f"wrote {path}: {note}")
 
 

@@ -443,7 +443,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
             context.log.info(f"audit_predictions fold {key}: {len(rows)} images in {time.monotonic() - start_s:.1f}s")
         return dg.Output(out, metadata={"folds": len(out)})
 
-    @dg.asset(group_name="audit", code_version=f"{code}-11", **sharding.whole)
+    @dg.asset(group_name="audit", code_version=f"{code}-12", **sharding.whole)
     def audit_evidence(context: dg.AssetExecutionContext, dataset: DatasetResource, audit_predictions,
                        audit_inputs: Bundle, audit_folds: Bundle):
         """Every (image, class) label of train.csv with the fold audit's out-of-sample evidence

@@ -41,6 +41,8 @@ what the audit model that never saw the image says of it.
   class's mask (`own`), inside another's (`other`), outside every mask (`outside`), on no-data pixels
   (`nodata`); the mask's share without Grad-CAM (`class_cam_empty`) or guided-backprop detail; the
   overlap of Grad-CAM's box with the mask; the other class whose mask draws most of it. NaN without;
+- `label_box_*`: the labelled mask's bounding box (shares of the side; NaN for an empty mask), which
+  the refinement of the proposal reads (`lib.audit.proposals`);
 - `audit_boxes`: the mask a fix proposes, as boxes like the annotators drew (`lib.saliency.attention.
   proposed_fix`: the labelled box moved where the prediction is, when that fits the prediction nearly
   as well as its own boxes; else one box per region of the prediction, cut at the level whose boxes
@@ -59,6 +61,7 @@ from cloud_assets.lib.saliency.attention import (attention_table, box_iou, box_s
                                                  moved_box, proposed_box, proposed_boxes, proposed_fix, soft_iou,
                                                  split_in_two, within)
 from cloud_assets.lib.audit.label_issues import cleanlab_scores
+from cloud_assets.lib.audit.proposals import LABEL_BOX
 from cloud_assets.lib.store import Table, Value
 
 LOW = 0.2            # a predicted probability below this counts as "not the class"
@@ -73,7 +76,7 @@ CLASS_ATTENTION = {"class_cam_own": "cam_own", "class_cam_other": "cam_other", "
 COLUMNS = ["image", "class", "label", "audit_probability", "audit_cleanlab", "mask_quality", "predicted_area",
            "outside_mass", "region_outside", "mask_area", "uncovered", "region_iou", "regions", "gap", "mask_fit",
            "moved_box_gain", "one_box_fit", "two_box_gain", "inside_other",
-           "other_class", *AUDIT_BOX, "audit_boxes", *CLASS_ATTENTION]
+           "other_class", *AUDIT_BOX, *LABEL_BOX, "audit_boxes", *CLASS_ATTENTION]
 
 
 def _regions(prob: np.ndarray) -> int:
@@ -159,6 +162,7 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
         other_class = np.where(inside_other > 0, np.asarray(class_names, dtype=object)[others][inside.argmax(axis=1)], "")
         for i in range(n):
             box = proposed_box(p[i], REGION_LEVEL)
+            drawn = mask_bounds(own[i])
             rows.append((images[i], cls, int(labels[i, c]), float(probs[i, c]), 1 - float(quality[i, c]),
                          float(seg[i]), float(predicted[i]), float(outside[i]), float(region_outside[i]),
                          float(area[i]) / own[i].size, float(uncovered[i]),
@@ -166,6 +170,7 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
                          float(inside_other[i]),
                          other_class[i],
                          *(box if box is not None else (np.nan,) * 4),
+                         *(box_shares(drawn, own[i].shape) if drawn is not None else (np.nan,) * 4),
                          boxes_text(proposed_fix(p[i], own[i], MIN_REGION)), *(np.nan,) * (len(CLASS_ATTENTION) - 1), ""))
     return pd.DataFrame(rows, columns=COLUMNS)
 

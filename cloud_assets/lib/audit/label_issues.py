@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from cloud_assets.lib.saliency.attention import BOX_COLUMNS, parse_boxes
+from cloud_assets.lib.audit import proposals
 from cloud_assets.lib.audit.kinds import CONFUSION, LOOSE, MISSING, NODATA, SPURIOUS
 from cloud_assets.lib.classifier.model import sha256
 from cloud_assets.lib.store import Array, Document, Table, Value
@@ -178,7 +179,8 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     order: `image`, `class`, `split` (from `split`: image -> train/val), `kind` (what the evidence
     suggests), `other_class`, `label`, the audit's signals `AUDIT_COLUMNS` and `CLASS_NETWORK_COLUMNS`, the classifier's
     `CLASSIFIER_COLUMNS` (from `classifier_evidence`; NaN where it has none), the predicted region's
-    box `box_top` ... `box_right` and `proposal`: the boxes a fix proposes (the audit's `audit_boxes`)."""
+    box `box_top` ... `box_right`, the labelled mask's box `label_box_*`, and `proposal`:
+    the boxes a fix proposes (the audit's `audit_boxes`)."""
     e = evidence.reset_index(drop=True)
     label, prob = e["label"].to_numpy(np.int8), e["audit_probability"].to_numpy(np.float64)
     audit_swap, audit_swap_by = swap_evidence(e["image"], e["class"], e["other_class"],
@@ -211,6 +213,8 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     out.insert(4, "other_class", np.where(kind == NODATA, "", other))
     for col, audit_col in zip(BOX_COLUMNS, ("audit_box_top", "audit_box_left", "audit_box_bottom", "audit_box_right")):
         out[col] = e[audit_col].to_numpy()
+    for col in proposals.LABEL_BOX:
+        out[col] = e[col].to_numpy(np.float64) if col in e else np.nan
     out["proposal"] = e["audit_boxes"].to_numpy() if "audit_boxes" in e else ""
     return out
 
@@ -218,9 +222,14 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
 def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None,
          trees: dict | None = None) -> pd.DataFrame:
     """`labels_frame` with `score` (the estimated probability that the label is wrong, from `trees`,
-    the trees of an audit profile, by default the fast one's), most likely error first."""
+    the trees of an audit profile, by default the fast one's), most likely error first; where the trees
+    hold regressors of the proposal's sides (`proposal_sides`), each `proposal` refined by them
+    (`lib.audit.proposals`)."""
     out = labels_frame(evidence, split, classifier)
+    trees = trees or load_trees(trees_path())
     out.insert(5, "score", error_probability(out, trees))
+    if "proposal_sides" in trees:
+        out["proposal"] = proposals.refined(out, trees["proposal_sides"])
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 

@@ -239,6 +239,9 @@ def test_the_evidence_names_a_shifted_mask_and_a_missing_label():
     assert missing["label"] == 0 and missing["audit_cleanlab"] > 0.8 and missing["mask_quality"] < 0.1
     assert missing["inside_other"] == 0 and missing["other_class"] == ""
     assert np.allclose(missing[list(audit_evidence.AUDIT_BOX)].to_numpy(float), [20 / 64, 30 / 96, 50 / 64, 70 / 96])
+    # the labelled mask's box: none for the missing label
+    assert np.allclose(shifted[list(audit_evidence.LABEL_BOX)].to_numpy(float), [30 / 64, 50 / 96, 60 / 64, 90 / 96])
+    assert np.isnan(missing[list(audit_evidence.LABEL_BOX)].to_numpy(float)).all()
 
 
 def test_the_gap_is_the_dip_of_the_prediction_between_two_patches_under_one_box():
