@@ -489,7 +489,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
         """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,
         class, split, suspected kind, score, each signal (the fold audit's for every label, the
         classifier's where it predicted the image out of sample: the validation split), the proposed
-        box; cleanlab's class ranking (each class's estimated error rate) and health score on the audit's
+        boxes (each side refined where the profile's trees hold regressors of it: `lib.audit.proposals`);
+        cleanlab's class ranking (each class's estimated error rate) and health score on the audit's
         out-of-sample probabilities; and the audit's per-pixel probability of the class for the first
         ISSUES_SHOWN candidates, which the report draws."""
         evidence = AuditEvidence(audit_evidence).evidence
