@@ -103,7 +103,7 @@ def test_materialize_through_graphql_then_a_new_model_reruns_only_the_model_asse
     from dagster_graphql import DagsterGraphQLClient
     from playwright.sync_api import sync_playwright
 
-    from cloud_assets.lib.classifier.model import sha256
+    from cloud_assets.lib.files import sha256
 
     port, instance, model = dev
     assert _listening(port) == {"127.0.0.1"}  # `make ui` serves loopback only

@@ -1,12 +1,23 @@
-"""Folders written whole or not at all: filled under a temporary name beside their final one, then
-renamed, so that a failure leaves the previous folder (or none), never a half-written one."""
+"""Files and folders: a file's digest, and folders written whole or not at all (filled under a
+temporary name beside their final one, then renamed, so that a failure leaves the previous folder, or
+none, never a half-written one)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import uuid
 from pathlib import Path
+
+
+def sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """The hex SHA-256 of the file at `path`, read `chunk` bytes at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager

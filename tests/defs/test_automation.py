@@ -82,7 +82,7 @@ def test_new_model_file_requests_exactly_the_model_dependent_assets(world):
 
 def test_sensor_follows_the_sha256_cursor(tmp_path):
     from cloud_assets.defs.resources import ModelResource
-    from cloud_assets.lib.classifier.model import sha256
+    from cloud_assets.lib.files import sha256
 
     path = tmp_path / "m.keras"
     tiny_keras(path)

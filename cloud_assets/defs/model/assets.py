@@ -12,6 +12,7 @@ from cloud_assets.plumbing.gpu import GPU_OP_TAGS, GPU_POOL
 from cloud_assets.plumbing.sharding import Shard, Sharding
 from cloud_assets.defs.resources import DatasetResource, ModelResource, VarDir
 from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.files import sha256
 from cloud_assets.lib.saliency import engine as saliency
 from cloud_assets.lib.classifier import thresholds
 from cloud_assets.lib.data.images import ImageCache
@@ -61,7 +62,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
     def model_file(model: ModelResource):
         """The classifier file at CLOUD_ASSETS_MODEL_PATH; its data version is the file's SHA-256."""
         path = model.file()
-        digest = model_lib.sha256(path)
+        digest = sha256(path)
         stat = path.stat()
         return dg.ObserveResult(data_version=dg.DataVersion(digest), metadata={
             "path": dg.MetadataValue.path(str(path.resolve())), "sha256": digest,
@@ -102,7 +103,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         shards of its partitions one after the other, with one model load.
         """
         device = shard.once("device", model_lib.configure_device)
-        digest = shard.once("digest", lambda: model_lib.sha256(Path(model.path)))
+        digest = shard.once("digest", lambda: sha256(Path(model.path)))
         net, info = shard.once("model", lambda: model.load(dataset))
         classes = list(dataset.class_names)
         cache = ImageCache(image_cache)

@@ -11,7 +11,7 @@ from cloud_assets.plumbing.metadata import md_table
 from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib import review
 from cloud_assets.lib.data import labels
-from cloud_assets.lib.classifier import model as model_lib
+from cloud_assets.lib.files import sha256
 from cloud_assets.lib.data.labels import Problem
 from cloud_assets.lib.audit.label_issues import LabelIssues
 from cloud_assets.lib.data.labels import LabelTable
@@ -49,7 +49,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                                     metadata={"path": dg.MetadataValue.path(str(path)), "decisions": 0})
         images = labels.read_csv(dataset.train_csv, ["Image_Label"])["Image_Label"].str.rpartition("_")[0]
         decisions = review.read(path, images, dataset.class_names)
-        return dg.ObserveResult(data_version=dg.DataVersion(model_lib.sha256(path)), metadata={
+        return dg.ObserveResult(data_version=dg.DataVersion(sha256(path)), metadata={
             "path": dg.MetadataValue.path(str(path.resolve())), "decisions": len(decisions),
             "accepted": int((decisions["decision"] == "accept").sum())})
 
@@ -67,7 +67,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         labelled = LabelTable(label_table)
         rows, shape = labelled.rows, tuple(labelled.meta["original_shape"])
         issues = LabelIssues(label_issues).issues
-        train_sha = model_lib.sha256(dataset.train_csv)
+        train_sha = sha256(dataset.train_csv)
         kept = Path(var.path) / CORRECTIONS
         previous = review.latest(kept, train_sha)
         problems = []
@@ -88,7 +88,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         if not path.exists():
             context.log.warning(f"corrected_labels: no review file at {path}; train_corrected.csv is train.csv unchanged")
 
-        summary = {"version": review.version_name(model_lib.sha256(path) if path.is_file() else None, train_sha),
+        summary = {"version": review.version_name(sha256(path) if path.is_file() else None, train_sha),
                    "review_path": str(path), "train_csv_sha256": train_sha, "reviewed": len(decisions),
                    "accepted": int((decisions["decision"] == "accept").sum()),
                    "rejected": int((decisions["decision"] == "reject").sum()),

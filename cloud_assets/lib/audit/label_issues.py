@@ -34,7 +34,7 @@ import pandas as pd
 from cloud_assets.lib.saliency.attention import BOX_COLUMNS, parse_boxes
 from cloud_assets.lib.audit import proposals
 from cloud_assets.lib.audit.kinds import CONFUSION, LOOSE, MISSING, NODATA, SPURIOUS
-from cloud_assets.lib.classifier.model import sha256
+from cloud_assets.lib.files import sha256
 from cloud_assets.lib.store import Array, Document, Table, Value
 
 

@@ -8,7 +8,6 @@ a model works with either kind.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,14 +30,6 @@ class ModelInfo:
     input_size: tuple[int, int]
     gradcam_layer: str
     framework: str         # "keras" (Keras 3) or "tf_keras" (Keras 2)
-
-
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def keras_backend() -> str:

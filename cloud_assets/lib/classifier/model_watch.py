@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloud_assets.lib.classifier.model import sha256
+from cloud_assets.lib.files import sha256
 
 
 def changed(path: str | Path, cursor: str | None) -> tuple[bool, str | None]:
