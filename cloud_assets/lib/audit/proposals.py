@@ -41,8 +41,8 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(union, columns=list(SIDES), index=frame.index)
     out["height"], out["width"] = out["bottom"] - out["top"], out["right"] - out["left"]
     out["boxes"] = [len(parse_boxes(text)) for text in frame["proposal"]]
-    for side, column in zip(SIDES, LABEL_BOX):
-        out[f"label_{side}"] = (frame[column].to_numpy(np.float64) - out[side]) / out[SPAN[side]]
+    label = offsets(frame[list(LABEL_BOX)].set_axis(list(SIDES), axis=1), out)
+    out[[f"label_{side}" for side in SIDES]] = label.to_numpy()
     out.loc[out["top"].isna(), :] = np.nan
     return out
 
