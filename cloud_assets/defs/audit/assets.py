@@ -82,7 +82,7 @@ class AuditTraining(dg.Config):
 
     def refit(self, profile: str, size: tuple[int, int]) -> audit.TrainingConfig:
         """The second round's: the U-Net's training (`training`) for the profile's `refit_epochs` from its
-        `refit_rate` (`lib.audit.network.refine`)."""
+        `refit_rate` (`lib.audit.network.Trainer`)."""
         p = audit.PROFILES[profile]
         return dataclasses.replace(self.training(profile, size), epochs=self.refit_epochs or p.refit_epochs,
                                    learning_rate=p.refit_rate, patience=0)
@@ -367,7 +367,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
     def audit_predictions(context: dg.AssetExecutionContext, config: AuditTraining, var: VarDir, audit_models,
                           audit_relabels: Bundle, audit_inputs: Bundle, audit_folds: Bundle):
         """Per fold, the second round (`lib.audit.relabel`): its first-round U-Net trained further on the
-        other folds' images and the labels `audit_relabels` gives them (`lib.audit.network.refine`, the
+        other folds' images and the labels `audit_relabels` gives them (`lib.audit.network.Trainer`, the
         profile's `refit_epochs`), kept under CLOUD_ASSETS_VAR_DIR/audit-models/ by that training set and the
         model it starts from; then, for each of the fold's images, from the models that never saw it: each
         class's probability `(images, classes)` float32 (the class network's with
@@ -379,7 +379,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         (`lib.audit.network.ImportedPredictions`)."""
         import hashlib
 
-        out, models = {}, _Models()
+        out, models, refiner = {}, _Models(), None
         inputs, relabels = AuditInputs(audit_inputs), AuditRelabels(audit_relabels)
         folds, classes = AuditFolds(audit_folds).folds, inputs.labels.shape[1]
         refit = config.refit(profile, size)
@@ -412,8 +412,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
                     def log(message: str, key: str = key) -> None:
                         context.log.info(f"audit_predictions fold {key}: second round: {message}")
 
-                    model = keras.saving.load_model(fold_model.model_file, compile=False)
-                    KeptModels.keep(kept, *audit.refine(model, inputs.unet_images(train_rows), masks, labels, refit, log))
+                    refiner = refiner or audit.Trainer(classes, refit)  # the folds share its traced steps
+                    KeptModels.keep(kept, *refiner.train(inputs.unet_images(train_rows), masks, labels, log,
+                                                         start=keras.saving.load_model(fold_model.model_file,
+                                                                                       compile=False)))
                 history = KeptModels.history(kept)
                 meta = {"refit_epochs": len(history), "refit_seconds": float(history["seconds"].sum()),
                         "refit_images": len(train_rows), "refit_corrected": corrected, "refit_kept": kept.name}

@@ -292,7 +292,9 @@ class Trainer:
     model. Each `train` starts from the initial weights and optimizer state that a newly built model
     has after `keras.utils.set_random_seed(config.seed)`, so it learns what a new model would, but the
     training and evaluation steps are traced once, not once per fold (the first epoch of a new model
-    spends several seconds tracing)."""
+    spends several seconds tracing). A second round (a refit's `config`: `AuditTraining.refit`) starts each
+    `train` from a trained model's weights instead, with a new optimizer state, as that model compiled
+    anew would."""
 
     def __init__(self, n_classes: int, config: TrainingConfig):
         import keras
@@ -305,15 +307,21 @@ class Trainer:
         self._initial = self.model.get_weights(), [np.array(v) for v in self.model.optimizer.variables]
 
     def train(self, images: np.ndarray, masks: np.ndarray, labels: np.ndarray,
-              log: Callable[[str], None] = print):
+              log: Callable[[str], None] = print, start=None):
         """The model trained on uint8 `images (n, h, w, channels)` at the audit size (each image and its
         texture channels: `AuditInputs.unet_images`), uint8 `masks (n, h, w, classes)` and 0/1 `labels (n,
-        classes)`; returns (model, history: one dict per epoch). The model is this trainer's: the next
+        classes)`, from a new model's weights or from `start`'s (a trained U-Net of this shape: trained
+        further); returns (model, history: one dict per epoch). The model is this trainer's: the next
         `train` changes it, so save it first."""
         import keras
 
+        weights, optimizer_state = self._initial
+        if start is not None:
+            weights = start.get_weights()
+            if [w.shape for w in weights] != [w.shape for w in self._initial[0]]:
+                raise ValueError("the model to train further is not a U-Net of this trainer's shape")
         keras.utils.set_random_seed(self.config.seed)
-        _restore(self.model, *self._initial)
+        _restore(self.model, weights, optimizer_state)
         return _fit(self.model, images, masks, labels, self.config, log)
 
 
@@ -368,17 +376,6 @@ def _fit(model, images: np.ndarray, masks: np.ndarray, labels: np.ndarray, confi
                 break
     model.set_weights(best_weights)
     return model, history
-
-
-def refine(model, images: np.ndarray, masks: np.ndarray, labels: np.ndarray, config: TrainingConfig,
-           log: Callable[[str], None] = print):
-    """A trained U-Net (`model`, loaded uncompiled) trained further as `config` says (a refit's:
-    `Profile.refit_epochs` at `Profile.refit_rate`, `AuditTraining.refit`), on `images`, `masks` and `labels`
-    as `Trainer.train` reads them: (model, history)."""
-    import keras
-
-    keras.utils.set_random_seed(config.seed)
-    return _fit(_compiled(model, config), images, masks, labels, config, log)
 
 
 def train(images: np.ndarray, masks: np.ndarray, labels: np.ndarray, config: TrainingConfig,

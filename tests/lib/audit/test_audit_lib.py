@@ -163,6 +163,31 @@ def test_class_networks_trained_one_after_another_on_one_trainer_equal_new_ones_
         assert all(np.array_equal(a, b) for a, b in zip(shared, new))
 
 
+def test_second_rounds_trained_one_after_another_on_one_trainer_equal_each_model_compiled_anew_bit_for_bit(tmp_path):
+    """The folds' second rounds share one compiled U-Net (`Trainer.train(start=...)`); each must end exactly
+    where its first-round model, loaded and compiled anew, would."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (40, 32, 48, 3)).astype(np.uint8)
+    masks = (rng.random((40, 32, 48, 2)) < 0.3).astype(np.uint8)
+    labels = masks.max(axis=(1, 2))
+    first = audit.TrainingConfig(size=(32, 48), widths=(8, 16), epochs=1)
+    refit = audit.TrainingConfig(size=(32, 48), widths=(8, 16), epochs=2, learning_rate=5e-4)
+    refiner = audit.Trainer(2, refit)
+    for fold, rows in enumerate((np.arange(0, 30), np.arange(10, 40))):
+        path = tmp_path / f"fold{fold}.keras"
+        audit.Trainer(2, first).train(images[rows], masks[rows], labels[rows], log=lambda message: None)[0].save(path)
+        shared = refiner.train(images[rows], masks[rows], labels[rows], lambda message: None,
+                               start=keras.saving.load_model(path, compile=False))[0].get_weights()
+        keras.utils.set_random_seed(refit.seed)
+        anew = audit._fit(audit._compiled(keras.saving.load_model(path, compile=False), refit), images[rows],
+                          masks[rows], labels[rows], refit, lambda message: None)[0].get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(shared, anew))
+    with pytest.raises(ValueError, match="not a U-Net of this trainer's shape"):
+        refiner.train(images, masks, labels, start=audit.build(2, audit.TrainingConfig(size=(32, 48), widths=(8, 24))))
+
+
 def test_an_audit_size_the_unet_cannot_halve_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
         audit.train(np.zeros((8, 60, 96, 3), np.uint8), np.zeros((8, 60, 96, 1), np.uint8), np.zeros((8, 1)),
