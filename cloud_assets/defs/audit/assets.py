@@ -248,7 +248,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         # the ranking reads trees fitted for this profile and class network: none, and nothing is trained for it
         for first_round in (True, False):
             label_issues_lib.load_trees(label_issues_lib.trees_path(profile, settings.class_network, first_round))
-        out, training, trainer, class_trainer = {}, config.training(profile, size), None, None
+        out, training = {}, config.training(profile, size)
         assignment = AuditFolds(audit_folds)
         folds, digests = assignment.folds, assignment.digests
         inputs = AuditInputs(audit_inputs)
@@ -290,7 +290,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 log(f"a U-Net of this training set and settings exists; keeping {kept}")
             else:
                 log(f"training a U-Net on {len(train_rows)} images of the other folds ({model_lib.configure_device()})")
-                trainer = trainer or audit.Trainer(labels.shape[1], training)  # the folds share its traced steps
+                trainer = audit.shared_trainer(labels.shape[1], training)  # the folds share its traced steps
                 KeptModels.keep(kept, *trainer.train(train_images, masks[train_rows], labels[train_rows], log=log))
             kept_classes = None
             if class_training is not None:
@@ -302,7 +302,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                 else:
                     h, w = class_training.size
                     log(f"training a class network at {h}x{w} on {len(train_rows)} images of the other folds")
-                    class_trainer = class_trainer or audit.ClassTrainer(labels.shape[1], class_training)
+                    class_trainer = audit.shared_class_trainer(labels.shape[1], class_training)
                     KeptModels.keep(kept_classes, *class_trainer.train(class_images, labels[train_rows], log=log))
                 meta.update(class_size=list(class_training.size), class_epochs=len(KeptModels.history(kept_classes)))
             with var.staging(dg.AssetKey(f"audit_models@{key}")) as staged:
@@ -379,7 +379,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         (`lib.audit.network.ImportedPredictions`)."""
         import hashlib
 
-        out, models, refiner = {}, _Models(), None
+        out, models = {}, _Models()
         inputs, relabels = AuditInputs(audit_inputs), AuditRelabels(audit_relabels)
         folds, classes = AuditFolds(audit_folds).folds, inputs.labels.shape[1]
         refit = config.refit(profile, size)
@@ -412,7 +412,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                     def log(message: str, key: str = key) -> None:
                         context.log.info(f"audit_predictions fold {key}: second round: {message}")
 
-                    refiner = refiner or audit.Trainer(classes, refit)  # the folds share its traced steps
+                    refiner = audit.shared_trainer(classes, refit)  # the folds share its traced steps
                     KeptModels.keep(kept, *refiner.train(inputs.unet_images(train_rows), masks, labels, log,
                                                          start=keras.saving.load_model(fold_model.model_file,
                                                                                        compile=False)))

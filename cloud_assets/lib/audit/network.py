@@ -15,6 +15,7 @@ training folds' images is kept; fixed seeds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -325,6 +326,14 @@ class Trainer:
         return _fit(self.model, images, masks, labels, self.config, log)
 
 
+@functools.lru_cache(maxsize=4)
+def shared_trainer(n_classes: int, config: TrainingConfig) -> Trainer:
+    """This process's `Trainer` of this shape and setting, made once: every fold of a step trains on it, and
+    in a process that runs step after step (a Celery worker; a notebook's or the tests' in-process runs)
+    every fold of every run, its steps traced once."""
+    return Trainer(n_classes, config)
+
+
 def _compiled(model, config: TrainingConfig):
     """The U-Net `model` compiled to train as `config` says: Adam at its learning rate, the pixels' loss
     (`bce_dice` with `dice_loss`, else the cross-entropy) beside the classes' cross-entropy."""
@@ -483,6 +492,12 @@ class ClassTrainer:
                 best, best_weights = val_loss, model.get_weights()
         model.set_weights(best_weights)
         return model, history
+
+
+@functools.lru_cache(maxsize=2)
+def shared_class_trainer(n_classes: int, config: ClassConfig) -> ClassTrainer:
+    """This process's `ClassTrainer` of this shape and setting, made once, as `shared_trainer`."""
+    return ClassTrainer(n_classes, config)
 
 
 def train_classes(images: np.ndarray, labels: np.ndarray, config: ClassConfig, model=None,
