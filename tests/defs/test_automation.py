@@ -80,6 +80,21 @@ def test_new_model_file_requests_exactly_the_model_dependent_assets(world):
     assert not requested & {a.key.to_user_string() for a in DATA_ASSETS}
 
 
+def test_a_new_model_observed_between_the_same_two_evaluations_as_their_last_run_is_not_missed(world):
+    """The model-dependent assets materialized again (with the model they read before), and a new model
+    file observed, both before the next evaluation: their own update must not count as having handled the
+    new model (`eager()` alone would request nothing, then or ever)."""
+    instance, defs, resources, model, cursor = world
+    assert dg.materialize(ALL + FOLD_AUDIT, instance=instance, resources=resources,
+                          selection=dg.AssetSelection.assets(*ANALYSIS, A.report_site)).success
+    tiny_keras(model, outputs=4, input_shape=(224, 224, 3))
+    _observe(defs, instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert _requested(result) == MODEL_DEPENDENT
+    again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert again.total_requested == 0  # requested once, not at every evaluation
+
+
 def test_sensor_follows_the_sha256_cursor(tmp_path):
     from cloud_assets.defs.resources import ModelResource
     from cloud_assets.lib.files import sha256

@@ -58,8 +58,9 @@ nightly_report = dg.ScheduleDefinition(name="nightly_report", job=report_job, cr
 
 model_automation = dg.AutomationConditionSensorDefinition(
     "model_automation", target=MODEL_DEPENDENT, default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Evaluates the model-dependent assets' automation conditions (running by default).")
+    minimum_interval_seconds=30, use_user_code_server=True,
+    description="Evaluates the model-dependent assets' automation conditions (running by default), in the code "
+                "server: one of them is this project's Python (`conditions.ModelNewerThanItsInput`).")
 
 
 @dg.sensor(job=model_audit_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
