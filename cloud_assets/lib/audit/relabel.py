@@ -6,7 +6,8 @@ confidently (its `score`, from the first round's evidence alone, at least `CONFI
 for the second round as a reviewer who accepts it would correct it (`lib.review.apply`, the page's
 own proposal), and each fold's U-Net is then trained further on the other folds' labels so
 corrected (`lib.audit.network.Trainer`, from the first round's weights): the images of a fold are
-still predicted by a model that never saw them or their labels. train.csv is not changed: only a reviewer does that.
+still predicted by a model that never saw them or their labels. train.csv is not changed: only a
+reviewer does that.
 """
 from __future__ import annotations
 
