@@ -52,7 +52,7 @@ import dagster as dg  # noqa: E402
 
 from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
 from cloud_assets.definitions import asset, build_defs  # noqa: E402
-from cloud_assets.defs.audit.assets import AuditTraining  # noqa: E402
+from cloud_assets.defs.audit.assets import AuditTraining, sharpened_proposals  # noqa: E402
 from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib.saliency import methods as saliency_methods  # noqa: E402
 from cloud_assets.lib.audit.kinds import ISSUE_OF_NOISE  # noqa: E402
@@ -200,9 +200,12 @@ def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: b
     args = (store.get("audit_relabels" if first_round else "audit_evidence").table("evidence"),
             dict(zip(split["image"], split["split"])),
             None if first_round else label_issues.classifier_evidence(table, y_true, y_pred))
+    # the proposals as label_issues draws them: the first CLOUD_ASSETS_SHARPENED candidates' sharpened by their
+    # images (the first round's corrections keep the evidence's)
+    sharpen = None if first_round or not SETTINGS.sharpened else sharpener(store, classes)
     if scored:
         ranked = label_issues.rank(*args, trees or label_issues.load_trees(
-            label_issues.trees_path(PROFILE, CLASS_NETWORK, first_round)))
+            label_issues.trees_path(PROFILE, CLASS_NETWORK, first_round)), sharpen)
     else:
         ranked = label_issues.labels_frame(*args)
     # the notebook's FP set at 90% precision: the classifier's, on the validation split only
@@ -232,7 +235,19 @@ def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: b
         if bounds is not None:
             boxes[row] = attention.box_shares(bounds, shape)
     ranked[list(weights.CLEAN_BOX)] = boxes
+    if sharpen is not None and not scored:  # what the regressors of the proposal's sides learn from
+        errors = ranked[ranked["truth"]]
+        ranked.loc[errors.index, "proposal"] = sharpen(errors)
     return ranked
+
+
+def sharpener(store: Store, classes):
+    """ranking -> the proposals of its first CLOUD_ASSETS_SHARPENED rows sharpened by their images, as
+    label_issues draws them (`defs.audit.assets.sharpened_proposals`)."""
+    predictions = {key: store.get(f"audit_predictions@{key}") for key in SETTINGS.fold_keys}
+    bundles = [store.get(name) for name in ("audit_folds", "image_cache", "label_table")]
+    return lambda ranking: sharpened_proposals(ranking.head(SETTINGS.sharpened), predictions, *bundles, classes,
+                                               SETTINGS.fold_keys)
 
 
 def scores(ranked: pd.DataFrame) -> pd.DataFrame:
@@ -390,7 +405,8 @@ def tuning_frame(cells, first_round: bool = False) -> pd.DataFrame:
 def fitted(frame: pd.DataFrame, note: str) -> dict:
     """The final ranking's trees fitted on a `tuning_frame`, with the regressors of the proposal's sides
     (the first round's corrections keep the proposals as drawn)."""
-    return {**weights.fit_trees(frame, note), "proposal_sides": weights.fit_proposal_sides(frame)}
+    return {**weights.fit_trees(frame, note), "proposal_sides": weights.fit_proposal_sides(frame),
+            label_issues.SHARPENED: bool(SETTINGS.sharpened)}
 
 
 def fit(first_round: bool = False):

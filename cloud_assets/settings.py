@@ -137,6 +137,8 @@ class Settings:
     audit_size: tuple[int, int] | None = _setting(
         "CLOUD_ASSETS_AUDIT_SIZE", "", "HEIGHTxWIDTH, each a multiple of 16 (the audit U-Net halves it four times), "
         "e.g. 64x96, or unset (the profile's)", _audit_size)
+    sharpened: int = _setting("CLOUD_ASSETS_SHARPENED", "1000", "a whole number of candidates, 0 or more",
+                              _whole(0))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":

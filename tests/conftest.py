@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-# The tests' fold audit has two folds (the default is five) at a quarter of the fast profile's pixels: every
-# test but test_audit is about something else, and test_audit reads the fold count and size from the settings.
+# The tests' fold audit has two folds (the default is five) at a quarter of the fast profile's pixels, and
+# label_issues sharpens the proposals of its first 20 candidates (the default is 1000): every test but
+# test_audit and test_sharpen is about something else, and test_audit reads these from the settings.
 # Set before tests.helpers builds the tests' settings from the environment (SETTINGS), and
 # inherited by the runs the tests start (make run; the README's blocks take the fold count only and run the
 # rest as a user would).
 os.environ.setdefault("CLOUD_ASSETS_AUDIT_FOLDS", "2")
 os.environ.setdefault("CLOUD_ASSETS_AUDIT_SIZE", "32x48")
+os.environ.setdefault("CLOUD_ASSETS_SHARPENED", "20")
 
 from cloud_assets.synth import SynthConfig, synthesize
 from tests.helpers import free_port

@@ -24,7 +24,7 @@ from cloud_assets.defs.resources import DatasetResource, VarDir
 from cloud_assets.lib.audit import network as audit, folds as folds_lib
 from cloud_assets.lib.classifier import model as model_lib
 from cloud_assets.lib.data import rle
-from cloud_assets.lib.audit import evidence as audit_evidence_lib, relabel as relabel_lib
+from cloud_assets.lib.audit import evidence as audit_evidence_lib, relabel as relabel_lib, sharpen as sharpen_lib
 from cloud_assets.lib.audit.relabel import AuditRelabels
 from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.audit.network import AuditInputs, AuditModel, AuditPredictions, KeptModels
@@ -104,6 +104,28 @@ def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bu
         key = fold_keys[fold[image]]
         out.append(predictions[key].pixels[classes.index(cls), rows[key][image]])
     return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)
+
+
+def sharpened_proposals(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, image_cache: Bundle,
+                        label_table: Bundle, classes, fold_keys, report=None) -> pd.Series:
+    """The proposals of `candidates` (rows of a ranking: image, class), by row, each drawn from its
+    prediction sharpened by its image (`lib.audit.sharpen`); `report(done, total, seconds)` their progress."""
+    maps = _candidate_maps(candidates, audit_predictions, audit_folds, classes, fold_keys)
+    cache = ImageCache(image_cache)
+    where = {image: (split, k) for split in ("train", "val") for k, image in enumerate(cache.names(split)["image"])}
+    labelled = LabelTable(label_table)
+    encoded = labelled.rows.set_index("Image_Label")["EncodedPixels"]
+    names = list(candidates["image"])
+    masks = rle.decode_resized([encoded[f"{i}_{c}"] for i, c in zip(names, candidates["class"])],
+                               tuple(labelled.meta["original_shape"]), sharpen_lib.SIZE)
+
+    def image_of(name: str) -> np.ndarray:
+        split, row = where[name]
+        return np.asarray(cache.images(split)[row])
+
+    progress = Progress(len(names), report)
+    return pd.Series(sharpen_lib.proposals(maps, names, image_of, masks, progress.advance), index=candidates.index,
+                     dtype=object)
 
 
 def _evidence_table(frames: list[pd.DataFrame], classes) -> pd.DataFrame:
@@ -485,13 +507,16 @@ def build(settings: Settings, sharding: Sharding) -> list:
     trees = label_issues_lib.trees_path(settings.profile, settings.class_network)
 
     @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL,
-              code_version=f"6-{label_issues_lib.trees_version(trees)}", **sharding.whole)
+              code_version=f"7-{settings.sharpened}-{label_issues_lib.trees_version(trees)}", **sharding.whole)
     def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
-                     mask_attention, val_predictions, train_val_split: Bundle, dataset: DatasetResource):
+                     mask_attention, val_predictions, train_val_split: Bundle, image_cache: Bundle,
+                     label_table: Bundle, dataset: DatasetResource):
         """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,
         class, split, suspected kind, score, each signal (the fold audit's for every label, the
         classifier's where it predicted the image out of sample: the validation split), the proposed
-        boxes (each side refined where the profile's trees hold regressors of it: `lib.audit.proposals`);
+        boxes (the first CLOUD_ASSETS_SHARPENED candidates' drawn from their predictions sharpened by
+        their images: `lib.audit.sharpen`; each side refined where the profile's trees hold regressors of
+        it: `lib.audit.proposals`);
         cleanlab's class ranking (each class's estimated error rate) and health score on the audit's
         out-of-sample probabilities; and the audit's per-pixel probability of the class for the first
         ISSUES_SHOWN candidates, which the report draws."""
@@ -501,8 +526,13 @@ def build(settings: Settings, sharding: Sharding) -> list:
         classifier = label_issues_lib.classifier_evidence(MaskAttention(mask_attention).shares, predictions.y_true,
                                                           predictions.probabilities)
         split = TrainValSplit(train_val_split).split
+        def sharpen(ranking: pd.DataFrame) -> pd.Series:
+            return sharpened_proposals(ranking.head(settings.sharpened), audit_predictions, audit_folds, image_cache,
+                                       label_table, classes, settings.fold_keys,
+                                       progress_logger(context, "label_issues: proposals sharpened", "candidates"))
+
         ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
-                                       label_issues_lib.load_trees(trees))
+                                       label_issues_lib.load_trees(trees), sharpen if settings.sharpened else None)
         wide = evidence.pivot(index="image", columns="class", values=["label", "audit_probability"])
         y_true, y_pred = wide["label"][classes].to_numpy(np.int8), wide["audit_probability"][classes].to_numpy()
         health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -219,18 +220,29 @@ def labels_frame(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame |
     return out
 
 
+# in the final trees: their regressors of the proposal's sides were fitted on the proposals `lib.audit.sharpen`
+# draws, which `rank` then draws for its first candidates (a profile whose trees lack it keeps the evidence's)
+SHARPENED = "sharpened_proposals"
+
+
 def rank(evidence: pd.DataFrame, split: dict, classifier: pd.DataFrame | None = None,
-         trees: dict | None = None) -> pd.DataFrame:
+         trees: dict | None = None, sharpen: Callable[[pd.DataFrame], pd.Series] | None = None) -> pd.DataFrame:
     """`labels_frame` with `score` (the estimated probability that the label is wrong, from `trees`,
-    the trees of an audit profile, by default the fast one's), most likely error first; where the trees
-    hold regressors of the proposal's sides (`proposal_sides`), each `proposal` refined by them
-    (`lib.audit.proposals`)."""
+    the trees of an audit profile, by default the fast one's), most likely error first; with `sharpen`
+    (the ranking -> the proposals it draws anew, by row: `lib.audit.sharpen`), those proposals in
+    place of the evidence's where the trees' regressors were fitted on proposals so drawn (`SHARPENED`);
+    where the trees hold regressors of the proposal's sides (`proposal_sides`), each `proposal` then
+    refined by them (`lib.audit.proposals`)."""
     out = labels_frame(evidence, split, classifier)
     trees = trees or load_trees(trees_path())
     out.insert(5, "score", error_probability(out, trees))
+    out = out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    if sharpen is not None and trees.get(SHARPENED):
+        drawn = sharpen(out)
+        out.loc[drawn.index, "proposal"] = drawn
     if "proposal_sides" in trees:
         out["proposal"] = proposals.refined(out, trees["proposal_sides"])
-    return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    return out
 
 
 # the signals the trees see, per label state, and the direction each may move the score (1 up, -1 down, 0 free)
