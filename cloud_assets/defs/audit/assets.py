@@ -526,6 +526,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         classifier = label_issues_lib.classifier_evidence(MaskAttention(mask_attention).shares, predictions.y_true,
                                                           predictions.probabilities)
         split = TrainValSplit(train_val_split).split
+
         def sharpen(ranking: pd.DataFrame) -> pd.Series:
             return sharpened_proposals(ranking.head(settings.sharpened), audit_predictions, audit_folds, image_cache,
                                        label_table, classes, settings.fold_keys,
