@@ -106,13 +106,15 @@ def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bu
     return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)
 
 
-def sharpened_proposals(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, image_cache: Bundle,
+def sharpened_proposals(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, image_cache,
                         label_table: Bundle, classes, fold_keys, report=None) -> pd.Series:
     """The proposals of `candidates` (rows of a ranking: image, class), by row, each drawn from its
-    prediction sharpened by its image (`lib.audit.sharpen`); `report(done, total, seconds)` their progress."""
+    prediction sharpened by its image (`lib.audit.sharpen`; `image_cache` whole or in shards);
+    `report(done, total, seconds)` their progress."""
     maps = _candidate_maps(candidates, audit_predictions, audit_folds, classes, fold_keys)
     cache = ImageCache(image_cache)
     where = {image: (split, k) for split in ("train", "val") for k, image in enumerate(cache.names(split)["image"])}
+    split_images = {split: cache.images(split) for split in ("train", "val")}
     labelled = LabelTable(label_table)
     encoded = labelled.rows.set_index("Image_Label")["EncodedPixels"]
     names = list(candidates["image"])
@@ -121,7 +123,7 @@ def sharpened_proposals(candidates: pd.DataFrame, audit_predictions, audit_folds
 
     def image_of(name: str) -> np.ndarray:
         split, row = where[name]
-        return np.asarray(cache.images(split)[row])
+        return np.asarray(split_images[split][row])
 
     progress = Progress(len(names), report)
     return pd.Series(sharpen_lib.proposals(maps, names, image_of, masks, progress.advance), index=candidates.index,
@@ -509,8 +511,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
     @dg.asset(group_name="audit", automation_condition=FOLLOWS_MODEL,
               code_version=f"7-{settings.sharpened}-{label_issues_lib.trees_version(trees)}", **sharding.whole)
     def label_issues(context: dg.AssetExecutionContext, audit_evidence: Bundle, audit_predictions, audit_folds: Bundle,
-                     mask_attention, val_predictions, train_val_split: Bundle, image_cache: Bundle,
-                     label_table: Bundle, dataset: DatasetResource):
+                     mask_attention, val_predictions, train_val_split: Bundle, image_cache, label_table: Bundle,
+                     dataset: DatasetResource):
         """Every (image, class) label of train.csv ranked as a candidate error, most likely first: image,
         class, split, suspected kind, score, each signal (the fold audit's for every label, the
         classifier's where it predicted the image out of sample: the validation split), the proposed
