@@ -9,12 +9,12 @@ import dagster as dg
 
 
 
-def _load() -> dg.Definitions:
-    """What `cloud_assets.definitions` builds with the default settings."""
+def _load(**changes) -> dg.Definitions:
+    """What `cloud_assets.definitions` builds with the default settings (with `changes`)."""
     from cloud_assets.definitions import build_defs
     from cloud_assets.settings import Settings
 
-    return build_defs(Settings())
+    return build_defs(Settings().replace(**changes))
 
 
 def test_asset_specs_snapshot(snapshot):
@@ -96,11 +96,8 @@ def test_the_production_path_never_imports_the_evaluation_and_bench_no_test_modu
 
 def test_the_sharpened_candidates_are_part_of_label_issues_code_version():
     """A changed CLOUD_ASSETS_SHARPENED ranks again: the proposals it draws change."""
-    from cloud_assets.definitions import build_defs
-    from cloud_assets.settings import Settings
-
     def version(**changes) -> str:
-        specs = build_defs(Settings().replace(**changes)).resolve_all_asset_specs()
+        specs = _load(**changes).resolve_all_asset_specs()
         return next(s.code_version for s in specs if s.key.to_user_string() == "label_issues")
 
     assert version() != version(sharpened=0) != version(sharpened=20)
