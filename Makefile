@@ -1,4 +1,5 @@
-# cloud-assets: every target creates .venv and installs the pinned dependencies first (once).
+# cloud-assets: every target but where, clean and test-packages creates .venv and installs the pinned
+# dependencies first (once), and writes the Dagster instance (make install).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -40,7 +41,7 @@ DEMO_TRAIN ?=
 
 .PHONY: install instance test-packages gpu lint test test-fast demo run where ui site review serve docs definitions clean bench
 
-# Python packages only, into .venv: no root needed (make demo, ui, site, review, serve)
+# Python packages only, into .venv: no root needed (make demo, ui, site, review, serve, docs)
 install: $(STAMP) instance
 
 # Debian packages that only the tests use (the test target installs them, with sudo when not root):
@@ -147,14 +148,22 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --quiet --strict -f docs/mkdocs.yml -d $(CURDIR)/var/docs
 	@echo "Documentation: $(CURDIR)/var/docs/index.html"
 
+# the report site on loopback only, at SERVE_PORT
 SERVE_PORT ?= 8000
-serve:
+serve: install
 	$(PY) -m http.server --bind 127.0.0.1 --directory $(CLOUD_ASSETS_VAR_DIR)/site $(SERVE_PORT)
 
+# three benchmarks, each ending with one line of figures (docs/pages/performance.md, Label audit);
+# label_audit.py first prepares its held-out cells when missing (about 18 min each on 2 cores, cached
+# in bench/.cache/). bench/full_scale.py and the others are run by hand
 bench: install
 	$(PY) bench/masks.py
 	$(PY) bench/saliency.py
 	$(PY) bench/label_audit.py
 
+# removes var/ (the demo, every dataset's store, site and Dagster instance) but what a reviewer made:
+# the kept corrections (corrections/) and the demo's label_review.csv, which it lists
 clean:
-	rm -rf var
+	@[ ! -d var ] || { find var -mindepth 1 \( -name corrections -o -name label_review.csv \) -prune \
+	    -o ! -type d -exec rm -f {} + && find var -depth -type d -empty -delete; }
+	@[ ! -d var ] || find var \( -name corrections -o -name label_review.csv \) -prune -print | sed 's/^/kept: /'

@@ -55,7 +55,7 @@ def text(template: str, home: Path, env: Mapping[str, str] = os.environ) -> str:
     """`template` (the project's dagster.yaml) with the storage the variables ask for: the event log
     (and the pool's limit and slots) through this module's classes; on PostgreSQL, runs and schedules
     in Dagster's PostgreSQL storages; on SQLite, in Dagster's default files in `home` (written as an
-    absolute path: `write`, which every make target calls, rewrites it when the folder has moved)."""
+    absolute path: `write`, which `make install` calls, rewrites it when the folder has moved)."""
     db = postgres(env)
     if db:
         extra = {"run_storage": {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": db},

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 from cloud_assets.lib.audit.network import CLASS_NETWORKS
 from cloud_assets.lib.saliency import methods as saliency_methods
+from cloud_assets.lib.data.images import parse_size
 from cloud_assets.lib.data.labels import NOTEBOOK_CLASS_ORDER
 
 DEFAULT_VAR_DIR = "var"
@@ -48,6 +49,11 @@ def _text(text: str) -> str:
 def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:
     """`parse`, with '' (unset) as None: the resource field keeps its default."""
     return lambda text: parse(text) if text else None
+
+
+def _size(text: str) -> str:
+    parse_size(text)  # ValueError unless HEIGHTxWIDTH
+    return text
 
 
 def _classes(text: str) -> tuple[str, ...]:
@@ -98,7 +104,7 @@ class Settings:
     data_dir: str = _setting("CLOUD_ASSETS_DATA_DIR", "", "a dataset folder", _text, resource="dataset.data_dir")
     model_path: str = _setting("CLOUD_ASSETS_MODEL_PATH", "", "a .keras or .h5 file", _text, resource="model.path")
     input_size: str | None = _setting("CLOUD_ASSETS_INPUT_SIZE", "", "HEIGHTxWIDTH, e.g. 224x224",
-                                      _optional(_text), resource="dataset.input_size")
+                                      _optional(_size), resource="dataset.input_size")
     review_path: str | None = _setting("CLOUD_ASSETS_REVIEW_PATH", "", "a file path", _optional(_text),
                                        resource="dataset.review_path")
     audit_predictions: str | None = _setting("CLOUD_ASSETS_AUDIT_PREDICTIONS", "", "a folder",

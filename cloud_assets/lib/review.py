@@ -29,8 +29,8 @@ reaching that box's sides (`lib.saliency.attention.proposed_fix`), drawn dashed
 on the page; every proposed box written is listed in a side file so
 that it can be redrawn by hand.
 
-Corrections are data: every version written is kept in its own folder, named by the review's and
-train.csv's versions (`keep`), and a review that would give fewer label changes than the latest
+Corrections are data: every version written is kept in its own folder, named by the review's,
+train.csv's and the corrections' own versions (`keep`), and a review that would give fewer label changes than the latest
 corrections of the same train.csv is refused unless asked for (`loss`).
 """
 from __future__ import annotations
@@ -98,6 +98,9 @@ def read(path: Path, images, class_names) -> pd.DataFrame:
             problems.append((where, f"decision {r.decision!r} is not one of {', '.join(DECISIONS)}"))
         if r.new_class and r.new_class not in known_classes:
             problems.append((where, f"new_class {r.new_class!r} is not one of the dataset's classes"))
+        elif r.new_class and r.new_class == r[1]:
+            problems.append((where, f"new_class {r.new_class!r} is the label's own class; name the other class, "
+                                    f"the one whose mask moves"))
         if r.kind not in KINDS:
             problems.append((where, f"kind {r.kind!r} is not one of {', '.join(KINDS)}"))
         elif r.decision == "accept" and r.kind == CONFUSION and not r.new_class:
@@ -358,15 +361,18 @@ def progress(review: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
             .astype(int).reset_index())
 
 
-def version_name(review_sha256: str | None, train_sha256: str) -> str:
-    """The name of a version of the corrections: the review file's and train.csv's versions."""
-    return f"{review_sha256[:12] if review_sha256 else 'no-review'}-{train_sha256[:12]}"
+def version_name(review_sha256: str | None, train_sha256: str, corrected_sha256: str) -> str:
+    """The name of a version of the corrections: the review file's, train.csv's and the written
+    train_corrected.csv's versions (one review of one train.csv gives other corrections when the
+    audit's proposals change: each is kept)."""
+    return f"{review_sha256[:12] if review_sha256 else 'no-review'}-{train_sha256[:12]}-{corrected_sha256[:8]}"
 
 
 def latest(folder: Path, train_sha256: str) -> dict | None:
     """The summary of the latest corrections of train.csv version `train_sha256` kept in `folder`."""
-    summaries = [json.loads(p.read_text()) for p in Path(folder).glob(f"*-{train_sha256[:12]}/summary.json")]
-    return max(summaries, key=lambda s: s["written_at"], default=None)
+    summaries = [json.loads(p.read_text()) for p in Path(folder).glob("*/summary.json")]
+    return max((s for s in summaries if s["train_csv_sha256"] == train_sha256), key=lambda s: s["written_at"],
+               default=None)
 
 
 def keep(folder: Path, files: list[Path], review_path: Path, summary: dict) -> Path:

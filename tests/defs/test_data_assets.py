@@ -1,10 +1,14 @@
+import re
+
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
 from cloud_assets.lib.data import rle
 from cloud_assets.lib.store import Store
 from cloud_assets.eval import notebook
+from cloud_assets.settings import SettingError, Settings
 from tests.helpers import DATA_ASSETS, checks, failure_message, materialize
 
 
@@ -67,7 +71,10 @@ def test_cloud_assets_input_size_sets_the_cache_and_mask_size(small_dataset, tmp
             ref = cv2.resize(rle.decode(df[f"{name}_{cls}"], (350, 525)), (144, 96))
             assert np.array_equal(masks[c, i], ref), (cls, name)
 
-    monkeypatch.setenv("CLOUD_ASSETS_INPUT_SIZE", "96")
-    result = materialize(small_dataset, tmp_path / "var2", assets=DATA_ASSETS[:3])
+    monkeypatch.setenv("CLOUD_ASSETS_INPUT_SIZE", "96")  # fails the load, before any run
+    with pytest.raises(SettingError, match=re.escape("CLOUD_ASSETS_INPUT_SIZE='96': expected HEIGHTxWIDTH, e.g. 224x224")):
+        materialize(small_dataset, tmp_path / "var2", assets=DATA_ASSETS[:3])
+    monkeypatch.delenv("CLOUD_ASSETS_INPUT_SIZE")  # as the launchpad's resource config may: the step that reads it
+    result = materialize(small_dataset, tmp_path / "var2", assets=DATA_ASSETS[:3], settings=Settings().replace(input_size="96"))
     assert not result.success
     assert "dataset.input_size (CLOUD_ASSETS_INPUT_SIZE)='96': expected HEIGHTxWIDTH" in failure_message(result)

@@ -89,6 +89,8 @@ def test_bad_settings_fail_the_load_and_more_shards_than_images_fail_before_anyt
     (Settings.variable("classes"), "Fish_1,Sugar", "the classes in the model's output order, comma-separated, each once"),
     (Settings.variable("saliency_method"), "scorecam", "one of guided-gradcam, gradcam++"),
     (Settings.variable("audit_folds"), "1", "a whole number of folds, at least 2"),
+    (Settings.variable("input_size"), "96", "HEIGHTxWIDTH, e.g. 224x224"),
+    (Settings.variable("input_size"), "224x0", "HEIGHTxWIDTH, e.g. 224x224"),
     (Settings.variable("audit_size"), "60x96", "HEIGHTxWIDTH, each a multiple of 16"),
     (Settings.variable("audit_size"), "64", "HEIGHTxWIDTH, each a multiple of 16"),
     (Settings.variable("audit_profile"), "best", "'fast', 'strong' or unset (strong where a GPU is visible, else fast)"),

@@ -237,6 +237,11 @@ def test_a_second_decision_for_one_candidate_is_refused_naming_both_lines(tmp_pa
     (b"image,class,decision\na.jpg,Fish,accept\n", "missing column\\(s\\) new_class, score, kind, reviewed_at"),
     (b"image,class,decision,new_class,score,kind,reviewed_at\na.jpg,Fish,accept,,high,spurious label,t\n",
      "line 2: score 'high' is not a number"),
+    (b"image,class,decision,new_class,score,kind,reviewed_at\na.jpg,Fish,accept,,0.9,spurious label,t,EXTRA\n"
+     b"a.jpg,Sugar,accept\n", "line 2 has 8 field\\(s\\), the header 7; line 3 has 3 field\\(s\\)"),
+    (b"image;class;decision;new_class;score;kind;reviewed_at\n", "found \\['image;class;decision;new_class;score;"
+     "kind;reviewed_at'\\] \\(its fields are separated by semicolons; save it comma-separated\\)"),
+    (b"image,class,decision,new_class,score,kind,reviewed_at\n\"a.jpg,Fish,accept\n", "line 2: not a readable CSV"),
 ])
 def test_a_damaged_review_file_is_named_with_its_line(tmp_path, content, message):
     path = tmp_path / "label_review.csv"
@@ -244,6 +249,18 @@ def test_a_damaged_review_file_is_named_with_its_line(tmp_path, content, message
     with pytest.raises(review.ReviewError, match=message) as e:
         _apply(path)
     assert str(path) in str(e.value)
+
+
+def test_lines_are_named_as_the_file_numbers_them(tmp_path):
+    """Blank lines, a field quoted over two lines and Windows line ends do not shift the line named."""
+    path = tmp_path / "label_review.csv"
+    path.write_bytes(b"\xef\xbb\xbfimage,class,decision,new_class,score,kind,reviewed_at\r\n"
+                     b"a.jpg,Fish,accept,,0.9,spurious label,\"seen\r\ntwice\"\r\n\r\n"
+                     b"a.jpg,Fishh,accept,,0.9,spurious label,t\r\n")
+    with pytest.raises(review.ReviewError, match="line 5: class 'Fishh' is not one of"):
+        _apply(path)
+    path.write_bytes(path.read_bytes().replace(b"Fishh", b"Sugar").replace(b"spurious label,t", b"loose mask,t"))
+    assert list(review.read(path, ["a.jpg"], CLASSES)["line"]) == [2, 5]
 
 
 def test_a_review_that_would_lose_corrections_is_named(tmp_path):
@@ -261,19 +278,23 @@ def test_a_review_that_would_lose_corrections_is_named(tmp_path):
 
 
 def test_every_version_of_the_corrections_is_kept_and_the_latest_found(tmp_path):
+    """One review of one train.csv gives other corrections once the audit's proposals change: both stay."""
     path = _review(tmp_path, [("a.jpg", "Fish", "accept", "", "spurious label")])
     folder = tmp_path / "corrections"
     written = tmp_path / "train_corrected.csv"
     TRAIN.to_csv(written, index=False)
-    for review_sha, changes in (("1" * 64, 1), ("2" * 64, 2)):
-        summary = {"version": review.version_name(review_sha, "f" * 64), "changes": changes}
+    for review_sha, train_sha, corrected_sha, changes in (("1" * 64, "f" * 64, "a" * 64, 1), ("2" * 64, "f" * 64, "a" * 64, 2),
+                                                          ("2" * 64, "f" * 64, "b" * 64, 2), (None, "e" * 64, "c" * 64, 0)):
+        summary = {"version": review.version_name(review_sha, train_sha, corrected_sha), "train_csv_sha256": train_sha,
+                   "changes": changes}
         review.keep(folder, [written], path, summary)
-    review.keep(folder, [written], path, {"version": review.version_name(None, "e" * 64), "changes": 0})
-    assert sorted(p.name for p in folder.iterdir()) == ["111111111111-ffffffffffff", "222222222222-ffffffffffff",
-                                                        "no-review-eeeeeeeeeeee"]
-    assert review.latest(folder, "f" * 64)["changes"] == 2 and review.latest(folder, "0" * 64) is None
-    assert (folder / "111111111111-ffffffffffff" / "label_review.csv").read_bytes() == path.read_bytes()
-    assert (folder / "111111111111-ffffffffffff" / "train_corrected.csv").read_bytes() == written.read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "111111111111-ffffffffffff-aaaaaaaa", "222222222222-ffffffffffff-aaaaaaaa", "222222222222-ffffffffffff-bbbbbbbb",
+        "no-review-eeeeeeeeeeee-cccccccc"]
+    assert review.latest(folder, "f" * 64)["version"] == "222222222222-ffffffffffff-bbbbbbbb"
+    assert review.latest(folder, "0" * 64) is None
+    assert (folder / "111111111111-ffffffffffff-aaaaaaaa" / "label_review.csv").read_bytes() == path.read_bytes()
+    assert (folder / "111111111111-ffffffffffff-aaaaaaaa" / "train_corrected.csv").read_bytes() == written.read_bytes()
 
 
 @pytest.mark.parametrize("row,message", [
@@ -281,6 +302,7 @@ def test_every_version_of_the_corrections_is_kept_and_the_latest_found(tmp_path)
     (("a.jpg", "Cloud", "accept", "", "spurious label"), "line 2: class 'Cloud' is not one of"),
     (("a.jpg", "Fish", "maybe", "", "spurious label"), "line 2: decision 'maybe' is not one of accept, reject"),
     (("a.jpg", "Fish", "accept", "Cloud", "spurious label"), "line 2: new_class 'Cloud'"),
+    (("a.jpg", "Fish", "accept", "Fish", "class confusion"), "line 2: new_class 'Fish' is the label's own class"),
     (("a.jpg", "Flower", "accept", "", "class confusion"), "line 2: an accepted class confusion needs new_class"),
 ])
 def test_bad_rows_are_named_by_file_and_line(tmp_path, row, message):

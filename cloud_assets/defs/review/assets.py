@@ -32,7 +32,8 @@ CORRECTIONS = "corrections"  # under CLOUD_ASSETS_VAR_DIR: every version of the 
 
 class ReviewConfig(dg.Config):
     # apply a review that gives fewer label changes than the latest corrections of this train.csv: an
-    # empty or missing review included, to start over (every earlier version stays in var/corrections/)
+    # empty or missing review included, to start over (every earlier version stays in
+    # $CLOUD_ASSETS_VAR_DIR/corrections/)
     allow_fewer_changes: bool = False
 
 
@@ -58,8 +59,9 @@ def build(settings: Settings, sharding: Sharding) -> list:
     def corrected_labels(context: dg.AssetExecutionContext, config: ReviewConfig, dataset: DatasetResource,
                          var: VarDir, label_table: Bundle, label_issues: Bundle):
         """`train_corrected.csv` (Kaggle format, same rows and order as train.csv): the accepted decisions of
-        label_review applied to train.csv; `proposed_masks.csv` lists the masks proposed by the classifier
-        (boxes) that it contains. Every version is also kept in `var/corrections/<review>-<train.csv>/`. A bad
+        label_review applied to train.csv; `proposed_masks.csv` lists the proposed masks
+        (boxes, from the fold audit's models) that it contains. Every version is also kept in
+        `$CLOUD_ASSETS_VAR_DIR/corrections/<review>-<train.csv>-<train_corrected.csv>/` (each file's SHA-256, shortened). A bad
         review fails the check `review_applies`, naming the file and line; a review that gives fewer label
         changes than the latest corrections of this train.csv (missing or empty, after corrections) fails
         `keeps_corrections` unless the run config says `allow_fewer_changes`. Then nothing is written."""
@@ -88,14 +90,15 @@ def build(settings: Settings, sharding: Sharding) -> list:
         if not path.exists():
             context.log.warning(f"corrected_labels: no review file at {path}; train_corrected.csv is train.csv unchanged")
 
-        summary = {"version": review.version_name(sha256(path) if path.is_file() else None, train_sha),
-                   "review_path": str(path), "train_csv_sha256": train_sha, "reviewed": len(decisions),
-                   "accepted": int((decisions["decision"] == "accept").sum()),
-                   "rejected": int((decisions["decision"] == "reject").sum()),
-                   "changes": len(changes), "proposed_masks": len(proposed)}
         with var.staging(dg.AssetKey("corrected_labels")) as staged:
             corrected.to_csv(staged.path / "train_corrected.csv", index=False)
             proposed.to_csv(staged.path / "proposed_masks.csv", index=False)
+            summary = {"version": review.version_name(sha256(path) if path.is_file() else None, train_sha,
+                                                      sha256(staged.path / "train_corrected.csv")),
+                       "review_path": str(path), "train_csv_sha256": train_sha, "reviewed": len(decisions),
+                       "accepted": int((decisions["decision"] == "accept").sum()),
+                       "rejected": int((decisions["decision"] == "reject").sum()),
+                       "changes": len(changes), "proposed_masks": len(proposed)}
             CorrectedLabels.review.put(staged, decisions)
             CorrectedLabels.changes.put(staged, changes)
             CorrectedLabels.summary.put(staged, summary)

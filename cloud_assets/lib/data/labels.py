@@ -1,6 +1,7 @@
 """train.csv -> validated rows -> one row per image (`label_table`) -> the notebook's stratified split."""
 from __future__ import annotations
 
+import csv
 import dataclasses
 from collections import Counter
 from pathlib import Path
@@ -29,13 +30,37 @@ class Problem:
 
 
 def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
-    """`columns` of the UTF-8 CSV file `path`, as strings, with a `line` column (the file's line
-    number, header = 1); `error` (naming the file, and the line where there is one) when it is not a
-    file, cannot be read, is not UTF-8 or CSV, or lacks a column."""
+    """`columns` of the UTF-8 CSV file `path`, as strings, with a `line` column (the line of the file
+    where each row starts, header = 1; blank lines skipped); `error` (naming the file, and the line where
+    there is one) when it is not a file, cannot be read, is not UTF-8 or CSV, lacks a column, or has a
+    row of more or fewer fields than its header (extra fields left empty do not count)."""
     path = Path(path)
+    wanted: list[int] = []
+    values: list[list[str]] = []
+    lines: list[int] = []
+    ragged: list[str] = []
     try:
-        wanted = set(columns)  # only these are parsed into memory
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=lambda c: c in wanted)
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, strict=True)
+            header = next(reader, None)
+            if header is None:
+                raise error(f"{path}: not a readable CSV (the file is empty; expected the header "
+                            f"'{','.join(columns)}')")
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise error(f"{path}: missing column(s) {', '.join(missing)}; expected header '{','.join(columns)}', "
+                            f"found {header}{_separator_hint(header)}")
+            wanted = [header.index(c) for c in columns]  # only these are kept in memory
+            ended = reader.line_num
+            for fields in reader:
+                line, ended = ended + 1, reader.line_num
+                if not fields:
+                    continue
+                if len(fields) < len(header) or any(fields[len(header):]):
+                    ragged.append(f"line {line} has {len(fields)} field(s), the header {len(header)}")
+                    continue
+                values.append([fields[k] for k in wanted])
+                lines.append(line)
     except IsADirectoryError:
         raise error(f"{path}: is a folder; expected a CSV file") from None
     except FileNotFoundError:
@@ -46,15 +71,25 @@ def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
                     f"UTF-8)") from None
     except OSError as e:
         raise error(f"{path}: cannot be read ({e.strerror})") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise error(f"{path}: not a readable CSV ({e})") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise error(f"{path}: missing column(s) {', '.join(missing)}; expected header '{','.join(columns)}', "
-                    f"found {list(df.columns)}")
-    df = df[list(columns)].copy()
-    df["line"] = np.arange(2, len(df) + 2)
+    except csv.Error as e:
+        raise error(f"{path} line {reader.line_num}: not a readable CSV ({e})") from None
+    if ragged:
+        more = f"; and {len(ragged) - 5} more" if len(ragged) > 5 else ""
+        raise error(f"{path}: rows that do not fit the header '{','.join(header)}': {'; '.join(ragged[:5])}{more}")
+    df = pd.DataFrame(values, columns=list(columns), dtype=object) if values else \
+        pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    df["line"] = np.asarray(lines, dtype=np.int64)
     return df
+
+
+def _separator_hint(header: list[str]) -> str:
+    """Why a header may lack the expected columns: another separator, or spaces around the names."""
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if len(header) == 1 and sep in header[0]:
+            return f" (its fields are separated by {name}; save it comma-separated)"
+    if any(c != c.strip() for c in header):
+        return " (spaces around the column names)"
+    return ""
 
 
 def _first_not_utf8(path: Path) -> tuple[int, int]:
