@@ -2,7 +2,9 @@
 Label issues page) and the corrected `train.csv` they give.
 
 One row per reviewed candidate: `image,class,decision,new_class,score,kind,reviewed_at`, decision
-`accept` or `reject`; a second row for one candidate is an error. An accepted candidate changes the
+`accept` or `reject`; a second row for one candidate is an error. The page also writes
+`labels_sha256`, the version of the image's labels it showed: an accepted decision whose image's
+labels have changed since is refused (files without the column are read as before). An accepted candidate changes the
 labels by its kind:
 
 | kind             | accept                                                                     |
@@ -35,6 +37,7 @@ corrections of the same train.csv is refused unless asked for (`loss`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -52,6 +55,7 @@ from cloud_assets.lib.data.labels import DatasetError, read_csv
 from cloud_assets.lib.store import Document, Table, Value
 
 COLUMNS = ("image", "class", "decision", "new_class", "score", "kind", "reviewed_at")
+LABELS_SEEN = "labels_sha256"  # optional column: the image's labels as the page showed them (`labels_digest`)
 DECISIONS = ("accept", "reject")
 KINDS = ISSUE_KINDS
 SHOWN_ERRORS = 20
@@ -78,7 +82,7 @@ def read(path: Path, images, class_names) -> pd.DataFrame:
     if not path.exists():
         raise ReviewError(f"{path}: no review file; download it from the report's Label issues page "
                           f"('Download review') and place it here")
-    df = read_csv(path, COLUMNS, ReviewError)
+    df = read_csv(path, COLUMNS, ReviewError, optional=(LABELS_SEEN,))
     known_images, known_classes = set(images), set(class_names)
     problems: list[tuple[str, str]] = []
     first: dict[tuple[str, str], int] = {}
@@ -124,6 +128,15 @@ def _raise(problems: list[tuple[str, str]]) -> None:
                           + "\n".join(f"{w}: {m}" for w, m in problems[:SHOWN_ERRORS]) + more, problems)
 
 
+def labels_digest(enc: dict, image: str, class_names) -> str:
+    """The version of `image`'s labels in `enc` (train.csv's `Image_Label -> EncodedPixels`): 12 hex
+    digits of the SHA-256 of its masks' RLE, class by class in name order. The page writes it beside
+    each decision (`labels_sha256`), so that a decision made on labels since redrawn is not applied."""
+    text = "\n".join(enc.get(f"{image}_{c}", "") if not rle.is_empty(enc.get(f"{image}_{c}", "")) else ""
+                     for c in sorted(class_names))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def accepted(issues: pd.DataFrame) -> pd.DataFrame:
     """Every candidate of `issues` (rows of `label_issues`) accepted as the page proposes it: its kind,
     and the other class of a class confusion or of a spurious label whose mask moves (`apply`'s
@@ -154,18 +167,24 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
     (for the proposals), `shape` the original images' (height, width), `path` the review file (named
     in errors). Every accepted decision speaks of the labels the page showed, train.csv as read, so
     that any set of them composes (`_compose`). ReviewError when one does not fit train.csv (it has
-    changed since the review) or needs a mask the audit does not propose."""
+    changed since the review: its image's labels are not those the page showed, or the label is not
+    there) or needs a mask the audit does not propose."""
     enc = dict(zip(train["Image_Label"], train["EncodedPixels"]))
+    class_names = train["Image_Label"].str.rpartition("_")[2].unique()
     proposals = proposals_of(issues)
     accepted = review[review["decision"] == "accept"]
+    seen = accepted[LABELS_SEEN] if LABELS_SEEN in accepted else pd.Series("", index=accepted.index)
     problems = []
 
     def labelled(image, cls):
         return not rle.is_empty(enc.get(f"{image}_{cls}", ""))
 
-    for r in accepted.itertuples(index=False):
+    for r, labels in zip(accepted.itertuples(index=False), seen):
         image, cls, where = r.image, r[1], f"{path} line {r.line}"
-        if r.kind in (SPURIOUS, LOOSE) and not labelled(image, cls):
+        if labels and labels != labels_digest(enc, image, class_names):
+            problems.append((where, f"{image}'s labels have changed since the review (the page showed other "
+                                    f"masks); decide {cls} again on the rebuilt report"))
+        elif r.kind in (SPURIOUS, LOOSE) and not labelled(image, cls):
             problems.append((where, f"{cls} is not labelled on {image}; the label has changed since the review"))
         elif r.kind == CONFUSION and not labelled(image, r.new_class):
             problems.append((where, f"{r.new_class} is not labelled on {image}, so it has no mask to move; the "

@@ -335,7 +335,8 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
             c["caption"] = f"#{c['rank'] + 1} {r['image']} {r['class']} ({card['split']}): {reason(r)}. Accept {accept_does(r)}."
             c["numbers"] = _numbers(r, data.method.cam)
             c["data"] = {"image": r["image"], "class": r["class"], "kind": r["kind"], "split": card["split"],
-                         "score": f"{r['score']:.4f}"}
+                         "score": f"{r['score']:.4f}",
+                         "labels": review.labels_digest(data.encoded, r["image"], data.class_names)}
             c["review"] = _review_controls(r, data.class_names)
     progress = review.progress(data.review, top) if data.review_summary["reviewed"] else None
     cols = ["image", "class", "split", "kind", "other_class", "score", "label", "audit_probability", "audit_cleanlab",

@@ -32,11 +32,19 @@ document.addEventListener("DOMContentLoaded", () => {
   const bar = document.getElementById("review-bar");
   if (!bar) return;
   const KEY = "cloud-assets-review:" + bar.dataset.dataset;
-  const COLUMNS = ["image", "class", "decision", "new_class", "score", "kind", "reviewed_at"];
+  const COLUMNS = ["image", "class", "decision", "new_class", "score", "kind", "reviewed_at", "labels_sha256"];
   const candidates = Array.from(document.querySelectorAll(".issues li.candidate"));
   const cards = Array.from(document.querySelectorAll(".issues figure.card"));
   const dialog = document.getElementById("large-view");
-  const load = () => JSON.parse(localStorage.getItem(KEY) || "{}");
+  // every decision stored, less those of a listed candidate whose image's labels have changed since (a
+  // site rebuilt on a new train.csv): those stay stored, but are shown undecided and not downloaded
+  const stored = () => JSON.parse(localStorage.getItem(KEY) || "{}");
+  const stale = (c, d) => !!d && !!d.labels_sha256 && d.labels_sha256 !== c.dataset.labels;
+  const load = () => {
+    const decisions = stored();
+    candidates.forEach((c) => { if (stale(c, decisions[id(c)])) delete decisions[id(c)]; });
+    return decisions;
+  };
   const save = (decisions) => localStorage.setItem(KEY, JSON.stringify(decisions));
   const id = (c) => c.dataset.image + "|" + c.dataset.class;
   const cardOf = (c) => c.closest("figure.card");
@@ -124,10 +132,10 @@ document.addEventListener("DOMContentLoaded", () => {
   };
 
   const decide = (c, decision) => {
-    const decisions = load();
+    const decisions = stored();
     decisions[id(c)] = {image: c.dataset.image, class: c.dataset.class, decision,
                         new_class: decision === "accept" ? option(c) : "", score: c.dataset.score, kind: c.dataset.kind,
-                        reviewed_at: new Date().toISOString()};
+                        reviewed_at: new Date().toISOString(), labels_sha256: c.dataset.labels};
     save(decisions);
     show();
     focus(c);
@@ -140,9 +148,9 @@ document.addEventListener("DOMContentLoaded", () => {
     c.addEventListener("click", (e) => { if (!e.target.closest("button, select, summary")) focus(c); });
     const select = c.querySelector("select.new-class");
     if (select) select.addEventListener("change", () => {
-      const decisions = load();
+      const decisions = stored();
       const d = decisions[id(c)];
-      if (d && d.decision === "accept") { d.new_class = select.value; save(decisions); }
+      if (d && !stale(c, d) && d.decision === "accept") { d.new_class = select.value; save(decisions); }
       focus(c);
     });
   });

@@ -263,6 +263,27 @@ def test_lines_are_named_as_the_file_numbers_them(tmp_path):
     assert list(review.read(path, ["a.jpg"], CLASSES)["line"]) == [2, 5]
 
 
+def test_a_decision_on_labels_redrawn_since_the_review_is_refused(tmp_path):
+    """The page writes the version of the image's labels it showed: a decision made before a mask of
+    that image was redrawn is refused, one on an image unchanged applies; a file without the column
+    (an older page's) is read as before."""
+    enc = dict(zip(TRAIN["Image_Label"], TRAIN["EncodedPixels"]))
+    seen = {i: review.labels_digest(enc, i, CLASSES) for i in ("a.jpg", "b.jpg")}
+    path = _review(tmp_path, [("a.jpg", "Fish", "accept", "Gravel", "spurious label"),
+                              ("b.jpg", "Sugar", "accept", "Gravel", "class confusion")])
+    pd.read_csv(path, dtype=str).assign(labels_sha256=[seen["a.jpg"], seen["b.jpg"]]).to_csv(path, index=False)
+    assert _apply(path)[0]["a.jpg_Gravel"] == FISH_A
+    redrawn = TRAIN.assign(EncodedPixels=TRAIN["EncodedPixels"].where(TRAIN["Image_Label"] != "a.jpg_Fish", SUGAR_A))
+    decisions = review.read(path, ["a.jpg", "b.jpg"], CLASSES)
+    with pytest.raises(review.ReviewError, match="line 2: a.jpg's labels have changed since the review") as e:
+        review.apply(redrawn, decisions, ISSUES, SHAPE, path)
+    assert len(e.value.problems) == 1  # b.jpg's labels are those the page showed
+    assert review.labels_digest(enc, "a.jpg", CLASSES[::-1]) == seen["a.jpg"] != seen["b.jpg"]
+    older = _review(tmp_path, [("a.jpg", "Fish", "accept", "Gravel", "spurious label")], "older.csv")
+    assert list(review.read(older, ["a.jpg"], CLASSES)["labels_sha256"]) == [""]
+    assert review.apply(redrawn, review.read(older, ["a.jpg"], CLASSES), ISSUES, SHAPE, older)[0] is not None
+
+
 def test_a_review_that_would_lose_corrections_is_named(tmp_path):
     empty = pd.DataFrame(columns=review.COLUMNS)
     some = pd.DataFrame([("a.jpg", "Fish", "accept", "", "", "spurious label", "")], columns=review.COLUMNS)

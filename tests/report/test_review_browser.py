@@ -145,8 +145,12 @@ def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
         download.value.save_as(dataset_copy / "label_review.csv")
 
         review = pd.read_csv(dataset_copy / "label_review.csv", dtype=str, keep_default_na=False)
-        assert list(review.columns) == ["image", "class", "decision", "new_class", "score", "kind", "reviewed_at"]
+        assert list(review.columns) == ["image", "class", "decision", "new_class", "score", "kind", "reviewed_at",
+                                        "labels_sha256"]
         assert {(r.image, r[2]): (r.decision, r.kind, r.new_class) for r in review.itertuples()} == decided
+        shown = {(c.get_attribute("data-image"), c.get_attribute("data-class")): c.get_attribute("data-labels")
+                 for c in candidates.all()}
+        assert all(r.labels_sha256 == shown[r.image, r[2]] for r in review.itertuples())
 
         # placed in the dataset folder: observed, applied, and the report rebuilt
         result = materialize(dataset_copy, var, ALL + [A.corrected_labels], model, instance=instance,
@@ -185,5 +189,22 @@ def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
         assert page.locator(".issues li.candidate.rejected").count() == sum(d == "reject" for d, _, _ in decided.values())
         assert "20 decisions" in page.locator("article").text_content()
         page.screenshot(path=str(ARTIFACTS / "review-progress.png"), full_page=False)
+
+        # a decision made when the image's labels were others (a site rebuilt on a new train.csv): shown
+        # undecided and not downloaded, but kept in the browser
+        stale = page.evaluate("""() => {
+            const key = "cloud-assets-review:" + document.getElementById("review-bar").dataset.dataset;
+            const d = JSON.parse(localStorage.getItem(key)), k = Object.keys(d)[0];
+            d[k].labels_sha256 = "000000000000";
+            localStorage.setItem(key, JSON.stringify(d));
+            return k; }""")
+        page.reload()
+        assert page.locator("#review-count").text_content().startswith(f"19 of {n} reviewed")
+        with page.expect_download() as download:
+            page.click("#review-download")
+        again = pd.read_csv(download.value.path(), dtype=str, keep_default_na=False)
+        assert len(again) == 19 and stale not in set(again["image"] + "|" + again["class"])
+        assert page.evaluate("() => Object.keys(JSON.parse(localStorage.getItem('cloud-assets-review:' + "
+                             "document.getElementById('review-bar').dataset.dataset))).length") == 20
         browser.close()
     assert not errors, errors

@@ -29,9 +29,10 @@ class Problem:
         return f"{self.where}: {self.message}"
 
 
-def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
-    """`columns` of the UTF-8 CSV file `path`, as strings, with a `line` column (the line of the file
-    where each row starts, header = 1; blank lines skipped); `error` (naming the file, and the line where
+def read_csv(path: Path, columns, error=DatasetError, optional=()) -> pd.DataFrame:
+    """`columns` of the UTF-8 CSV file `path`, as strings, and those of `optional` (empty where the file
+    lacks them), with a `line` column (the line of the file where each row starts, header = 1; blank
+    lines skipped); `error` (naming the file, and the line where
     there is one) when it is not a file, cannot be read, is not UTF-8 or CSV, lacks a column, or has a
     row of more or fewer fields than its header (extra fields left empty do not count)."""
     path = Path(path)
@@ -50,6 +51,7 @@ def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
             if missing:
                 raise error(f"{path}: missing column(s) {', '.join(missing)}; expected header '{','.join(columns)}', "
                             f"found {header}{_separator_hint(header)}")
+            columns = [*columns, *(c for c in optional if c in header)]
             wanted = [header.index(c) for c in columns]  # only these are kept in memory
             ended = reader.line_num
             for fields in reader:
@@ -78,6 +80,9 @@ def read_csv(path: Path, columns, error=DatasetError) -> pd.DataFrame:
         raise error(f"{path}: rows that do not fit the header '{','.join(header)}': {'; '.join(ragged[:5])}{more}")
     df = pd.DataFrame(values, columns=list(columns), dtype=object) if values else \
         pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    for c in optional:
+        if c not in df:
+            df[c] = ""
     df["line"] = np.asarray(lines, dtype=np.int64)
     return df
 
