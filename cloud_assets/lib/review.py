@@ -4,8 +4,8 @@ Label issues page) and the corrected `train.csv` they give.
 One row per reviewed candidate: `image,class,decision,new_class,score,kind,reviewed_at`, decision
 `accept` or `reject`; a second row for one candidate is an error. The page also writes
 `labels_sha256`, the version of the image's labels it showed: an accepted decision whose image's
-labels have changed since is refused (files without the column are read as before). An accepted candidate changes the
-labels by its kind:
+labels have changed since is refused (files without the column are read as before). An accepted
+candidate changes the labels by its kind:
 
 | kind             | accept                                                                     |
 |------------------|----------------------------------------------------------------------------|
@@ -32,8 +32,8 @@ on the page; every proposed box written is listed in a side file so
 that it can be redrawn by hand.
 
 Corrections are data: every version written is kept in its own folder, named by the review's,
-train.csv's and the corrections' own versions (`keep`), and a review that would give fewer label changes than the latest
-corrections of the same train.csv is refused unless asked for (`loss`).
+train.csv's and the corrections' own versions (`keep`), and a review that would give fewer label
+changes than the latest corrections of the same train.csv is refused unless asked for (`loss`).
 """
 from __future__ import annotations
 
@@ -132,8 +132,8 @@ def labels_digest(enc: dict, image: str, class_names) -> str:
     """The version of `image`'s labels in `enc` (train.csv's `Image_Label -> EncodedPixels`): 12 hex
     digits of the SHA-256 of its masks' RLE, class by class in name order. The page writes it beside
     each decision (`labels_sha256`), so that a decision made on labels since redrawn is not applied."""
-    text = "\n".join(enc.get(f"{image}_{c}", "") if not rle.is_empty(enc.get(f"{image}_{c}", "")) else ""
-                     for c in sorted(class_names))
+    masks = (enc.get(f"{image}_{c}", "") for c in sorted(class_names))
+    text = "\n".join("" if rle.is_empty(m) else m for m in masks)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

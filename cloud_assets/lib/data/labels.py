@@ -32,9 +32,9 @@ class Problem:
 def read_csv(path: Path, columns, error=DatasetError, optional=()) -> pd.DataFrame:
     """`columns` of the UTF-8 CSV file `path`, as strings, and those of `optional` (empty where the file
     lacks them), with a `line` column (the line of the file where each row starts, header = 1; blank
-    lines skipped); `error` (naming the file, and the line where
-    there is one) when it is not a file, cannot be read, is not UTF-8 or CSV, lacks a column, or has a
-    row of more or fewer fields than its header (extra fields left empty do not count)."""
+    lines skipped); `error` (naming the file, and the line where there is one) when it is not a file,
+    cannot be read, is not UTF-8 or CSV, lacks a column, or has a row of more or fewer fields than its
+    header (extra fields left empty do not count)."""
     path = Path(path)
     wanted: list[int] = []
     values: list[list[str]] = []
