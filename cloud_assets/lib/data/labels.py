@@ -13,6 +13,7 @@ from cloud_assets.lib.data import rle
 from cloud_assets.lib.store import Document, Table, Value
 
 NOTEBOOK_CLASS_ORDER = ("Fish", "Flower", "Sugar", "Gravel")  # the notebook classifier's output order
+csv.field_size_limit(2**31 - 1)  # an RLE of a full-size mask can pass the csv module's default 128 KiB a field
 
 
 class DatasetError(ValueError):

@@ -71,3 +71,12 @@ def test_read_train_csv_errors(tmp_path, content, message):
     with pytest.raises(labels.DatasetError, match=str(path)) as e:
         labels.read_train_csv(path)
     assert message in str(e.value)
+
+
+def test_a_mask_of_many_runs_is_read_whole(tmp_path):
+    """A full-size mask's RLE may pass the csv module's default limit of 128 KiB a field."""
+    enc = " ".join(f"{7 * k + 1} 3" for k in range(40000))
+    path = tmp_path / "train.csv"
+    path.write_text(f"Image_Label,EncodedPixels\na.jpg_Fish,{enc}\na.jpg_Sugar,\n")
+    rows = labels.read_train_csv(path)
+    assert len(enc) > 128 * 1024 and list(rows["EncodedPixels"]) == [enc, ""] and list(rows["line"]) == [2, 3]
