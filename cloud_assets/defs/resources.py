@@ -62,8 +62,7 @@ class DatasetResource(dg.ConfigurableResource):
             raise ValueError(settings.naming_variables(f"dataset.input_size={e}")) from None
 
     def test_images(self) -> list[str]:
-        folder = self.image_dir("test")
-        return sorted(p.name for p in folder.glob("*.jpg")) if folder.is_dir() else []
+        return images.jpeg_names(self.image_dir("test"))
 
     def original_shape(self) -> tuple[int, int]:
         """(height, width) of the original images: configured, or the most common in train_images/."""
@@ -71,7 +70,7 @@ class DatasetResource(dg.ConfigurableResource):
             return self.image_height, self.image_width
         folder = self.image_dir("train")
         sizes: Counter[tuple[int, int]] = Counter()
-        for p in sorted(folder.glob("*.jpg"))[:200] if folder.is_dir() else []:
+        for p in (folder / name for name in images.jpeg_names(folder)[:200]):
             try:
                 sizes[images.jpeg_size(p)] += 1
             except DatasetError:

@@ -163,3 +163,25 @@ def test_dataset_folder_that_does_not_exist(tmp_path):
     result = materialize(tmp_path / "nowhere", tmp_path / "var")
     assert not result.success
     assert f"{tmp_path / 'nowhere'}: dataset folder does not exist" in failure_message(result)
+
+
+def test_what_the_dataset_leaves_out_is_a_warning_naming_it(materialized):
+    """A class row missing from train.csv, a train image it never names, no test_images/: the audit
+    runs on what there is, and the check dataset_complete says what was left out."""
+    data, var, store, _ = materialized
+    lines = (data / "train.csv").read_text().splitlines()
+    line = _first_labelled(data)
+    image = lines[line - 1].split(",")[0].rpartition("_")[0]
+    (data / "train.csv").write_text("\n".join(lines[:line - 1] + lines[line:]) + "\n")
+    unlisted = sorted((data / "train_images").iterdir())[0].with_name("zzzzzzz.JPG")
+    unlisted.write_bytes(sorted((data / "train_images").iterdir())[0].read_bytes())
+    for p in (data / "test_images").iterdir():
+        p.unlink()
+    (data / "test_images").rmdir()
+    result = materialize(data, var)
+    assert result.success
+    check = checks(result)["dataset_complete"]
+    assert not check.passed and check.severity.value == "WARN"
+    details = check.metadata["details"].value
+    assert f"({image!r}): no row for" in details and f"{unlisted}: not in train.csv" in details
+    assert f"{data / 'test_images'}: no such folder; the test split is empty" in details

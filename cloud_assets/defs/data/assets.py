@@ -27,6 +27,9 @@ LABEL_CHECKS = [
                 "'<image>_<class>' with a configured class, each once."),
     checks.spec("label_table", "rle_valid", "Every EncodedPixels is sorted, non-overlapping 'start length' "
                 "pairs inside the image."),
+    checks.spec("label_table", "dataset_complete", "Every image of train.csv has a row per class, every JPEG of "
+                "train_images/ is in train.csv, and test_images/ has JPEGs (else the audit runs on what there is).",
+                blocking=False),
 ]
 IMAGE_CHECKS = [
     checks.spec("image_cache", "images_readable", "Every labelled and test image exists and is a complete JPEG."),
@@ -105,6 +108,13 @@ def build(settings: Settings, sharding: Sharding) -> list:
             problems = labels.check_rows(rows, path, dataset.class_names, shape)
         except DatasetError as e:
             problems = [Problem("train_csv_schema", str(path), str(e).removeprefix(f"{path}: "))]
+        else:
+            train_dir, test_dir = dataset.image_dir("train"), dataset.image_dir("test")
+            left_out = labels.check_complete(rows, path, dataset.class_names, train_dir, images.jpeg_names(train_dir),
+                                             test_dir, dataset.test_images())
+            for p in left_out[:checks.MAX_LISTED]:
+                context.log.warning(f"label_table: {p}")
+            problems += left_out
         yield from checks.results(LABEL_CHECKS, problems)
         checks.raise_blocking(LABEL_CHECKS, problems)
 

@@ -16,6 +16,13 @@ from cloud_assets.lib.data.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress, ProgressCallback
 from cloud_assets.lib.store import Array, Table, Value, release
 
+def jpeg_names(folder: Path) -> list[str]:
+    """The names of the JPEG files in `folder` (.jpg or .jpeg, in any case), sorted; none when it is
+    not a folder."""
+    folder = Path(folder)
+    return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg")) if folder.is_dir() else []
+
+
 def jpeg_header(path: Path) -> tuple[int, int, int, int]:
     """(height, width, bits per sample, components) from a JPEG's frame header, read by Pillow
     without decoding the image; DatasetError if the file is not a JPEG."""

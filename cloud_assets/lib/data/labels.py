@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,9 @@ def check_rows(df: pd.DataFrame, path: Path, class_names, shape) -> list[Problem
     for label, enc, line in zip(df["Image_Label"], df["EncodedPixels"], df["line"]):
         where = f"{path} line {line} ({label!r})"
         image, sep, cls = label.rpartition("_")
+        if label != label.strip():
+            problems.append(Problem("train_csv_schema", where, "Image_Label has spaces around it; remove them"))
+            continue
         if not sep or not image or not cls:
             problems.append(Problem("train_csv_schema", where, "Image_Label must be '<image>_<class>'"))
             continue
@@ -148,6 +152,30 @@ def check_rows(df: pd.DataFrame, path: Path, class_names, shape) -> list[Problem
                 problems.append(Problem("rle_valid", where, f"EncodedPixels: {e}"))
     return problems
 
+
+
+def check_complete(df: pd.DataFrame, path: Path, class_names, train_dir: Path, train_images: Sequence[str],
+                   test_dir: Path, test_images: Sequence[str]) -> list[Problem]:
+    """What train.csv's rows (`df`, checked by `check_rows`) and the dataset's folders leave out
+    (check `dataset_complete`, a warning: the audit runs on what there is): an image without a row
+    for each class (read as not labelled there), a .jpg of `train_dir` that train.csv never names (left
+    out), and no .jpg in `test_dir` (no test split)."""
+    problems: list[Problem] = []
+    parts = df["Image_Label"].str.rpartition("_")
+    listed = parts.groupby(0, sort=False)[2].agg(set)
+    for image, classes in listed.items():
+        missing = [c for c in class_names if c not in classes]
+        if missing and image:
+            problems.append(Problem("dataset_complete", f"{path} ({image!r})",
+                                    f"no row for {', '.join(missing)}; read as not labelled there (train.csv has "
+                                    f"one row per class per image, EncodedPixels empty where there is none)"))
+    for name in sorted(set(train_images) - set(listed.index)):
+        problems.append(Problem("dataset_complete", str(Path(train_dir) / name),
+                                "not in train.csv; left out of the audit"))
+    if not test_images:
+        what = "no .jpg images" if Path(test_dir).is_dir() else "no such folder"
+        problems.append(Problem("dataset_complete", str(test_dir), f"{what}; the test split is empty"))
+    return problems
 
 def label_table(df: pd.DataFrame, class_names) -> pd.DataFrame:
     """One row per image, sorted by name: `image`, `classes` (present classes, sorted, ';'-joined),

@@ -80,3 +80,35 @@ def test_a_mask_of_many_runs_is_read_whole(tmp_path):
     path.write_text(f"Image_Label,EncodedPixels\na.jpg_Fish,{enc}\na.jpg_Sugar,\n")
     rows = labels.read_train_csv(path)
     assert len(enc) > 128 * 1024 and list(rows["EncodedPixels"]) == [enc, ""] and list(rows["line"]) == [2, 3]
+
+
+def test_what_train_csv_and_the_folders_leave_out_is_named(tmp_path):
+    from cloud_assets.lib.data.images import jpeg_names
+
+    (tmp_path / "train_images").mkdir()
+    for name in ("a.jpg", "b.JPG", "c.jpeg", "notes.txt"):
+        (tmp_path / "train_images" / name).write_bytes(b"")
+    assert jpeg_names(tmp_path / "train_images") == ["a.jpg", "b.JPG", "c.jpeg"] and jpeg_names(tmp_path / "none") == []
+    path = tmp_path / "train.csv"
+    path.write_text("Image_Label,EncodedPixels\na.jpg_Fish,1 2\na.jpg_Sugar,\nc.jpeg_Fish,\nc.jpeg_Flower,\n"
+                    "c.jpeg_Sugar,\nc.jpeg_Gravel,\n")
+    rows = labels.read_train_csv(path)
+    problems = labels.check_complete(rows, path, labels.NOTEBOOK_CLASS_ORDER, tmp_path / "train_images",
+                                     jpeg_names(tmp_path / "train_images"), tmp_path / "test_images", [])
+    assert [str(p) for p in problems] == [
+        f"{path} ('a.jpg'): no row for Flower, Gravel; read as not labelled there (train.csv has one row per class per "
+        "image, EncodedPixels empty where there is none)",
+        f"{tmp_path / 'train_images' / 'b.JPG'}: not in train.csv; left out of the audit",
+        f"{tmp_path / 'test_images'}: no such folder; the test split is empty"]
+    assert {p.check for p in problems} == {"dataset_complete"}
+    (tmp_path / "test_images").mkdir()
+    assert str(labels.check_complete(rows, path, ["Fish"], tmp_path / "train_images", ["a.jpg", "c.jpeg"],
+                                     tmp_path / "test_images", [])[0]).endswith("no .jpg images; the test split is empty")
+    assert labels.check_complete(rows, path, ["Fish"], tmp_path / "train_images", ["a.jpg"], tmp_path, ["t.jpg"]) == []
+
+
+def test_spaces_around_a_label_are_named_with_the_line(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("Image_Label,EncodedPixels\n a.jpg_Fish,\n")
+    problems = labels.check_rows(labels.read_train_csv(path), path, labels.NOTEBOOK_CLASS_ORDER, (10, 10))
+    assert [str(p) for p in problems] == [f"{path} line 2 (' a.jpg_Fish'): Image_Label has spaces around it; remove them"]
