@@ -19,7 +19,6 @@ def _synth(args) -> int:
 
     cfg = SynthConfig(train=args.train, test=args.test, height=args.height, width=args.width, seed=args.seed,
                       workers=args.workers, twin_rate=args.twin_rate)
-    print(f"synth: writing {cfg.train} train + {cfg.test} test images at {cfg.height}x{cfg.width} to {args.out}")
     summary = synthesize(args.out, cfg, progress=lambda m: print(m, flush=True))
     print(f"synth: done in {summary['seconds']:.0f}s; {summary['noisy_labels']} injected label errors "
           f"(label_noise.csv); mean JPEG {summary['mean_jpeg_kb']:.0f} KB")

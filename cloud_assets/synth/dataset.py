@@ -318,6 +318,7 @@ def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=print
     the end; a folder holding anything else is refused); returns counts. Uses every core; reports
     progress every few seconds."""
     with written_folder(Path(out), replaces=DATASET_FILES) as tmp:
+        progress(f"synth: writing {cfg.train} train + {cfg.test} test images at {cfg.height}x{cfg.width} to {out}")
         return _synthesize(tmp, cfg, progress)
 
 
