@@ -161,9 +161,9 @@ bench: install
 	$(PY) bench/saliency.py
 	$(PY) bench/label_audit.py
 
-# removes var/ (the demo, every dataset's store, site and Dagster instance) but what a reviewer made:
-# the kept corrections (corrections/) and the demo's label_review.csv, which it lists
+# removes var/ (the demo, every dataset's store, site and Dagster instance) but the kept corrections
+# (corrections/: every version, each with the review it applied), which it lists
 clean:
-	@[ ! -d var ] || { find var -mindepth 1 \( -name corrections -o -name label_review.csv \) -prune \
-	    -o ! -type d -exec rm -f {} + && find var -depth -type d -empty -delete; }
-	@[ ! -d var ] || find var \( -name corrections -o -name label_review.csv \) -prune -print | sed 's/^/kept: /'
+	@[ ! -d var ] || { find var -mindepth 1 -name corrections -prune -o ! -type d -exec rm -f {} + \
+	    && find var -depth -type d -empty -delete; }
+	@[ ! -d var ] || find var -name corrections -prune -print | sed 's/^/kept: /'

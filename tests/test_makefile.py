@@ -47,19 +47,22 @@ def _runs(home: Path) -> list:
         return instance.get_runs()
 
 
-def test_clean_removes_var_but_what_a_reviewer_made(tmp_path):
+def test_clean_removes_var_but_the_kept_corrections(tmp_path):
+    """Each version of the corrections holds the review it applied; the demo's dataset goes whole (the
+    demo's label_review.csv is a copy `make review` placed there), so that `make demo` writes it anew."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
-    made = ["var/corrections/abc-def-01/train_corrected.csv", "var/demo-data/label_review.csv",
+    made = ["var/corrections/abc-def-01/train_corrected.csv", "var/corrections/abc-def-01/label_review.csv",
             "var/datasets/clouds/corrections/abc-fed-02/summary.json"]
-    derived = ["var/store/label_issues/issues.parquet", "var/demo-data/train.csv", "var/demo-model.keras",
-               "var/datasets/clouds/site/index.html", "var/datasets/clouds/dagster/dagster.yaml"]
+    derived = ["var/store/label_issues/issues.parquet", "var/demo-data/train.csv", "var/demo-data/label_review.csv",
+               "var/demo-model.keras", "var/datasets/clouds/site/index.html", "var/datasets/clouds/dagster/dagster.yaml"]
     for name in made + derived:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(name)
     out = _make(tmp_path, "clean")
     left = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "var").rglob("*") if p.is_file())
     assert left == sorted(made)
-    assert not (tmp_path / "var" / "store").exists() and not (tmp_path / "var" / "datasets" / "clouds" / "site").exists()
-    assert "kept: var/corrections" in out and "kept: var/demo-data/label_review.csv" in out
+    assert not (tmp_path / "var" / "store").exists() and not (tmp_path / "var" / "demo-data").exists()
+    assert not (tmp_path / "var" / "datasets" / "clouds" / "site").exists()
+    assert out.split() == ["kept:", "var/corrections", "kept:", "var/datasets/clouds/corrections"]
     assert _make(tmp_path, "clean") and sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "var").rglob("*")
                                                if p.is_file()) == sorted(made)

@@ -129,11 +129,12 @@ def _raise(problems: list[tuple[str, str]]) -> None:
 
 
 def labels_digest(enc: dict, image: str, class_names) -> str:
-    """The version of `image`'s labels in `enc` (train.csv's `Image_Label -> EncodedPixels`): 12 hex
-    digits of the SHA-256 of its masks' RLE, class by class in name order. The page writes it beside
-    each decision (`labels_sha256`), so that a decision made on labels since redrawn is not applied."""
-    masks = (enc.get(f"{image}_{c}", "") for c in sorted(class_names))
-    text = "\n".join("" if rle.is_empty(m) else m for m in masks)
+    """The version of `image`'s labels in `enc` (train.csv's `Image_Label -> EncodedPixels`), of those
+    of `class_names` it has (a class without a row is one without a mask): 12 hex digits of the SHA-256
+    of each mask's class and RLE, in class name order. The page writes it beside each decision
+    (`labels_sha256`), so that a decision made on labels since redrawn is not applied."""
+    masks = ((c, enc.get(f"{image}_{c}", "")) for c in sorted(class_names))
+    text = "\n".join(f"{c} {m}" for c, m in masks if not rle.is_empty(m))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -181,9 +182,13 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
 
     for r, labels in zip(accepted.itertuples(index=False), seen):
         image, cls, where = r.image, r[1], f"{path} line {r.line}"
-        if labels and labels != labels_digest(enc, image, class_names):
+        rowless = [c for c in (cls, r.new_class) if c and f"{image}_{c}" not in enc]
+        if rowless:
+            problems.append((where, f"train.csv has no row for {image} {rowless[0]}, so the corrections cannot "
+                                    f"hold it; add the row ({image}_{rowless[0]}, EncodedPixels empty)"))
+        elif labels and labels != labels_digest(enc, image, class_names):
             problems.append((where, f"{image}'s labels have changed since the review (the page showed other "
-                                    f"masks); decide {cls} again on the rebuilt report"))
+                                    f"masks): decide {cls} again on the rebuilt report, or delete this line"))
         elif r.kind in (SPURIOUS, LOOSE) and not labelled(image, cls):
             problems.append((where, f"{cls} is not labelled on {image}; the label has changed since the review"))
         elif r.kind == CONFUSION and not labelled(image, r.new_class):
@@ -389,9 +394,14 @@ def version_name(review_sha256: str | None, train_sha256: str, corrected_sha256:
 
 def latest(folder: Path, train_sha256: str) -> dict | None:
     """The summary of the latest corrections of train.csv version `train_sha256` kept in `folder`."""
-    summaries = [json.loads(p.read_text()) for p in Path(folder).glob("*/summary.json")]
-    return max((s for s in summaries if s["train_csv_sha256"] == train_sha256), key=lambda s: s["written_at"],
-               default=None)
+    summaries = []
+    for path in Path(folder).glob("[!.]*/summary.json"):  # not a version being written (`written_folder`)
+        try:
+            summaries.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # not one `keep` wrote
+    return max((s for s in summaries if s.get("train_csv_sha256") == train_sha256 and "written_at" in s),
+               key=lambda s: s["written_at"], default=None)
 
 
 def keep(folder: Path, files: list[Path], review_path: Path, summary: dict) -> Path:

@@ -279,6 +279,13 @@ def test_a_decision_on_labels_redrawn_since_the_review_is_refused(tmp_path):
         review.apply(redrawn, decisions, ISSUES, SHAPE, path)
     assert len(e.value.problems) == 1  # b.jpg's labels are those the page showed
     assert review.labels_digest(enc, "a.jpg", CLASSES[::-1]) == seen["a.jpg"] != seen["b.jpg"]
+    # a class without a row is one without a mask: the page (the configured classes) and apply (train.csv's) agree
+    without_gravel = TRAIN[~TRAIN["Image_Label"].str.endswith("_Gravel")]
+    enc_without = dict(zip(without_gravel["Image_Label"], without_gravel["EncodedPixels"]))
+    assert review.labels_digest(enc_without, "a.jpg", ["Fish", "Flower", "Sugar"]) == seen["a.jpg"]
+    with pytest.raises(review.ReviewError, match="line 2: train.csv has no row for a.jpg Gravel, so the corrections "
+                                                 "cannot hold it; add the row \\(a.jpg_Gravel, EncodedPixels empty\\)"):
+        review.apply(without_gravel, decisions, ISSUES, SHAPE, path)
     older = _review(tmp_path, [("a.jpg", "Fish", "accept", "Gravel", "spurious label")], "older.csv")
     assert list(review.read(older, ["a.jpg"], CLASSES)["labels_sha256"]) == [""]
     assert review.apply(redrawn, review.read(older, ["a.jpg"], CLASSES), ISSUES, SHAPE, older)[0] is not None
@@ -312,6 +319,12 @@ def test_every_version_of_the_corrections_is_kept_and_the_latest_found(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
         "111111111111-ffffffffffff-aaaaaaaa", "222222222222-ffffffffffff-aaaaaaaa", "222222222222-ffffffffffff-bbbbbbbb",
         "no-review-eeeeeeeeeeee-cccccccc"]
+    assert review.latest(folder, "f" * 64)["version"] == "222222222222-ffffffffffff-bbbbbbbb"
+    # a version being written, a folder another tool made, an unreadable summary: not the latest
+    for name, text in ((".333333333333-ffffffffffff-cccccccc.0a1b2c3d.tmp", '{"train_csv_sha256": "' + "f" * 64
+                        + '", "written_at": 9e9, "version": "x"}'), ("backup", '{"written_at": 9e9}'), ("torn", "{")):
+        (folder / name).mkdir()
+        (folder / name / "summary.json").write_text(text)
     assert review.latest(folder, "f" * 64)["version"] == "222222222222-ffffffffffff-bbbbbbbb"
     assert review.latest(folder, "0" * 64) is None
     assert (folder / "111111111111-ffffffffffff-aaaaaaaa" / "label_review.csv").read_bytes() == path.read_bytes()

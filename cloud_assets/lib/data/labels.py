@@ -33,33 +33,39 @@ class Problem:
 
 def read_csv(path: Path, columns, error=DatasetError, optional=()) -> pd.DataFrame:
     """`columns` of the UTF-8 CSV file `path`, as strings, and those of `optional` (empty where the file
-    lacks them), with a `line` column (the line of the file where each row starts, header = 1; blank
-    lines skipped); `error` (naming the file, and the line where there is one) when it is not a file,
-    cannot be read, is not UTF-8 or CSV, lacks a column, or has a row of more or fewer fields than its
-    header (extra fields left empty do not count)."""
+    lacks them), with a `line` column (the line of the file where each row starts; blank lines, and
+    lines of spaces, skipped); `error` (naming the file, and the line where there is one) when it is not
+    a file, cannot be read, is not UTF-8 or CSV, lacks a column, or has a row of more or fewer fields
+    than its header (fields left empty past the header's, or past its last name, do not count)."""
     path = Path(path)
-    wanted: list[int] = []
     values: list[list[str]] = []
     lines: list[int] = []
     ragged: list[str] = []
+    ended = 0  # the line the last row read ends on
+
+    def rows(reader):  # (the line each row starts on, its fields), blank ones left out
+        nonlocal ended
+        for fields in reader:
+            line, ended = ended + 1, reader.line_num
+            if any(v.strip() for v in fields):
+                yield line, fields
+
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f, strict=True)
-            header = next(reader, None)
+            reader = rows(csv.reader(f, strict=True))
+            _, header = next(reader, (0, None))
             if header is None:
                 raise error(f"{path}: not a readable CSV (the file is empty; expected the header "
                             f"'{','.join(columns)}')")
+            while header[-1] == "":  # a trailing comma
+                header.pop()
             missing = [c for c in columns if c not in header]
             if missing:
                 raise error(f"{path}: missing column(s) {', '.join(missing)}; expected header '{','.join(columns)}', "
                             f"found {header}{_separator_hint(header)}")
             columns = [*columns, *(c for c in optional if c in header)]
             wanted = [header.index(c) for c in columns]  # only these are kept in memory
-            ended = reader.line_num
-            for fields in reader:
-                line, ended = ended + 1, reader.line_num
-                if not fields:
-                    continue
+            for line, fields in reader:
                 if len(fields) < len(header) or any(fields[len(header):]):
                     ragged.append(f"line {line} has {len(fields)} field(s), the header {len(header)}")
                     continue
@@ -76,7 +82,7 @@ def read_csv(path: Path, columns, error=DatasetError, optional=()) -> pd.DataFra
     except OSError as e:
         raise error(f"{path}: cannot be read ({e.strerror})") from None
     except csv.Error as e:
-        raise error(f"{path} line {reader.line_num}: not a readable CSV ({e})") from None
+        raise error(f"{path} line {ended + 1}: not a readable CSV ({e})") from None
     if ragged:
         more = f"; and {len(ragged) - 5} more" if len(ragged) > 5 else ""
         raise error(f"{path}: rows that do not fit the header '{','.join(header)}': {'; '.join(ragged[:5])}{more}")
@@ -158,8 +164,8 @@ def check_complete(df: pd.DataFrame, path: Path, class_names, train_dir: Path, t
                    test_dir: Path, test_images: Sequence[str]) -> list[Problem]:
     """What train.csv's rows (`df`, checked by `check_rows`) and the dataset's folders leave out
     (check `dataset_complete`, a warning: the audit runs on what there is): an image without a row
-    for each class (read as not labelled there), a .jpg of `train_dir` that train.csv never names (left
-    out), and no .jpg in `test_dir` (no test split)."""
+    for each class (read as not labelled there), a JPEG of `train_dir` that train.csv never names (left
+    out), and no JPEG in `test_dir` (no test split)."""
     problems: list[Problem] = []
     parts = df["Image_Label"].str.rpartition("_")
     listed = parts.groupby(0, sort=False)[2].agg(set)
@@ -173,7 +179,7 @@ def check_complete(df: pd.DataFrame, path: Path, class_names, train_dir: Path, t
         problems.append(Problem("dataset_complete", str(Path(train_dir) / name),
                                 "not in train.csv; left out of the audit"))
     if not test_images:
-        what = "no .jpg images" if Path(test_dir).is_dir() else "no such folder"
+        what = "no JPEG images" if Path(test_dir).is_dir() else "no such folder"
         problems.append(Problem("dataset_complete", str(test_dir), f"{what}; the test split is empty"))
     return problems
 

@@ -103,7 +103,7 @@ def test_what_train_csv_and_the_folders_leave_out_is_named(tmp_path):
     assert {p.check for p in problems} == {"dataset_complete"}
     (tmp_path / "test_images").mkdir()
     assert str(labels.check_complete(rows, path, ["Fish"], tmp_path / "train_images", ["a.jpg", "c.jpeg"],
-                                     tmp_path / "test_images", [])[0]).endswith("no .jpg images; the test split is empty")
+                                     tmp_path / "test_images", [])[0]).endswith("no JPEG images; the test split is empty")
     assert labels.check_complete(rows, path, ["Fish"], tmp_path / "train_images", ["a.jpg"], tmp_path, ["t.jpg"]) == []
 
 
@@ -112,3 +112,16 @@ def test_spaces_around_a_label_are_named_with_the_line(tmp_path):
     path.write_text("Image_Label,EncodedPixels\n a.jpg_Fish,\n")
     problems = labels.check_rows(labels.read_train_csv(path), path, labels.NOTEBOOK_CLASS_ORDER, (10, 10))
     assert [str(p) for p in problems] == [f"{path} line 2 (' a.jpg_Fish'): Image_Label has spaces around it; remove them"]
+
+
+def test_a_stray_quote_is_named_where_its_row_starts_and_blank_lines_and_a_trailing_comma_are_read(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("Image_Label,EncodedPixels\na.jpg_Fish,\n\"b.jpg_Fish,1 2\n" + "c.jpg_Fish,\n" * 50)
+    with pytest.raises(labels.DatasetError, match=f"{path} line 3: not a readable CSV"):
+        labels.read_train_csv(path)
+    path.write_text("\n  \nImage_Label,EncodedPixels,\na.jpg_Fish,1 2,\n   \nb.jpg_Fish,\n")
+    rows = labels.read_train_csv(path)
+    assert list(rows["Image_Label"]) == ["a.jpg_Fish", "b.jpg_Fish"] and list(rows["line"]) == [4, 6]
+    path.write_text(" \n\n")
+    with pytest.raises(labels.DatasetError, match="the file is empty"):
+        labels.read_csv(path, ["Image_Label"])
