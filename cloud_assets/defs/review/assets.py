@@ -62,9 +62,10 @@ def build(settings: Settings, sharding: Sharding) -> list:
         label_review applied to train.csv; `proposed_masks.csv` lists the proposed masks (boxes, from the
         fold audit's models) that it contains. Every version is also kept in
         `$CLOUD_ASSETS_VAR_DIR/corrections/<review>-<train.csv>-<train_corrected.csv>/` (each file's SHA-256,
-        shortened). A bad review fails the check `review_applies`, naming the file and line; a review that gives fewer label
-        changes than the latest corrections of this train.csv (missing or empty, after corrections) fails
-        `keeps_corrections` unless the run config says `allow_fewer_changes`. Then nothing is written."""
+        shortened). A bad review fails the check `review_applies`, naming the file and line; a review that
+        gives fewer label changes than the latest corrections of this train.csv (missing or empty, after
+        corrections) fails `keeps_corrections` unless the run config says `allow_fewer_changes`. Then
+        nothing is written."""
         path = dataset.review_file
         labelled = LabelTable(label_table)
         rows, shape = labelled.rows, tuple(labelled.meta["original_shape"])
