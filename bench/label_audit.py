@@ -52,7 +52,8 @@ import dagster as dg  # noqa: E402
 
 from cloud_assets.constants import PRECISION_LEVEL  # noqa: E402
 from cloud_assets.definitions import asset, build_defs  # noqa: E402
-from cloud_assets.defs.audit.assets import AuditTraining, sharpened_proposals  # noqa: E402
+from cloud_assets.defs.audit.assets import AuditTraining  # noqa: E402
+from cloud_assets.lib.audit.sharpen import sharpened_proposals  # noqa: E402
 from cloud_assets.eval import scoring, weights  # noqa: E402
 from cloud_assets.lib.saliency import methods as saliency_methods  # noqa: E402
 from cloud_assets.lib.audit.kinds import ISSUE_OF_NOISE  # noqa: E402
@@ -243,7 +244,7 @@ def rank_dataset(noisy: Path, store: Store, trees: dict | None = None, scored: b
 
 def sharpener(store: Store, classes):
     """ranking -> the proposals of its first CLOUD_ASSETS_SHARPENED rows sharpened by their images, as
-    label_issues draws them (`defs.audit.assets.sharpened_proposals`)."""
+    label_issues draws them (`lib.audit.sharpen.sharpened_proposals`)."""
     predictions = {key: store.get(f"audit_predictions@{key}") for key in SETTINGS.fold_keys}
     bundles = [store.get(name) for name in ("audit_folds", "image_cache", "label_table")]
     return lambda ranking: sharpened_proposals(ranking.head(SETTINGS.sharpened), predictions, *bundles, classes,

@@ -56,11 +56,6 @@ def code_version(settings: Settings, with_class_network: bool = True) -> str:
 MODELS = "audit-models"  # under CLOUD_ASSETS_VAR_DIR: every fold model trained, by its training set
 
 
-def _training_set(folds: pd.DataFrame, fold: int):
-    assigned = folds["fold"].to_numpy()
-    return np.flatnonzero(assigned != fold), np.flatnonzero(assigned == fold)
-
-
 class AuditTraining(dg.Config):
     """How the fold models train (`lib.audit.network.TrainingConfig`), at the profile's size and widths
     (CLOUD_ASSETS_AUDIT_PROFILE, CLOUD_ASSETS_AUDIT_SIZE); unset, the profile's, which fit the demo's
@@ -90,79 +85,6 @@ class AuditTraining(dg.Config):
     def class_training(self, profile: str, size: tuple[int, int]) -> audit.ClassConfig:
         return audit.ClassConfig(size=size, epochs=self.class_epochs or audit.PROFILES[profile].class_epochs,
                                  batch_size=self.batch_size, seed=self.seed)
-
-
-def _candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, classes, fold_keys) -> np.ndarray:
-    """float16 `(candidates, h, w)`: each candidate's class probability per pixel, from the audit
-    model of its image's fold."""
-    folds = AuditFolds(audit_folds).folds
-    fold = dict(zip(folds["image"], folds["fold"]))
-    predictions = {key: AuditPredictions(p) for key, p in audit_predictions.items()}
-    rows = {key: {i: k for k, i in enumerate(p.images["image"])} for key, p in predictions.items()}
-    out = []
-    for image, cls in zip(candidates["image"], candidates["class"]):
-        key = fold_keys[fold[image]]
-        out.append(predictions[key].pixels[classes.index(cls), rows[key][image]])
-    return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)
-
-
-def sharpened_proposals(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, image_cache,
-                        label_table: Bundle, classes, fold_keys, report=None) -> pd.Series:
-    """The proposals of `candidates` (rows of a ranking: image, class), by row, each drawn from its
-    prediction sharpened by its image (`lib.audit.sharpen`; `image_cache` whole or in shards);
-    `report(done, total, seconds)` their progress."""
-    maps = _candidate_maps(candidates, audit_predictions, audit_folds, classes, fold_keys)
-    cache = ImageCache(image_cache)
-    where = {image: (split, k) for split in ("train", "val") for k, image in enumerate(cache.names(split)["image"])}
-    split_images = {split: cache.images(split) for split in ("train", "val")}
-    labelled = LabelTable(label_table)
-    encoded = labelled.rows.set_index("Image_Label")["EncodedPixels"]
-    names = list(candidates["image"])
-    masks = rle.decode_resized([encoded[f"{i}_{c}"] for i, c in zip(names, candidates["class"])],
-                               tuple(labelled.meta["original_shape"]), sharpen_lib.SIZE)
-
-    def image_of(name: str) -> np.ndarray:
-        split, row = where[name]
-        return np.asarray(split_images[split][row])
-
-    progress = Progress(len(names), report)
-    return pd.Series(sharpen_lib.proposals(maps, names, image_of, masks, progress.advance), index=candidates.index,
-                     dtype=object)
-
-
-def _evidence_table(frames: list[pd.DataFrame], classes) -> pd.DataFrame:
-    """The folds' evidence `frames` as one table, by image and then class in the dataset's order."""
-    table = pd.concat(frames, ignore_index=True)
-    table["class"] = pd.Categorical(table["class"], categories=classes)
-    table = table.sort_values(["image", "class"], kind="stable").reset_index(drop=True)
-    table["class"] = table["class"].astype(str)
-    return table
-
-
-def _predicted(batches, n: int, classes: int, size) -> tuple[np.ndarray, np.ndarray]:
-    """`lib.audit.network.predict`'s batches for `n` images gathered: (probabilities `(n, classes)`,
-    pixels `(classes, n, h, w)` float16)."""
-    probs, pixels = np.zeros((n, classes), np.float32), np.zeros((classes, n, *size), np.float16)
-    for start, p, pix in batches:
-        probs[start:start + len(p)], pixels[:, start:start + len(p)] = p, pix.transpose(1, 0, 2, 3)
-    return probs, pixels
-
-
-class _Models:
-    """Fold models to predict with: the folds' models share one architecture, so one model is loaded and
-    each fold's weights are loaded into it, and the prediction step is traced once."""
-
-    def __init__(self):
-        self.loaded: dict[str, Any] = {}
-
-    def __call__(self, path: Path):
-        import keras
-
-        if path.name not in self.loaded:
-            self.loaded[path.name] = keras.saving.load_model(path, compile=False)  # predicts only
-        else:
-            self.loaded[path.name].load_weights(path)
-        return self.loaded[path.name]
 
 
 def build(settings: Settings, sharding: Sharding) -> list:
@@ -290,7 +212,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         for key in context.partition_keys:
             fold = fold_keys.index(key)
             digest = digests[key]
-            train_rows, held_out = _training_set(folds, fold)
+            train_rows, held_out = folds_lib.training_set(folds, fold)
             meta = {"fold": key, "training_digest": digest, "training_images": len(train_rows),
                     "held_out_images": len(held_out), "profile": profile, "size": list(size), "widths": list(widths),
                     "texture": list(training.texture), "class_network": settings.class_network,
@@ -357,17 +279,17 @@ def build(settings: Settings, sharding: Sharding) -> list:
         inputs, folds, classes = AuditInputs(audit_inputs), AuditFolds(audit_folds).folds, dataset.class_names
         labelled = LabelTable(label_table)
         shape, rows = tuple(labelled.meta["original_shape"]), labelled.rows[["Image_Label", "EncodedPixels"]]
-        frames, models = [], _Models()
+        frames, models = [], audit.FoldModels()
         for key in fold_keys if not dataset.audit_predictions else []:
-            _, held_out = _training_set(folds, fold_keys.index(key))
+            _, held_out = folds_lib.training_set(folds, fold_keys.index(key))
             names = list(folds["image"].iloc[held_out])
-            probs, pixels = _predicted(audit.predict(models(AuditModel(audit_models[key]).model_file),
+            probs, pixels = audit.gathered(audit.predict(models(AuditModel(audit_models[key]).model_file),
                                                      inputs.unet_images(held_out)), len(names), len(classes), size)
             frames.append(audit_evidence_lib.evidence(names, classes, inputs.labels[held_out], inputs.masks[held_out],
                                                       probs, pixels))
             context.log.info(f"audit_relabels: fold {key}, {len(names)} images predicted by its first-round U-Net")
         if frames:
-            evidence = _evidence_table(frames, classes)
+            evidence = audit_evidence_lib.joined(frames, classes)
             split = TrainValSplit(train_val_split).split
             corrected, suspects, left_out = relabel_lib.relabel(
                 evidence, dict(zip(split["image"], split["split"])),
@@ -403,14 +325,14 @@ def build(settings: Settings, sharding: Sharding) -> list:
         (`lib.audit.network.ImportedPredictions`)."""
         import hashlib
 
-        out, models = {}, _Models()
+        out, models = {}, audit.FoldModels()
         inputs, relabels = AuditInputs(audit_inputs), AuditRelabels(audit_relabels)
         folds, classes = AuditFolds(audit_folds).folds, inputs.labels.shape[1]
         refit = config.refit(profile, size)
         kept_models = KeptModels(Path(var.path) / MODELS)
         for key in context.partition_keys:
             fold = fold_keys.index(key)
-            train_rows, rows = _training_set(folds, fold)
+            train_rows, rows = folds_lib.training_set(folds, fold)
             names = list(folds["image"].iloc[rows])
             fold_model = AuditModel(audit_models[key])
             imported, class_probs, meta = fold_model.meta.get("imported"), None, {}
@@ -496,7 +418,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
                     on=["image", "class"], how="left")
             frames.append(frame)
             context.log.info(f"audit_evidence: fold {key}, {len(images)} images")
-        table = _evidence_table(frames, classes)
+        table = audit_evidence_lib.joined(frames, classes)
         per_class = table.groupby(["class", "label"], sort=False)[["audit_probability", "mask_quality",
                                                                    "outside_mass", "uncovered"]].mean().round(3)
         lowest = table[table["label"] == 1].nsmallest(10, "mask_quality")[["image", "class", "mask_quality",
@@ -530,9 +452,9 @@ def build(settings: Settings, sharding: Sharding) -> list:
         split = TrainValSplit(train_val_split).split
 
         def sharpen(ranking: pd.DataFrame) -> pd.Series:
-            return sharpened_proposals(ranking.head(settings.sharpened), audit_predictions, audit_folds, image_cache,
-                                       label_table, classes, settings.fold_keys,
-                                       progress_logger(context, "label_issues: proposals sharpened", "candidates"))
+            return sharpen_lib.sharpened_proposals(
+                ranking.head(settings.sharpened), audit_predictions, audit_folds, image_cache, label_table, classes,
+                settings.fold_keys, progress_logger(context, "label_issues: proposals sharpened", "candidates"))
 
         ranked = label_issues_lib.rank(evidence, dict(zip(split["image"], split["split"])), classifier,
                                        label_issues_lib.load_trees(trees), sharpen if settings.sharpened else None)
@@ -541,7 +463,7 @@ def build(settings: Settings, sharding: Sharding) -> list:
         health = label_issues_lib.cleanlab_summary(y_true, y_pred, classes)
         issue = pd.DataFrame(health["issues"], index=wide.index, columns=classes).stack()
         ranked["cleanlab_issue"] = issue.reindex(pd.MultiIndex.from_arrays([ranked["image"], ranked["class"]])).to_numpy()
-        maps = _candidate_maps(ranked.head(ISSUES_SHOWN), audit_predictions, audit_folds, classes, settings.fold_keys)
+        maps = sharpen_lib.candidate_maps(ranked.head(ISSUES_SHOWN), audit_predictions, audit_folds, classes, settings.fold_keys)
         top = ranked.head(METADATA_ROWS)[["image", "class", "split", "kind", "other_class", "score", "audit_probability",
                                           "mask_quality"]]
         context.log.info(f"label_issues: {len(ranked)} labels of {len(wide)} images ranked "

@@ -175,6 +175,15 @@ def evidence(images, class_names, labels: np.ndarray, masks: np.ndarray, probs: 
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def joined(frames: list[pd.DataFrame], class_names) -> pd.DataFrame:
+    """The folds' evidence `frames` as one table, by image and then class in the dataset's order."""
+    table = pd.concat(frames, ignore_index=True)
+    table["class"] = pd.Categorical(table["class"], categories=class_names)
+    table = table.sort_values(["image", "class"], kind="stable").reset_index(drop=True)
+    table["class"] = table["class"].astype(str)
+    return table
+
+
 def class_attention(images, class_names, masks: np.ndarray, pixels: np.ndarray, gradcam: np.ndarray,
                     guided_backprop: np.ndarray) -> pd.DataFrame:
     """`image`, `class` and the `CLASS_ATTENTION` columns per (image, class): where the class network's

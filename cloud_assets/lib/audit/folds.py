@@ -49,6 +49,12 @@ def assign(images, combos, k: int, previous: dict[str, int] | None = None) -> np
     return folds
 
 
+def training_set(folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows of `folds` (image, fold) that fold `fold`'s model trains on, the rows it predicts)."""
+    assigned = folds["fold"].to_numpy()
+    return np.flatnonzero(assigned != fold), np.flatnonzero(assigned == fold)
+
+
 def training_digest(table: pd.DataFrame, fold: int, columns) -> str:
     """SHA-256 of what fold `fold`'s model trains on: the name and `columns` (labels, and their masks'
     digests) of every image outside the fold, in name order. Equal digests, equal training sets."""

@@ -19,6 +19,7 @@ import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -561,6 +562,32 @@ def predict(model, images: np.ndarray, batch_size: int = 32):
         classes = np.mean([np.asarray(out["classes"], np.float32) for _, out in outs], axis=0)
         pixels = np.mean([np.flip(np.asarray(out["pixels"], np.float32), axes) for axes, out in outs], axis=0)
         yield start, classes, pixels.transpose(0, 3, 1, 2).astype(np.float16)
+
+
+def gathered(batches, n: int, classes: int, size) -> tuple[np.ndarray, np.ndarray]:
+    """`predict`'s batches for `n` images gathered: (probabilities `(n, classes)`, pixels `(classes, n, h,
+    w)` float16)."""
+    probs, pixels = np.zeros((n, classes), np.float32), np.zeros((classes, n, *size), np.float16)
+    for start, p, pix in batches:
+        probs[start:start + len(p)], pixels[:, start:start + len(p)] = p, pix.transpose(1, 0, 2, 3)
+    return probs, pixels
+
+
+class FoldModels:
+    """Fold models to predict with: the folds' models share one architecture, so one model is loaded and
+    each fold's weights are loaded into it, and the prediction step is traced once."""
+
+    def __init__(self):
+        self.loaded: dict[str, Any] = {}
+
+    def __call__(self, path: Path):
+        import keras
+
+        if path.name not in self.loaded:
+            self.loaded[path.name] = keras.saving.load_model(path, compile=False)  # predicts only
+        else:
+            self.loaded[path.name].load_weights(path)
+        return self.loaded[path.name]
 
 
 class ImportedPredictions:

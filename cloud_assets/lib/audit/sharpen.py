@@ -16,9 +16,17 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from cloud_assets.lib.audit.evidence import MIN_REGION
+from cloud_assets.lib.audit.folds import AuditFolds
+from cloud_assets.lib.audit.network import AuditPredictions
+from cloud_assets.lib.data import rle
+from cloud_assets.lib.data.images import ImageCache
+from cloud_assets.lib.data.labels import LabelTable
+from cloud_assets.lib.progress import Progress
 from cloud_assets.lib.saliency.attention import boxes_text, proposed_fix
+from cloud_assets.lib.store import Bundle
 
 SIZE = (128, 192)     # (h, w) the sharpened map is drawn at: twice the `fast` audit size
 SCALES = (1.0, 2.0, 4.0, 8.0)  # the texture energy's scales (sigmas, in pixels of the image as given)
@@ -82,3 +90,41 @@ def proposals(maps: np.ndarray, names: Sequence[str], image_of: Callable[[str], 
             out[k] = boxes_text(proposed_fix(sharpened(maps[k], feats), masks[k].astype(bool), MIN_REGION))
             advance()
     return out
+
+
+def candidate_maps(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, classes, fold_keys) -> np.ndarray:
+    """float16 `(candidates, h, w)`: each candidate's class probability per pixel, from the audit
+    model of its image's fold."""
+    folds = AuditFolds(audit_folds).folds
+    fold = dict(zip(folds["image"], folds["fold"]))
+    predictions = {key: AuditPredictions(p) for key, p in audit_predictions.items()}
+    rows = {key: {i: k for k, i in enumerate(p.images["image"])} for key, p in predictions.items()}
+    out = []
+    for image, cls in zip(candidates["image"], candidates["class"]):
+        key = fold_keys[fold[image]]
+        out.append(predictions[key].pixels[classes.index(cls), rows[key][image]])
+    return np.stack(out) if out else np.zeros((0, 1, 1), np.float16)
+
+
+def sharpened_proposals(candidates: pd.DataFrame, audit_predictions, audit_folds: Bundle, image_cache,
+                        label_table: Bundle, classes, fold_keys, report=None) -> pd.Series:
+    """The proposals of `candidates` (rows of a ranking: image, class), by row, each drawn from its
+    prediction sharpened by its image (`proposals`; `image_cache` whole or in shards);
+    `report(done, total, seconds)` their progress."""
+    maps = candidate_maps(candidates, audit_predictions, audit_folds, classes, fold_keys)
+    cache = ImageCache(image_cache)
+    where = {image: (split, k) for split in ("train", "val") for k, image in enumerate(cache.names(split)["image"])}
+    split_images = {split: cache.images(split) for split in ("train", "val")}
+    labelled = LabelTable(label_table)
+    encoded = labelled.rows.set_index("Image_Label")["EncodedPixels"]
+    names = list(candidates["image"])
+    masks = rle.decode_resized([encoded[f"{i}_{c}"] for i, c in zip(names, candidates["class"])],
+                               tuple(labelled.meta["original_shape"]), SIZE)
+
+    def image_of(name: str) -> np.ndarray:
+        split, row = where[name]
+        return np.asarray(split_images[split][row])
+
+    progress = Progress(len(names), report)
+    return pd.Series(proposals(maps, names, image_of, masks, progress.advance), index=candidates.index,
+                     dtype=object)
