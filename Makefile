@@ -4,17 +4,16 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-# Dagster's command line, started in the dataset's var folder: in this folder it would load ./.env over
-# the environment
-DAGSTER_OUTSIDE = mkdir -p "$(CLOUD_ASSETS_VAR_DIR)" && cd "$(CLOUD_ASSETS_VAR_DIR)" && \
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(CURDIR)/$(VENV)/bin/dagster
 STAMP := $(VENV)/.installed
 LAUNCH := $(VENV)/bin/cloud-assets launch
 # .env in this folder, if there is one: its KEY=value lines (no quotes; KEY=${KEY:-value} too) are
 # defaults, which the environment and make's command line override. Dagster's command line would load
 # ./.env over the environment, so every target starts it in a folder of its own (cloud-assets run,
-# launch and ui; DAGSTER_OUTSIDE). ENV_FILE=FILE reads another file; ENV_FILE= none.
+# launch, ui and validate). ENV_FILE=FILE reads another file; ENV_FILE= none; make demo none.
 ENV_FILE ?= .env
+ifneq ($(filter demo,$(MAKECMDGOALS)),)
+ENV_FILE :=
+endif
 ifneq ($(wildcard $(ENV_FILE)),)
 include $(ENV_FILE).mk
 $(ENV_FILE).mk: $(ENV_FILE)
@@ -91,7 +90,7 @@ test-fast: install
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e" -q
 
 definitions: install
-	$(DAGSTER_OUTSIDE) definitions validate -m cloud_assets.definitions
+	@$(VENV)/bin/cloud-assets validate
 
 $(DEMO_DATA)/train.csv: | $(STAMP)
 	$(VENV)/bin/cloud-assets synth --out $(DEMO_DATA) $(DEMO_SIZE)
@@ -99,9 +98,10 @@ $(DEMO_DATA)/train.csv: | $(STAMP)
 $(DEMO_MODEL): | $(DEMO_DATA)/train.csv
 	$(VENV)/bin/cloud-assets train --data $(DEMO_DATA) --out $(DEMO_MODEL) $(DEMO_TRAIN)
 
-# the demo: its dataset and classifier, then every asset, whatever .env or the environment configure
+# the demo: its dataset and classifier, then every asset; .env is not read, and the dataset, model, var
+# folder and Dagster instance are the demo's whatever the environment says
 demo: install $(DEMO_DATA)/train.csv $(DEMO_MODEL)
-	@$(MAKE) --no-print-directory run CLOUD_ASSETS_DATA_DIR=$(DEMO_DATA) CLOUD_ASSETS_MODEL_PATH=$(DEMO_MODEL) \
+	@$(MAKE) --no-print-directory run ENV_FILE= CLOUD_ASSETS_DATA_DIR=$(DEMO_DATA) CLOUD_ASSETS_MODEL_PATH=$(DEMO_MODEL) \
 		CLOUD_ASSETS_VAR_DIR=$(CURDIR)/var DAGSTER_HOME=$(CURDIR)/var/dagster
 	@echo "Demo dataset: $(DEMO_DATA) (label_noise.csv lists the injected label errors)"
 
@@ -118,10 +118,11 @@ run: install
 where:
 	@echo "Dataset:      $(CLOUD_ASSETS_DATA_DIR)"
 	@echo "Model:        $(CLOUD_ASSETS_MODEL_PATH)"
+	@echo "Review:       $(REVIEW_FILE)  (make review REVIEW=FILE puts a reviewer's file there)"
 	@echo "Assets:       $(CLOUD_ASSETS_VAR_DIR)/store/<asset>/  (.npy, .parquet, .json)"
 	@echo "Report site:  $(CLOUD_ASSETS_VAR_DIR)/site/index.html  (make serve: http://127.0.0.1:$(SERVE_PORT))"
 	@echo "Dagster home: $(DAGSTER_HOME)"
-	@echo "Open the UI:  make ui   (then http://127.0.0.1:3000)"
+	@echo "Open the UI:  make ui   (then http://$(UI_HOST):$(UI_PORT))"
 
 # the webserver listens on loopback only; UI_HOST=0.0.0.0 exposes it to the network
 UI_HOST ?= 127.0.0.1

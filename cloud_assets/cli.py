@@ -111,6 +111,12 @@ def _ui(args) -> int:
     return ui(args.host, args.port, _logs().parent / "ui")
 
 
+def _validate(args) -> int:
+    from cloud_assets.launch import validate
+
+    return validate()
+
+
 def _score_review(args) -> int:
     import pandas as pd
 
@@ -240,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="the address the webserver listens on (default loopback only)")
     p.add_argument("--port", type=int, default=3000, help="the webserver's port (default 3000)")
     p.set_defaults(func=_ui)
+    p = sub.add_parser("validate", help="dagster definitions validate on this project, started as run and launch start "
+                                        "dg (make definitions)")
+    p.set_defaults(func=_validate)
     p = sub.add_parser("score-review", help="on a synthetic dataset: how many of a review's decisions name an "
                                             "injected error (label_noise.csv)")
     p.add_argument("--data", type=Path, required=True, help="a folder cloud-assets synth or renoise wrote")

@@ -1,16 +1,16 @@
 """`cloud-assets launch` and `cloud-assets run`: `dg launch` with what a person reads in the terminal.
-The run's own console (Dagster's DEBUG events, TensorFlow's C++ lines) goes to a log file; the
-terminal shows the assets' progress lines (counts, rates, ETAs), each step as it ends, failed checks
-and errors, read from the run's event log in the Dagster instance, which keeps every event (the UI's
+The run's own console (dg's lines, the runs' warnings and errors, TensorFlow's C++ lines) goes to a
+log file; the terminal shows the assets' progress lines (counts, rates, ETAs), each step as it ends,
+failed checks and errors, read from the run's event log in the Dagster instance, which keeps every event (the UI's
 Runs page shows them).
 
 `cloud-assets run` (make run) observes the sources, then materializes only the assets that Dagster
 finds stale or missing: in runs of its own on one machine, or as one backfill that the Dagster
 daemon runs where an executor spreads the work (Celery, Kubernetes), followed to its end.
 
-dg runs in a folder of its own, never the one it was started from: Dagster's command line loads
-`./.env` over the environment, and make has already read `.env` as defaults the environment
-overrides."""
+dg runs in a folder of its own, `$CLOUD_ASSETS_VAR_DIR/logs`, never the one it was started from nor
+the log's: Dagster's command line loads `./.env` over the environment, and make has already read
+`.env` as defaults the environment overrides."""
 from __future__ import annotations
 
 import datetime
@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+
+from cloud_assets.settings import DEFAULT_VAR_DIR
 
 # the run's console logger prints warnings and errors only; the event log still records everything
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -46,6 +48,8 @@ def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) 
     log_path = log_path.resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     dg_bin = Path(sys.executable).parent / "dg"
+    env = dg_environment()
+    folder = dg_folder(env)
     say(f"dg launch {' '.join(args)}   (its console: {log_path})")
     instance = dg.DagsterInstance.get()
     try:
@@ -53,7 +57,7 @@ def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) 
         with open(log_path, "a") as log:
             proc = subprocess.Popen([str(dg_bin), "launch", *args, "-m", "cloud_assets.definitions",
                                      "--config-json", json.dumps(QUIET)],
-                                    stdout=log, stderr=subprocess.STDOUT, env=dg_environment(), cwd=log_path.parent)
+                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
             watcher = _Watcher(instance, since, say)
             while proc.poll() is None:
                 watcher.poll()
@@ -70,12 +74,29 @@ def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) 
 
 def dg_environment() -> dict:
     """This process's environment for dg, started in another folder: the path variables absolute
-    (relative to this folder), the virtual environment named."""
+    (relative to this folder; CLOUD_ASSETS_VAR_DIR unset, its default here), the virtual environment named."""
     env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
+    env["CLOUD_ASSETS_VAR_DIR"] = env.get("CLOUD_ASSETS_VAR_DIR") or DEFAULT_VAR_DIR
     for name in PATH_VARIABLES:
         if env.get(name):
             env[name] = str(Path(env[name]).absolute())
     return env
+
+
+def dg_folder(env: dict) -> Path:
+    """The folder dg starts in, created: `logs/` in the var folder of `env` (`dg_environment`), which holds
+    no .env, wherever a log goes."""
+    folder = Path(env["CLOUD_ASSETS_VAR_DIR"]) / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def validate() -> int:
+    """make definitions: `dagster definitions validate` on cloud_assets.definitions, started as dg is
+    (`dg_environment`, `dg_folder`). Returns its exit status."""
+    env = dg_environment()
+    return subprocess.call([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m",
+                            "cloud_assets.definitions"], env=env, cwd=dg_folder(env))
 
 
 def ui(host: str, port: int, folder: Path) -> int:

@@ -50,3 +50,18 @@ def test_variables_that_point_at_the_wrong_thing(tmp_path, small_dataset):
         message = cases[name][2]
         assert proc.returncode != 0, f"{name}: the command succeeded:\n{out[-2000:]}"
         assert message in out, f"{name}: {message!r} not in the output:\n{out[-3000:]}"
+
+
+def test_launch_without_var_dir_writes_under_var_here_and_never_reads_the_log_folder_s_env(tmp_path, small_dataset):
+    """`cloud-assets launch` started in a folder without CLOUD_ASSETS_VAR_DIR stores under ./var there (its
+    default), wherever --log puts the log, and dg never loads a .env beside the log."""
+    here, logs = tmp_path / "here", tmp_path / "project"
+    here.mkdir()
+    logs.mkdir()
+    (logs / ".env").write_text(f"CLOUD_ASSETS_DATA_DIR={tmp_path / 'nowhere'}\n")
+    env = run_env(dagster_home(tmp_path), small_dataset, var_dir=None)
+    done = subprocess.run([str(Path(sys.executable).parent / "cloud-assets"), "launch", "--log", str(logs / "run.log"),
+                           "--assets", "label_table"], cwd=here, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (here / "var" / "store" / "label_table").exists()
+    assert (logs / "run.log").exists() and not (logs / "var").exists()

@@ -40,6 +40,24 @@ def test_each_dataset_has_its_own_var_folder_chosen_by_env_or_dot_env(tmp_path):
     assert "CLOUD_ASSETS_MODEL_CHECK_CRON = */2 * * * *" in _make(tmp_path, "-p", "where")
 
 
+def test_demo_reads_no_dot_env(tmp_path):
+    """`make demo` runs the demo whatever .env says: here a review file of another dataset's, which the
+    demo's label_review observation would read."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / ".env").write_text("CLOUD_ASSETS_REVIEW_PATH=/data/clouds/label_review.csv\n"
+                                   "CLOUD_ASSETS_AUDIT_PROFILE=strong\n")
+    assert _where(tmp_path)["Review"].startswith("/data/clouds/label_review.csv")
+    for name in ("requirements.lock", "pyproject.toml", ".venv/.installed"):  # installed, after what it needs
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, (1e9 + len(name.split("/")), 1e9 + len(name.split("/"))))
+    demo = _make(tmp_path, "-n", "-o", f"{tmp_path}/var/demo-data/train.csv", "-o", f"{tmp_path}/var/demo-model.keras",
+                 "demo")
+    assert f'echo "Review:       {tmp_path}/var/demo-data/label_review.csv' in demo
+    assert "strong" not in _make(tmp_path, "-n", "-p", "-o", f"{tmp_path}/var/demo-data/train.csv", "-o",
+                                 f"{tmp_path}/var/demo-model.keras", "demo")
+
+
 def _runs(home: Path) -> list:
     from tests.helpers import open_instance
 
