@@ -108,7 +108,7 @@ def _run(args) -> int:
 def _ui(args) -> int:
     from cloud_assets.launch import ui
 
-    return ui(args.host, args.port, _logs().parent / "ui")
+    return ui(args.host, args.port)
 
 
 def _validate(args) -> int:

@@ -83,10 +83,10 @@ def dg_environment() -> dict:
     return env
 
 
-def dg_folder(env: dict) -> Path:
-    """The folder dg starts in, created: `logs/` in the var folder of `env` (`dg_environment`), which holds
-    no .env, wherever a log goes."""
-    folder = Path(env["CLOUD_ASSETS_VAR_DIR"]) / "logs"
+def dg_folder(env: dict, name: str = "logs") -> Path:
+    """The folder dg starts in, created: `name` in the var folder of `env` (`dg_environment`), which
+    holds no .env, wherever a log goes."""
+    folder = Path(env["CLOUD_ASSETS_VAR_DIR"]) / name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -99,14 +99,14 @@ def validate() -> int:
                             "cloud_assets.definitions"], env=env, cwd=dg_folder(env))
 
 
-def ui(host: str, port: int, folder: Path) -> int:
-    """make ui: `dagster dev` (webserver, daemon, code server) on cloud_assets.definitions, started in
-    `folder`, which holds no .env, with the path variables absolute. Replaces this process."""
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chdir(folder)
+def ui(host: str, port: int) -> int:
+    """make ui: `dagster dev` (webserver, daemon, code server) on cloud_assets.definitions, started in the
+    var folder's `ui/` (`dg_folder`), with the path variables absolute (`dg_environment`, relative to the
+    folder this was started in). Replaces this process."""
+    env = dg_environment()
+    os.chdir(dg_folder(env, "ui"))
     dagster = str(Path(sys.executable).parent / "dagster")
-    os.execve(dagster, [dagster, "dev", "-m", "cloud_assets.definitions", "--host", host, "--port", str(port)],
-              dg_environment())
+    os.execve(dagster, [dagster, "dev", "-m", "cloud_assets.definitions", "--host", host, "--port", str(port)], env)
 
 
 def run(log_path: Path, say: Callable[[str], None] = print) -> int:

@@ -1,13 +1,15 @@
 """The CLOUD_ASSETS_* variables, as a user sets them for the `dagster` command: each one that points
 nowhere, or at a file where a folder is expected (or the reverse), stops the run with a message
 that names the variable's value and what was expected."""
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import dagster_home, run_env
+from tests.helpers import dagster_home, free_port, run_env
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier (make test-fast leaves it out)
 
@@ -65,3 +67,26 @@ def test_launch_without_var_dir_writes_under_var_here_and_never_reads_the_log_fo
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (here / "var" / "store" / "label_table").exists()
     assert (logs / "run.log").exists() and not (logs / "var").exists()
+
+
+def test_ui_makes_relative_paths_absolute_from_where_it_started(tmp_path, small_dataset):
+    """`cloud-assets ui` starts dagster dev in the var folder's ui/, every path variable made absolute
+    from the folder it was started in, not from ui/ (read from the environment of the process it became)."""
+    here = tmp_path / "here"
+    shutil.copytree(small_dataset, here / "data")
+    env = {**run_env(dagster_home(tmp_path), "data", var_dir=None), "CLOUD_ASSETS_REVIEW_PATH": "reviews/r.csv"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "cloud-assets"), "ui", "--port", str(free_port())],
+                            cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while "dagster" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        environ = dict(v.split("=", 1) for v in Path(f"/proc/{proc.pid}/environ").read_bytes().decode().split("\0") if v)
+        cwd = Path(f"/proc/{proc.pid}/cwd").resolve()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert cwd == here / "var" / "ui"
+    assert environ["CLOUD_ASSETS_DATA_DIR"] == str(here / "data")
+    assert environ["CLOUD_ASSETS_VAR_DIR"] == str(here / "var")
+    assert environ["CLOUD_ASSETS_REVIEW_PATH"] == str(here / "reviews" / "r.csv")
