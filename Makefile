@@ -136,12 +136,15 @@ site: install
 	@$(LAUNCH) --assets corrected_labels,report_site
 	@echo "Report site: $(CLOUD_ASSETS_VAR_DIR)/site/index.html"
 
-# apply the reviewer's decisions: REVIEW=FILE (downloaded from the Label issues page) is copied to
-# REVIEW_FILE first; without it, the file already there
+# apply the reviewer's decisions: REVIEW=FILE (downloaded from the Label issues page) is checked and put
+# at REVIEW_FILE first (cloud-assets review: a file that does not apply leaves the one there); without
+# it, the file already there. FEWER=1 applies a review that gives fewer label changes than the latest
+# corrections (every version stays in corrections/)
 review: install
-	$(if $(REVIEW),install -m 644 "$(REVIEW)" "$(REVIEW_FILE)")
+	$(if $(REVIEW),@$(VENV)/bin/cloud-assets review "$(REVIEW)")
 	@$(LAUNCH) --job observe_label_review
-	@$(LAUNCH) --assets corrected_labels,report_site
+	@$(LAUNCH) --assets corrected_labels,report_site $(if $(FEWER),--config-json \
+		'{"ops": {"corrected_labels": {"config": {"allow_fewer_changes": true}}}}')
 	@echo "Corrected labels: $(CLOUD_ASSETS_VAR_DIR)/store/corrected_labels/train_corrected.csv (every version: $(CLOUD_ASSETS_VAR_DIR)/corrections/)"
 
 # the project's documentation (docs/pages/) as a site, built offline and --strict

@@ -111,6 +111,35 @@ def _ui(args) -> int:
     return ui(args.host, args.port)
 
 
+def _review(args) -> int:
+    from cloud_assets.lib import review
+    from cloud_assets.lib.audit.label_issues import LabelIssues
+    from cloud_assets.lib.data import labels
+    from cloud_assets.lib.store import Store
+    from cloud_assets.settings import Settings
+
+    settings = Settings.from_env(os.environ)
+    if not settings.data_dir:
+        raise ValueError("CLOUD_ASSETS_DATA_DIR is not set: it names the dataset folder the review is for")
+    data = Path(settings.data_dir)
+    to = Path(settings.review_path) if settings.review_path else data / "label_review.csv"
+    store = Store(Path(settings.var_dir) / "store")
+    if store.stored("label_table") and store.stored("label_issues"):
+        table = labels.LabelTable(store.get("label_table"))
+        train, shape = table.rows, tuple(table.meta["original_shape"])
+        issues, against = LabelIssues(store.get("label_issues")).issues, "train.csv and the audit's last ranking"
+    else:
+        train = labels.read_csv(data / "train.csv", ["Image_Label"])
+        shape, issues, against = None, None, "train.csv (no ranking yet to check its fixes against)"
+    try:
+        n = review.place(args.file, train, issues, list(settings.classes), shape, to)
+    except review.ReviewError as e:
+        raise ValueError(f"{e}\n{to} is left as it was") from None
+    print(f"review: {args.file}: {n} decisions, checked against {against}; "
+          + ("read there" if args.file.resolve() == to.resolve() else f"placed at {to}"))
+    return 0
+
+
 def _validate(args) -> int:
     from cloud_assets.launch import validate
 
@@ -246,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="the address the webserver listens on (default loopback only)")
     p.add_argument("--port", type=int, default=3000, help="the webserver's port (default 3000)")
     p.set_defaults(func=_ui)
+    p = sub.add_parser("review", help="check a reviewer's label_review.csv as corrected_labels reads it, against "
+                                      "train.csv and the audit's last ranking, then put it where corrected_labels "
+                                      "reads it (make review); a file that does not apply leaves the one there")
+    p.add_argument("file", type=Path, help="the review file the report's Label issues page downloaded")
+    p.set_defaults(func=_review)
     p = sub.add_parser("validate", help="dagster definitions validate on this project, started as run and launch start "
                                         "dg (make definitions)")
     p.set_defaults(func=_validate)

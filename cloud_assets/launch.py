@@ -1,8 +1,8 @@
 """`cloud-assets launch` and `cloud-assets run`: `dg launch` with what a person reads in the terminal.
-The run's own console (dg's lines, the runs' warnings and errors, TensorFlow's C++ lines) goes to a
-log file; the terminal shows the assets' progress lines (counts, rates, ETAs), each step as it ends,
-failed checks and errors, read from the run's event log in the Dagster instance, which keeps every event (the UI's
-Runs page shows them).
+The run's own console (dg's lines, the executor's DEBUG events, the steps' warnings and errors,
+TensorFlow's C++ lines) goes to a log file; the terminal shows the assets' progress lines (counts,
+rates, ETAs), each step as it ends, failed checks and errors, read from the run's event log in the
+Dagster instance, which keeps every event (the UI's Runs page shows them).
 
 `cloud-assets run` (make run) observes the sources, then materializes only the assets that Dagster
 finds stale or missing: in runs of its own on one machine, or as one backfill that the Dagster
@@ -36,12 +36,31 @@ PATH_VARIABLES = ("CLOUD_ASSETS_DATA_DIR", "CLOUD_ASSETS_MODEL_PATH", "CLOUD_ASS
 DAEMON_WAIT_S = 60  # a backfill no daemon has picked up after this long is reported
 
 
+def _run_config(args: list[str]) -> tuple[list[str], dict]:
+    """(`args` without `--config-json JSON`, the run config: that JSON's, its console logger `QUIET`).
+    A config file (`-c`, `--config`) is refused: its loggers would be the run's."""
+    rest, config = list(args), {}
+    if "--config-json" in rest:
+        at = rest.index("--config-json")
+        if at + 1 == len(rest):
+            raise ValueError("--config-json: expected the run config as JSON")
+        try:
+            config = json.loads(rest[at + 1])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--config-json {rest[at + 1]!r}: not JSON ({e})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"--config-json {rest[at + 1]!r}: expected a JSON object")
+        del rest[at:at + 2]
+    if any(a in ("-c", "--config") or a.startswith("--config") for a in rest):
+        raise ValueError("cloud-assets launch takes the run config as --config-json JSON (it adds the console "
+                         "logger's); run dg launch directly for a config file")
+    return rest, {**config, **QUIET}
+
+
 def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) -> int:
     """Runs `dg launch ARGS` with its console written to `log_path`, and says the progress of the
     runs it starts. Returns dg's exit status."""
-    if any(a in ("-c", "--config", "--config-json") or a.startswith("--config") for a in args):
-        raise ValueError("cloud-assets launch sets the run's logging config itself; run dg launch directly "
-                         "for a run with its own config")
+    args, config = _run_config(args)
     if not os.environ.get("DAGSTER_HOME"):
         raise ValueError("DAGSTER_HOME is not set: it names the Dagster instance's folder (make sets it; "
                          "make where prints it)")
@@ -56,7 +75,7 @@ def launch(args: list[str], log_path: Path, say: Callable[[str], None] = print) 
         since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
         with open(log_path, "a") as log:
             proc = subprocess.Popen([str(dg_bin), "launch", *args, "-m", "cloud_assets.definitions",
-                                     "--config-json", json.dumps(QUIET)],
+                                     "--config-json", json.dumps(config)],
                                     stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
             watcher = _Watcher(instance, since, say)
             while proc.poll() is None:

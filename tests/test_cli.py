@@ -1,5 +1,6 @@
 """Every `cloud-assets` command that writes checks its arguments first and writes under a temporary
 name renamed at the end: a bad argument or a failure leaves the previous result, or nothing."""
+import json
 import shutil
 
 import pytest
@@ -118,3 +119,39 @@ def test_score_review_counts_the_decisions_that_name_injected_errors(small_datas
     assert "1 of the 1 rejected ones do" in out
     assert cli.main(["score-review", "--data", str(tmp_path)]) == 2
     assert "label_noise.csv: not found" in capsys.readouterr().err
+
+
+def test_review_names_a_bad_file_and_leaves_the_dataset_s_review(dataset_copy, tmp_path, monkeypatch, capsys):
+    """`cloud-assets review FILE` (make review REVIEW=FILE): a file that does not read is named with its
+    line and the review in the dataset folder stays; a good one is put there."""
+    monkeypatch.setenv("CLOUD_ASSETS_DATA_DIR", str(dataset_copy))
+    monkeypatch.setenv("CLOUD_ASSETS_VAR_DIR", str(tmp_path / "var"))  # no store yet: read against train.csv
+    monkeypatch.delenv("CLOUD_ASSETS_REVIEW_PATH", raising=False)
+    image = (dataset_copy / "train.csv").read_text().splitlines()[1].split("_")[0]
+    header = "image,class,decision,new_class,score,kind,reviewed_at\n"
+    there = dataset_copy / "label_review.csv"
+    there.write_text(header + f"{image},Fish,reject,,0.9,spurious label,2026-12-01T00:00:00Z\n")
+    before = there.read_bytes()
+    bad = tmp_path / "Downloads" / "label_review.csv"
+    bad.parent.mkdir()
+    bad.write_text(header + f"{image},Fish,maybe,,0.9,spurious label,2026-12-01T00:00:00Z\n")
+    assert cli.main(["review", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad} line 2: decision 'maybe'" in err and f"{there} is left as it was" in err
+    assert there.read_bytes() == before
+    bad.write_text(header + f"{image},Fish,accept,,0.9,spurious label,2026-12-01T00:00:00Z\n")
+    assert cli.main(["review", str(bad)]) == 0
+    assert there.read_bytes() == bad.read_bytes() and f"placed at {there}" in capsys.readouterr().out
+
+
+def test_launch_adds_its_console_logger_to_a_run_config_and_refuses_a_config_file():
+    from cloud_assets import launch
+
+    fewer = {"ops": {"corrected_labels": {"config": {"allow_fewer_changes": True}}}}
+    args, config = launch._run_config(["--assets", "corrected_labels", "--config-json", json.dumps(fewer)])
+    assert args == ["--assets", "corrected_labels"] and config == {**fewer, **launch.QUIET}
+    assert launch._run_config(["--job", "observe_sources"]) == (["--job", "observe_sources"], launch.QUIET)
+    for bad, message in ((["--config-json", "{ops"], "not JSON"), (["--config-json", "[1]"], "a JSON object"),
+                         (["-c", "run.yaml"], "run dg launch directly for a config file")):
+        with pytest.raises(ValueError, match=message):
+            launch._run_config(bad)

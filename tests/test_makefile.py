@@ -36,7 +36,10 @@ def test_each_dataset_has_its_own_var_folder_chosen_by_env_or_dot_env(tmp_path):
     assert other["Dataset"] == "/data/other" and other["Dagster home"] == f"{tmp_path}/var/datasets/other/dagster"
     # and the review goes where corrected_labels reads it
     commands = _make(tmp_path, "-n", "-o", "install", "review", "REVIEW=/home/me/Downloads/label_review.csv")
-    assert 'install -m 644 "/home/me/Downloads/label_review.csv" "/data/clouds/label_review.csv"' in commands
+    assert '.venv/bin/cloud-assets review "/home/me/Downloads/label_review.csv"' in commands
+    assert "allow_fewer_changes" not in commands
+    fewer = _make(tmp_path, "-n", "-o", "install", "review", "REVIEW=/home/me/Downloads/label_review.csv", "FEWER=1")
+    assert """--config-json '{"ops": {"corrected_labels": {"config": {"allow_fewer_changes": true}}}}'""" in fewer
     assert "CLOUD_ASSETS_MODEL_CHECK_CRON = */2 * * * *" in _make(tmp_path, "-p", "where")
 
 

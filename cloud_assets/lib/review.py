@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -158,6 +159,29 @@ def apply_what_fits(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFr
         return apply(train, review[~review["line"].isin(lines)], issues, shape, path)[0], len(lines)
 
 
+def place(path: Path, train: pd.DataFrame, issues: pd.DataFrame | None, class_names, shape, to: Path) -> int:
+    """Puts the review file `path` at `to` (where `corrected_labels` reads it; replaced whole, at once)
+    once it is read as `corrected_labels` reads it, its images and classes those of train.csv's rows
+    `train`, and its accepted decisions fit them and the ranking `issues` (`apply`; None before the
+    audit's first ranking: the reading alone). Returns how many decisions it holds; ReviewError naming
+    `path` and its lines, and `to` left as it was, when it does not."""
+    images = train["Image_Label"].str.rpartition("_")[0].unique()
+    decisions = read(path, images, class_names)
+    if issues is not None:
+        apply(train, decisions, issues, shape, path)
+    if Path(path).resolve() != Path(to).resolve():
+        staged = Path(to).with_name(f".{Path(to).name}.placing")
+        shutil.copyfile(path, staged)
+        os.replace(staged, to)
+    return len(decisions)
+
+
+def _why(labels_seen: str) -> str:
+    """What a decision that does not fit train.csv says of why: without the labels' version the page
+    showed (an older page's file), that they may have changed since the review."""
+    return "" if labels_seen else "; the label has changed since the review, or the decision was edited"
+
+
 def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape: tuple[int, int],
           path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(corrected train.csv rows `Image_Label,EncodedPixels` in the original order, the changes made
@@ -189,13 +213,15 @@ def apply(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFrame, shape
         elif labels and labels != labels_digest(enc, image, class_names):
             problems.append((where, f"{image}'s labels have changed since the review (the page showed other "
                                     f"masks): decide {cls} again on the rebuilt report, or delete this line"))
+        # past the labels' version the page showed, a decision that does not fit them was made so, not outdated
         elif r.kind in (SPURIOUS, LOOSE) and not labelled(image, cls):
-            problems.append((where, f"{cls} is not labelled on {image}; the label has changed since the review"))
+            problems.append((where, f"{cls} is not labelled on {image}, so it has no mask to "
+                                    f"{'remove' if r.kind == SPURIOUS else 'replace'}" + _why(labels)))
         elif r.kind == CONFUSION and not labelled(image, r.new_class):
-            problems.append((where, f"{r.new_class} is not labelled on {image}, so it has no mask to move; the "
-                                    f"label has changed since the review"))
+            problems.append((where, f"{r.new_class} is not labelled on {image}, so it has no mask to move"
+                                    + (_why(labels) or "; choose a class labelled there as new_class")))
         elif r.kind == MISSING and labelled(image, cls):
-            problems.append((where, f"{cls} is labelled on {image} already; the label has changed since the review"))
+            problems.append((where, f"{cls} is labelled on {image} already, so it is not missing" + _why(labels)))
         elif r.kind in (MISSING, LOOSE) and not proposals.get((image, cls)):
             problems.append((where, f"no proposed mask for {image} {cls} (the audit model predicts no region "
                                     f"of the class there); draw the mask by hand"))

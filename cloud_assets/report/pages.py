@@ -231,17 +231,18 @@ def dark_page(data: ReportData, img_dir: Path, file: str) -> Page:
 CLASS_CHANGE = {SPURIOUS: "move mask to", CONFUSION: "mask of"}  # the review's class menu, per kind
 
 
-def _review_controls(r: dict, class_names) -> dict:
-    """What the Accept / Reject controls of candidate `r` offer: for a class change, the classes."""
+def _review_controls(r: dict, class_names, labelled: list[str]) -> dict:
+    """What the Accept / Reject controls of candidate `r` offer, on an image whose `labelled` classes
+    have a mask: for a class change, the classes (a class confusion's, those with a mask to move)."""
     if r["kind"] not in CLASS_CHANGE:
         return {"change": None}
+    others = labelled if r["kind"] == CONFUSION else class_names
     return {"change": CLASS_CHANGE[r["kind"]], "removable": r["kind"] == SPURIOUS, "proposed": r["other_class"],
-            "others": [c for c in class_names if c != r["class"]]}
+            "others": [c for c in others if c != r["class"]]}
 
 
-def _option_values(r: dict, class_names) -> list[str]:
-    """The values of candidate `r`'s class menu (`_review_controls`); one empty value without a menu."""
-    controls = _review_controls(r, class_names)
+def _option_values(controls: dict) -> list[str]:
+    """The values of a candidate's class menu (`_review_controls`); one empty value without a menu."""
     if not controls["change"]:
         return [""]
     return [""] * controls["removable"] + controls["others"]
@@ -270,8 +271,8 @@ def _issue_card(data: ReportData, img_dir: Path, records: list[dict], ranks: lis
     outlines = [{"color": colors[c], "path": drawn[c]} for c in labelled]
     candidates = []
     for k, r in zip(ranks, records):
-        options = []
-        for value in _option_values(r, data.class_names):
+        options, controls = [], _review_controls(r, data.class_names, labelled)
+        for value in _option_values(controls):
             after = review.after_accept(image, r["class"], r["kind"], value, enc, proposals, data.original_shape,
                                         decoded)
             goes, comes = [], []
@@ -293,7 +294,7 @@ def _issue_card(data: ReportData, img_dir: Path, records: list[dict], ranks: lis
         if split == "val":
             cam = images.write_heat(img_dir / "issues" / f"cam_{k}.png", data.gradcam[data.class_names.index(r["class"]), row],
                                     scaled=True)
-        candidates.append({"record": r, "rank": k, "options": options, "heat": f"img/issues/{heat}",
+        candidates.append({"record": r, "rank": k, "options": options, "review": controls, "heat": f"img/issues/{heat}",
                            "cam": f"img/issues/{cam}" if cam else None})
     return {"image": image, "split": split, "src": f"img/issues/{name}", "width": size[1], "height": size[0],
             "outlines": outlines, "candidates": candidates}
@@ -337,8 +338,11 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
             c["data"] = {"image": r["image"], "class": r["class"], "kind": r["kind"], "split": card["split"],
                          "score": f"{r['score']:.4f}",
                          "labels": review.labels_digest(data.encoded, r["image"], data.class_names)}
-            c["review"] = _review_controls(r, data.class_names)
     progress = review.progress(data.review, top) if data.review_summary["reviewed"] else None
+    # the review last applied, which a browser holding no decisions for the dataset starts from
+    columns = [c for c in (*review.COLUMNS, review.LABELS_SEEN) if c in data.review]
+    applied = {f"{r['image']}|{r['class']}": {c: "" if pd.isna(r[c]) else str(r[c]) for c in columns}
+               for r in data.review[columns].to_dict("records")}
     cols = ["image", "class", "split", "kind", "other_class", "score", "label", "audit_probability", "audit_cleanlab",
             "mask_quality", "outside_mass", "uncovered", "region_iou", "regions", "gap", "two_box_gain", "probability",
             "cleanlab", "attention_score"]
@@ -353,7 +357,7 @@ def label_issues_page(data: ReportData, img_dir: Path, file: str) -> Page:
                                           f"candidates", "kind", "labels")),
                   audited=len(data.issues), audited_images=data.issues["image"].nunique(), shown=len(top),
                   per_split=table(per_split), error_rates=table(error_rates.round(4)),
-                  dataset=str(data.data_dir.resolve()), class_names=data.class_names,
+                  dataset=str(data.data_dir.resolve()), applied=applied, class_names=data.class_names,
                   kind_names=sorted(top["kind"].unique()), split_names=sorted(top["split"].unique()),
                   colors=_colors(data), cards=cards, shown_images=len(cards), progress=prose.review_progress(data),
                   progress_table=table(progress[progress["listed"] > 0]) if progress is not None else None,

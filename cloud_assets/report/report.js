@@ -38,7 +38,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const dialog = document.getElementById("large-view");
   // every decision stored, less those of a listed candidate whose image's labels have changed since (a
   // site rebuilt on a new train.csv): those stay stored, but are shown undecided and not downloaded
-  const stored = () => JSON.parse(localStorage.getItem(KEY) || "{}");
+  // a browser that holds none for the dataset starts from the review last applied (corrected_labels')
+  const APPLIED = (document.getElementById("review-applied") || {}).textContent || "{}";
+  const stored = () => JSON.parse(localStorage.getItem(KEY) ?? APPLIED);
   const stale = (c, d) => !!d && !!d.labels_sha256 && d.labels_sha256 !== c.dataset.labels;
   const load = () => {
     const decisions = stored();
@@ -188,6 +190,7 @@ document.addEventListener("DOMContentLoaded", () => {
   // caught before the theme's own keys (its n and p turn the page), which then never see them
   window.addEventListener("keydown", (e) => {
     if (e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "Enter" && e.target.closest("button, a, summary")) return;  // Enter presses what has the focus
     const toggle = (name) => current && everywhere(name, !cardOf(current).classList.contains(name));
     const keys = {a: () => current && decide(current, "accept"), r: () => current && decide(current, "reject"),
                   n: () => step(1), j: () => step(1), p: () => step(-1), k: () => step(-1),

@@ -353,9 +353,20 @@ def test_bad_rows_are_named_by_file_and_line(tmp_path, row, message):
     (("a.jpg", "Flower", "accept", "Gravel", "class confusion"), "Gravel is not labelled on a.jpg"),
 ])
 def test_decisions_that_do_not_fit_the_labels_are_refused(tmp_path, row, message):
+    """Without the labels' version the page showed, the labels may have changed since the review; with
+    it, and the labels those the page showed, the decision itself does not fit them (a hand-edited row)."""
     path = _review(tmp_path, [("b.jpg", "Flower", "reject", "", "spurious label"), row])
-    with pytest.raises(review.ReviewError, match=f"line 3: .*{message}"):
+    with pytest.raises(review.ReviewError, match=f"line 3: .*{message}") as e:
         _apply(path)
+    assert "changed since the review" in str(e.value) or "no proposed mask" in message
+    enc = dict(zip(TRAIN["Image_Label"], TRAIN["EncodedPixels"]))
+    seen = [review.labels_digest(enc, image, CLASSES) for image in ("b.jpg", row[0])]
+    pd.read_csv(path, dtype=str).assign(labels_sha256=seen).to_csv(path, index=False)
+    with pytest.raises(review.ReviewError, match=f"line 3: .*{message}") as e:
+        _apply(path)
+    assert "changed since the review" not in str(e.value)
+    if row[4] == "class confusion":
+        assert "choose a class labelled there as new_class" in str(e.value)
 
 
 def test_progress_and_the_matches_with_injected_errors():
@@ -468,3 +479,25 @@ def test_what_the_page_draws_for_a_candidate_is_what_apply_writes(tmp_path, cls)
     assert set(after) == {c for c in CLASSES if written[f"c.jpg_{c}"] != enc[f"c.jpg_{c}"]}
     for c, mask in after.items():
         assert (mask.astype(bool) == rle.decode(written[f"c.jpg_{c}"], SHAPE).astype(bool)).all()
+
+
+def test_a_review_is_placed_only_once_it_applies(tmp_path):
+    """`place` (cloud-assets review, make review REVIEW=FILE) puts the reviewer's file where
+    corrected_labels reads it only when it would apply; else it names the file and its lines, and the
+    review there stays as it was."""
+    to = tmp_path / "data" / "label_review.csv"
+    to.parent.mkdir()
+    applied = _review(tmp_path / "data", [("a.jpg", "Fish", "accept", "Gravel", "spurious label")])
+    before = applied.read_bytes()
+    bad = _review(tmp_path, [("a.jpg", "Fish", "accept", "", "missing label")], name="bad.csv")
+    with pytest.raises(review.ReviewError, match=f"{bad} line 2: Fish is labelled on a.jpg already"):
+        review.place(bad, TRAIN, ISSUES, CLASSES, SHAPE, to)
+    unknown = _review(tmp_path, [("z.jpg", "Fish", "accept", "", "spurious label")], name="unknown.csv")
+    with pytest.raises(review.ReviewError, match=f"{unknown} line 2: image 'z.jpg' is not in the dataset"):
+        review.place(unknown, TRAIN, None, CLASSES, SHAPE, to)  # before any ranking: read alone
+    assert to.read_bytes() == before and sorted(p.name for p in to.parent.iterdir()) == ["label_review.csv"]
+    good = _review(tmp_path, [("b.jpg", "Sugar", "accept", "Gravel", "class confusion"),
+                              ("a.jpg", "Flower", "reject", "", "missing label")], name="good.csv")
+    assert review.place(good, TRAIN, ISSUES, CLASSES, SHAPE, to) == 2
+    assert to.read_bytes() == good.read_bytes() and sorted(p.name for p in to.parent.iterdir()) == ["label_review.csv"]
+    assert review.place(to, TRAIN, ISSUES, CLASSES, SHAPE, to) == 2  # the file already there: checked, kept

@@ -7,6 +7,7 @@ import jinja2
 import pandas as pd
 import pytest
 
+from cloud_assets.lib.audit.kinds import CONFUSION, MISSING, SPURIOUS
 from cloud_assets.report import pages, registry
 
 HOSTILE = '<script>alert(1)</script>"'
@@ -47,3 +48,16 @@ def test_a_page_is_a_template_and_a_registry_entry(monkeypatch, tmp_path):
     assert registry.navigation(Data.class_names) == [{"Extra": "extra.md"}]
     (page,) = registry.generate(Data(), tmp_path, None, log=lambda m: None)
     assert page.name == "extra.md" and page.text == "# Extra\n\n&lt;b&gt;n&lt;/b&gt; for Fish, Sugar\n"
+
+
+def test_a_class_confusion_s_menu_offers_only_the_classes_with_a_mask_to_move():
+    """Accepting a class confusion moves the chosen class's mask to the candidate's class: the menu
+    offers the classes labelled on the image; a spurious label's may move its mask to any class."""
+    classes, labelled = ["Fish", "Flower", "Sugar", "Gravel"], ["Fish", "Gravel"]
+    confusion = pages._review_controls({"kind": CONFUSION, "class": "Sugar", "other_class": "Gravel"}, classes,
+                                       labelled)
+    assert confusion["others"] == ["Fish", "Gravel"] and pages._option_values(confusion) == ["Fish", "Gravel"]
+    spurious = pages._review_controls({"kind": SPURIOUS, "class": "Fish", "other_class": ""}, classes, labelled)
+    assert pages._option_values(spurious) == ["", "Flower", "Sugar", "Gravel"]
+    assert pages._option_values(pages._review_controls({"kind": MISSING, "class": "Sugar", "other_class": ""},
+                                                       classes, labelled)) == [""]

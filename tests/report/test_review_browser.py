@@ -3,7 +3,8 @@ cards checked as rendered (one per image, at its file's aspect, labels in their 
 candidates reviewed by keyboard alone (overlays, large view, accept, reject, next), the review
 downloaded as label_review.csv, placed in the dataset folder and applied by corrected_labels; the
 corrected CSV is checked against what was decided and against the page's own words, and the rebuilt
-report shows the progress while the browser keeps the decisions. Screenshots in test-artifacts/."""
+report shows the progress while the browser keeps the decisions (another browser starts from the
+review applied). Screenshots in test-artifacts/."""
 import os
 from pathlib import Path
 
@@ -139,8 +140,10 @@ def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
                 page.keyboard.press("g" if current.get_attribute("data-split") == "val" else "h")
         count = page.locator("#review-count").text_content()
         assert count.startswith(f"20 of {n} reviewed"), count
-        with page.expect_download() as download:
-            page.click("#review-download")
+        page.focus("#review-download")  # Enter presses the button in focus, not the page's key for the large view
+        with page.expect_download(timeout=10_000) as download:
+            page.keyboard.press("Enter")
+        assert not page.locator("#large-view").evaluate("d => d.open")
         assert download.value.suggested_filename == "label_review.csv"
         download.value.save_as(dataset_copy / "label_review.csv")
 
@@ -189,6 +192,13 @@ def test_review_round_trip_through_the_browser(dataset_copy, tmp_path):
         assert page.locator(".issues li.candidate.rejected").count() == sum(d == "reject" for d, _, _ in decided.values())
         assert "20 decisions" in page.locator("article").text_content()
         page.screenshot(path=str(ARTIFACTS / "review-progress.png"), full_page=False)
+        other = browser.new_context()  # another browser, holding no decisions: it starts from the review applied
+        elsewhere = other.new_page()
+        elsewhere.goto(page_url)
+        assert elsewhere.locator("#review-count").text_content().startswith(f"20 of {n} reviewed")
+        assert elsewhere.locator(".issues li.candidate.rejected").count() == sum(
+            d == "reject" for d, _, _ in decided.values())
+        other.close()
 
         # a decision made when the image's labels were others (a site rebuilt on a new train.csv): shown
         # undecided and not downloaded, but kept in the browser

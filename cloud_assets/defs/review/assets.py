@@ -84,8 +84,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
             lost = None if config.allow_fewer_changes else review.loss(path, decisions, len(changes), previous)
             if lost:
                 problems = [Problem("keeps_corrections", str(path), f"{lost}; nothing was written (every version is "
-                                    f"kept in {kept}). To apply it on purpose, launch corrected_labels with the run "
-                                    f"config allow_fewer_changes: true")]
+                                    f"kept in {kept}). To apply it on purpose: make review FEWER=1 (the run config "
+                                    f"allow_fewer_changes: true of corrected_labels)")]
         yield from checks.results(REVIEW_CHECKS, problems)
         checks.raise_blocking(REVIEW_CHECKS, problems)
         if not path.exists():
