@@ -33,5 +33,5 @@ def raise_blocking(specs: Iterable[dg.AssetCheckSpec], problems: list[Problem]) 
     blocking = {s.name for s in specs if s.blocking}
     found = [p for p in problems if p.check in blocking]
     if found:
-        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
-        raise DatasetError(f"{len(found)} input problem(s){more}:\n" + "\n".join(str(p) for p in found[:5]))
+        first = "; the first 5" if len(found) > 5 else ""
+        raise DatasetError(f"{len(found)} input problem(s){first}:\n" + "\n".join(str(p) for p in found[:5]))

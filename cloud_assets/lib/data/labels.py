@@ -54,14 +54,14 @@ def read_csv(path: Path, columns, error=DatasetError, optional=()) -> pd.DataFra
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = rows(csv.reader(f, strict=True))
             _, header = next(reader, (0, None))
+            expected = f"'{','.join(columns)}'" + "".join(f" (and {c}, optional)" for c in optional)
             if header is None:
-                raise error(f"{path}: not a readable CSV (the file is empty; expected the header "
-                            f"'{','.join(columns)}')")
+                raise error(f"{path}: not a readable CSV (the file is empty; expected the header {expected})")
             while header[-1] == "":  # a trailing comma
                 header.pop()
             missing = [c for c in columns if c not in header]
             if missing:
-                raise error(f"{path}: missing column(s) {', '.join(missing)}; expected header '{','.join(columns)}', "
+                raise error(f"{path}: missing column(s) {', '.join(missing)}; expected header {expected}, "
                             f"found {header}{_separator_hint(header)}")
             columns = [*columns, *(c for c in optional if c in header)]
             wanted = [header.index(c) for c in columns]  # only these are kept in memory
@@ -82,7 +82,8 @@ def read_csv(path: Path, columns, error=DatasetError, optional=()) -> pd.DataFra
     except OSError as e:
         raise error(f"{path}: cannot be read ({e.strerror})") from None
     except csv.Error as e:
-        raise error(f"{path} line {ended + 1}: not a readable CSV ({e})") from None
+        why = "a quote opened there is never closed" if "unexpected end of data" in str(e) else str(e)
+        raise error(f"{path} line {ended + 1}: not a readable CSV ({why})") from None
     if ragged:
         more = f"; and {len(ragged) - 5} more" if len(ragged) > 5 else ""
         raise error(f"{path}: rows that do not fit the header '{','.join(header)}': {'; '.join(ragged[:5])}{more}")

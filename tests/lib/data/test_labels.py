@@ -117,11 +117,11 @@ def test_spaces_around_a_label_are_named_with_the_line(tmp_path):
 def test_a_stray_quote_is_named_where_its_row_starts_and_blank_lines_and_a_trailing_comma_are_read(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("Image_Label,EncodedPixels\na.jpg_Fish,\n\"b.jpg_Fish,1 2\n" + "c.jpg_Fish,\n" * 50)
-    with pytest.raises(labels.DatasetError, match=f"{path} line 3: not a readable CSV"):
+    with pytest.raises(labels.DatasetError, match=f"{path} line 3: not a readable CSV .a quote opened there is never"):
         labels.read_train_csv(path)
     path.write_text("\n  \nImage_Label,EncodedPixels,\na.jpg_Fish,1 2,\n   \nb.jpg_Fish,\n")
     rows = labels.read_train_csv(path)
     assert list(rows["Image_Label"]) == ["a.jpg_Fish", "b.jpg_Fish"] and list(rows["line"]) == [4, 6]
     path.write_text(" \n\n")
-    with pytest.raises(labels.DatasetError, match="the file is empty"):
-        labels.read_csv(path, ["Image_Label"])
+    with pytest.raises(labels.DatasetError, match="the file is empty; expected the header 'Image_Label' .and Line, opt"):
+        labels.read_csv(path, ["Image_Label"], optional=["Line"])
