@@ -112,27 +112,24 @@ def _ui(args) -> int:
 
 
 def _review(args) -> int:
+    from cloud_assets.defs.resources import build_resources
     from cloud_assets.lib import review
     from cloud_assets.lib.audit.label_issues import LabelIssues
     from cloud_assets.lib.data import labels
-    from cloud_assets.lib.store import Store
     from cloud_assets.settings import Settings
 
-    settings = Settings.from_env(os.environ)
-    if not settings.data_dir:
-        raise ValueError("CLOUD_ASSETS_DATA_DIR is not set: it names the dataset folder the review is for")
-    data = Path(settings.data_dir)
-    to = Path(settings.review_path) if settings.review_path else data / "label_review.csv"
-    store = Store(Path(settings.var_dir) / "store")
+    resources = build_resources(Settings.from_env(os.environ))
+    dataset, store = resources["dataset"], resources["var"].store
+    to = dataset.review_file
     if store.stored("label_table") and store.stored("label_issues"):
         table = labels.LabelTable(store.get("label_table"))
         train, shape = table.rows, tuple(table.meta["original_shape"])
         issues, against = LabelIssues(store.get("label_issues")).issues, "train.csv and the audit's last ranking"
     else:
-        train = labels.read_csv(data / "train.csv", ["Image_Label"])
+        train = labels.read_csv(dataset.train_csv, ["Image_Label"])
         shape, issues, against = None, None, "train.csv (no ranking yet to check its fixes against)"
     try:
-        n = review.place(args.file, train, issues, list(settings.classes), shape, to)
+        n = review.place(args.file, train, issues, dataset.class_names, shape, to)
     except review.ReviewError as e:
         raise ValueError(f"{e}\n{to} is left as it was") from None
     print(f"review: {args.file}: {n} decisions, checked against {against}; "
