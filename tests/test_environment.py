@@ -1,7 +1,9 @@
 """The CLOUD_ASSETS_* variables, as a user sets them for the `dagster` command: each one that points
 nowhere, or at a file where a folder is expected (or the reverse), stops the run with a message
 that names the variable's value and what was expected."""
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -76,15 +78,16 @@ def test_ui_makes_relative_paths_absolute_from_where_it_started(tmp_path, small_
     shutil.copytree(small_dataset, here / "data")
     env = {**run_env(dagster_home(tmp_path), "data", var_dir=None), "CLOUD_ASSETS_REVIEW_PATH": "reviews/r.csv"}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "cloud-assets"), "ui", "--port", str(free_port())],
-                            cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while "dagster" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode() and time.monotonic() < deadline:
             time.sleep(0.1)
         environ = dict(v.split("=", 1) for v in Path(f"/proc/{proc.pid}/environ").read_bytes().decode().split("\0") if v)
         cwd = Path(f"/proc/{proc.pid}/cwd").resolve()
-    finally:
-        proc.terminate()
+    finally:  # read, not served: dagster dev and what it started so far go at once
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     assert cwd == here / "var" / "ui"
     assert environ["CLOUD_ASSETS_DATA_DIR"] == str(here / "data")
