@@ -140,10 +140,11 @@ site: install
 # at REVIEW_FILE first (cloud-assets review: a file that does not apply leaves the one there); without
 # it, the file already there. FEWER=1 applies a review that gives fewer label changes than the latest
 # corrections (every version stays in corrections/)
+FEWER_ON = $(filter 1 yes true,$(FEWER))
 review: install
-	$(if $(REVIEW),@$(VENV)/bin/cloud-assets review "$(REVIEW)")
+	$(if $(REVIEW),@$(VENV)/bin/cloud-assets review "$(REVIEW)" $(if $(FEWER_ON),--fewer))
 	@$(LAUNCH) --job observe_label_review
-	@$(LAUNCH) --assets corrected_labels,report_site $(if $(FEWER),--config-json \
+	@$(LAUNCH) --assets corrected_labels,report_site $(if $(FEWER_ON),--config-json \
 		'{"ops": {"corrected_labels": {"config": {"allow_fewer_changes": true}}}}')
 	@echo "Corrected labels: $(CLOUD_ASSETS_VAR_DIR)/store/corrected_labels/train_corrected.csv (every version: $(CLOUD_ASSETS_VAR_DIR)/corrections/)"
 

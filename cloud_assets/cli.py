@@ -116,24 +116,27 @@ def _review(args) -> int:
     from cloud_assets.lib import review
     from cloud_assets.lib.audit.label_issues import LabelIssues
     from cloud_assets.lib.data import labels
+    from cloud_assets.lib.files import sha256
     from cloud_assets.settings import Settings
 
     resources = build_resources(Settings.from_env(os.environ))
-    dataset, store = resources["dataset"], resources["var"].store
+    dataset, var = resources["dataset"], resources["var"]
     to = dataset.review_file
-    if store.stored("label_table") and store.stored("label_issues"):
-        table = labels.LabelTable(store.get("label_table"))
+    if var.store.stored("label_table") and var.store.stored("label_issues"):
+        table = labels.LabelTable(var.store.get("label_table"))
         train, shape = table.rows, tuple(table.meta["original_shape"])
-        issues, against = LabelIssues(store.get("label_issues")).issues, "train.csv and the audit's last ranking"
+        issues = LabelIssues(var.store.get("label_issues")).issues
+        previous = review.latest(Path(var.path) / review.CORRECTIONS, sha256(dataset.train_csv))
+        against = "as corrected_labels will apply it (the labels and ranking of the last run, the latest corrections)"
     else:
-        train = labels.read_csv(dataset.train_csv, ["Image_Label"])
-        shape, issues, against = None, None, "train.csv (no ranking yet to check its fixes against)"
+        train, shape, issues, previous = labels.read_csv(dataset.train_csv, ["Image_Label"]), None, None, None
+        against = "against train.csv (no ranking yet to check its fixes against)"
     try:
-        n = review.place(args.file, train, issues, dataset.class_names, shape, to)
+        n, placed = review.place(args.file, train, issues, dataset.class_names, shape, previous, to, args.fewer)
     except review.ReviewError as e:
-        raise ValueError(f"{e}\n{to} is left as it was") from None
-    print(f"review: {args.file}: {n} decisions, checked against {against}; "
-          + ("read there" if args.file.resolve() == to.resolve() else f"placed at {to}"))
+        fewer = " (--fewer, make review FEWER=1: apply it on purpose)" if isinstance(e, review.FewerChanges) else ""
+        raise ValueError(f"{e}{fewer}\n{to} is left as it was") from None
+    print(f"review: {args.file}: {n} decisions, checked {against}; " + (f"placed at {to}" if placed else "read there"))
     return 0
 
 
@@ -256,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers, whose stored code runs on loading")
     p.set_defaults(func=_convert_model)
     p = sub.add_parser("launch", usage="cloud-assets launch [--log FILE] DG_LAUNCH_ARGS (--assets SELECTION or --job NAME, "
-                                       "and --partition-range; not --config)",
+                                       "--partition-range, --config-json JSON; not a config file)",
                        help="dg launch, its console to a log file; the terminal shows progress and errors")
     p.add_argument("--log", type=Path, default=None,
                    help="file the run's console is appended to (default $CLOUD_ASSETS_VAR_DIR/logs/dg-launch.log)")
@@ -276,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "train.csv and the audit's last ranking, then put it where corrected_labels "
                                       "reads it (make review); a file that does not apply leaves the one there")
     p.add_argument("file", type=Path, help="the review file the report's Label issues page downloaded")
+    p.add_argument("--fewer", action="store_true", help="a review that gives fewer label changes than the latest "
+                                                        "corrections too (they stay in corrections/)")
     p.set_defaults(func=_review)
     p = sub.add_parser("validate", help="dagster definitions validate on this project, started as run and launch start "
                                         "dg (make definitions)")

@@ -39,7 +39,10 @@ DAEMON_WAIT_S = 60  # a backfill no daemon has picked up after this long is repo
 def _run_config(args: list[str]) -> tuple[list[str], dict]:
     """(`args` without `--config-json JSON`, the run config: that JSON's, its console logger `QUIET`).
     A config file (`-c`, `--config`) is refused: its loggers would be the run's."""
-    rest, config = list(args), {}
+    rest = [part for a in args for part in (a.split("=", 1) if a.startswith("--config-json=") else [a])]
+    if rest.count("--config-json") > 1:
+        raise ValueError("--config-json: given twice; give the run config once")
+    config = {}
     if "--config-json" in rest:
         at = rest.index("--config-json")
         if at + 1 == len(rest):

@@ -151,7 +151,9 @@ def test_launch_adds_its_console_logger_to_a_run_config_and_refuses_a_config_fil
     args, config = launch._run_config(["--assets", "corrected_labels", "--config-json", json.dumps(fewer)])
     assert args == ["--assets", "corrected_labels"] and config == {**fewer, **launch.QUIET}
     assert launch._run_config(["--job", "observe_sources"]) == (["--job", "observe_sources"], launch.QUIET)
+    assert launch._run_config(["--config-json=" + json.dumps(fewer)]) == ([], {**fewer, **launch.QUIET})
     for bad, message in ((["--config-json", "{ops"], "not JSON"), (["--config-json", "[1]"], "a JSON object"),
+                         (["--config-json", "{}", "--config-json={}"], "given twice"),
                          (["-c", "run.yaml"], "run dg launch directly for a config file")):
         with pytest.raises(ValueError, match=message):
             launch._run_config(bad)

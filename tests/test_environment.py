@@ -81,8 +81,10 @@ def test_ui_makes_relative_paths_absolute_from_where_it_started(tmp_path, small_
                             cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while "dagster" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # until cloud-assets has become dagster dev (execve)
+        while [Path(a).name for a in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode().split("\0")[1:3]] != [
+                "dagster", "dev"]:  # python .../dagster dev ...
+            assert time.monotonic() < deadline, "cloud-assets ui did not become dagster dev within 60 s"
             time.sleep(0.1)
         environ = dict(v.split("=", 1) for v in Path(f"/proc/{proc.pid}/environ").read_bytes().decode().split("\0") if v)
         cwd = Path(f"/proc/{proc.pid}/cwd").resolve()

@@ -159,21 +159,42 @@ def apply_what_fits(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFr
         return apply(train, review[~review["line"].isin(lines)], issues, shape, path)[0], len(lines)
 
 
-def place(path: Path, train: pd.DataFrame, issues: pd.DataFrame | None, class_names, shape, to: Path) -> int:
-    """Puts the review file `path` at `to` (where `corrected_labels` reads it; replaced whole, at once)
-    once it is read as `corrected_labels` reads it, its images and classes those of train.csv's rows
-    `train`, and its accepted decisions fit them and the ranking `issues` (`apply`; None before the
-    audit's first ranking: the reading alone). Returns how many decisions it holds; ReviewError naming
-    `path` and its lines, and `to` left as it was, when it does not."""
+class FewerChanges(ReviewError):
+    """A review that would replace the latest corrections of train.csv by fewer label changes."""
+
+
+def evaluate(path: Path, train: pd.DataFrame, issues: pd.DataFrame, class_names, shape: tuple[int, int],
+             previous: dict | None, allow_fewer: bool = False):
+    """What `corrected_labels` writes from the review at `path` (none there: no decision): (the decisions,
+    the corrected rows, the changes, the proposed masks; `apply`), its images and classes those of
+    train.csv's rows `train`. ReviewError naming the file's lines where it does not read or fit (`read`,
+    `apply`); FewerChanges where it gives fewer label changes than the latest corrections `previous`
+    (`latest`, `loss`), unless `allow_fewer`."""
     images = train["Image_Label"].str.rpartition("_")[0].unique()
-    decisions = read(path, images, class_names)
-    if issues is not None:
-        apply(train, decisions, issues, shape, path)
-    if Path(path).resolve() != Path(to).resolve():
-        staged = Path(to).with_name(f".{Path(to).name}.placing")
-        shutil.copyfile(path, staged)
-        os.replace(staged, to)
-    return len(decisions)
+    decisions = read(path, images, class_names) if Path(path).exists() else pd.DataFrame(columns=[*COLUMNS, "line"])
+    corrected, changes, proposed = apply(train, decisions, issues, shape, path)
+    lost = None if allow_fewer else loss(path, decisions, len(changes), previous)
+    if lost:
+        raise FewerChanges(f"{path}: {lost}", [(str(path), lost)])
+    return decisions, corrected, changes, proposed
+
+
+def place(path: Path, train: pd.DataFrame, issues: pd.DataFrame | None, class_names, shape, previous: dict | None,
+          to: Path, allow_fewer: bool = False) -> tuple[int, bool]:
+    """Puts the review file `path` at `to` (where `corrected_labels` reads it; replaced whole, at once)
+    once `corrected_labels` would apply it (`evaluate`; before the audit's first ranking `issues`, None,
+    once it reads). Returns (how many decisions it holds, whether it was copied: not when `path` is
+    `to`); ReviewError naming `path` and its lines, and `to` left as it was, when it would not."""
+    if issues is None:
+        decisions = read(path, train["Image_Label"].str.rpartition("_")[0].unique(), class_names)
+    else:
+        decisions = evaluate(path, train, issues, class_names, shape, previous, allow_fewer)[0]
+    if Path(path).resolve() == Path(to).resolve():
+        return len(decisions), False
+    staged = Path(to).with_name(f".{Path(to).name}.placing")
+    shutil.copyfile(path, staged)
+    os.replace(staged, to)
+    return len(decisions), True
 
 
 def _why(labels_seen: str) -> str:
@@ -416,6 +437,9 @@ def version_name(review_sha256: str | None, train_sha256: str, corrected_sha256:
     train_corrected.csv's versions (one review of one train.csv gives other corrections when the
     audit's proposals change: each is kept)."""
     return f"{review_sha256[:12] if review_sha256 else 'no-review'}-{train_sha256[:12]}-{corrected_sha256[:8]}"
+
+
+CORRECTIONS = "corrections"  # under CLOUD_ASSETS_VAR_DIR: every version of the corrections (`keep`)
 
 
 def latest(folder: Path, train_sha256: str) -> dict | None:

@@ -87,7 +87,10 @@ document.addEventListener("DOMContentLoaded", () => {
       c.classList.toggle("accepted", !!d && d.decision === "accept");
       c.classList.toggle("rejected", !!d && d.decision === "reject");
       const select = c.querySelector("select.new-class");
-      if (d && select && d.decision === "accept") select.value = d.new_class;
+      // a class the menu no longer offers (a decision of an older page's) leaves the menu as it is
+      if (d && select && d.decision === "accept" && select.querySelector(`option[value="${CSS.escape(d.new_class)}"]`)) {
+        select.value = d.new_class;
+      }
       if (d) (d.decision === "accept" ? accepted++ : rejected++);
     });
     cards.forEach(draw);
@@ -190,7 +193,9 @@ document.addEventListener("DOMContentLoaded", () => {
   // caught before the theme's own keys (its n and p turn the page), which then never see them
   window.addEventListener("keydown", (e) => {
     if (e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
-    if (e.key === "Enter" && e.target.closest("button, a, summary")) return;  // Enter presses what has the focus
+    // Enter presses the review bar's buttons, links and summaries in focus; on a candidate's Accept or Reject,
+    // left in focus by a click while the review moved on, it opens the large view as everywhere else
+    if (e.key === "Enter" && e.target.closest(".review-bar button, a, summary")) return;
     const toggle = (name) => current && everywhere(name, !cardOf(current).classList.contains(name));
     const keys = {a: () => current && decide(current, "accept"), r: () => current && decide(current, "reject"),
                   n: () => step(1), j: () => step(1), p: () => step(-1), k: () => step(-1),

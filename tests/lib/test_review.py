@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cloud_assets import cli
 from cloud_assets.eval import scoring
 from cloud_assets.lib import review
 from cloud_assets.lib.data import rle
@@ -422,7 +423,7 @@ def _corrected(var) -> str:
 
 
 @pytest.mark.e2e
-def test_corrections_are_never_replaced_by_fewer_unless_asked(audited, dataset_copy, tmp_path):
+def test_corrections_are_never_replaced_by_fewer_unless_asked(audited, dataset_copy, tmp_path, monkeypatch, capsys):
     """A review path that is a folder, mistyped, empty or missing, and a review with fewer changes, each
     fail naming the path and keep the 4 corrections; allow_fewer_changes starts over; versions are kept."""
     tmp, model = audited
@@ -450,6 +451,21 @@ def test_corrections_are_never_replaced_by_fewer_unless_asked(audited, dataset_c
         assert not result.success, path
         assert message in failure_message(result) and str(path or dataset_copy / "label_review.csv") in failure_message(result)
         assert _corrected(var) == four, path
+    # make review REVIEW=FILE's first step (cloud-assets review) runs the same checks on the store before
+    # it replaces the review there, so a refused file never takes the applied one's place
+    monkeypatch.setenv("CLOUD_ASSETS_DATA_DIR", str(dataset_copy))
+    monkeypatch.setenv("CLOUD_ASSETS_VAR_DIR", str(var))
+    monkeypatch.setenv("CLOUD_ASSETS_REVIEW_PATH", str(full))
+    applied = full.read_bytes()
+    misfit = _review(tmp_path, [(rows[0][0], rows[0][1], "accept", "", "missing label")], "misfit.csv")
+    for path, message in [(fewer, "the review gives 2 label changes, fewer than the 4"),
+                          (misfit, f"{misfit} line 2: {rows[0][1]} is labelled on {rows[0][0]} already")]:
+        assert cli.main(["review", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and f"{full} is left as it was" in err, err
+        assert full.read_bytes() == applied
+    assert cli.main(["review", str(fewer), "--fewer"]) == 0 and full.read_bytes() == fewer.read_bytes()
+    assert "checked as corrected_labels will apply it" in capsys.readouterr().out
     result = run(empty, allow_fewer_changes=True)  # asked for: start over
     assert result.success and _corrected(var) == (dataset_copy / "train.csv").read_text()
     versions = sorted((var / "corrections").iterdir())  # the first run's (no review), the review's, the empty one's
@@ -491,13 +507,17 @@ def test_a_review_is_placed_only_once_it_applies(tmp_path):
     before = applied.read_bytes()
     bad = _review(tmp_path, [("a.jpg", "Fish", "accept", "", "missing label")], name="bad.csv")
     with pytest.raises(review.ReviewError, match=f"{bad} line 2: Fish is labelled on a.jpg already"):
-        review.place(bad, TRAIN, ISSUES, CLASSES, SHAPE, to)
+        review.place(bad, TRAIN, ISSUES, CLASSES, SHAPE, None, to)
     unknown = _review(tmp_path, [("z.jpg", "Fish", "accept", "", "spurious label")], name="unknown.csv")
     with pytest.raises(review.ReviewError, match=f"{unknown} line 2: image 'z.jpg' is not in the dataset"):
-        review.place(unknown, TRAIN, None, CLASSES, SHAPE, to)  # before any ranking: read alone
+        review.place(unknown, TRAIN, None, CLASSES, SHAPE, None, to)  # before any ranking: read alone
     assert to.read_bytes() == before and sorted(p.name for p in to.parent.iterdir()) == ["label_review.csv"]
     good = _review(tmp_path, [("b.jpg", "Sugar", "accept", "Gravel", "class confusion"),
                               ("a.jpg", "Flower", "reject", "", "missing label")], name="good.csv")
-    assert review.place(good, TRAIN, ISSUES, CLASSES, SHAPE, to) == 2
+    previous = {"changes": 2, "version": "v"}  # the latest corrections: 2 label changes
+    with pytest.raises(review.FewerChanges, match=f"{good}: the review gives 1 label changes, fewer than the 2"):
+        review.place(good, TRAIN, ISSUES, CLASSES, SHAPE, previous, to)
+    assert to.read_bytes() == before
+    assert review.place(good, TRAIN, ISSUES, CLASSES, SHAPE, previous, to, allow_fewer=True) == (2, True)
     assert to.read_bytes() == good.read_bytes() and sorted(p.name for p in to.parent.iterdir()) == ["label_review.csv"]
-    assert review.place(to, TRAIN, ISSUES, CLASSES, SHAPE, to) == 2  # the file already there: checked, kept
+    assert review.place(to, TRAIN, ISSUES, CLASSES, SHAPE, None, to) == (2, False)  # the file already there

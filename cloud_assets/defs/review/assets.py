@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from cloud_assets.plumbing import checks
 from cloud_assets.plumbing.sharding import Sharding
@@ -27,7 +26,6 @@ REVIEW_CHECKS = [
                 "The review gives at least as many label changes as the latest corrections of this train.csv (a "
                 "missing or empty review gives none), unless the run config says allow_fewer_changes."),
 ]
-CORRECTIONS = "corrections"  # under CLOUD_ASSETS_VAR_DIR: every version of the corrections
 
 
 class ReviewConfig(dg.Config):
@@ -71,21 +69,18 @@ def build(settings: Settings, sharding: Sharding) -> list:
         rows, shape = labelled.rows, tuple(labelled.meta["original_shape"])
         issues = LabelIssues(label_issues).issues
         train_sha = sha256(dataset.train_csv)
-        kept = Path(var.path) / CORRECTIONS
-        previous = review.latest(kept, train_sha)
+        kept = Path(var.path) / review.CORRECTIONS
         problems = []
         try:
-            decisions = review.read(path, labelled.labels["image"], dataset.class_names) \
-                if path.exists() else pd.DataFrame(columns=[*review.COLUMNS, "line"])
-            corrected, changes, proposed = review.apply(rows, decisions, issues, shape, path)
+            decisions, corrected, changes, proposed = review.evaluate(
+                path, rows, issues, dataset.class_names, shape, review.latest(kept, train_sha),
+                config.allow_fewer_changes)
+        except review.FewerChanges as e:
+            problems = [Problem("keeps_corrections", where, f"{what}; nothing was written (every version is kept in "
+                                f"{kept}). To apply it on purpose: make review FEWER=1 (the run config "
+                                f"allow_fewer_changes: true of corrected_labels)") for where, what in e.problems]
         except review.ReviewError as e:
             problems = [Problem("review_applies", where, what) for where, what in e.problems]
-        else:
-            lost = None if config.allow_fewer_changes else review.loss(path, decisions, len(changes), previous)
-            if lost:
-                problems = [Problem("keeps_corrections", str(path), f"{lost}; nothing was written (every version is "
-                                    f"kept in {kept}). To apply it on purpose: make review FEWER=1 (the run config "
-                                    f"allow_fewer_changes: true of corrected_labels)")]
         yield from checks.results(REVIEW_CHECKS, problems)
         checks.raise_blocking(REVIEW_CHECKS, problems)
         if not path.exists():
