@@ -140,7 +140,7 @@ site: install
 # at REVIEW_FILE first (cloud-assets review: a file that does not apply leaves the one there); without
 # it, the file already there. FEWER=1 applies a review that gives fewer label changes than the latest
 # corrections (every version stays in corrections/)
-FEWER_ON = $(filter 1 yes true,$(FEWER))
+FEWER_ON = $(filter 1 yes Yes YES true True TRUE,$(FEWER))
 review: install
 	$(if $(REVIEW),@$(VENV)/bin/cloud-assets review "$(REVIEW)" $(if $(FEWER_ON),--fewer))
 	@$(LAUNCH) --job observe_label_review

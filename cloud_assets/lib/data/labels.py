@@ -53,7 +53,7 @@ def read_csv(path: Path, columns, error=DatasetError, optional=()) -> pd.DataFra
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = rows(csv.reader(f, strict=True))
-            _, header = next(reader, (0, None))
+            at, header = next(reader, (0, None))
             expected = f"'{','.join(columns)}'" + "".join(f" (and {c}, optional)" for c in optional)
             if header is None:
                 raise error(f"{path}: not a readable CSV (the file is empty; expected the header {expected})")
@@ -61,7 +61,7 @@ def read_csv(path: Path, columns, error=DatasetError, optional=()) -> pd.DataFra
                 header.pop()
             missing = [c for c in columns if c not in header]
             if missing:
-                raise error(f"{path}: missing column(s) {', '.join(missing)}; expected header {expected}, "
+                raise error(f"{path} line {at}: missing column(s) {', '.join(missing)}; expected header {expected}, "
                             f"found {header}{_separator_hint(header)}")
             columns = [*columns, *(c for c in optional if c in header)]
             wanted = [header.index(c) for c in columns]  # only these are kept in memory

@@ -60,7 +60,7 @@ def test_check_rows_names_file_line_and_problem(tmp_path):
 
 
 @pytest.mark.parametrize("content,message", [
-    (b"Image,Pixels\na.jpg_Fish,\n", "missing column(s) Image_Label, EncodedPixels"),
+    (b"\nImage,Pixels\na.jpg_Fish,\n", "line 2: missing column(s) Image_Label, EncodedPixels"),
     (b"Image_Label,EncodedPixels\n", "no rows after the header"),
     (b"", "empty file; expected the header 'Image_Label,EncodedPixels'"),
     (b"Image_Label,EncodedPixels\n\xff\xfe\xfa,1 2\n", "line 2: byte 0xff is not UTF-8"),
