@@ -159,6 +159,11 @@ def apply_what_fits(train: pd.DataFrame, review: pd.DataFrame, issues: pd.DataFr
         return apply(train, review[~review["line"].isin(lines)], issues, shape, path)[0], len(lines)
 
 
+def images_of(train: pd.DataFrame) -> np.ndarray:
+    """The images train.csv's rows `train` (`Image_Label`) name, each once: those a review may name."""
+    return train["Image_Label"].str.rpartition("_")[0].unique()
+
+
 class FewerChanges(ReviewError):
     """A review that would replace the latest corrections of train.csv by fewer label changes."""
 
@@ -170,8 +175,8 @@ def evaluate(path: Path, train: pd.DataFrame, issues: pd.DataFrame, class_names,
     train.csv's rows `train`. ReviewError naming the file's lines where it does not read or fit (`read`,
     `apply`); FewerChanges where it gives fewer label changes than the latest corrections `previous`
     (`latest`, `loss`), unless `allow_fewer`."""
-    images = train["Image_Label"].str.rpartition("_")[0].unique()
-    decisions = read(path, images, class_names) if Path(path).exists() else pd.DataFrame(columns=[*COLUMNS, "line"])
+    decisions = read(path, images_of(train), class_names) if Path(path).exists() else \
+        pd.DataFrame(columns=[*COLUMNS, "line"])
     corrected, changes, proposed = apply(train, decisions, issues, shape, path)
     lost = None if allow_fewer else loss(path, decisions, len(changes), previous)
     if lost:
@@ -186,7 +191,7 @@ def place(path: Path, train: pd.DataFrame, issues: pd.DataFrame | None, class_na
     once it reads). Returns (how many decisions it holds, whether it was copied: not when `path` is
     `to`); ReviewError naming `path` and its lines, and `to` left as it was, when it would not."""
     if issues is None:
-        decisions = read(path, train["Image_Label"].str.rpartition("_")[0].unique(), class_names)
+        decisions = read(path, images_of(train), class_names)
     else:
         decisions = evaluate(path, train, issues, class_names, shape, previous, allow_fewer)[0]
     if Path(path).resolve() == Path(to).resolve():

@@ -46,8 +46,8 @@ def build(settings: Settings, sharding: Sharding) -> list:
         if not path.exists():
             return dg.ObserveResult(data_version=dg.DataVersion("absent"),
                                     metadata={"path": dg.MetadataValue.path(str(path)), "decisions": 0})
-        images = labels.read_csv(dataset.train_csv, ["Image_Label"])["Image_Label"].str.rpartition("_")[0]
-        decisions = review.read(path, images, dataset.class_names)
+        decisions = review.read(path, review.images_of(labels.read_csv(dataset.train_csv, ["Image_Label"])),
+                                dataset.class_names)
         return dg.ObserveResult(data_version=dg.DataVersion(sha256(path)), metadata={
             "path": dg.MetadataValue.path(str(path.resolve())), "decisions": len(decisions),
             "accepted": int((decisions["decision"] == "accept").sum())})

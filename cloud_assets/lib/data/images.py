@@ -16,6 +16,7 @@ from cloud_assets.lib.data.labels import DatasetError, Problem
 from cloud_assets.lib.progress import Progress, ProgressCallback
 from cloud_assets.lib.store import Array, Table, Value, release
 
+
 def jpeg_names(folder: Path) -> list[str]:
     """The names of the JPEG files in `folder` (.jpg or .jpeg, in any case), sorted; none when it is
     not a folder."""
